@@ -1,0 +1,72 @@
+// The only pybind11 file: raw pointers, sizes and strides in, no torch; the GIL is released
+// around every kernel.
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <string>
+
+#include "common/cpu_features.h"
+#include "hadamard/fwht.h"
+
+namespace py = pybind11;
+using namespace kernelkit;
+
+namespace {
+
+template <class T> T* as_ptr(uintptr_t address) { return reinterpret_cast<T*>(address); }
+
+void fwht_binding(uintptr_t src, int64_t src_row_stride, uintptr_t dst, int64_t dst_row_stride,
+                  int64_t rows, int64_t n, const std::string& dtype, int m, uintptr_t had_m,
+                  double scale, int threads, const std::string& isa) {
+  FwhtArgs a;
+  a.src = as_ptr<const void>(src);
+  a.dst = as_ptr<void>(dst);
+  a.rows = rows;
+  a.n = n;
+  a.src_row_stride = src_row_stride;
+  a.dst_row_stride = dst_row_stride;
+  a.dtype = parse_dtype(dtype);
+  a.m = m;
+  a.had_m = as_ptr<const float>(had_m);
+  a.scale = scale;
+  a.threads = threads;
+  const Isa chosen = parse_isa(isa);
+  py::gil_scoped_release release;
+  fwht(a, chosen);
+}
+
+py::dict build_info() {
+  py::dict info;
+#if defined(__clang__)
+  info["compiler"] = std::string("clang ") + __clang_version__;
+#elif defined(__GNUC__)
+  info["compiler"] = std::string("gcc ") + __VERSION__;
+#else
+  info["compiler"] = "unknown";
+#endif
+  py::list compiled;
+  compiled.append("portable");
+  if (avx2_compiled()) compiled.append("avx2");
+  info["isa_compiled"] = compiled;
+  info["isa_in_use"] = isa_name(best_isa());
+  const CpuFeatures& f = cpu_features();
+  info["cpu_avx2"] = f.avx2;
+  info["cpu_fma"] = f.fma;
+  info["cpu_f16c"] = f.f16c;
+#if defined(_OPENMP)
+  info["openmp"] = std::to_string(_OPENMP);
+#else
+  info["openmp"] = py::none();
+#endif
+  return info;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, mod) {
+  mod.doc() = "kernelkit CPU kernels (no torch inside: pointers, sizes and strides in)";
+  mod.def("fwht", &fwht_binding, py::arg("src"), py::arg("src_row_stride"), py::arg("dst"),
+          py::arg("dst_row_stride"), py::arg("rows"), py::arg("n"), py::arg("dtype"), py::arg("m"),
+          py::arg("had_m"), py::arg("scale"), py::arg("threads"), py::arg("isa") = "auto");
+  mod.def("build_info", &build_info);
+}

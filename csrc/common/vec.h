@@ -1,0 +1,115 @@
+// 256-bit vectors of float (8 lanes) or double (4 lanes) through GCC/Clang vector extensions,
+// plus loads and stores that convert from/to the storage types. Included by every kernel
+// translation unit inside its ISA namespace: compiled with -mavx2 -mfma -mf16c the same code
+// becomes AVX2 (and F16C conversions are used); without, it is portable (two SSE halves).
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "common/half_scalar.h"
+
+#if defined(KK_ISA_AVX2)
+#include <immintrin.h>
+#endif
+
+#ifndef KK_ISA
+#error "define KK_ISA (the ISA namespace) before including common/vec.h"
+#endif
+
+namespace kernelkit {
+namespace KK_ISA {
+
+typedef float vf8 __attribute__((vector_size(32)));
+typedef double vd4 __attribute__((vector_size(32)));
+typedef int32_t vi8 __attribute__((vector_size(32)));
+typedef int64_t vl4 __attribute__((vector_size(32)));
+typedef uint32_t vu8 __attribute__((vector_size(32)));
+typedef uint16_t vw8 __attribute__((vector_size(16)));
+
+template <class S> struct Vec;
+
+template <> struct Vec<float> {
+  using V = vf8;
+  static constexpr int W = 8;
+  static constexpr int LOG_W = 3;
+  static V broadcast(float s) { return V{s, s, s, s, s, s, s, s}; }
+  // The three butterfly levels inside one register: swap partners, then t + v * (+-1) is
+  // a + b in the low lane of each pair and a - b in the high one (one shuffle + one FMA).
+  static V butterflies(V v) {
+    v = __builtin_shuffle(v, vi8{1, 0, 3, 2, 5, 4, 7, 6}) + v * V{1, -1, 1, -1, 1, -1, 1, -1};
+    v = __builtin_shuffle(v, vi8{2, 3, 0, 1, 6, 7, 4, 5}) + v * V{1, 1, -1, -1, 1, 1, -1, -1};
+    v = __builtin_shuffle(v, vi8{4, 5, 6, 7, 0, 1, 2, 3}) + v * V{1, 1, 1, 1, -1, -1, -1, -1};
+    return v;
+  }
+};
+
+template <> struct Vec<double> {
+  using V = vd4;
+  static constexpr int W = 4;
+  static constexpr int LOG_W = 2;
+  static V broadcast(double s) { return V{s, s, s, s}; }
+  static V butterflies(V v) {
+    v = __builtin_shuffle(v, vl4{1, 0, 3, 2}) + v * V{1, -1, 1, -1};
+    v = __builtin_shuffle(v, vl4{2, 3, 0, 1}) + v * V{1, 1, -1, -1};
+    return v;
+  }
+};
+
+template <class S> using VecT = typename Vec<S>::V;
+
+// ---- loads: W elements of storage type T as a vector of compute type S ----
+
+inline vf8 load_vec(const float* p, float*) { vf8 v; std::memcpy(&v, p, sizeof v); return v; }
+inline vd4 load_vec(const double* p, double*) { vd4 v; std::memcpy(&v, p, sizeof v); return v; }
+
+inline vf8 load_vec(const bf16_bits* p, float*) {
+  vw8 w;
+  std::memcpy(&w, p, sizeof w);
+  vu8 u = __builtin_convertvector(w, vu8) << 16;
+  vf8 v;
+  std::memcpy(&v, &u, sizeof v);
+  return v;
+}
+
+inline vf8 load_vec(const f16_bits* p, float*) {
+#if defined(KK_ISA_AVX2)
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+#else
+  vf8 v;
+  for (int i = 0; i < 8; ++i) v[i] = to_float(p[i]);
+  return v;
+#endif
+}
+
+template <class S, class T> inline VecT<S> load_as(const T* p) {
+  return load_vec(p, static_cast<S*>(nullptr));
+}
+
+// ---- stores: a vector of compute type S into W elements of storage type T ----
+
+inline void store_vec(float* p, vf8 v) { std::memcpy(p, &v, sizeof v); }
+inline void store_vec(double* p, vd4 v) { std::memcpy(p, &v, sizeof v); }
+
+inline void store_vec(bf16_bits* p, vf8 v) {
+  vu8 u;
+  std::memcpy(&u, &v, sizeof u);
+  const vu8 is_nan = (u & 0x7fffffffu) > 0x7f800000u;
+  const vu8 rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+  const vu8 quiet_nan = (u >> 16) | 0x40u;
+  const vu8 r = (is_nan & quiet_nan) | (~is_nan & rounded);
+  const vw8 w = __builtin_convertvector(r, vw8);
+  std::memcpy(p, &w, sizeof w);
+}
+
+inline void store_vec(f16_bits* p, vf8 v) {
+#if defined(KK_ISA_AVX2)
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(p),
+                   _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+#else
+  for (int i = 0; i < 8; ++i) p[i] = to_f16(v[i]);
+#endif
+}
+
+}  // namespace KK_ISA
+}  // namespace kernelkit

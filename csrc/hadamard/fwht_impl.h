@@ -1,0 +1,290 @@
+// FWHT kernels, written once over 256-bit vectors and compiled once per ISA (fwht.cpp,
+// fwht_avx2.cpp). A row that fits in L2 costs one read of src and one write of dst: the first
+// pass does the in-register levels plus up to three more, later passes up to four levels each
+// on the L1/L2-resident row. Longer rows split into 2**15-float chunks (one pass) and then
+// column strips copied through an L2 buffer (one pass): two reads and two writes in all.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <memory>
+#include <type_traits>
+
+#include "common/vec.h"
+#include "hadamard/fwht.h"
+
+namespace kernelkit {
+namespace KK_ISA {
+namespace fwht_detail {
+
+// Rows up to this many bytes of compute type are transformed whole (they stay in L2).
+constexpr int64_t kRowBytes = int64_t(1) << 17;
+// Column strips of long rows go through a buffer of about this size (L2-resident).
+constexpr int64_t kStripBytes = int64_t(1) << 20;
+
+inline int log2_exact(int64_t n) {
+  int k = 0;
+  while ((int64_t(1) << k) < n) ++k;
+  return k;
+}
+
+template <int G, class V> inline void butterfly_registers(V* r) {
+#pragma GCC unroll 16
+  for (int d = 1; d < G; d *= 2) {
+#pragma GCC unroll 16
+    for (int j = 0; j < G; ++j) {
+      if (j & d) continue;
+      const V a = r[j], b = r[j + d];
+      r[j] = a + b;
+      r[j + d] = a - b;
+    }
+  }
+}
+
+// First pass of a contiguous row (len a multiple of W * G): the in-register levels of each
+// vector, then log2(G) levels across G consecutive vectors.
+template <class S, int G, class In, class Out>
+void first_pass(const In* src, Out* dst, int64_t len, S scale, bool scaled) {
+  using V = VecT<S>;
+  constexpr int W = Vec<S>::W;
+  const V sv = Vec<S>::broadcast(scale);
+  for (int64_t i = 0; i < len; i += int64_t(W) * G) {
+    V r[G];
+    for (int j = 0; j < G; ++j) r[j] = Vec<S>::butterflies(load_as<S>(src + i + j * W));
+    butterfly_registers<G>(r);
+    if (scaled)
+      for (int j = 0; j < G; ++j) r[j] *= sv;
+    for (int j = 0; j < G; ++j) store_vec(dst + i + j * W, r[j]);
+  }
+}
+
+template <class S, class In, class Out>
+void first_pass_dispatch(int g, const In* src, Out* dst, int64_t len, S scale, bool scaled) {
+  switch (g) {
+    case 0: return first_pass<S, 1>(src, dst, len, scale, scaled);
+    case 1: return first_pass<S, 2>(src, dst, len, scale, scaled);
+    case 2: return first_pass<S, 4>(src, dst, len, scale, scaled);
+    default: return first_pass<S, 8>(src, dst, len, scale, scaled);
+  }
+}
+
+// log2(G) butterfly levels among rows r, r + dist, ..., r + (G-1) dist of a rows x width
+// matrix (width a multiple of W), for every such group: one read and one write per element.
+template <class S, int G, class In, class Out>
+void cross_pass(const In* src, int64_t src_ld, Out* dst, int64_t dst_ld, int64_t rows,
+                int64_t width, int64_t dist, S scale, bool scaled) {
+  using V = VecT<S>;
+  constexpr int W = Vec<S>::W;
+  const V sv = Vec<S>::broadcast(scale);
+  for (int64_t block = 0; block < rows; block += dist * G) {
+    for (int64_t o = 0; o < dist; ++o) {
+      const In* s = src + (block + o) * src_ld;
+      Out* d = dst + (block + o) * dst_ld;
+      for (int64_t c = 0; c < width; c += W) {
+        V r[G];
+        for (int j = 0; j < G; ++j) r[j] = load_as<S>(s + j * dist * src_ld + c);
+        butterfly_registers<G>(r);
+        if (scaled)
+          for (int j = 0; j < G; ++j) r[j] *= sv;
+        for (int j = 0; j < G; ++j) store_vec(d + j * dist * dst_ld + c, r[j]);
+      }
+    }
+  }
+}
+
+template <class S, class In, class Out>
+void cross_pass_dispatch(int nlev, const In* src, int64_t src_ld, Out* dst, int64_t dst_ld,
+                         int64_t rows, int64_t width, int64_t dist, S scale, bool scaled) {
+  switch (nlev) {
+    case 0: return cross_pass<S, 1>(src, src_ld, dst, dst_ld, rows, width, dist, scale, scaled);
+    case 1: return cross_pass<S, 2>(src, src_ld, dst, dst_ld, rows, width, dist, scale, scaled);
+    case 2: return cross_pass<S, 4>(src, src_ld, dst, dst_ld, rows, width, dist, scale, scaled);
+    case 3: return cross_pass<S, 8>(src, src_ld, dst, dst_ld, rows, width, dist, scale, scaled);
+    default: return cross_pass<S, 16>(src, src_ld, dst, dst_ld, rows, width, dist, scale, scaled);
+  }
+}
+
+// The full transform down the columns of a rows x width matrix (rows = 2**r), in passes of at
+// most four levels: src -> work for the first, work -> work in between, work -> dst (scaled)
+// for the last. work may alias src or dst when their layouts match.
+template <class S, class In, class Out>
+void column_transform(const In* src, int64_t src_ld, S* work, int64_t work_ld, Out* dst,
+                      int64_t dst_ld, int64_t rows, int64_t width, S scale) {
+  const int levels = log2_exact(rows);
+  const int passes = std::max(1, (levels + 3) / 4);
+  int64_t dist = 1;
+  for (int p = 0; p < passes; ++p) {
+    const int nlev = levels / passes + (p < levels % passes ? 1 : 0);
+    const bool first = p == 0, last = p == passes - 1;
+    if (first && last)
+      cross_pass_dispatch<S>(nlev, src, src_ld, dst, dst_ld, rows, width, dist, scale, true);
+    else if (first)
+      cross_pass_dispatch<S>(nlev, src, src_ld, work, work_ld, rows, width, dist, S(1), false);
+    else if (last)
+      cross_pass_dispatch<S>(nlev, work, work_ld, dst, dst_ld, rows, width, dist, scale, true);
+    else
+      cross_pass_dispatch<S>(nlev, work, work_ld, work, work_ld, rows, width, dist, S(1), false);
+    dist <<= nlev;
+  }
+}
+
+// Rows shorter than one vector (n = 1, 2, 4 floats; 1, 2 doubles).
+template <class S, class In, class Out>
+void short_row_transform(const In* src, Out* dst, int64_t len, S scale) {
+  S t[8];
+  for (int64_t i = 0; i < len; ++i) t[i] = to_compute<S>(src[i]);
+  for (int64_t h = 1; h < len; h *= 2)
+    for (int64_t i = 0; i < len; ++i)
+      if (!(i & h)) {
+        const S a = t[i], b = t[i + h];
+        t[i] = a + b;
+        t[i + h] = a - b;
+      }
+  for (int64_t i = 0; i < len; ++i) dst[i] = StoreAs<Out>::from(t[i] * scale);
+}
+
+// One contiguous row of len = 2**L <= kRowBytes / sizeof(S). work holds len compute values
+// (it is dst itself when Out == S).
+template <class S, class In, class Out>
+void row_transform(const In* src, Out* dst, S* work, int64_t len, S scale) {
+  constexpr int W = Vec<S>::W;
+  if (len < W) return short_row_transform<S>(src, dst, len, scale);
+  const int levels = log2_exact(len) - Vec<S>::LOG_W;
+  const int g = std::min(3, levels);
+  const int64_t done = int64_t(W) << g;
+  if (levels == g) return first_pass_dispatch<S>(g, src, dst, len, scale, true);
+  first_pass_dispatch<S>(g, src, work, len, S(1), false);
+  column_transform<S>(work, done, work, done, dst, done, len / done, done, scale);
+}
+
+template <class S> struct Scratch {
+  std::unique_ptr<S[]> data;
+  S* get(int64_t n) {
+    if (!data) data.reset(new S[size_t(n)]);
+    return data.get();
+  }
+};
+
+// y[a] = scale * sum_b H[a, b] x[b] for the m blocks of width `width` of one row, columns
+// [c0, c1); x may alias dst (all m inputs of a column are read before it is written).
+template <class S, class Out>
+void small_matrix_pass(const S* x, Out* dst, int m, int64_t width, const S* h_scaled,
+                       int64_t c0, int64_t c1) {
+  using V = VecT<S>;
+  constexpr int W = Vec<S>::W;
+  int64_t c = c0;
+  if (width % W == 0) {
+    for (; c < c1; c += W) {
+      V in[40];
+      for (int b = 0; b < m; ++b) in[b] = load_as<S>(x + b * width + c);
+      for (int a = 0; a < m; ++a) {
+        V acc = in[0] * Vec<S>::broadcast(h_scaled[a * m]);
+        for (int b = 1; b < m; ++b) acc += in[b] * Vec<S>::broadcast(h_scaled[a * m + b]);
+        store_vec(dst + a * width + c, acc);
+      }
+    }
+  }
+  for (; c < c1; ++c) {
+    S in[40];
+    for (int b = 0; b < m; ++b) in[b] = x[b * width + c];
+    for (int a = 0; a < m; ++a) {
+      S acc = 0;
+      for (int b = 0; b < m; ++b) acc += in[b] * h_scaled[a * m + b];
+      dst[a * width + c] = StoreAs<Out>::from(acc);
+    }
+  }
+}
+
+inline int64_t row_limit_elems(int64_t elem_bytes) { return kRowBytes / elem_bytes; }
+
+// A row too long for L2: chunks of C = row limit transformed in parallel, then the
+// R = len / C levels across chunks down column strips of an L2-sized buffer.
+template <class S, class In, class Out>
+void long_row_transform(const In* src, Out* dst, S* work, int64_t len, S scale, int threads) {
+  const int64_t C = row_limit_elems(sizeof(S));
+  const int64_t R = len / C;
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t r = 0; r < R; ++r) row_transform<S>(src + r * C, work + r * C, work + r * C, C, S(1));
+
+  int64_t strip = C / (4 * int64_t(threads));
+  if (R > 16)
+    while (strip > Vec<S>::W && R * strip * int64_t(sizeof(S)) > kStripBytes) strip /= 2;
+  strip = std::max<int64_t>(strip, Vec<S>::W);
+  const int64_t strips = C / strip;
+#pragma omp parallel num_threads(threads)
+  {
+    Scratch<S> buf;
+    S* b = R > 16 ? buf.get(R * strip) : nullptr;
+#pragma omp for schedule(static)
+    for (int64_t s = 0; s < strips; ++s)
+      column_transform<S>(work + s * strip, C, b, strip, dst + s * strip, C, R, strip, scale);
+  }
+}
+
+template <class S, class In, class Out>
+void transform_rows(const FwhtArgs& a) {
+  const In* src = static_cast<const In*>(a.src);
+  Out* dst = static_cast<Out*>(a.dst);
+  const int m = a.m;
+  const int64_t len = a.n / m;
+  constexpr bool out_is_compute = std::is_same<Out, S>::value;
+  S h_scaled[40 * 40];
+  for (int i = 0; i < m * m; ++i) h_scaled[i] = m > 1 ? S(a.had_m[i]) * S(a.scale) : S(0);
+  const S block_scale = m > 1 ? S(1) : S(a.scale);
+
+  if (len <= row_limit_elems(sizeof(S))) {
+    // Enough independent rows to keep every thread busy; tiny calls stay on one thread.
+    const int64_t work_items = a.rows * a.n;
+    const int threads = int(std::max<int64_t>(1, std::min<int64_t>(a.threads, work_items >> 14)));
+#pragma omp parallel num_threads(threads)
+    {
+      Scratch<S> scratch;
+#pragma omp for schedule(static)
+      for (int64_t i = 0; i < a.rows; ++i) {
+        const In* s = src + i * a.src_row_stride;
+        Out* d = dst + i * a.dst_row_stride;
+        S* w = out_is_compute ? reinterpret_cast<S*>(d) : scratch.get(a.n);
+        if (m == 1) {
+          row_transform<S>(s, d, w, len, block_scale);
+          continue;
+        }
+        for (int b = 0; b < m; ++b) row_transform<S>(s + b * len, w + b * len, w + b * len, len, S(1));
+        small_matrix_pass<S>(w, d, m, len, h_scaled, 0, len);
+      }
+    }
+    return;
+  }
+
+  Scratch<S> scratch;
+  for (int64_t i = 0; i < a.rows; ++i) {
+    const In* s = src + i * a.src_row_stride;
+    Out* d = dst + i * a.dst_row_stride;
+    S* w = out_is_compute ? reinterpret_cast<S*>(d) : scratch.get(a.n);
+    if (m == 1) {
+      long_row_transform<S>(s, d, w, len, block_scale, a.threads);
+      continue;
+    }
+    for (int b = 0; b < m; ++b)
+      long_row_transform<S>(s + b * len, w + b * len, w + b * len, len, S(1), a.threads);
+    const int64_t pieces = int64_t(a.threads) * 4;
+    const int64_t piece = (len / pieces / Vec<S>::W) * Vec<S>::W;
+#pragma omp parallel for num_threads(a.threads) schedule(static)
+    for (int64_t p = 0; p < pieces; ++p)
+      small_matrix_pass<S>(w, d, m, len, h_scaled, p * piece, p == pieces - 1 ? len : (p + 1) * piece);
+  }
+}
+
+}  // namespace fwht_detail
+
+void fwht_run(const FwhtArgs& a) {
+  using namespace fwht_detail;
+  switch (a.dtype) {
+    case DType::f32: return transform_rows<float, float, float>(a);
+    case DType::f64: return transform_rows<double, double, double>(a);
+    case DType::f16: return transform_rows<float, f16_bits, f16_bits>(a);
+    case DType::bf16: return transform_rows<float, bf16_bits, bf16_bits>(a);
+  }
+}
+
+}  // namespace KK_ISA
+}  // namespace kernelkit

@@ -1,0 +1,65 @@
+"""Backend selection: which of the three implementations of an op runs."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+
+import torch
+
+BACKENDS = ("auto", "cpu", "triton", "reference")
+
+_state = threading.local()
+
+
+def current_backend() -> str:
+    return getattr(_state, "backend", "auto")
+
+
+@contextlib.contextmanager
+def use_backend(name: str) -> Iterator[None]:
+    """Force one implementation inside a ``with`` block.
+
+    ``auto`` picks the C++ kernels for CPU tensors and Triton for CUDA tensors; ``cpu`` forces
+    the C++ kernels; ``triton`` the Triton kernels (on CPU tensors only under the Triton
+    interpreter, ``TRITON_INTERPRET=1``); ``reference`` the plain PyTorch references.
+    """
+    if name not in BACKENDS:
+        raise ValueError(f"use_backend: name must be one of {BACKENDS}; got {name!r}")
+    previous = current_backend()
+    _state.backend = name
+    try:
+        yield
+    finally:
+        _state.backend = previous
+
+
+def resolve_backend(op: str, device: torch.device) -> str:
+    """The implementation ``op`` runs for tensors on ``device`` under the current setting."""
+    name = current_backend()
+    if name == "auto":
+        return "triton" if device.type == "cuda" else "cpu"
+    if name == "cpu" and device.type != "cpu":
+        raise RuntimeError(f"{op}: backend 'cpu' needs CPU tensors; got a {device.type} tensor")
+    if name == "triton" and device.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+        raise RuntimeError(
+            f"{op}: backend 'triton' on CPU tensors runs only under the Triton interpreter; "
+            "set TRITON_INTERPRET=1 before triton is imported"
+        )
+    if name not in ("triton", "reference") and device.type not in ("cpu", "cuda"):
+        raise RuntimeError(f"{op}: no kernel for device type {device.type!r}")
+    return name
+
+
+def triton_kernels(family: str):  # noqa: ANN201  (a module)
+    """Imports kernelkit.kernels.<family> lazily, with a clear error if triton is missing."""
+    try:
+        import importlib
+
+        return importlib.import_module(f"kernelkit.kernels.{family}")
+    except ImportError as err:
+        raise RuntimeError(
+            f"the Triton backend needs the 'triton' package (pip install 'kernelkit[triton]'): {err}"
+        ) from err

@@ -10,16 +10,17 @@ import scipy.linalg
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tolerances import (
-    assert_f32_close,
-    assert_f64_close,
-    assert_low_precision_close,
-)
 
 import kernelkit
 from kernelkit import _native
 from kernelkit.reference import fwht_reference, hadamard_matrix
 from kernelkit.reference.hadamard_matrices import small_hadamard
+
+from tolerances import (
+    assert_f32_close,
+    assert_f64_close,
+    assert_low_precision_close,
+)
 
 POW2 = [2**k for k in range(17)]
 ODD = [m * 2**k for m in (12, 20, 28, 40) for k in (0, 1, 2, 3, 5, 8)]
@@ -288,7 +289,7 @@ def test_build_info():
         (lambda: kernelkit.fwht(torch.randn(2, 8), dim=2), IndexError, "dim must be in"),
         (lambda: kernelkit.fwht(torch.randn(8), scale="x"), TypeError, "scale must be a real"),
         (lambda: kernelkit.fwht([1.0, 2.0]), TypeError, "x must be a torch.Tensor"),
-        (lambda: kernelkit.fwht_(torch.randn(8, requires_grad=True)), RuntimeError, "requires grad"),
+        (lambda: kernelkit.fwht_(torch.randn(8, requires_grad=True)), RuntimeError, "grad"),
         (lambda: kernelkit.nn.HadamardTransform(10), ValueError, "got 10"),
         (lambda: kernelkit.nn.HadamardTransform(8)(torch.randn(4)), ValueError, "expected size 8"),
         (lambda: kernelkit.nn.HadamardTransform(8, scale="unit"), ValueError, "orthonormal"),

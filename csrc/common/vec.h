@@ -64,12 +64,17 @@ inline vf8 load_vec(const float* p, float*) { vf8 v; std::memcpy(&v, p, sizeof v
 inline vd4 load_vec(const double* p, double*) { vd4 v; std::memcpy(&v, p, sizeof v); return v; }
 
 inline vf8 load_vec(const bf16_bits* p, float*) {
+#if defined(KK_ISA_AVX2)
+  const __m128i w = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(w), 16));
+#else
   vw8 w;
   std::memcpy(&w, p, sizeof w);
   vu8 u = __builtin_convertvector(w, vu8) << 16;
   vf8 v;
   std::memcpy(&v, &u, sizeof v);
   return v;
+#endif
 }
 
 inline vf8 load_vec(const f16_bits* p, float*) {
@@ -98,8 +103,15 @@ inline void store_vec(bf16_bits* p, vf8 v) {
   const vu8 rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
   const vu8 quiet_nan = (u >> 16) | 0x40u;
   const vu8 r = (is_nan & quiet_nan) | (~is_nan & rounded);
+#if defined(KK_ISA_AVX2)
+  // r < 2^16 in every lane, so the saturating pack is exact; packus works per 128-bit lane.
+  const __m256i packed = _mm256_packus_epi32(__m256i(r), __m256i(r));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(p),
+                   _mm256_castsi256_si128(_mm256_permute4x64_epi64(packed, 0x08)));
+#else
   const vw8 w = __builtin_convertvector(r, vw8);
   std::memcpy(p, &w, sizeof w);
+#endif
 }
 
 inline void store_vec(f16_bits* p, vf8 v) {

@@ -112,16 +112,17 @@ void column_transform(const In* src, int64_t src_ld, S* work, int64_t work_ld, O
                       int64_t dst_ld, int64_t rows, int64_t width, S scale) {
   const int levels = log2_exact(rows);
   const int passes = std::max(1, (levels + 3) / 4);
+  const bool scaled = scale != S(1);
   int64_t dist = 1;
   for (int p = 0; p < passes; ++p) {
     const int nlev = levels / passes + (p < levels % passes ? 1 : 0);
     const bool first = p == 0, last = p == passes - 1;
     if (first && last)
-      cross_pass_dispatch<S>(nlev, src, src_ld, dst, dst_ld, rows, width, dist, scale, true);
+      cross_pass_dispatch<S>(nlev, src, src_ld, dst, dst_ld, rows, width, dist, scale, scaled);
     else if (first)
       cross_pass_dispatch<S>(nlev, src, src_ld, work, work_ld, rows, width, dist, S(1), false);
     else if (last)
-      cross_pass_dispatch<S>(nlev, work, work_ld, dst, dst_ld, rows, width, dist, scale, true);
+      cross_pass_dispatch<S>(nlev, work, work_ld, dst, dst_ld, rows, width, dist, scale, scaled);
     else
       cross_pass_dispatch<S>(nlev, work, work_ld, work, work_ld, rows, width, dist, S(1), false);
     dist <<= nlev;
@@ -152,7 +153,7 @@ void row_transform(const In* src, Out* dst, S* work, int64_t len, S scale) {
   const int levels = log2_exact(len) - Vec<S>::LOG_W;
   const int g = std::min(3, levels);
   const int64_t done = int64_t(W) << g;
-  if (levels == g) return first_pass_dispatch<S>(g, src, dst, len, scale, true);
+  if (levels == g) return first_pass_dispatch<S>(g, src, dst, len, scale, scale != S(1));
   first_pass_dispatch<S>(g, src, work, len, S(1), false);
   column_transform<S>(work, done, work, done, dst, done, len / done, done, scale);
 }

@@ -61,5 +61,6 @@ def triton_kernels(family: str):  # noqa: ANN201  (a module)
         return importlib.import_module(f"kernelkit.kernels.{family}")
     except ImportError as err:
         raise RuntimeError(
-            f"the Triton backend needs the 'triton' package (pip install 'kernelkit[triton]'): {err}"
+            "the Triton backend needs the 'triton' package "
+            f"(pip install 'kernelkit[triton]'): {err}"
         ) from err

@@ -6,8 +6,8 @@ import math
 
 import torch
 
-from .._backend import resolve_backend, triton_kernels
 from .. import _native
+from .._backend import resolve_backend, triton_kernels
 from .._native import _C
 from ..reference.hadamard import fwht_reference, split_length
 from ..reference.hadamard_matrices import SUPPORTED_ODD_FACTORS, small_hadamard

@@ -14,7 +14,7 @@ Constructions (all from the quadratic character chi of GF(q), q prime):
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import torch
 
@@ -49,7 +49,7 @@ def _paley_two(q: int) -> torch.Tensor:
     return torch.kron(core, off) + torch.kron(torch.eye(q + 1, dtype=torch.float64), diag)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _small_hadamard_cached(m: int) -> torch.Tensor:
     if m == 1:
         return torch.ones(1, 1, dtype=torch.float64)

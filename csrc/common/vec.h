@@ -96,21 +96,22 @@ template <class S, class T> inline VecT<S> load_as(const T* p) {
 inline void store_vec(float* p, vf8 v) { std::memcpy(p, &v, sizeof v); }
 inline void store_vec(double* p, vd4 v) { std::memcpy(p, &v, sizeof v); }
 
+// float -> bfloat16, round to nearest even; a NaN stays a NaN (quiet bit set) instead of
+// rounding into infinity.
 inline void store_vec(bf16_bits* p, vf8 v) {
-  vu8 u;
-  std::memcpy(&u, &v, sizeof u);
-  const vu8 is_nan = (u & 0x7fffffffu) > 0x7f800000u;
-  const vu8 rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-  const vu8 quiet_nan = (u >> 16) | 0x40u;
-  const vu8 r = (is_nan & quiet_nan) | (~is_nan & rounded);
 #if defined(KK_ISA_AVX2)
+  const __m256i u = _mm256_castps_si256(v);
+  const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+  const __m256i rounded = _mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7fff)), lsb);
+  const __m256i quiet = _mm256_or_si256(u, _mm256_set1_epi32(0x00400000));
+  const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+  const __m256i r = _mm256_srli_epi32(_mm256_blendv_epi8(rounded, quiet, nan), 16);
   // r < 2^16 in every lane, so the saturating pack is exact; packus works per 128-bit lane.
-  const __m256i packed = _mm256_packus_epi32(__m256i(r), __m256i(r));
+  const __m256i packed = _mm256_packus_epi32(r, r);
   _mm_storeu_si128(reinterpret_cast<__m128i*>(p),
                    _mm256_castsi256_si128(_mm256_permute4x64_epi64(packed, 0x08)));
 #else
-  const vw8 w = __builtin_convertvector(r, vw8);
-  std::memcpy(p, &w, sizeof w);
+  for (int i = 0; i < 8; ++i) p[i] = to_bf16(v[i]);
 #endif
 }
 

@@ -22,6 +22,12 @@ constexpr int64_t kRowBytes = int64_t(1) << 17;
 // Column strips of long rows go through a buffer of about this size (L2-resident).
 constexpr int64_t kStripBytes = int64_t(1) << 20;
 
+#ifndef KK_LEVELS_PER_PASS
+#define KK_LEVELS_PER_PASS 4
+#endif
+// Butterfly levels per pass after the first: 2**4 = 16 vector registers, all AVX2 has.
+constexpr int kLevelsPerPass = KK_LEVELS_PER_PASS;
+
 inline int log2_exact(int64_t n) {
   int k = 0;
   while ((int64_t(1) << k) < n) ++k;
@@ -55,16 +61,6 @@ void first_pass(const In* src, Out* dst, int64_t len, S scale, bool scaled) {
     if (scaled)
       for (int j = 0; j < G; ++j) r[j] *= sv;
     for (int j = 0; j < G; ++j) store_vec(dst + i + j * W, r[j]);
-  }
-}
-
-template <class S, class In, class Out>
-void first_pass_dispatch(int g, const In* src, Out* dst, int64_t len, S scale, bool scaled) {
-  switch (g) {
-    case 0: return first_pass<S, 1>(src, dst, len, scale, scaled);
-    case 1: return first_pass<S, 2>(src, dst, len, scale, scaled);
-    case 2: return first_pass<S, 4>(src, dst, len, scale, scaled);
-    default: return first_pass<S, 8>(src, dst, len, scale, scaled);
   }
 }
 
@@ -144,25 +140,104 @@ void short_row_transform(const In* src, Out* dst, int64_t len, S scale) {
   for (int64_t i = 0; i < len; ++i) dst[i] = StoreAs<Out>::from(t[i] * scale);
 }
 
-// One contiguous row of len = 2**L <= kRowBytes / sizeof(S). work holds len compute values
-// (it is dst itself when Out == S).
-template <class S, class In, class Out>
-void row_transform(const In* src, Out* dst, S* work, int64_t len, S scale) {
+// log2(G) butterfly levels among vectors STRIDE elements apart, for every group of G in a
+// contiguous row of LEN elements. Strides are compile-time constants, so every load and store
+// is one base register plus a displacement (no per-row pointer set to keep in registers).
+template <class S, int G, int64_t STRIDE, int64_t LEN, class In, class Out>
+void fixed_cross_pass(const In* src, Out* dst, S scale, bool scaled) {
+  using V = VecT<S>;
   constexpr int W = Vec<S>::W;
-  if (len < W) return short_row_transform<S>(src, dst, len, scale);
-  const int levels = log2_exact(len) - Vec<S>::LOG_W;
-  const int g = std::min(3, levels);
-  const int64_t done = int64_t(W) << g;
-  if (levels == g) return first_pass_dispatch<S>(g, src, dst, len, scale, scale != S(1));
-  first_pass_dispatch<S>(g, src, work, len, S(1), false);
-  column_transform<S>(work, done, work, done, dst, done, len / done, done, scale);
+  const V sv = Vec<S>::broadcast(scale);
+  for (int64_t b = 0; b < LEN; b += G * STRIDE) {
+    for (int64_t c = b; c < b + STRIDE; c += W) {
+      V r[G];
+      for (int j = 0; j < G; ++j) r[j] = load_as<S>(src + c + j * STRIDE);
+      butterfly_registers<G>(r);
+      if (scaled)
+        for (int j = 0; j < G; ++j) r[j] *= sv;
+      for (int j = 0; j < G; ++j) store_vec(dst + c + j * STRIDE, r[j]);
+    }
+  }
 }
 
-template <class S> struct Scratch {
-  std::unique_ptr<S[]> data;
+// The levels [LO, LOGN) of a row, at most kLevelsPerPass per pass; the last pass writes dst.
+template <class S, int LOGN, int LO, class Out>
+void fixed_later_passes(S* work, Out* dst, S scale, bool scaled) {
+  constexpr int remaining = LOGN - LO;
+  constexpr int passes = (remaining + kLevelsPerPass - 1) / kLevelsPerPass;
+  constexpr int nlev = (remaining + passes - 1) / passes;
+  if constexpr (nlev == remaining) {
+    fixed_cross_pass<S, (1 << nlev), (int64_t(1) << LO), (int64_t(1) << LOGN)>(work, dst, scale,
+                                                                              scaled);
+  } else {
+    fixed_cross_pass<S, (1 << nlev), (int64_t(1) << LO), (int64_t(1) << LOGN)>(work, work, S(1),
+                                                                              false);
+    fixed_later_passes<S, LOGN, LO + nlev>(work, dst, scale, scaled);
+  }
+}
+
+// A contiguous row of 2**LOGN >= W elements: the first pass (in-register levels + up to 3
+// more) reads src, later passes run on work (dst itself when Out == S), the last writes dst.
+template <class S, int LOGN, class In, class Out>
+void fixed_row_transform(const In* src, Out* dst, S* work, S scale) {
+  constexpr int LW = Vec<S>::LOG_W;
+  constexpr int g = LOGN - LW < 3 ? LOGN - LW : 3;
+  constexpr int64_t len = int64_t(1) << LOGN;
+  const bool scaled = scale != S(1);
+  if constexpr (LW + g == LOGN) {
+    first_pass<S, (1 << g)>(src, dst, len, scale, scaled);
+  } else {
+    first_pass<S, (1 << g)>(src, work, len, S(1), false);
+    fixed_later_passes<S, LOGN, LW + g>(work, dst, scale, scaled);
+  }
+}
+
+// One contiguous row of len = 2**L <= W * 2**14 elements (long rows are cut into chunks no
+// longer). work holds len compute values (it is dst itself when Out == S).
+template <class S, class In, class Out>
+void row_transform(const In* src, Out* dst, S* work, int64_t len, S scale) {
+  constexpr int LW = Vec<S>::LOG_W;
+  if (len < Vec<S>::W) return short_row_transform<S>(src, dst, len, scale);
+  switch (log2_exact(len) - LW) {
+    case 0: return fixed_row_transform<S, LW + 0>(src, dst, work, scale);
+    case 1: return fixed_row_transform<S, LW + 1>(src, dst, work, scale);
+    case 2: return fixed_row_transform<S, LW + 2>(src, dst, work, scale);
+    case 3: return fixed_row_transform<S, LW + 3>(src, dst, work, scale);
+    case 4: return fixed_row_transform<S, LW + 4>(src, dst, work, scale);
+    case 5: return fixed_row_transform<S, LW + 5>(src, dst, work, scale);
+    case 6: return fixed_row_transform<S, LW + 6>(src, dst, work, scale);
+    case 7: return fixed_row_transform<S, LW + 7>(src, dst, work, scale);
+    case 8: return fixed_row_transform<S, LW + 8>(src, dst, work, scale);
+    case 9: return fixed_row_transform<S, LW + 9>(src, dst, work, scale);
+    case 10: return fixed_row_transform<S, LW + 10>(src, dst, work, scale);
+    case 11: return fixed_row_transform<S, LW + 11>(src, dst, work, scale);
+    case 12: return fixed_row_transform<S, LW + 12>(src, dst, work, scale);
+    case 13: return fixed_row_transform<S, LW + 13>(src, dst, work, scale);
+    default: return fixed_row_transform<S, LW + 14>(src, dst, work, scale);
+  }
+}
+
+// Per-thread buffers up to kKeepBytes are kept between calls (OpenMP threads persist): a fresh
+// malloc of a few hundred KiB is an mmap, and its page faults cost more than a short transform.
+constexpr int64_t kKeepBytes = int64_t(4) << 20;
+
+template <class S, int Slot> S* thread_buffer(int64_t n) {
+  static thread_local std::unique_ptr<S[]> kept;
+  static thread_local int64_t capacity = 0;
+  if (n > capacity) {
+    kept.reset(new S[size_t(n)]);
+    capacity = n;
+  }
+  return kept.get();
+}
+
+// Scratch for one call: a kept per-thread buffer when small, an owned allocation when large.
+template <class S, int Slot> struct Scratch {
+  std::unique_ptr<S[]> owned;
   S* get(int64_t n) {
-    if (!data) data.reset(new S[size_t(n)]);
-    return data.get();
+    if (n * int64_t(sizeof(S)) <= kKeepBytes) return thread_buffer<S, Slot>(n);
+    if (!owned) owned.reset(new S[size_t(n)]);
+    return owned.get();
   }
 };
 
@@ -198,11 +273,13 @@ void small_matrix_pass(const S* x, Out* dst, int m, int64_t width, const S* h_sc
 
 inline int64_t row_limit_elems(int64_t elem_bytes) { return kRowBytes / elem_bytes; }
 
-// A row too long for L2: chunks of C = row limit transformed in parallel, then the
-// R = len / C levels across chunks down column strips of an L2-sized buffer.
+// A row too long for L2: chunks of C elements transformed in parallel, then the R = len / C
+// levels across chunks in one streaming pass (R <= 16) or down column strips of an L2-sized
+// buffer. C grows up to 4x the row limit first, so that rows up to 2**20 floats need no buffer.
 template <class S, class In, class Out>
 void long_row_transform(const In* src, Out* dst, S* work, int64_t len, S scale, int threads) {
-  const int64_t C = row_limit_elems(sizeof(S));
+  const int64_t limit = row_limit_elems(sizeof(S));
+  const int64_t C = std::min(std::max(len / 16, limit), 4 * limit);
   const int64_t R = len / C;
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t r = 0; r < R; ++r) row_transform<S>(src + r * C, work + r * C, work + r * C, C, S(1));
@@ -214,7 +291,7 @@ void long_row_transform(const In* src, Out* dst, S* work, int64_t len, S scale, 
   const int64_t strips = C / strip;
 #pragma omp parallel num_threads(threads)
   {
-    Scratch<S> buf;
+    Scratch<S, 0> buf;
     S* b = R > 16 ? buf.get(R * strip) : nullptr;
 #pragma omp for schedule(static)
     for (int64_t s = 0; s < strips; ++s)
@@ -239,7 +316,7 @@ void transform_rows(const FwhtArgs& a) {
     const int threads = int(std::max<int64_t>(1, std::min<int64_t>(a.threads, work_items >> 14)));
 #pragma omp parallel num_threads(threads)
     {
-      Scratch<S> scratch;
+      Scratch<S, 1> scratch;
 #pragma omp for schedule(static)
       for (int64_t i = 0; i < a.rows; ++i) {
         const In* s = src + i * a.src_row_stride;
@@ -256,7 +333,7 @@ void transform_rows(const FwhtArgs& a) {
     return;
   }
 
-  Scratch<S> scratch;
+  Scratch<S, 2> scratch;
   for (int64_t i = 0; i < a.rows; ++i) {
     const In* s = src + i * a.src_row_stride;
     Out* d = dst + i * a.dst_row_stride;

@@ -94,13 +94,10 @@ def _run_rows(src: torch.Tensor, dst: torch.Tensor, scale: float, backend: str) 
             _native.ISA,
         )
     elif backend == "triton":
-        kernels = triton_kernels("hadamard")
+        # The Triton kernels take contiguous rows; out may alias x.
         src_c = src.contiguous()
         dst_c = dst if dst.is_contiguous() else torch.empty_like(src_c)
-        if dst.data_ptr() == src.data_ptr() and src_c is src and dst_c is dst:
-            kernels.fwht_triton(src_c, src_c, float(scale), _had_m(m, src.device))
-        else:
-            kernels.fwht_triton(src_c, dst_c, float(scale), _had_m(m, src.device))
+        triton_kernels("hadamard").fwht_triton(src_c, dst_c, float(scale), _had_m(m, src.device))
         if dst_c is not dst:
             dst.copy_(dst_c)
     else:

@@ -1,0 +1,227 @@
+"""Shared machinery for the kernelkit benchmarks (bench/bench_<family>.py).
+
+Conventions every family file follows, so that bench/report.py stays generic:
+
+* Each benchmark takes the ``bench`` fixture, calls ``bench.describe(...)`` first (the case's
+  metadata goes to ``benchmark.extra_info`` and names the group), then builds its inputs (a peer
+  that is not installed is skipped there with ``pytest.importorskip``), checks its output once,
+  and times it with ``bench.run(fn, setup=None)``.
+* ``role`` is ``ours``, ``peer`` or ``floor``; ``variant`` is ``out`` (out of place) or
+  ``inplace``. The memory floor of an out-of-place case is ``clone``, of an in-place one ``copy_``.
+* A module may define ``FAMILY`` (its name) and ``TARGETS`` (list of dicts, see report.py);
+  both are copied into the JSON written by ``--benchmark-json``, together with the skipped
+  cases, the build info and the measured matmul roofline.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import torch
+
+# Square matmul used to measure the machine's arithmetic throughput (the compute roofline).
+_ROOFLINE_N = 2048
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("kernelkit bench")
+    group.addoption("--bench-threads", type=int, default=2,
+                    help="torch.set_num_threads and the peers' thread knobs (default 2)")
+    group.addoption("--bench-case-time", type=float, default=1.0,
+                    help="target seconds of timed rounds per benchmark (default 1.0)")
+    group.addoption("--bench-min-rounds", type=int, default=5,
+                    help="minimum timed rounds per benchmark (default 5)")
+    group.addoption("--bench-max-rounds", type=int, default=2000,
+                    help="maximum timed rounds per benchmark (default 2000)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    torch.set_num_threads(config.getoption("--bench-threads"))
+    config._kk_skipped = []  # type: ignore[attr-defined]
+    config._kk_modules = {}  # type: ignore[attr-defined]
+    config._kk_roofline = {}  # type: ignore[attr-defined]
+
+
+def cpu_snapshot() -> tuple[float, float, float] | None:
+    """(machine busy s, machine total s, this process's CPU s) from /proc/stat; None if absent.
+
+    Busy includes steal (time the hypervisor ran someone else on our vCPUs)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    hz = os.sysconf("SC_CLK_TCK")
+    total = sum(fields) / hz
+    idle = (fields[3] + fields[4]) / hz  # idle + iowait
+    t = os.times()
+    return total - idle, total, t.user + t.system
+
+
+def others_load(before: tuple[float, float, float] | None,
+                after: tuple[float, float, float] | None) -> float | None:
+    """Fraction of the machine's CPU time used by other processes between two snapshots."""
+    if before is None or after is None or after[1] - before[1] <= 0:
+        return None
+    others = (after[0] - before[0]) - (after[2] - before[2])
+    return max(0.0, min(1.0, others / (after[1] - before[1])))
+
+
+def _median_seconds(fn: Callable[[], object], reps: int) -> tuple[float, list[float]]:
+    fn()  # warm-up: first-touch of the output, thread pool start
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), times
+
+
+def measure_roofline(reps: int) -> dict[str, Any]:
+    """FLOP/s of an (N x N) @ (N x N) torch.matmul in float32 and float64 (best of reps)."""
+    out: dict[str, Any] = {"n": _ROOFLINE_N, "threads": torch.get_num_threads()}
+    gen = torch.Generator().manual_seed(0)
+    for dtype in (torch.float32, torch.float64):
+        a = torch.randn(_ROOFLINE_N, _ROOFLINE_N, generator=gen, dtype=dtype)
+        b = torch.randn(_ROOFLINE_N, _ROOFLINE_N, generator=gen, dtype=dtype)
+        c = torch.empty(_ROOFLINE_N, _ROOFLINE_N, dtype=dtype)
+        before = cpu_snapshot()
+        med, times = _median_seconds(lambda a=a, b=b, c=c: torch.matmul(a, b, out=c), reps)
+        flops = 2.0 * _ROOFLINE_N**3
+        # The roofline is a peak: take the best call (least disturbed by other processes).
+        out[str(dtype).removeprefix("torch.")] = {
+            "flops_per_s": flops / min(times),
+            "flops_per_s_median": flops / med,
+            "median_s": med,
+            "times_s": times,
+            "others_cpu": others_load(before, cpu_snapshot()),
+        }
+    return out
+
+
+@pytest.fixture(scope="session")
+def roofline(pytestconfig: pytest.Config) -> dict[str, Any]:
+    """Measured once before the first benchmark (and again at the end, see update_json)."""
+    reps = 3 if pytestconfig.getoption("--bench-case-time") < 0.5 else 5
+    result = measure_roofline(reps)
+    pytestconfig._kk_roofline["start"] = result  # type: ignore[attr-defined]
+    return result
+
+
+class Bench:
+    """What a benchmark case uses: describe the case, then time it."""
+
+    def __init__(self, benchmark: Any, config: pytest.Config) -> None:
+        self.benchmark = benchmark
+        self.threads: int = config.getoption("--bench-threads")
+        self.case_time: float = config.getoption("--bench-case-time")
+        self.min_rounds: int = config.getoption("--bench-min-rounds")
+        self.max_rounds: int = config.getoption("--bench-max-rounds")
+        self.info: dict[str, Any] = {}
+
+    def describe(self, *, family: str, op: str, case: str, impl: str, role: str, variant: str,
+                 shape: tuple[int, ...], dtype: str, elements: int, nbytes: int,
+                 flops: float, flop_kind: str, compute_dtype: str, note: str = "",
+                 case_note: str = "") -> None:
+        """Record the case's metadata.
+
+        nbytes: bytes the operation must move (read + write); flops: arithmetic operations of
+        the case; flop_kind: ``add`` (each counted op is one add/sub) or ``fma`` (two flops per
+        FMA, like a GEMM); compute_dtype: the dtype the arithmetic runs in (the roofline used);
+        note: about this implementation; case_note: about the case (same for all its rows).
+        """
+        if role not in ("ours", "peer", "floor"):
+            raise ValueError(f"role must be ours, peer or floor; got {role!r}")
+        if variant not in ("out", "inplace"):
+            raise ValueError(f"variant must be out or inplace; got {variant!r}")
+        if flop_kind not in ("add", "fma"):
+            raise ValueError(f"flop_kind must be add or fma; got {flop_kind!r}")
+        self.info = {
+            "family": family, "op": op, "case": case, "impl": impl, "role": role,
+            "variant": variant, "shape": list(shape), "dtype": dtype, "elements": int(elements),
+            "bytes": int(nbytes), "flops": float(flops), "flop_kind": flop_kind,
+            "compute_dtype": compute_dtype, "threads": self.threads, "note": note,
+            "case_note": case_note,
+        }
+        self.benchmark.group = f"{family}: {case}"
+        self.benchmark.extra_info.update(self.info)
+
+    def run(self, fn: Callable[[], object], setup: Callable[[], None] | None = None) -> None:
+        """Time fn: one call per round (setup, if any, runs before each round, untimed)."""
+        if not self.info:
+            raise RuntimeError("call bench.describe(...) before bench.run(...)")
+        # Estimate the time of one call (the second call: the first may pay one-off costs).
+        est = []
+        for _ in range(2):
+            if setup is not None:
+                setup()
+            t0 = time.perf_counter()
+            fn()
+            est.append(time.perf_counter() - t0)
+        rounds = int(self.case_time / max(est[-1], 1e-7))
+        rounds = max(self.min_rounds, min(self.max_rounds, rounds))
+        before = cpu_snapshot()
+        self.benchmark.pedantic(fn, setup=setup, rounds=rounds, iterations=1, warmup_rounds=1)
+        # How busy the rest of the machine was meanwhile (shared machines): the report flags it.
+        self.benchmark.extra_info["others_cpu"] = others_load(before, cpu_snapshot())
+
+
+@pytest.fixture
+def bench(benchmark: Any, pytestconfig: pytest.Config, roofline: dict[str, Any]) -> Bench:
+    return Bench(benchmark, pytestconfig)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # noqa: ANN201
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.when != "call" or not rep.skipped:
+        return
+    fixture = getattr(item, "funcargs", {}).get("bench")
+    reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+    info = dict(fixture.info) if isinstance(fixture, Bench) else {}
+    item.config._kk_skipped.append(  # type: ignore[attr-defined]
+        {"nodeid": item.nodeid, "reason": reason, "extra_info": info}
+    )
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    for item in session.items:
+        module = getattr(item, "module", None)
+        if module is None or module.__name__ in session.config._kk_modules:  # type: ignore[attr-defined]
+            continue
+        session.config._kk_modules[module.__name__] = {  # type: ignore[attr-defined]
+            "family": getattr(module, "FAMILY", module.__name__.removeprefix("bench_")),
+            "targets": list(getattr(module, "TARGETS", [])),
+        }
+
+
+def pytest_benchmark_update_json(config: pytest.Config, benchmarks: Any,
+                                 output_json: dict[str, Any]) -> None:
+    roof = config._kk_roofline  # type: ignore[attr-defined]
+    if "start" in roof:  # measure again after the last case: the spread shows machine noise
+        roof["end"] = measure_roofline(3 if config.getoption("--bench-case-time") < 0.5 else 5)
+    info: dict[str, Any] = {
+        "loadavg_end": os.getloadavg(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "case_time": config.getoption("--bench-case-time"),
+        "min_rounds": config.getoption("--bench-min-rounds"),
+        "roofline": roof,
+        "skipped": config._kk_skipped,  # type: ignore[attr-defined]
+        "modules": config._kk_modules,  # type: ignore[attr-defined]
+    }
+    try:
+        import kernelkit
+
+        info["build_info"] = kernelkit.build_info()
+        info["kernelkit_file"] = kernelkit.__file__
+    except Exception as err:  # noqa: BLE001  (the report says what went wrong)
+        info["build_info"] = {"error": repr(err)}
+    output_json["kernelkit"] = info

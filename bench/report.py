@@ -1,0 +1,362 @@
+"""Run the kernelkit benchmarks and print ratio tables as markdown.
+
+    python bench/report.py                # full run (a few minutes), markdown on stdout
+    python bench/report.py --quick        # fewer rounds
+    python bench/report.py -k 4096x1024   # pytest -k passthrough
+    python bench/report.py --json run.json          # keep pytest-benchmark's raw JSON
+    python bench/report.py --from-json run.json     # re-render a kept run, no benchmarking
+
+The benchmarks run in a pytest subprocess (its progress goes to stderr). Every figure comes
+from that one run: ratios are "other time / our time" (> 1: ours is faster), the memory floor is
+the case's measured copy_ (in place) or clone (out of place), and the compute floor is the
+case's arithmetic at the throughput of a torch.matmul measured in the same run. Nothing here
+reads a network; it only needs the bench/bench_<family>.py files and their conftest.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+ROLE_ORDER = {"ours": 0, "peer": 1, "floor": 2}
+NOISY = 0.10  # other processes used more than this share of the machine: flag the figure
+
+
+# ---------------------------------------------------------------------------------------------
+# Formatting.
+
+
+def fmt_time(s: float) -> str:
+    if s < 1e-3:
+        return f"{s * 1e6:.1f} µs"
+    if s < 1.0:
+        return f"{s * 1e3:.3g} ms"
+    return f"{s:.3g} s"
+
+
+def fmt_ratio(r: float | None) -> str:
+    if r is None:
+        return "-"
+    return f"{r:.2f}x" if r < 100 else f"{r:.0f}x"
+
+
+def fmt_count(v: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if v >= scale:
+            return f"{v / scale:.3g} {unit}"
+    return f"{v:.3g}"
+
+
+def fmt_load(rows: list[Row]) -> str:
+    vals = [r.info.get("others_cpu") for r in rows]
+    vals = [v for v in vals if v is not None]
+    if not vals:
+        return "-"
+    worst = max(vals)
+    return f"{100 * worst:.0f}%" + (" !" if worst > NOISY else "")
+
+
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The run.
+
+
+def run_benchmarks(json_path: Path, args: argparse.Namespace) -> int:
+    case_time = args.case_time if args.case_time is not None else (0.2 if args.quick else 1.0)
+    min_rounds = 3 if args.quick else 5
+    cmd = [
+        sys.executable, "-m", "pytest", str(BENCH), "-q",
+        f"--benchmark-json={json_path}",
+        "--benchmark-columns=median,iqr,rounds",
+        f"--bench-threads={args.threads}",
+        f"--bench-case-time={case_time}",
+        f"--bench-min-rounds={min_rounds}",
+    ]
+    if args.k:
+        cmd += ["-k", args.k]
+    cmd += args.pytest_args
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    print("running:", " ".join(cmd), file=sys.stderr, flush=True)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=sys.stderr, stderr=sys.stderr,
+                          check=False)
+    return proc.returncode
+
+
+# ---------------------------------------------------------------------------------------------
+# The report.
+
+
+Result = tuple[dict[str, Any], float | None, str, str]  # target, value, verdict, others' CPU
+
+
+class Row:
+    """One benchmark (or the synthetic compute floor) of a case."""
+
+    def __init__(self, info: dict[str, Any], stats: dict[str, Any] | None, t: float) -> None:
+        self.info = info
+        self.stats = stats or {}
+        self.t = t  # seconds per call: the chosen statistic (median unless --stat min)
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self.info[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.info["family"], self.info["case"], self.info["impl"])
+
+    def gbps(self) -> float:
+        return self.info["bytes"] / self.t / 1e9
+
+    def geps(self) -> float:
+        return self.info["elements"] / self.t / 1e9
+
+
+def peak_flops(kk: dict[str, Any], dtype: str) -> float | None:
+    """Best (least disturbed) matmul FLOP/s of the run for dtype, start or end measurement."""
+    roof = kk.get("roofline", {})
+    vals = [m[dtype]["flops_per_s"] for m in roof.values() if dtype in m]
+    return max(vals) if vals else None
+
+
+def compute_floor_s(row: Row, kk: dict[str, Any]) -> float | None:
+    peak = peak_flops(kk, row.info.get("compute_dtype", "float32"))
+    if peak is None or not row.info.get("flops"):
+        return None
+    # A GEMM's FLOPs count an FMA as two; an add/sub is one op at the FMA's instruction rate.
+    rate = peak if row.info.get("flop_kind") == "fma" else peak / 2
+    return row.info["flops"] / rate
+
+
+def group_cases(benchmarks: list[dict[str, Any]],
+                stat: str) -> dict[tuple[str, str], list[Row]]:
+    cases: dict[tuple[str, str], list[Row]] = {}
+    for b in benchmarks:
+        info = b.get("extra_info", {})
+        if "case" not in info:
+            continue
+        cases.setdefault((info["family"], info["case"]), []).append(
+            Row(info, b["stats"], b["stats"][stat]))
+    for rows in cases.values():
+        rows.sort(key=lambda r: (ROLE_ORDER.get(r.role, 9), r.impl))
+    return cases
+
+
+def header_lines(data: dict[str, Any], stat: str) -> list[str]:
+    kk = data.get("kernelkit", {})
+    bi = kk.get("build_info", {})
+    cpu = data.get("machine_info", {}).get("cpu", {}).get("brand_raw", "?")
+    lines = ["# kernelkit benchmark report", ""]
+    lines.append(f"- run: {data.get('datetime', '?')}; {cpu}; torch {kk.get('torch', '?')} "
+                 f"(CPU capability {kk.get('torch_cpu_capability', '?')}); "
+                 f"threads {kk.get('torch_threads', '?')}; "
+                 f"{kk.get('case_time', '?')} s of rounds per benchmark, "
+                 f"min {kk.get('min_rounds', '?')} rounds")
+    lines.append(f"- kernelkit: {kk.get('kernelkit_file', '?')}; ISA in use "
+                 f"{bi.get('isa_in_use', '?')} (compiled {bi.get('isa_compiled', '?')}); "
+                 f"{bi.get('compiler', '?')}; OpenMP {bi.get('openmp', '?')}")
+    roof = kk.get("roofline", {})
+    for dtype in ("float32", "float64"):
+        parts = [f"{when} {m[dtype]['flops_per_s'] / 1e9:.0f}"
+                 for when, m in roof.items() if dtype in m]
+        peak = peak_flops(kk, dtype)
+        if peak is None:
+            continue
+        n = next(iter(roof.values())).get("n", "?")
+        lines.append(f"- compute roofline, {dtype}: torch.matmul {n}^3 "
+                     f"{' / '.join(parts)} GFLOP/s (start / end of run); best "
+                     f"{peak / 1e9:.0f} GFLOP/s = {peak / 2e9:.0f} G add/s (an add and an FMA "
+                     "have the same instruction throughput, so add/s = FLOP/s / 2)")
+    lines.append(f"- times: the {stat} of the rounds; ratios: other time / our time from this "
+                 "one run; > 1 means ours is faster; a floor ratio is the fraction of the floor's "
+                 "speed we reach")
+    lines.append(f"- others' CPU: share of the machine used by other processes while a "
+                 f"benchmark ran (worst of the rows compared); ! marks > {100 * NOISY:.0f}%: "
+                 "that figure is disturbed; load average at the end "
+                 + " / ".join(f"{v:.2f}" for v in kk.get("loadavg_end", [])))
+    return lines
+
+
+def summary_lines(cases: dict[tuple[str, str], list[Row]], kk: dict[str, Any],
+                  stat: str) -> list[str]:
+    rows = []
+    for (family, case), group in cases.items():
+        for ours in (r for r in group if r.role == "ours"):
+            same = [r for r in group if r.role != "ours" and r.variant == ours.variant]
+            peers = [f"{p.impl} {fmt_ratio(p.t / ours.t)}"
+                     for p in same if p.role == "peer"]
+            floors = [f"{f.impl} {fmt_ratio(f.t / ours.t)}"
+                      for f in same if f.role == "floor"]
+            cf = compute_floor_s(ours, kk)
+            rows.append([
+                f"{family}: {case}", ours.impl, fmt_time(ours.t), f"{ours.gbps():.1f}",
+                f"{ours.geps():.3f}", "; ".join(peers) or "-", "; ".join(floors) or "-",
+                fmt_ratio(cf / ours.t if cf else None), fmt_load([ours, *same]),
+            ])
+    head = ["case", "ours", stat, "GB/s", "Gelem/s", "vs peers, same variant",
+            "vs memory floor", "vs compute floor", "others' CPU"]
+    return ["## Summary", ""] + table(head, rows)
+
+
+def case_lines(family: str, case: str, group: list[Row], kk: dict[str, Any],
+               stat: str) -> list[str]:
+    first = group[0].info
+    ours = [r for r in group if r.role == "ours"]
+    cf = compute_floor_s(group[0], kk)
+    lines = [f"### {family}: {case}", ""]
+    lines.append(f"shape {tuple(first['shape'])} {first['dtype']}, "
+                 f"{fmt_count(first['elements'])} elements, "
+                 f"{fmt_count(first['bytes'])}B moved (read + write), "
+                 f"{fmt_count(first['flops'])} {first['flop_kind']} ops "
+                 f"in {first['compute_dtype']}"
+                 + (f"; compute floor {fmt_time(cf)}" if cf else "")
+                 + (f". {first['case_note']}" if first.get("case_note") else ""))
+    lines.append("")
+    head = ["impl", "role", "variant", stat, "IQR/median", "rounds", "others' CPU", "GB/s",
+            "Gelem/s"]
+    head += [f"vs {o.impl}" for o in ours] + ["note"]
+    out = []
+    all_rows = list(group)
+    if cf:
+        all_rows.append(Row(dict(first, impl="compute floor", role="floor", variant="any",
+                                 note=f"{first['flop_kind']} ops at the measured rate"),
+                            None, cf))
+    for r in all_rows:
+        cells = [r.impl, r.role, r.variant, fmt_time(r.t)]
+        if r.stats:
+            cells += [f"{100 * r.stats['iqr'] / r.stats['median']:.0f}%", str(r.stats["rounds"]),
+                      fmt_load([r])]
+        else:
+            cells += ["-", "-", "-"]
+        cells += [f"{r.gbps():.1f}", f"{r.geps():.3f}"]
+        for o in ours:
+            ratio = fmt_ratio(r.t / o.t)
+            same = r.variant in (o.variant, "any")
+            cells.append(ratio if same else f"({ratio})")
+        cells.append(r.info.get("note", ""))
+        out.append(cells)
+    return lines + table(head, out)
+
+
+def skipped_lines(kk: dict[str, Any]) -> list[str]:
+    skipped = kk.get("skipped", [])
+    if not skipped:
+        return []
+    rows = []
+    for s in skipped:
+        info = s.get("extra_info", {})
+        where = f"{info['family']}: {info['case']}" if info else s["nodeid"]
+        rows.append([where, info.get("impl", "?"), s["reason"]])
+    return ["## Skipped", ""] + table(["case", "impl", "reason"], rows)
+
+
+def target_results(cases: dict[tuple[str, str], list[Row]],
+                   kk: dict[str, Any]) -> list[Result]:
+    by_key = {r.key: r for group in cases.values() for r in group}
+    skipped = {(s["extra_info"]["family"], s["extra_info"]["case"], s["extra_info"]["impl"]):
+               s["reason"] for s in kk.get("skipped", []) if s.get("extra_info")}
+    results = []
+    for module in kk.get("modules", {}).values():
+        family = module["family"]
+        for t in module.get("targets", []):
+            ka, kb = (family, *t["a"]), (family, *t["b"])
+            ra, rb = by_key.get(ka), by_key.get(kb)
+            if ra is None or rb is None:
+                missing = kb if ra is not None else ka
+                why = skipped.get(missing, "not run")
+                results.append((t, None, f"N/A ({missing[2]} @ {missing[1]}: {why})", "-"))
+                continue
+            value = (ra.elements / ra.t) / (rb.elements / rb.t)
+            results.append((t, value, "PASS" if value >= t["min"] else "FAIL",
+                            fmt_load([ra, rb])))
+    return results
+
+
+def target_lines(results: list[Result]) -> list[str]:
+    if not results:
+        return []
+    rows = [[t["name"], fmt_ratio(v), f">= {t['min']}x", verdict, load]
+            for t, v, verdict, load in results]
+    head = ["target", "measured", "required", "result", "others' CPU"]
+    return ["## Targets", "", "elements/s of a over elements/s of b (on one case: b's time "
+            "over a's time)", ""] + table(head, rows)
+
+
+def render(data: dict[str, Any], stat: str = "median") -> tuple[str, list[Result]]:
+    kk = data.get("kernelkit", {})
+    cases = group_cases(data.get("benchmarks", []), stat)
+    lines = header_lines(data, stat) + [""] + summary_lines(cases, kk, stat) + ["", "## Cases", ""]
+    for (family, case), group in cases.items():
+        lines += case_lines(family, case, group, kk, stat) + [""]
+    skipped = skipped_lines(kk)
+    if skipped:
+        lines += skipped + [""]
+    results = target_results(cases, kk)
+    lines += target_lines(results)
+    return "\n".join(lines) + "\n", results
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="fewer rounds (about 0.2 s per case)")
+    p.add_argument("--json", type=Path, help="keep pytest-benchmark's JSON at this path")
+    p.add_argument("--from-json", type=Path, help="render a kept JSON; run nothing")
+    p.add_argument("-k", help="pytest -k expression (selects cases)")
+    p.add_argument("--threads", type=int, default=2, help="threads for ours and peers (2)")
+    p.add_argument("--case-time", type=float, help="seconds of rounds per benchmark")
+    p.add_argument("--stat", choices=("median", "min"), default="median",
+                   help="statistic of the rounds used for times and ratios (median)")
+    p.add_argument("--strict", action="store_true", help="exit 1 when a target fails")
+    p.add_argument("pytest_args", nargs="*", help="more pytest arguments (after --)")
+    args = p.parse_args(argv)
+
+    status = 0
+    if args.from_json:
+        path = args.from_json
+    else:
+        if args.json:
+            path = args.json
+        else:
+            fd, name = tempfile.mkstemp(prefix="kernelkit-bench-", suffix=".json")
+            os.close(fd)
+            path = Path(name)
+        started = datetime.datetime.now()
+        rc = run_benchmarks(path, args)
+        print(f"benchmarks took {datetime.datetime.now() - started}", file=sys.stderr)
+        if rc not in (0, 5):  # 5: nothing collected
+            print(f"pytest exited with {rc}: a case failed (see above); the report covers "
+                  "the cases that ran", file=sys.stderr)
+            status = 1
+    try:
+        data = json.loads(path.read_text()) if path.stat().st_size else {}
+    except (OSError, json.JSONDecodeError) as err:
+        print(f"no benchmark results in {path}: {err}", file=sys.stderr)
+        return 1
+    finally:
+        if not args.from_json and not args.json:
+            path.unlink(missing_ok=True)
+    text, results = render(data, args.stat)
+    sys.stdout.write(text)
+    if args.strict and any(verdict == "FAIL" for _, _, verdict, _ in results):
+        status = status or 1
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "common/cpu_features.h"
+#include "common/memory.h"
 #include "hadamard/fwht.h"
 
 namespace py = pybind11;
@@ -69,4 +70,9 @@ PYBIND11_MODULE(_C, mod) {
           py::arg("dst_row_stride"), py::arg("rows"), py::arg("n"), py::arg("dtype"), py::arg("m"),
           py::arg("had_m"), py::arg("scale"), py::arg("threads"), py::arg("isa") = "auto");
   mod.def("build_info", &build_info);
+  mod.def(
+      "advise_huge_pages",
+      [](uintptr_t address, size_t nbytes) { advise_huge_pages(as_ptr<void>(address), nbytes); },
+      py::arg("address"), py::arg("nbytes"),
+      "Hint that a fresh buffer be backed by transparent huge pages (Linux).");
 }

@@ -19,14 +19,13 @@ namespace fwht_detail {
 
 // Rows up to this many bytes of compute type are transformed whole (they stay in L2).
 constexpr int64_t kRowBytes = int64_t(1) << 17;
-// Column strips of long rows go through a buffer of about this size (L2-resident).
-constexpr int64_t kStripBytes = int64_t(1) << 20;
 
-#ifndef KK_LEVELS_PER_PASS
-#define KK_LEVELS_PER_PASS 4
-#endif
-// Butterfly levels per pass after the first: 2**4 = 16 vector registers, all AVX2 has.
-constexpr int kLevelsPerPass = KK_LEVELS_PER_PASS;
+// Butterfly levels per pass after the first: 2**4 = 16 vector registers, all AVX2 has. Rows a
+// multiple of 4 KiB apart share one L1 set (12 ways here): 16 of them would evict each other
+// between the two halves of every line, so such passes take 8 rows (3 levels).
+constexpr int levels_per_pass(int64_t row_distance_bytes) {
+  return row_distance_bytes % 4096 == 0 ? 3 : 4;
+}
 
 inline int log2_exact(int64_t n) {
   int k = 0;
@@ -107,7 +106,9 @@ template <class S, class In, class Out>
 void column_transform(const In* src, int64_t src_ld, S* work, int64_t work_ld, Out* dst,
                       int64_t dst_ld, int64_t rows, int64_t width, S scale) {
   const int levels = log2_exact(rows);
-  const int passes = std::max(1, (levels + 3) / 4);
+  const int per_pass = std::min(levels_per_pass(src_ld * int64_t(sizeof(In))),
+                                levels_per_pass(dst_ld * int64_t(sizeof(Out))));
+  const int passes = std::max(1, (levels + per_pass - 1) / per_pass);
   const bool scaled = scale != S(1);
   int64_t dist = 1;
   for (int p = 0; p < passes; ++p) {
@@ -143,13 +144,15 @@ void short_row_transform(const In* src, Out* dst, int64_t len, S scale) {
 // log2(G) butterfly levels among vectors STRIDE elements apart, for every group of G in a
 // contiguous row of LEN elements. Strides are compile-time constants, so every load and store
 // is one base register plus a displacement (no per-row pointer set to keep in registers).
+// Only the columns [c0, c1) of each block are done (a slice of the work, for threads).
 template <class S, int G, int64_t STRIDE, int64_t LEN, class In, class Out>
-void fixed_cross_pass(const In* src, Out* dst, S scale, bool scaled) {
+void fixed_cross_pass(const In* src, Out* dst, S scale, bool scaled, int64_t c0 = 0,
+                      int64_t c1 = STRIDE) {
   using V = VecT<S>;
   constexpr int W = Vec<S>::W;
   const V sv = Vec<S>::broadcast(scale);
   for (int64_t b = 0; b < LEN; b += G * STRIDE) {
-    for (int64_t c = b; c < b + STRIDE; c += W) {
+    for (int64_t c = b + c0; c < b + c1; c += W) {
       V r[G];
       for (int j = 0; j < G; ++j) r[j] = load_as<S>(src + c + j * STRIDE);
       butterfly_registers<G>(r);
@@ -160,11 +163,12 @@ void fixed_cross_pass(const In* src, Out* dst, S scale, bool scaled) {
   }
 }
 
-// The levels [LO, LOGN) of a row, at most kLevelsPerPass per pass; the last pass writes dst.
+// The levels [LO, LOGN) of a row, as few passes as levels_per_pass allows; the last writes dst.
 template <class S, int LOGN, int LO, class Out>
 void fixed_later_passes(S* work, Out* dst, S scale, bool scaled) {
   constexpr int remaining = LOGN - LO;
-  constexpr int passes = (remaining + kLevelsPerPass - 1) / kLevelsPerPass;
+  constexpr int per_pass = levels_per_pass((int64_t(1) << LO) * int64_t(sizeof(S)));
+  constexpr int passes = (remaining + per_pass - 1) / per_pass;
   constexpr int nlev = (remaining + passes - 1) / passes;
   if constexpr (nlev == remaining) {
     fixed_cross_pass<S, (1 << nlev), (int64_t(1) << LO), (int64_t(1) << LOGN)>(work, dst, scale,
@@ -176,15 +180,24 @@ void fixed_later_passes(S* work, Out* dst, S scale, bool scaled) {
   }
 }
 
+// Rows up to 32 KiB are transformed in L1, pass after pass.
+template <class S> constexpr int kL1Log = sizeof(S) == 4 ? 13 : 12;
+
 // A contiguous row of 2**LOGN >= W elements: the first pass (in-register levels + up to 3
 // more) reads src, later passes run on work (dst itself when Out == S), the last writes dst.
+// A row larger than L1 is done as L1-sized blocks first, then the levels across blocks.
 template <class S, int LOGN, class In, class Out>
 void fixed_row_transform(const In* src, Out* dst, S* work, S scale) {
   constexpr int LW = Vec<S>::LOG_W;
   constexpr int g = LOGN - LW < 3 ? LOGN - LW : 3;
   constexpr int64_t len = int64_t(1) << LOGN;
   const bool scaled = scale != S(1);
-  if constexpr (LW + g == LOGN) {
+  if constexpr (LOGN > kL1Log<S>) {
+    constexpr int64_t block = int64_t(1) << kL1Log<S>;
+    for (int64_t b = 0; b < len; b += block)
+      fixed_row_transform<S, kL1Log<S>>(src + b, work + b, work + b, S(1));
+    fixed_later_passes<S, LOGN, kL1Log<S>>(work, dst, scale, scaled);
+  } else if constexpr (LW + g == LOGN) {
     first_pass<S, (1 << g)>(src, dst, len, scale, scaled);
   } else {
     first_pass<S, (1 << g)>(src, work, len, S(1), false);
@@ -271,31 +284,60 @@ void small_matrix_pass(const S* x, Out* dst, int m, int64_t width, const S* h_sc
   }
 }
 
-inline int64_t row_limit_elems(int64_t elem_bytes) { return kRowBytes / elem_bytes; }
+// Rows up to kRowLimit elements (128 KiB) are transformed by one thread each; a lone row up
+// to kChunkMax (512 KiB, still in L2) too when there are rows enough for every thread.
+template <class S> constexpr int64_t kRowLimit = kRowBytes / int64_t(sizeof(S));
+template <class S> constexpr int64_t kChunkMax = 4 * kRowLimit<S>;
 
-// A row too long for L2: chunks of C elements transformed in parallel, then the R = len / C
-// levels across chunks in one streaming pass (R <= 16) or down column strips of an L2-sized
-// buffer. C grows up to 4x the row limit first, so that rows up to 2**20 floats need no buffer.
+// The R <= 8 levels across the chunks of a long row (len = R * C, C in [kRowLimit, kChunkMax])
+// in one streaming pass over the columns [c0, c1) of every chunk, with compile-time strides.
+// (16 streams C apart would fight over the 12 ways of an L1 set; longer rows use strips.)
+template <class S, int64_t C, class Out>
+void chunk_levels_fixed(int64_t R, const S* work, Out* dst, S scale, int64_t c0, int64_t c1) {
+  const bool scaled = scale != S(1);
+  switch (R) {
+    case 2: return fixed_cross_pass<S, 2, C, 2 * C>(work, dst, scale, scaled, c0, c1);
+    case 4: return fixed_cross_pass<S, 4, C, 4 * C>(work, dst, scale, scaled, c0, c1);
+    default: return fixed_cross_pass<S, 8, C, 8 * C>(work, dst, scale, scaled, c0, c1);
+  }
+}
+
+template <class S, class Out>
+void chunk_levels(int64_t C, int64_t R, const S* work, Out* dst, S scale, int64_t c0, int64_t c1) {
+  constexpr int64_t L = kRowLimit<S>;
+  if (C == L) return chunk_levels_fixed<S, L>(R, work, dst, scale, c0, c1);
+  if (C == 2 * L) return chunk_levels_fixed<S, 2 * L>(R, work, dst, scale, c0, c1);
+  return chunk_levels_fixed<S, 4 * L>(R, work, dst, scale, c0, c1);
+}
+
+// A row too long for one thread's L2: R chunks of C elements transformed in parallel (in L1
+// blocks), then the log2(R) levels across chunks: one streaming pass when R <= 8, else down
+// strips of kStripElems columns copied through a small buffer (two reads and two writes of the
+// row in all). The sizes are the fastest measured here for 2**18 .. 2**24 floats.
+constexpr int64_t kStripElems = 512;
+
 template <class S, class In, class Out>
 void long_row_transform(const In* src, Out* dst, S* work, int64_t len, S scale, int threads) {
-  const int64_t limit = row_limit_elems(sizeof(S));
-  const int64_t C = std::min(std::max(len / 16, limit), 4 * limit);
+  const int64_t C = std::min(std::max(len / 8, kRowLimit<S>), kChunkMax<S>);
   const int64_t R = len / C;
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t r = 0; r < R; ++r) row_transform<S>(src + r * C, work + r * C, work + r * C, C, S(1));
 
-  int64_t strip = C / (4 * int64_t(threads));
-  if (R > 16)
-    while (strip > Vec<S>::W && R * strip * int64_t(sizeof(S)) > kStripBytes) strip /= 2;
-  strip = std::max<int64_t>(strip, Vec<S>::W);
+  const int64_t strip = R <= 8 ? C / (4 * int64_t(threads)) : kStripElems;
   const int64_t strips = C / strip;
 #pragma omp parallel num_threads(threads)
   {
+    // The buffer's rows are padded by one vector so that they do not all share an L1 set.
+    const int64_t ld = strip + Vec<S>::W;
     Scratch<S, 0> buf;
-    S* b = R > 16 ? buf.get(R * strip) : nullptr;
+    S* b = R > 8 ? buf.get(R * ld) : nullptr;
 #pragma omp for schedule(static)
-    for (int64_t s = 0; s < strips; ++s)
-      column_transform<S>(work + s * strip, C, b, strip, dst + s * strip, C, R, strip, scale);
+    for (int64_t s = 0; s < strips; ++s) {
+      if (R <= 8)
+        chunk_levels<S>(C, R, work, dst, scale, s * strip, (s + 1) * strip);
+      else
+        column_transform<S>(work + s * strip, C, b, ld, dst + s * strip, C, R, strip, scale);
+    }
   }
 }
 
@@ -310,7 +352,7 @@ void transform_rows(const FwhtArgs& a) {
   for (int i = 0; i < m * m; ++i) h_scaled[i] = m > 1 ? S(a.had_m[i]) * S(a.scale) : S(0);
   const S block_scale = m > 1 ? S(1) : S(a.scale);
 
-  if (len <= row_limit_elems(sizeof(S))) {
+  if (len <= kRowLimit<S> || (len <= kChunkMax<S> && a.rows >= 2 * a.threads)) {
     // Enough independent rows to keep every thread busy; tiny calls stay on one thread.
     const int64_t work_items = a.rows * a.n;
     const int threads = int(std::max<int64_t>(1, std::min<int64_t>(a.threads, work_items >> 14)));

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import torch
+
 from . import _C  # noqa: F401  (re-exported for the ops modules)
 
 # Which C++ ISA path the ops run: "auto" (the best this CPU supports), "avx2" or "portable".
@@ -23,3 +25,17 @@ def build_info() -> dict[str, Any]:
     if ISA != "auto":
         info["isa_in_use"] = ISA
     return info
+
+
+# Fresh CPU outputs at least this large are backed by transparent huge pages when the OS
+# allows it: 512x fewer first-touch page faults, which otherwise cost more than a fast kernel.
+HUGE_PAGE_MIN_BYTES = 8 << 20
+
+
+def new_output(shape: torch.Size, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """torch.empty for an op's output, with the huge-page hint for large CPU buffers."""
+    out = torch.empty(shape, dtype=dtype, device=device)
+    nbytes = out.numel() * out.element_size()
+    if out.device.type == "cpu" and nbytes >= HUGE_PAGE_MIN_BYTES:
+        _C.advise_huge_pages(out.data_ptr(), nbytes)
+    return out

@@ -124,7 +124,7 @@ def _transform_into(x: torch.Tensor, out: torch.Tensor, scale: float, dim: int) 
 
 @torch.library.custom_op("kernelkit::fwht", mutates_args=(), device_types=("cpu", "cuda"))
 def _fwht_op(x: torch.Tensor, scale: float, dim: int) -> torch.Tensor:
-    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    out = _native.new_output(x.shape, x.dtype, x.device)
     _transform_into(x, out, scale, dim)
     return out
 

@@ -210,8 +210,10 @@ def test_fuzz_shapes(lead, n, dim_pos, transpose):
 # ---- special values ----------------------------------------------------------------------
 
 
-def test_nan_and_inf_propagate_to_their_row():
-    x = torch.randn(3, 64)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("n", [64, 12 * 8, 2**17])
+def test_nan_and_inf_propagate_to_their_row(cpu_path, dtype, n):
+    x = torch.randn(3, n).to(dtype)
     x[1, 5] = float("nan")
     x[2, 7] = float("inf")
     y = kernelkit.fwht(x)

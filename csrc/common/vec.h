@@ -124,5 +124,31 @@ inline void store_vec(f16_bits* p, vf8 v) {
 #endif
 }
 
+// ---- bfloat16 in pairs: 16 values as their even- and odd-indexed halves ----
+// A bf16 is the top half of a float, so a 32-bit word holding bf16 values x[2l] (low half)
+// and x[2l+1] (high half) gives both as floats with one shift and one mask: no shuffle.
+
+inline void load_pair(const bf16_bits* p, vf8& even, vf8& odd) {
+  vu8 w;
+  std::memcpy(&w, p, sizeof w);
+  const vu8 e = w << 16, o = w & 0xffff0000u;
+  std::memcpy(&even, &e, sizeof even);
+  std::memcpy(&odd, &o, sizeof odd);
+}
+
+// Round to nearest even, keeping NaNs NaN (quiet bit set); the result is in the high half.
+inline vu8 bf16_round_high(vf8 v) {
+  vu8 u;
+  std::memcpy(&u, &v, sizeof u);
+  const vu8 is_nan = vu8(v != v);
+  const vu8 rounded = u + 0x7fffu + ((u >> 16) & 1u);
+  return (is_nan & (u | 0x00400000u)) | (~is_nan & rounded);
+}
+
+inline void store_pair(bf16_bits* p, vf8 even, vf8 odd) {
+  const vu8 w = (bf16_round_high(even) >> 16) | (bf16_round_high(odd) & 0xffff0000u);
+  std::memcpy(p, &w, sizeof w);
+}
+
 }  // namespace KK_ISA
 }  // namespace kernelkit

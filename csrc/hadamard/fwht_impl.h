@@ -64,6 +64,12 @@ template <int G, class V> inline void butterfly_registers(V* r, bool scaled, V s
   }
 }
 
+// bfloat16 rows are loaded in pairs of vectors (even- and odd-indexed values, see
+// load_pair): the first pass then leaves each 16 results in the order 0, 2, .., 14, 1, .., 15.
+// Later passes act on higher index bits and do not care; convert_pairs restores the order
+// while it rounds to bfloat16. This keeps both conversions off the shuffle port.
+template <class In> constexpr bool kPairedLoad = std::is_same<In, bf16_bits>::value;
+
 // First pass of a contiguous row (len a multiple of W * G): the in-register levels of each
 // vector, then log2(G) levels across G consecutive vectors.
 template <class S, int G, class In, class Out>
@@ -73,7 +79,12 @@ void first_pass(const In* src, Out* dst, int64_t len, S scale, bool scaled) {
   const V sv = Vec<S>::broadcast(scale);
   for (int64_t i = 0; i < len; i += int64_t(W) * G) {
     V r[G];
-    for (int j = 0; j < G; ++j) r[j] = Vec<S>::butterflies(load_as<S>(src + i + j * W));
+    if constexpr (kPairedLoad<In> && G >= 2) {
+      for (int j = 0; j < G; j += 2) load_pair(src + i + j * W, r[j], r[j + 1]);
+      for (int j = 0; j < G; ++j) r[j] = Vec<S>::butterflies(r[j]);
+    } else {
+      for (int j = 0; j < G; ++j) r[j] = Vec<S>::butterflies(load_as<S>(src + i + j * W));
+    }
     butterfly_registers<G>(r, scaled, sv);
     for (int j = 0; j < G; ++j) store_vec(dst + i + j * W, r[j]);
   }
@@ -353,6 +364,15 @@ void long_row_transform(const In* src, Out* dst, S* work, int64_t len, S scale, 
   }
 }
 
+// The float results of a bfloat16 row (paired order when its blocks had >= 16 values) to dst.
+template <class S>
+void convert_pairs(const S* work, bf16_bits* dst, int64_t n, bool paired) {
+  int64_t i = 0;
+  if (paired)
+    for (; i < n; i += 16) store_pair(dst + i, load_as<S>(work + i), load_as<S>(work + i + 8));
+  for (; i < n; ++i) dst[i] = to_bf16(float(work[i]));
+}
+
 template <class S, class In, class Out>
 void transform_rows(const FwhtArgs& a) {
   const In* src = static_cast<const In*>(a.src);
@@ -360,6 +380,10 @@ void transform_rows(const FwhtArgs& a) {
   const int m = a.m;
   const int64_t len = a.n / m;
   constexpr bool out_is_compute = std::is_same<Out, S>::value;
+  // bfloat16 results are finished in the float work buffer and converted in a last pass.
+  constexpr bool convert_last = kPairedLoad<In>;
+  using Target = std::conditional_t<convert_last, S, Out>;
+  const bool paired = len >= 2 * Vec<S>::W;
   S h_scaled[40 * 40];
   for (int i = 0; i < m * m; ++i) h_scaled[i] = m > 1 ? S(a.had_m[i]) * S(a.scale) : S(0);
   const S block_scale = m > 1 ? S(1) : S(a.scale);
@@ -376,12 +400,15 @@ void transform_rows(const FwhtArgs& a) {
         const In* s = src + i * a.src_row_stride;
         Out* d = dst + i * a.dst_row_stride;
         S* w = out_is_compute ? reinterpret_cast<S*>(d) : scratch.get(a.n);
+        Target* t = reinterpret_cast<Target*>(convert_last ? static_cast<void*>(w) : d);
         if (m == 1) {
-          row_transform<S>(s, d, w, len, block_scale);
-          continue;
+          row_transform<S>(s, t, w, len, block_scale);
+        } else {
+          for (int b = 0; b < m; ++b)
+            row_transform<S>(s + b * len, w + b * len, w + b * len, len, S(1));
+          small_matrix_pass<S>(w, t, m, len, h_scaled, 0, len);
         }
-        for (int b = 0; b < m; ++b) row_transform<S>(s + b * len, w + b * len, w + b * len, len, S(1));
-        small_matrix_pass<S>(w, d, m, len, h_scaled, 0, len);
+        if constexpr (convert_last) convert_pairs<S>(w, d, a.n, paired);
       }
     }
     return;
@@ -392,17 +419,27 @@ void transform_rows(const FwhtArgs& a) {
     const In* s = src + i * a.src_row_stride;
     Out* d = dst + i * a.dst_row_stride;
     S* w = out_is_compute ? reinterpret_cast<S*>(d) : scratch.get(a.n);
-    if (m == 1) {
-      long_row_transform<S>(s, d, w, len, block_scale, a.threads);
-      continue;
-    }
-    for (int b = 0; b < m; ++b)
-      long_row_transform<S>(s + b * len, w + b * len, w + b * len, len, S(1), a.threads);
+    Target* t = reinterpret_cast<Target*>(convert_last ? static_cast<void*>(w) : d);
+    // Column pieces of a row for the threads: a multiple of 16 values, the last takes the rest.
     const int64_t pieces = int64_t(a.threads) * 4;
-    const int64_t piece = (len / pieces / Vec<S>::W) * Vec<S>::W;
+    const int64_t piece = (len / pieces / 16) * 16;
+    if (m == 1) {
+      long_row_transform<S>(s, t, w, len, block_scale, a.threads);
+    } else {
+      for (int b = 0; b < m; ++b)
+        long_row_transform<S>(s + b * len, w + b * len, w + b * len, len, S(1), a.threads);
 #pragma omp parallel for num_threads(a.threads) schedule(static)
-    for (int64_t p = 0; p < pieces; ++p)
-      small_matrix_pass<S>(w, d, m, len, h_scaled, p * piece, p == pieces - 1 ? len : (p + 1) * piece);
+      for (int64_t p = 0; p < pieces; ++p)
+        small_matrix_pass<S>(w, t, m, len, h_scaled, p * piece,
+                             p == pieces - 1 ? len : (p + 1) * piece);
+    }
+    if constexpr (convert_last) {
+#pragma omp parallel for num_threads(a.threads) schedule(static)
+      for (int64_t p = 0; p < pieces * m; ++p) {
+        const int64_t begin = p * piece, end = p == pieces * m - 1 ? a.n : (p + 1) * piece;
+        convert_pairs<S>(w + begin, d + begin, end - begin, true);
+      }
+    }
   }
 }
 

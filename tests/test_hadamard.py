@@ -80,9 +80,11 @@ def test_batched_matches_oracle(cpu_path, n, dtype):
     torch.manual_seed(n)
     rows = 3 if n <= 2**14 else 2
     x = torch.randn(rows, n, dtype=dtype)
+    before = x.clone()
     scale = 1 / math.sqrt(n)
     y = kernelkit.fwht(x, scale)
     assert y.shape == x.shape and y.dtype == dtype
+    assert torch.equal(x, before)
     expected = oracle(x, scale)
     if dtype == torch.float64:
         assert_f64_close(y, expected)
@@ -91,12 +93,13 @@ def test_batched_matches_oracle(cpu_path, n, dtype):
 
 
 @pytest.mark.parametrize("n", [2**17, 2**20, 2**21, 2**22, 12 * 2**16])
-def test_long_single_rows(n):
+def test_long_single_rows(cpu_path, n):
     torch.manual_seed(1)
     x = torch.randn(n, dtype=torch.float32)
+    before = x.clone()
     y = kernelkit.fwht(x, 1 / math.sqrt(n))
     assert_f32_close(y, oracle(x, 1 / math.sqrt(n)), int(math.log2(n)) + 1)
-    assert torch.equal(x, x.clone())
+    assert torch.equal(x, before)
 
 
 @pytest.mark.parametrize("n", [2**18, 40 * 2**15])
@@ -110,9 +113,10 @@ def test_long_rows_float64_batched(cpu_path, n):
 def test_low_precision_error_rule(cpu_path, dtype, n):
     torch.manual_seed(n)
     x = torch.randn(3, n).to(dtype)
+    before = x.clone()
     scale = 1 / math.sqrt(n)
     ours = kernelkit.fwht(x, scale)
-    assert ours.dtype == dtype
+    assert ours.dtype == dtype and torch.equal(x, before)
     ref_low = fwht_reference(x, scale)  # every level rounded to the low dtype
     assert_low_precision_close(ours, ref_low, oracle(x, scale), dtype)
 
@@ -126,6 +130,8 @@ def test_transform_is_its_own_inverse(cpu_path, n):
 def test_scale_multiplies_output():
     x = torch.randn(4, 256, dtype=torch.float64)
     assert_f64_close(kernelkit.fwht(x, -2.5), -2.5 * kernelkit.fwht(x))
+    # numpy scalars are numbers too
+    assert_f64_close(kernelkit.fwht(x, np.float32(0.5), dim=np.int64(-1)), 0.5 * kernelkit.fwht(x))
 
 
 # ---- shapes and layouts ------------------------------------------------------------------
@@ -145,7 +151,7 @@ def test_empty_batch(cpu_path, shape):
     x = torch.randn(shape)
     y = kernelkit.fwht(x)
     assert y.shape == x.shape
-    kernelkit.fwht_(x)
+    assert kernelkit.fwht_(x) is x
 
 
 def test_non_contiguous_views_and_input_untouched(cpu_path):
@@ -292,7 +298,18 @@ def test_build_info():
         (lambda: kernelkit.fwht(torch.randn(8), scale="x"), TypeError, "scale must be a real"),
         (lambda: kernelkit.fwht([1.0, 2.0]), TypeError, "x must be a torch.Tensor"),
         (lambda: kernelkit.fwht_(torch.randn(8, requires_grad=True)), RuntimeError, "grad"),
-        (lambda: kernelkit.nn.HadamardTransform(10), ValueError, "got 10"),
+        (lambda: kernelkit.fwht(torch.randn(3, 0)), ValueError, "got 0"),
+        (lambda: kernelkit.fwht(torch.empty(12 * 2**31, device="meta")), ValueError, "k <= 30"),
+        (lambda: kernelkit.fwht(torch.randn(8), dim=1.0), TypeError, "dim must be an int"),
+        (lambda: kernelkit.fwht(torch.randn(8), dim=True), TypeError, "dim must be an int"),
+        (lambda: kernelkit.fwht(torch.randn(8), scale=True), TypeError, "scale must be a real"),
+        (lambda: torch.ops.kernelkit.fwht(torch.randn(6), 1.0, 0), ValueError, "got 6"),
+        (lambda: torch.ops.kernelkit.fwht(torch.arange(8), 1.0, 0), TypeError, "float32"),
+        (lambda: kernelkit.nn.HadamardTransform(10), ValueError, "n must be"),
+        (lambda: kernelkit.nn.HadamardTransform(8.0), TypeError, "n must be an int"),
+        (lambda: kernelkit.nn.HadamardTransform(-8), ValueError, "n must be"),
+        (lambda: kernelkit.nn.HadamardTransform(8, scale=True), TypeError, "scale"),
+        (lambda: kernelkit.nn.HadamardTransform(8, dim=5)(torch.randn(8)), IndexError, "dim"),
         (lambda: kernelkit.nn.HadamardTransform(8)(torch.randn(4)), ValueError, "expected size 8"),
         (lambda: kernelkit.nn.HadamardTransform(8, scale="unit"), ValueError, "orthonormal"),
     ],
@@ -304,7 +321,7 @@ def test_bad_input_raises(call, exc, match):
 
 def test_inplace_on_overlapping_memory_raises():
     x = torch.randn(8).expand(4, 8)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(ValueError, match="fwht_: x has overlapping memory"):
         kernelkit.fwht_(x)
 
 
@@ -342,9 +359,10 @@ def test_reference_backend(n, dtype):
     x = torch.randn(3, n).to(dtype)
     with kernelkit.use_backend("reference"):
         y = kernelkit.fwht(x, 0.5)
-    assert_low_precision_close(y, fwht_reference(x, 0.5), oracle(x, 0.5),
-                               dtype) if dtype != torch.float32 else assert_f32_close(
-        y, oracle(x, 0.5), 11)
+    if dtype == torch.float32:
+        assert_f32_close(y, oracle(x, 0.5), 11)
+    else:
+        assert_low_precision_close(y, fwht_reference(x, 0.5), oracle(x, 0.5), dtype)
 
 
 @pytest.mark.parametrize("n", [1, 8, 256, 2048, 12 * 8, 40])
@@ -352,11 +370,12 @@ def test_reference_backend(n, dtype):
 def test_triton_backend_interpreted(n, dtype):
     pytest.importorskip("triton")
     x = torch.randn(2, 3, n).to(dtype)
+    before = x.clone()
     with kernelkit.use_backend("triton"):
         y = kernelkit.fwht(x, 0.25)
         x2 = x.clone()
         kernelkit.fwht_(x2, 0.25)
-    assert torch.equal(y, x2)
+    assert torch.equal(y, x2) and torch.equal(x, before)
     if dtype == torch.float32:
         assert_f32_close(y, oracle(x, 0.25), 12)
     else:

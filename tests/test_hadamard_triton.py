@@ -17,6 +17,8 @@ os.environ.setdefault("TRITON_INTERPRET", "1")  # before triton is imported (see
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from tolerances import ATOL as LOW_ATOL  # noqa: E402
+
 pytest.importorskip("triton")
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,7 +42,6 @@ def _load_kernels():
 
 
 K = _load_kernels()
-LOW_ATOL = {torch.float32: 3e-3, torch.float16: 5e-3, torch.bfloat16: 5e-2}
 
 
 # ------------------------------------------------------------------------------ reference

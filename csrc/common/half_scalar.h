@@ -8,6 +8,9 @@
 #include "common/dtype.h"
 
 namespace kernelkit {
+// Internal linkage: this header is compiled into the AVX2 translation units too, and one
+// shared copy of an inline function could be the AVX2 build of it.
+namespace {
 
 inline float bits_to_float(uint32_t u) { float f; std::memcpy(&f, &u, 4); return f; }
 inline uint32_t float_to_bits(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
@@ -58,4 +61,5 @@ template <> struct StoreAs<double> { template <class S> static double from(S v) 
 template <> struct StoreAs<f16_bits> { template <class S> static f16_bits from(S v) { return to_f16(float(v)); } };
 template <> struct StoreAs<bf16_bits> { template <class S> static bf16_bits from(S v) { return to_bf16(float(v)); } };
 
+}  // namespace
 }  // namespace kernelkit

@@ -1,13 +1,13 @@
 // FWHT kernels, written once over 256-bit vectors and compiled once per ISA (fwht.cpp,
-// fwht_avx2.cpp). A row that fits in L2 costs one read of src and one write of dst: the first
-// pass does the in-register levels plus up to three more, later passes up to four levels each
-// on the L1/L2-resident row. Longer rows split into 2**15-float chunks (one pass) and then
-// column strips copied through an L2 buffer (one pass): two reads and two writes in all.
+// fwht_avx2.cpp). A row costs one read of src and one write of dst: the first pass does the 3
+// in-register levels + 3 across registers, later passes 4 (3 at 4 KiB strides) on the row held
+// in L1 (rows > 32 KiB: L1 blocks, then the levels across blocks in L2). Rows beyond L2 are cut
+// into 2**15..2**17-element chunks, then one streaming or strip-buffered pass joins them: two
+// reads and two writes of the row in all.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
-#include <memory>
 #include <type_traits>
 
 #include "common/vec.h"
@@ -257,23 +257,35 @@ void row_transform(const In* src, Out* dst, S* work, int64_t len, S scale) {
 // malloc of a few hundred KiB is an mmap, and its page faults cost more than a short transform.
 constexpr int64_t kKeepBytes = int64_t(4) << 20;
 
-template <class S, int Slot> S* thread_buffer(int64_t n) {
-  static thread_local std::unique_ptr<S[]> kept;
-  static thread_local int64_t capacity = 0;
-  if (n > capacity) {
-    kept.reset(new S[size_t(n)]);
-    capacity = n;
+// An owning array (std::unique_ptr's inline code would be shared with the other ISA's build).
+template <class S> struct Buffer {
+  S* data = nullptr;
+  int64_t size = 0;
+  Buffer() = default;
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  ~Buffer() { delete[] data; }
+  S* at_least(int64_t n) {
+    if (n > size) {
+      delete[] data;
+      data = new S[size_t(n)];
+      size = n;
+    }
+    return data;
   }
-  return kept.get();
+};
+
+template <class S, int Slot> S* thread_buffer(int64_t n) {
+  static thread_local Buffer<S> kept;
+  return kept.at_least(n);
 }
 
 // Scratch for one call: a kept per-thread buffer when small, an owned allocation when large.
 template <class S, int Slot> struct Scratch {
-  std::unique_ptr<S[]> owned;
+  Buffer<S> owned;
   S* get(int64_t n) {
     if (n * int64_t(sizeof(S)) <= kKeepBytes) return thread_buffer<S, Slot>(n);
-    if (!owned) owned.reset(new S[size_t(n)]);
-    return owned.get();
+    return owned.at_least(n);
   }
 };
 

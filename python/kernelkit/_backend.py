@@ -25,6 +25,9 @@ def use_backend(name: str) -> Iterator[None]:
     ``auto`` picks the C++ kernels for CPU tensors and Triton for CUDA tensors; ``cpu`` forces
     the C++ kernels; ``triton`` the Triton kernels (on CPU tensors only under the Triton
     interpreter, ``TRITON_INTERPRET=1``); ``reference`` the plain PyTorch references.
+
+    The setting is per thread: autograd runs a CUDA backward on its own device thread, where
+    ``auto`` applies.
     """
     if name not in BACKENDS:
         raise ValueError(f"use_backend: name must be one of {BACKENDS}; got {name!r}")
@@ -48,8 +51,6 @@ def resolve_backend(op: str, device: torch.device) -> str:
             f"{op}: backend 'triton' on CPU tensors runs only under the Triton interpreter; "
             "set TRITON_INTERPRET=1 before triton is imported"
         )
-    if name not in ("triton", "reference") and device.type not in ("cpu", "cuda"):
-        raise RuntimeError(f"{op}: no kernel for device type {device.type!r}")
     return name
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import numbers
+import operator
 
 import torch
 
@@ -42,10 +44,14 @@ def check_fwht_args(op: str, x: torch.Tensor, scale: float, dim: int) -> int:
         )
     if x.dim() == 0:
         raise ValueError(f"{op}: x must have at least one dimension; got a 0-d tensor")
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Real):
         raise TypeError(f"{op}: scale must be a real number; got {type(scale).__name__}")
-    if isinstance(dim, bool) or not isinstance(dim, int):
-        raise TypeError(f"{op}: dim must be an int; got {type(dim).__name__}")
+    if isinstance(dim, bool):
+        raise TypeError(f"{op}: dim must be an int; got bool")
+    try:
+        dim = operator.index(dim)
+    except TypeError:
+        raise TypeError(f"{op}: dim must be an int; got {type(dim).__name__}") from None
     if not -x.dim() <= dim < x.dim():
         raise IndexError(f"{op}: dim must be in [{-x.dim()}, {x.dim() - 1}]; got {dim}")
     n = x.shape[dim]
@@ -53,7 +59,7 @@ def check_fwht_args(op: str, x: torch.Tensor, scale: float, dim: int) -> int:
         split_length(n)
     except ValueError:
         raise ValueError(
-            f"{op}: size of dim {dim} must be 2**k (k <= 30) or m*2**k with m in "
+            f"{op}: size of dim {dim} must be 2**k or m*2**k (k <= 30) with m in "
             f"{SUPPORTED_ODD_FACTORS}; got {n}"
         ) from None
     return dim % x.dim()
@@ -124,6 +130,7 @@ def _transform_into(x: torch.Tensor, out: torch.Tensor, scale: float, dim: int) 
 
 @torch.library.custom_op("kernelkit::fwht", mutates_args=(), device_types=("cpu", "cuda"))
 def _fwht_op(x: torch.Tensor, scale: float, dim: int) -> torch.Tensor:
+    dim = check_fwht_args("fwht", x, scale, dim)  # the op is public too (torch.ops.kernelkit)
     out = _native.new_output(x.shape, x.dtype, x.device)
     _transform_into(x, out, scale, dim)
     return out
@@ -131,6 +138,7 @@ def _fwht_op(x: torch.Tensor, scale: float, dim: int) -> torch.Tensor:
 
 @_fwht_op.register_fake
 def _fwht_fake(x: torch.Tensor, scale: float, dim: int) -> torch.Tensor:
+    check_fwht_args("fwht", x, scale, dim)
     return torch.empty(x.shape, dtype=x.dtype, device=x.device)
 
 
@@ -149,6 +157,12 @@ _fwht_op.register_autograd(_fwht_backward, setup_context=_fwht_setup_context)
 
 @torch.library.custom_op("kernelkit::fwht_", mutates_args=("x",), device_types=("cpu", "cuda"))
 def _fwht_inplace_op(x: torch.Tensor, scale: float, dim: int) -> None:
+    dim = check_fwht_args("fwht_", x, scale, dim)
+    if torch._debug_has_internal_overlap(x) == 1:
+        raise ValueError(
+            "fwht_: x has overlapping memory (e.g. an expanded tensor); "
+            "transform a copy, or use kernelkit.fwht"
+        )
     _transform_into(x, x, scale, dim)
 
 
@@ -180,8 +194,11 @@ def fwht(x: torch.Tensor, scale: float = 1.0, dim: int = -1) -> torch.Tensor:
 
 
 def fwht_(x: torch.Tensor, scale: float = 1.0, dim: int = -1) -> torch.Tensor:
-    """In-place :func:`fwht`: overwrites and returns ``x`` (no extra buffer for rows whose
-    elements are contiguous). Not differentiable; use :func:`fwht` under autograd."""
+    """In-place :func:`fwht`: overwrites and returns ``x``.
+
+    No extra memory when the transformed dim has unit stride (rows may be strided); otherwise
+    the result goes through a temporary of x's size. Not differentiable: use :func:`fwht`
+    under autograd. Raises ValueError when x's elements overlap (expanded tensors)."""
     dim = check_fwht_args("fwht_", x, scale, dim)
     if torch.is_grad_enabled() and x.requires_grad:
         raise RuntimeError("fwht_: x requires grad; the in-place transform is not "

@@ -12,7 +12,7 @@ def split_length(n: int) -> tuple[int, int]:
     for m in (1, 12, 20, 28, 40):
         if n >= m and n % m == 0:
             p = n // m
-            if p & (p - 1) == 0 and (m > 1 or n <= 2**30):
+            if p & (p - 1) == 0 and p <= 2**30:
                 return m, p
     raise ValueError(n)
 

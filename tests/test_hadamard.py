@@ -109,7 +109,7 @@ def test_long_rows_float64_batched(cpu_path, n):
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("n", [1, 4, 8, 64, 1024, 4096, 12 * 64, 2**16, 2**18])
+@pytest.mark.parametrize("n", [1, 4, 8, 64, 1024, 4096, 12 * 64, 2**16, 2**18, 20 * 2**15])
 def test_low_precision_error_rule(cpu_path, dtype, n):
     torch.manual_seed(n)
     x = torch.randn(3, n).to(dtype)

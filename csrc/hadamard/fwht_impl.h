@@ -289,23 +289,43 @@ template <class S, int Slot> struct Scratch {
   }
 };
 
-// y[a] = scale * sum_b H[a, b] x[b] for the m blocks of width `width` of one row, columns
-// [c0, c1); x may alias dst (all m inputs of a column are read before it is written).
+// A small GEMM tile: 4 outputs a0..a0+3 for NV vectors of columns at c, summed over the m
+// inputs: 4 * NV accumulators, each input vector loaded once for 4 FMAs.
+template <class S, int NV>
+inline void small_matrix_tile(const S* x, S* out, int m, int64_t width, const S* h, int a0,
+                              int64_t c) {
+  using V = VecT<S>;
+  constexpr int W = Vec<S>::W;
+  V acc[4][NV] = {};
+  for (int b = 0; b < m; ++b) {
+    V in[NV];
+    for (int v = 0; v < NV; ++v) in[v] = load_as<S>(x + b * width + c + v * W);
+    for (int k = 0; k < 4; ++k) {
+      const V hk = Vec<S>::broadcast(h[(a0 + k) * m + b]);
+      for (int v = 0; v < NV; ++v) acc[k][v] += in[v] * hk;
+    }
+  }
+  for (int k = 0; k < 4; ++k)
+    for (int v = 0; v < NV; ++v) store_vec(out + k * NV * W + v * W, acc[k][v]);
+}
+
+// y[a] = sum_b (scale * H[a, b]) x[b] for the m blocks of width `width` of one row, columns
+// [c0, c1). x may alias dst: each column chunk's m outputs go to a small buffer first, and to
+// dst once all m inputs of the chunk are read. (m is 12, 20, 28 or 40: a multiple of 4.)
 template <class S, class Out>
 void small_matrix_pass(const S* x, Out* dst, int m, int64_t width, const S* h_scaled,
                        int64_t c0, int64_t c1) {
-  using V = VecT<S>;
   constexpr int W = Vec<S>::W;
+  constexpr int NV = 2;
+  S out[40 * NV * W];
   int64_t c = c0;
-  if (width % W == 0) {
-    for (; c < c1; c += W) {
-      V in[40];
-      for (int b = 0; b < m; ++b) in[b] = load_as<S>(x + b * width + c);
-      for (int a = 0; a < m; ++a) {
-        V acc = in[0] * Vec<S>::broadcast(h_scaled[a * m]);
-        for (int b = 1; b < m; ++b) acc += in[b] * Vec<S>::broadcast(h_scaled[a * m + b]);
-        store_vec(dst + a * width + c, acc);
-      }
+  if (width % (NV * W) == 0) {
+    for (; c < c1; c += NV * W) {
+      for (int a = 0; a < m; a += 4)
+        small_matrix_tile<S, NV>(x, out + a * NV * W, m, width, h_scaled, a, c);
+      for (int a = 0; a < m; ++a)
+        for (int v = 0; v < NV; ++v)
+          store_vec(dst + a * width + c + v * W, load_as<S>(out + (a * NV + v) * W));
     }
   }
   for (; c < c1; ++c) {

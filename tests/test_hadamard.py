@@ -319,6 +319,17 @@ def test_bad_input_raises(call, exc, match):
         call()
 
 
+def test_inplace_bumps_version_so_autograd_sees_the_change():
+    w = torch.randn(8, requires_grad=True)
+    x = torch.randn(8)
+    version = x._version
+    z = (w * x).sum()  # saves x for the backward
+    kernelkit.fwht_(x)
+    assert x._version > version
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        z.backward()
+
+
 def test_inplace_on_overlapping_memory_raises():
     x = torch.randn(8).expand(4, 8)
     with pytest.raises(ValueError, match="fwht_: x has overlapping memory"):

@@ -17,6 +17,8 @@
 #error "define KK_ISA (the ISA namespace) before including common/vec.h"
 #endif
 
+#define KK_INLINE inline __attribute__((always_inline))
+
 namespace kernelkit {
 namespace KK_ISA {
 
@@ -36,7 +38,7 @@ template <> struct Vec<float> {
   static V broadcast(float s) { return V{s, s, s, s, s, s, s, s}; }
   // The three butterfly levels inside one register: swap partners, then t + v * (+-1) is
   // a + b in the low lane of each pair and a - b in the high one (one shuffle + one FMA).
-  static V butterflies(V v) {
+  KK_INLINE static V butterflies(V v) {
     v = __builtin_shuffle(v, vi8{1, 0, 3, 2, 5, 4, 7, 6}) + v * V{1, -1, 1, -1, 1, -1, 1, -1};
     v = __builtin_shuffle(v, vi8{2, 3, 0, 1, 6, 7, 4, 5}) + v * V{1, 1, -1, -1, 1, 1, -1, -1};
     v = __builtin_shuffle(v, vi8{4, 5, 6, 7, 0, 1, 2, 3}) + v * V{1, 1, 1, 1, -1, -1, -1, -1};
@@ -49,7 +51,7 @@ template <> struct Vec<double> {
   static constexpr int W = 4;
   static constexpr int LOG_W = 2;
   static V broadcast(double s) { return V{s, s, s, s}; }
-  static V butterflies(V v) {
+  KK_INLINE static V butterflies(V v) {
     v = __builtin_shuffle(v, vl4{1, 0, 3, 2}) + v * V{1, -1, 1, -1};
     v = __builtin_shuffle(v, vl4{2, 3, 0, 1}) + v * V{1, 1, -1, -1};
     return v;
@@ -60,10 +62,10 @@ template <class S> using VecT = typename Vec<S>::V;
 
 // ---- loads: W elements of storage type T as a vector of compute type S ----
 
-inline vf8 load_vec(const float* p, float*) { vf8 v; std::memcpy(&v, p, sizeof v); return v; }
-inline vd4 load_vec(const double* p, double*) { vd4 v; std::memcpy(&v, p, sizeof v); return v; }
+KK_INLINE vf8 load_vec(const float* p, float*) { vf8 v; std::memcpy(&v, p, sizeof v); return v; }
+KK_INLINE vd4 load_vec(const double* p, double*) { vd4 v; std::memcpy(&v, p, sizeof v); return v; }
 
-inline vf8 load_vec(const bf16_bits* p, float*) {
+KK_INLINE vf8 load_vec(const bf16_bits* p, float*) {
 #if defined(KK_ISA_AVX2)
   const __m128i w = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(w), 16));
@@ -77,7 +79,7 @@ inline vf8 load_vec(const bf16_bits* p, float*) {
 #endif
 }
 
-inline vf8 load_vec(const f16_bits* p, float*) {
+KK_INLINE vf8 load_vec(const f16_bits* p, float*) {
 #if defined(KK_ISA_AVX2)
   return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 #else
@@ -87,18 +89,18 @@ inline vf8 load_vec(const f16_bits* p, float*) {
 #endif
 }
 
-template <class S, class T> inline VecT<S> load_as(const T* p) {
+template <class S, class T> KK_INLINE VecT<S> load_as(const T* p) {
   return load_vec(p, static_cast<S*>(nullptr));
 }
 
 // ---- stores: a vector of compute type S into W elements of storage type T ----
 
-inline void store_vec(float* p, vf8 v) { std::memcpy(p, &v, sizeof v); }
-inline void store_vec(double* p, vd4 v) { std::memcpy(p, &v, sizeof v); }
+KK_INLINE void store_vec(float* p, vf8 v) { std::memcpy(p, &v, sizeof v); }
+KK_INLINE void store_vec(double* p, vd4 v) { std::memcpy(p, &v, sizeof v); }
 
 // float -> bfloat16, round to nearest even; a NaN stays a NaN (quiet bit set) instead of
 // rounding into infinity.
-inline void store_vec(bf16_bits* p, vf8 v) {
+KK_INLINE void store_vec(bf16_bits* p, vf8 v) {
 #if defined(KK_ISA_AVX2)
   const __m256i u = _mm256_castps_si256(v);
   const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
@@ -115,7 +117,7 @@ inline void store_vec(bf16_bits* p, vf8 v) {
 #endif
 }
 
-inline void store_vec(f16_bits* p, vf8 v) {
+KK_INLINE void store_vec(f16_bits* p, vf8 v) {
 #if defined(KK_ISA_AVX2)
   _mm_storeu_si128(reinterpret_cast<__m128i*>(p),
                    _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
@@ -128,16 +130,28 @@ inline void store_vec(f16_bits* p, vf8 v) {
 // A bf16 is the top half of a float, so a 32-bit word holding bf16 values x[2l] (low half)
 // and x[2l+1] (high half) gives both as floats with one shift and one mask: no shuffle.
 
-inline void load_pair(const bf16_bits* p, vf8& even, vf8& odd) {
+// (Two functions, not one with output references: those would pin the caller's registers
+// to the stack.)
+KK_INLINE vf8 load_even(const bf16_bits* p) {
   vu8 w;
   std::memcpy(&w, p, sizeof w);
-  const vu8 e = w << 16, o = w & 0xffff0000u;
-  std::memcpy(&even, &e, sizeof even);
-  std::memcpy(&odd, &o, sizeof odd);
+  w <<= 16;
+  vf8 v;
+  std::memcpy(&v, &w, sizeof v);
+  return v;
+}
+
+KK_INLINE vf8 load_odd(const bf16_bits* p) {
+  vu8 w;
+  std::memcpy(&w, p, sizeof w);
+  w &= 0xffff0000u;
+  vf8 v;
+  std::memcpy(&v, &w, sizeof v);
+  return v;
 }
 
 // Round to nearest even, keeping NaNs NaN (quiet bit set); the result is in the high half.
-inline vu8 bf16_round_high(vf8 v) {
+KK_INLINE vu8 bf16_round_high(vf8 v) {
   vu8 u;
   std::memcpy(&u, &v, sizeof u);
   const vu8 is_nan = vu8(v != v);
@@ -145,7 +159,7 @@ inline vu8 bf16_round_high(vf8 v) {
   return (is_nan & (u | 0x00400000u)) | (~is_nan & rounded);
 }
 
-inline void store_pair(bf16_bits* p, vf8 even, vf8 odd) {
+KK_INLINE void store_pair(bf16_bits* p, vf8 even, vf8 odd) {
   const vu8 w = (bf16_round_high(even) >> 16) | (bf16_round_high(odd) & 0xffff0000u);
   std::memcpy(p, &w, sizeof w);
 }

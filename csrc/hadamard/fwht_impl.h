@@ -33,9 +33,11 @@ inline int log2_exact(int64_t n) {
   return k;
 }
 
-template <int G, class V> inline void butterfly_levels(V* r, int d_end) {
+// Levels at register distance 1, 2, .., D_END/2 across G registers. Forced inline (as are the
+// small helpers the passes call): an out-of-line call would send the registers to the stack.
+template <int G, int D_END, class V> KK_INLINE void butterfly_levels(V* r) {
 #pragma GCC unroll 16
-  for (int d = 1; d < d_end; d *= 2) {
+  for (int d = 1; d < D_END; d *= 2) {
 #pragma GCC unroll 16
     for (int j = 0; j < G; ++j) {
       if (j & d) continue;
@@ -48,12 +50,12 @@ template <int G, class V> inline void butterfly_levels(V* r, int d_end) {
 
 // log2(G) butterfly levels across G registers, the results multiplied by sv when `scaled`:
 // the last level then computes s*a +- s*b as two FMAs on s*b (3 operations, not 4).
-template <int G, class V> inline void butterfly_registers(V* r, bool scaled, V sv) {
-  if (!scaled) return butterfly_levels<G>(r, G);
+template <int G, class V> KK_INLINE void butterfly_registers(V* r, bool scaled, V sv) {
+  if (!scaled) return butterfly_levels<G, G>(r);
   if constexpr (G == 1) {
     r[0] *= sv;
   } else {
-    butterfly_levels<G>(r, G / 2);
+    butterfly_levels<G, G / 2>(r);
 #pragma GCC unroll 16
     for (int j = 0; j < G / 2; ++j) {
       const V bs = r[j + G / 2] * sv;
@@ -65,7 +67,7 @@ template <int G, class V> inline void butterfly_registers(V* r, bool scaled, V s
 }
 
 // bfloat16 rows are loaded in pairs of vectors (even- and odd-indexed values, see
-// load_pair): the first pass then leaves each 16 results in the order 0, 2, .., 14, 1, .., 15.
+// load_even): the first pass then leaves each 16 results in the order 0, 2, .., 14, 1, .., 15.
 // Later passes act on higher index bits and do not care; convert_pairs restores the order
 // while it rounds to bfloat16. This keeps both conversions off the shuffle port.
 template <class In> constexpr bool kPairedLoad = std::is_same<In, bf16_bits>::value;
@@ -80,7 +82,10 @@ void first_pass(const In* src, Out* dst, int64_t len, S scale, bool scaled) {
   for (int64_t i = 0; i < len; i += int64_t(W) * G) {
     V r[G];
     if constexpr (kPairedLoad<In> && G >= 2) {
-      for (int j = 0; j < G; j += 2) load_pair(src + i + j * W, r[j], r[j + 1]);
+      for (int j = 0; j < G; j += 2) {
+        r[j] = load_even(src + i + j * W);
+        r[j + 1] = load_odd(src + i + j * W);
+      }
       for (int j = 0; j < G; ++j) r[j] = Vec<S>::butterflies(r[j]);
     } else {
       for (int j = 0; j < G; ++j) r[j] = Vec<S>::butterflies(load_as<S>(src + i + j * W));

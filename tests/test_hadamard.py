@@ -319,6 +319,16 @@ def test_bad_input_raises(call, exc, match):
         call()
 
 
+@pytest.mark.parametrize("bits", [0x7F81, 0x7FFF, 0xFFFF, 0x7FC0, 0xFF81])
+def test_bfloat16_nan_payloads_stay_nan(cpu_path, bits):
+    # The bf16 rounding relies on NaNs from bf16 inputs having a zero low half; any payload.
+    x = torch.randn(2, 1024).bfloat16()
+    x.view(torch.int16)[0, 3] = bits - (1 << 16) if bits >= 1 << 15 else bits
+    assert torch.isnan(x[0, 3])
+    y = kernelkit.fwht(x, 1 / 32)
+    assert torch.isnan(y[0]).all() and torch.isfinite(y[1]).all()
+
+
 def test_inplace_bumps_version_so_autograd_sees_the_change():
     w = torch.randn(8, requires_grad=True)
     x = torch.randn(8)

@@ -148,5 +148,19 @@ KK_INLINE void store_pair(bf16_bits* p, vf8 even, vf8 odd) {
   std::memcpy(p, &w, sizeof w);
 }
 
+// 8 bfloat16 values in natural order (same rounding, same precondition as store_pair).
+KK_INLINE void store_vec(bf16_bits* p, vf8 v) {
+  const vu8 r = bf16_round_high(v) >> 16;
+#if defined(KK_ISA_AVX2)
+  // r < 2^16 in every lane, so the saturating pack is exact; packus works per 128-bit lane.
+  const __m256i packed = _mm256_packus_epi32(__m256i(r), __m256i(r));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(p),
+                   _mm256_castsi256_si128(_mm256_permute4x64_epi64(packed, 0x08)));
+#else
+  const vw8 w = __builtin_convertvector(r, vw8);
+  std::memcpy(p, &w, sizeof w);
+#endif
+}
+
 }  // namespace KK_ISA
 }  // namespace kernelkit

@@ -71,6 +71,7 @@ template <int G, class V> KK_INLINE void butterfly_registers(V* r, bool scaled, 
 // Later passes act on higher index bits and do not care; convert_pairs restores the order
 // while it rounds to bfloat16. This keeps both conversions off the shuffle port.
 template <class In> constexpr bool kPairedLoad = std::is_same<In, bf16_bits>::value;
+template <class Out> constexpr bool kPairedStore = std::is_same<Out, bf16_bits>::value;
 
 // First pass of a contiguous row (len a multiple of W * G): the in-register levels of each
 // vector, then log2(G) levels across G consecutive vectors.
@@ -91,7 +92,11 @@ void first_pass(const In* src, Out* dst, int64_t len, S scale, bool scaled) {
       for (int j = 0; j < G; ++j) r[j] = Vec<S>::butterflies(load_as<S>(src + i + j * W));
     }
     butterfly_registers<G>(r, scaled, sv);
-    for (int j = 0; j < G; ++j) store_vec(dst + i + j * W, r[j]);
+    if constexpr (kPairedStore<Out> && G >= 2) {
+      for (int j = 0; j < G; j += 2) store_pair(dst + i + j * W, r[j], r[j + 1]);
+    } else {
+      for (int j = 0; j < G; ++j) store_vec(dst + i + j * W, r[j]);
+    }
   }
 }
 
@@ -191,16 +196,42 @@ void fixed_cross_pass(const In* src, Out* dst, S scale, bool scaled, int64_t c0 
   }
 }
 
+// The last pass of a bfloat16 row: as fixed_cross_pass, but two columns at a time (each 16
+// values' even and odd halves) so that the results go out as bfloat16 pairs directly.
+template <class S, int G, int64_t STRIDE, int64_t LEN>
+void fixed_cross_pass_pairs(const S* src, bf16_bits* dst, S scale, bool scaled) {
+  using V = VecT<S>;
+  constexpr int W = Vec<S>::W;
+  static_assert(STRIDE % (2 * W) == 0, "pairs need 16-value columns");
+  const V sv = Vec<S>::broadcast(scale);
+  for (int64_t b = 0; b < LEN; b += G * STRIDE) {
+    for (int64_t c = b; c < b + STRIDE; c += 2 * W) {
+      V even[G], odd[G];
+      for (int j = 0; j < G; ++j) {
+        even[j] = load_as<S>(src + c + j * STRIDE);
+        odd[j] = load_as<S>(src + c + W + j * STRIDE);
+      }
+      butterfly_registers<G>(even, scaled, sv);
+      butterfly_registers<G>(odd, scaled, sv);
+      for (int j = 0; j < G; ++j) store_pair(dst + c + j * STRIDE, even[j], odd[j]);
+    }
+  }
+}
+
 // The levels [LO, LOGN) of a row, as few passes as levels_per_pass allows; the last writes dst.
 template <class S, int LOGN, int LO, class Out>
 void fixed_later_passes(S* work, Out* dst, S scale, bool scaled) {
   constexpr int remaining = LOGN - LO;
-  constexpr int per_pass = levels_per_pass((int64_t(1) << LO) * int64_t(sizeof(S)));
+  // bfloat16 rows end with a two-column pass: 2 * 2**3 registers at most.
+  constexpr int64_t stride = int64_t(1) << LO, len = int64_t(1) << LOGN;
+  constexpr int per_pass =
+      kPairedStore<Out> ? 3 : levels_per_pass(stride * int64_t(sizeof(S)));
   constexpr int passes = (remaining + per_pass - 1) / per_pass;
   constexpr int nlev = (remaining + passes - 1) / passes;
-  if constexpr (nlev == remaining) {
-    fixed_cross_pass<S, (1 << nlev), (int64_t(1) << LO), (int64_t(1) << LOGN)>(work, dst, scale,
-                                                                              scaled);
+  if constexpr (nlev == remaining && kPairedStore<Out>) {
+    fixed_cross_pass_pairs<S, (1 << nlev), stride, len>(work, dst, scale, scaled);
+  } else if constexpr (nlev == remaining) {
+    fixed_cross_pass<S, (1 << nlev), stride, len>(work, dst, scale, scaled);
   } else {
     fixed_cross_pass<S, (1 << nlev), (int64_t(1) << LO), (int64_t(1) << LOGN)>(work, work, S(1),
                                                                               false);
@@ -217,7 +248,10 @@ template <class S> constexpr int kL1Log = sizeof(S) == 4 ? 13 : 12;
 template <class S, int LOGN, class In, class Out>
 void fixed_row_transform(const In* src, Out* dst, S* work, S scale) {
   constexpr int LW = Vec<S>::LOG_W;
-  constexpr int g = LOGN - LW < 3 ? LOGN - LW : 3;
+  // bfloat16 rows take 4 levels across registers in the first pass, so that 3 are left for
+  // the two-column last pass at n = 1024.
+  constexpr int g_max = kPairedStore<Out> ? 4 : 3;
+  constexpr int g = LOGN - LW < g_max ? LOGN - LW : g_max;
   constexpr int64_t len = int64_t(1) << LOGN;
   const bool scaled = scale != S(1);
   if constexpr (LOGN > kL1Log<S>) {
@@ -417,7 +451,8 @@ void transform_rows(const FwhtArgs& a) {
   const int m = a.m;
   const int64_t len = a.n / m;
   constexpr bool out_is_compute = std::is_same<Out, S>::value;
-  // bfloat16 results are finished in the float work buffer and converted in a last pass.
+  // bfloat16 results of the m-point and long-row paths are finished in the float work buffer
+  // and converted in a last pass.
   constexpr bool convert_last = kPairedLoad<In>;
   using Target = std::conditional_t<convert_last, S, Out>;
   const bool paired = len >= 2 * Vec<S>::W;
@@ -437,14 +472,15 @@ void transform_rows(const FwhtArgs& a) {
         const In* s = src + i * a.src_row_stride;
         Out* d = dst + i * a.dst_row_stride;
         S* w = out_is_compute ? reinterpret_cast<S*>(d) : scratch.get(a.n);
-        Target* t = reinterpret_cast<Target*>(convert_last ? static_cast<void*>(w) : d);
         if (m == 1) {
-          row_transform<S>(s, t, w, len, block_scale);
-        } else {
-          for (int b = 0; b < m; ++b)
-            row_transform<S>(s + b * len, w + b * len, w + b * len, len, S(1));
-          small_matrix_pass<S>(w, t, m, len, h_scaled, 0, len);
+          // bfloat16 too: its last pass writes the pairs straight to dst.
+          row_transform<S>(s, d, w, len, block_scale);
+          continue;
         }
+        Target* t = reinterpret_cast<Target*>(convert_last ? static_cast<void*>(w) : d);
+        for (int b = 0; b < m; ++b)
+          row_transform<S>(s + b * len, w + b * len, w + b * len, len, S(1));
+        small_matrix_pass<S>(w, t, m, len, h_scaled, 0, len);
         if constexpr (convert_last) convert_pairs<S>(w, d, a.n, paired);
       }
     }

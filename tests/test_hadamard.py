@@ -121,6 +121,16 @@ def test_low_precision_error_rule(cpu_path, dtype, n):
     assert_low_precision_close(ours, ref_low, oracle(x, scale), dtype)
 
 
+@pytest.mark.parametrize("log2n", range(18))
+def test_bfloat16_every_power_of_two(cpu_path, log2n):
+    # bf16 rows take their own pass layout (even/odd halves, pair stores): every size.
+    n = 2**log2n
+    x = torch.randn(2, n).bfloat16()
+    scale = 1 / math.sqrt(n)
+    assert_low_precision_close(kernelkit.fwht(x, scale), fwht_reference(x, scale),
+                               oracle(x, scale), torch.bfloat16)
+
+
 @pytest.mark.parametrize("n", [1, 16, 2**10, 2**16, 12, 20 * 32, 28 * 2**9, 40 * 2**4])
 def test_transform_is_its_own_inverse(cpu_path, n):
     x = torch.randn(2, n, dtype=torch.float64)

@@ -68,8 +68,9 @@ template <int G, class V> KK_INLINE void butterfly_registers(V* r, bool scaled, 
 
 // bfloat16 rows are loaded in pairs of vectors (even- and odd-indexed values, see
 // load_even): the first pass then leaves each 16 results in the order 0, 2, .., 14, 1, .., 15.
-// Later passes act on higher index bits and do not care; convert_pairs restores the order
-// while it rounds to bfloat16. This keeps both conversions off the shuffle port.
+// Later passes act on higher index bits and do not care; the last one (store_pair, in a
+// first pass or fixed_cross_pass_pairs) or convert_pairs restores the order while it rounds
+// to bfloat16. This keeps both conversions off the shuffle port.
 template <class In> constexpr bool kPairedLoad = std::is_same<In, bf16_bits>::value;
 template <class Out> constexpr bool kPairedStore = std::is_same<Out, bf16_bits>::value;
 

@@ -226,35 +226,30 @@ CASES: tuple[Case, ...] = (
 # Speed targets checked by report.py. Each compares elements per second of two benchmarks,
 # a = (case, impl) and b = (case, impl): value = rate(a) / rate(b); PASS when value >= min.
 # On the same case that is time(b) / time(a), i.e. "a is value-times faster than b".
+def _target(name: str, case_a: str, impl_a: str, case_b: str, impl_b: str, minimum: float):
+    return {"name": name, "a": [case_a, impl_a], "b": [case_b, impl_b], "min": minimum}
+
+
+_FHT = {"kernelkit.fwht": "fht_cpu.fht(inplace=False)",
+        "kernelkit.fwht_": "fht_cpu.fht(inplace=True)"}
+_FHT_NAME = {"kernelkit.fwht": "fwht vs fht-cpu inplace=False",
+             "kernelkit.fwht_": "fwht_ vs fht-cpu in place"}
 TARGETS: list[dict[str, object]] = [
-    {"name": "4096x1024 f32: fwht vs fht-cpu inplace=False",
-     "a": ["4096x1024 float32", "kernelkit.fwht"],
-     "b": ["4096x1024 float32", "fht_cpu.fht(inplace=False)"], "min": 1.3},
-    {"name": "4096x1024 f32: fwht_ vs fht-cpu in place",
-     "a": ["4096x1024 float32", "kernelkit.fwht_"],
-     "b": ["4096x1024 float32", "fht_cpu.fht(inplace=True)"], "min": 1.3},
-    {"name": "n=2^20 f32: fwht vs fht-cpu inplace=False",
-     "a": ["n=2^20 float32", "kernelkit.fwht"],
-     "b": ["n=2^20 float32", "fht_cpu.fht(inplace=False)"], "min": 1.3},
-    {"name": "n=2^20 f32: fwht_ vs fht-cpu in place",
-     "a": ["n=2^20 float32", "kernelkit.fwht_"],
-     "b": ["n=2^20 float32", "fht_cpu.fht(inplace=True)"], "min": 1.3},
-    {"name": "n=2^24 f32: fwht vs fht-cpu inplace=False",
-     "a": ["n=2^24 float32", "kernelkit.fwht"],
-     "b": ["n=2^24 float32", "fht_cpu.fht(inplace=False)"], "min": 1.1},
-    {"name": "n=2^24 f32: fwht_ vs fht-cpu in place",
-     "a": ["n=2^24 float32", "kernelkit.fwht_"],
-     "b": ["n=2^24 float32", "fht_cpu.fht(inplace=True)"], "min": 1.1},
-    {"name": "4096x1024 f32: fwht vs hadamard-transform",
-     "a": ["4096x1024 float32", "kernelkit.fwht"],
-     "b": ["4096x1024 float32", "hadamard_transform"], "min": 15.0},
+    _target(f"{label} f32: {_FHT_NAME[ours]}", case, ours, case, _FHT[ours], minimum)
+    for label, case, minimum in (("4096x1024", "4096x1024 float32", 1.3),
+                                 ("n=2^20", "n=2^20 float32", 1.3),
+                                 ("n=2^24", "n=2^24 float32", 1.1))
+    for ours in ("kernelkit.fwht", "kernelkit.fwht_")
+] + [
+    _target("4096x1024 f32: fwht vs hadamard-transform", "4096x1024 float32", "kernelkit.fwht",
+            "4096x1024 float32", "hadamard_transform", 15.0),
 ]
-for _dt in ("float16", "bfloat16"):
-    for _impl in ("kernelkit.fwht", "kernelkit.fwht_"):
-        TARGETS.append({
-            "name": f"4096x1024 {_dt} {_impl.split('.')[1]}: elements/s vs float32",
-            "a": [f"4096x1024 {_dt}", _impl], "b": ["4096x1024 float32", _impl], "min": 0.9,
-        })
+TARGETS += [
+    _target(f"4096x1024 {dt} {impl.split('.')[1]}: elements/s vs float32",
+            f"4096x1024 {dt}", impl, "4096x1024 float32", impl, 0.9)
+    for dt in ("float16", "bfloat16")
+    for impl in ("kernelkit.fwht", "kernelkit.fwht_")
+]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 
 #include "common/vec.h"
@@ -197,24 +198,33 @@ void fixed_cross_pass(const In* src, Out* dst, S scale, bool scaled, int64_t c0 
   }
 }
 
-// The last pass of a bfloat16 row: as fixed_cross_pass, but two columns at a time (each 16
-// values' even and odd halves) so that the results go out as bfloat16 pairs directly.
+// The last pass of a bfloat16 row: as fixed_cross_pass, for the two columns of each 16
+// values (their even and odd halves), storing bfloat16 pairs directly. The even half is done
+// first and its rounded words parked in work (scratch by now), then the odd half joins them:
+// 8 vectors live at a time instead of 16, so nothing spills.
 template <class S, int G, int64_t STRIDE, int64_t LEN>
-void fixed_cross_pass_pairs(const S* src, bf16_bits* dst, S scale, bool scaled) {
+void fixed_cross_pass_pairs(S* work, bf16_bits* dst, S scale, bool scaled) {
   using V = VecT<S>;
   constexpr int W = Vec<S>::W;
   static_assert(STRIDE % (2 * W) == 0, "pairs need 16-value columns");
   const V sv = Vec<S>::broadcast(scale);
   for (int64_t b = 0; b < LEN; b += G * STRIDE) {
     for (int64_t c = b; c < b + STRIDE; c += 2 * W) {
-      V even[G], odd[G];
+      V r[G];
+      for (int j = 0; j < G; ++j) r[j] = load_as<S>(work + c + j * STRIDE);
+      butterfly_registers<G>(r, scaled, sv);
       for (int j = 0; j < G; ++j) {
-        even[j] = load_as<S>(src + c + j * STRIDE);
-        odd[j] = load_as<S>(src + c + W + j * STRIDE);
+        const vu8 even = bf16_round_high(r[j]) >> 16;
+        std::memcpy(work + c + j * STRIDE, &even, sizeof even);
       }
-      butterfly_registers<G>(even, scaled, sv);
-      butterfly_registers<G>(odd, scaled, sv);
-      for (int j = 0; j < G; ++j) store_pair(dst + c + j * STRIDE, even[j], odd[j]);
+      for (int j = 0; j < G; ++j) r[j] = load_as<S>(work + c + W + j * STRIDE);
+      butterfly_registers<G>(r, scaled, sv);
+      for (int j = 0; j < G; ++j) {
+        vu8 even;
+        std::memcpy(&even, work + c + j * STRIDE, sizeof even);
+        const vu8 pair = even | (bf16_round_high(r[j]) & 0xffff0000u);
+        std::memcpy(dst + c + j * STRIDE, &pair, sizeof pair);
+      }
     }
   }
 }

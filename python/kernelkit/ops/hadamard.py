@@ -116,7 +116,9 @@ def _transform_into(x: torch.Tensor, out: torch.Tensor, scale: float, dim: int) 
     if x.numel() == 0:
         return
     backend = resolve_backend("fwht", x.device)
-    xt, ot = x.movedim(dim, -1), out.movedim(dim, -1)
+    last = dim == x.dim() - 1
+    xt = x if last else x.movedim(dim, -1)
+    ot = out if last else out.movedim(dim, -1)
     src, dst = _rows_view(xt), _rows_view(ot)
     if src is None:
         src = xt.reshape(-1, xt.shape[-1]).contiguous()  # rows not one uniform stride apart

@@ -77,11 +77,28 @@ template <class Out> constexpr bool kPairedStore = std::is_same<Out, bf16_bits>:
 
 // First pass of a contiguous row (len a multiple of W * G): the in-register levels of each
 // vector, then log2(G) levels across G consecutive vectors.
-template <class S, int G, class In, class Out>
+// With DEFER_EO (bfloat16 rows whose last pass is fixed_cross_pass_pairs), the level between
+// each 16 values' even and odd halves is left to that last pass: the halves are then
+// independent here, and each is done with G/2 registers (no spills at G = 16).
+template <class S, int G, bool DEFER_EO = false, class In, class Out>
 void first_pass(const In* src, Out* dst, int64_t len, S scale, bool scaled) {
   using V = VecT<S>;
   constexpr int W = Vec<S>::W;
   const V sv = Vec<S>::broadcast(scale);
+  if constexpr (DEFER_EO) {
+    static_assert(kPairedLoad<In> && G >= 4, "deferring needs paired loads");
+    for (int64_t i = 0; i < len; i += int64_t(W) * G) {
+      for (int half = 0; half < 2; ++half) {
+        V r[G / 2];
+        for (int k = 0; k < G / 2; ++k)
+          r[k] = Vec<S>::butterflies(half ? load_odd(src + i + 2 * k * W)
+                                          : load_even(src + i + 2 * k * W));
+        butterfly_registers<G / 2>(r, scaled, sv);
+        for (int k = 0; k < G / 2; ++k) store_vec(dst + i + (2 * k + half) * W, r[k]);
+      }
+    }
+    return;
+  }
   for (int64_t i = 0; i < len; i += int64_t(W) * G) {
     V r[G];
     if constexpr (kPairedLoad<In> && G >= 2) {
@@ -202,7 +219,8 @@ void fixed_cross_pass(const In* src, Out* dst, S scale, bool scaled, int64_t c0 
 // values (their even and odd halves), storing bfloat16 pairs directly. The even half is done
 // first and its rounded words parked in work (scratch by now), then the odd half joins them:
 // 8 vectors live at a time instead of 16, so nothing spills.
-template <class S, int G, int64_t STRIDE, int64_t LEN>
+// With EO, it also does the even/odd level a DEFER_EO first pass left (on the parked floats).
+template <class S, int G, int64_t STRIDE, int64_t LEN, bool EO = false>
 void fixed_cross_pass_pairs(S* work, bf16_bits* dst, S scale, bool scaled) {
   using V = VecT<S>;
   constexpr int W = Vec<S>::W;
@@ -214,15 +232,27 @@ void fixed_cross_pass_pairs(S* work, bf16_bits* dst, S scale, bool scaled) {
       for (int j = 0; j < G; ++j) r[j] = load_as<S>(work + c + j * STRIDE);
       butterfly_registers<G>(r, scaled, sv);
       for (int j = 0; j < G; ++j) {
-        const vu8 even = bf16_round_high(r[j]) >> 16;
-        std::memcpy(work + c + j * STRIDE, &even, sizeof even);
+        if constexpr (EO) {
+          store_vec(work + c + j * STRIDE, r[j]);
+        } else {
+          const vu8 even = bf16_round_high(r[j]) >> 16;
+          std::memcpy(work + c + j * STRIDE, &even, sizeof even);
+        }
       }
       for (int j = 0; j < G; ++j) r[j] = load_as<S>(work + c + W + j * STRIDE);
       butterfly_registers<G>(r, scaled, sv);
       for (int j = 0; j < G; ++j) {
         vu8 even;
-        std::memcpy(&even, work + c + j * STRIDE, sizeof even);
-        const vu8 pair = even | (bf16_round_high(r[j]) & 0xffff0000u);
+        V odd = r[j];
+        if constexpr (EO) {
+          const V e = load_as<S>(work + c + j * STRIDE);
+          const V sum = e + odd;
+          odd = e - odd;
+          even = bf16_round_high(sum) >> 16;
+        } else {
+          std::memcpy(&even, work + c + j * STRIDE, sizeof even);
+        }
+        const vu8 pair = even | (bf16_round_high(odd) & 0xffff0000u);
         std::memcpy(dst + c + j * STRIDE, &pair, sizeof pair);
       }
     }
@@ -230,7 +260,7 @@ void fixed_cross_pass_pairs(S* work, bf16_bits* dst, S scale, bool scaled) {
 }
 
 // The levels [LO, LOGN) of a row, as few passes as levels_per_pass allows; the last writes dst.
-template <class S, int LOGN, int LO, class Out>
+template <class S, int LOGN, int LO, bool EO = false, class Out>
 void fixed_later_passes(S* work, Out* dst, S scale, bool scaled) {
   constexpr int remaining = LOGN - LO;
   // bfloat16 rows end with a two-column pass: 2 * 2**3 registers at most.
@@ -240,13 +270,13 @@ void fixed_later_passes(S* work, Out* dst, S scale, bool scaled) {
   constexpr int passes = (remaining + per_pass - 1) / per_pass;
   constexpr int nlev = (remaining + passes - 1) / passes;
   if constexpr (nlev == remaining && kPairedStore<Out>) {
-    fixed_cross_pass_pairs<S, (1 << nlev), stride, len>(work, dst, scale, scaled);
+    fixed_cross_pass_pairs<S, (1 << nlev), stride, len, EO>(work, dst, scale, scaled);
   } else if constexpr (nlev == remaining) {
     fixed_cross_pass<S, (1 << nlev), stride, len>(work, dst, scale, scaled);
   } else {
     fixed_cross_pass<S, (1 << nlev), (int64_t(1) << LO), (int64_t(1) << LOGN)>(work, work, S(1),
                                                                               false);
-    fixed_later_passes<S, LOGN, LO + nlev>(work, dst, scale, scaled);
+    fixed_later_passes<S, LOGN, LO + nlev, EO>(work, dst, scale, scaled);
   }
 }
 
@@ -273,8 +303,10 @@ void fixed_row_transform(const In* src, Out* dst, S* work, S scale) {
   } else if constexpr (LW + g == LOGN) {
     first_pass<S, (1 << g)>(src, dst, len, scale, scaled);
   } else {
-    first_pass<S, (1 << g)>(src, work, len, S(1), false);
-    fixed_later_passes<S, LOGN, LW + g>(work, dst, scale, scaled);
+    // A bfloat16 row ending in a pairs pass defers the even/odd level to it (see first_pass).
+    constexpr bool defer = kPairedStore<Out> && g >= 2;
+    first_pass<S, (1 << g), defer>(src, work, len, S(1), false);
+    fixed_later_passes<S, LOGN, LW + g, defer>(work, dst, scale, scaled);
   }
 }
 

@@ -3,7 +3,8 @@
 // in-register levels + 3 across registers, later passes 4 (3 at 4 KiB strides) on the row held
 // in L1 (rows > 32 KiB: L1 blocks, then the levels across blocks in L2). Rows beyond L2 are cut
 // into 2**15..2**17-element chunks, then one streaming or strip-buffered pass joins them: two
-// reads and two writes of the row in all.
+// reads and two writes of the row in all. Halves compute in float; bfloat16 rows travel as
+// even/odd halves of 32-bit words (see kPairedLoad) so that neither conversion shuffles.
 #pragma once
 
 #include <algorithm>

@@ -195,7 +195,7 @@ def _fake(a_t, a_v, x, h0_t, h0_v):  # noqa: ANN001, ANN202
 
 def _grad_outputs(grad, need_da_t, need_da_v):  # noqa: ANN001, ANN202
     """dx, da_t, da_v: x's shape; an unneeded one is an empty (0,) tensor."""
-    full = lambda: torch.empty(grad.shape, dtype=grad.dtype, device=grad.device)  # noqa: E731
+    full = lambda: _native.new_output(grad.shape, grad.dtype, grad.device)  # noqa: E731
     none = lambda: torch.empty(0, dtype=grad.dtype, device=grad.device)  # noqa: E731
     return full(), full() if need_da_t else none(), full() if need_da_v else none()
 

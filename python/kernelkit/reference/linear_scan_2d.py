@@ -20,6 +20,8 @@ def linear_scan_2d_reference(
     inputs' dtype (float64 for the oracle), one Python step per cell: T * V steps, each a
     vectorized op over the batch. Differentiable by autograd.
     """
+    if x.numel() == 0:
+        return x.clone()  # empty, but attached to x's graph
     t_len, v_len = x.shape[-2], x.shape[-1]
     batch = x.shape[:-2]
     a_t = a_t.expand(x.shape)
@@ -39,10 +41,8 @@ def linear_scan_2d_reference(
                 h = a_v[..., t, v] * left + h
             row.append(h)
             left = h
-        rows.append(torch.stack(row, -1) if row else x.new_zeros(*batch, 0))
+        rows.append(torch.stack(row, -1))
         above = row
-    if not rows:
-        return x.new_zeros(x.shape)
     return torch.stack(rows, -2)
 
 

@@ -272,6 +272,29 @@ def test_backward_with_only_some_inputs_requiring_grad(cpu_path):
     assert_f64_close(dh0_v, a_v[..., :, 0] * g[..., :, 0])
 
 
+def test_backward_of_a_sum_and_of_a_slice(cpu_path):
+    """Autograd hands the backward expanded (stride 0) and strided gradients."""
+    a_t, a_v, x, h0_t, h0_v = make_inputs((2,), 5, 6, seed=19)
+    x.requires_grad_()
+    (dx_sum,) = torch.autograd.grad(kernelkit.linear_scan_2d(a_t, a_v, x, h0_t, h0_v).sum(), x)
+    (dx_cut,) = torch.autograd.grad(
+        kernelkit.linear_scan_2d(a_t, a_v, x, h0_t, h0_v)[..., ::2].sum(), x)
+    h = linear_scan_2d_reference(a_t, a_v, x.detach(), h0_t, h0_v)
+    ones = torch.ones_like(h)
+    every_other = torch.zeros_like(h)
+    every_other[..., ::2] = 1
+    for got, grad in ((dx_sum, ones), (dx_cut, every_other)):
+        g, _, _ = linear_scan_2d_backward_reference(grad, h, a_t, a_v, h0_t, h0_v)
+        assert_f64_close(got, g)
+
+
+def test_backward_op_refuses_a_wrong_h():
+    a_t, a_v, x, _, _ = make_inputs((2,), 3, 4, seed=20)
+    with pytest.raises(ValueError, match="h must be the forward output"):
+        torch.ops.kernelkit.linear_scan_2d_backward(x, x[..., :2], a_t, a_v, None, None,
+                                                    True, True)
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_low_precision_backward_error_rule(cpu_path, dtype):
     args = make_inputs((4,), 11, 13, dtype=dtype, seed=14)

@@ -201,8 +201,16 @@ def _grad_outputs(grad, need_da_t, need_da_v):  # noqa: ANN001, ANN202
     return full(), full() if need_da_t else none(), full() if need_da_v else none()
 
 
+def _check_backward_args(grad, h, a_t, a_v, h0_t, h0_v) -> None:  # noqa: ANN001
+    check_linear_scan_2d_args(a_t, a_v, grad, h0_t, h0_v)
+    if not isinstance(h, torch.Tensor) or h.shape != grad.shape or h.dtype != grad.dtype:
+        raise ValueError(f"{_OP}_backward: h must be the forward output, of grad's shape "
+                         f"{tuple(grad.shape)} and dtype {grad.dtype}")
+
+
 @torch.library.impl("kernelkit::linear_scan_2d_backward", ("cpu", "cuda"))
 def _backward_impl(grad, h, a_t, a_v, h0_t, h0_v, need_da_t, need_da_v):  # noqa: ANN001, ANN202
+    _check_backward_args(grad, h, a_t, a_v, h0_t, h0_v)
     dx, da_t, da_v = _grad_outputs(grad, need_da_t, need_da_v)
     _backward(grad, h, a_t, a_v, h0_t, h0_v, dx, da_t if need_da_t else None,
               da_v if need_da_v else None)
@@ -211,6 +219,7 @@ def _backward_impl(grad, h, a_t, a_v, h0_t, h0_v, need_da_t, need_da_v):  # noqa
 
 @torch.library.register_fake("kernelkit::linear_scan_2d_backward")
 def _backward_fake(grad, h, a_t, a_v, h0_t, h0_v, need_da_t, need_da_v):  # noqa: ANN001, ANN202
+    _check_backward_args(grad, h, a_t, a_v, h0_t, h0_v)
     return _grad_outputs(grad, need_da_t, need_da_v)
 
 

@@ -10,6 +10,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import kernelkit
 from kernelkit import _native
@@ -174,6 +176,33 @@ def test_non_contiguous_and_broadcast_inputs(cpu_path):
     assert_f64_close(h, oracle(a_t, a_v, x, h0_t, h0_v.expand(2, 3, t_len)))
     for t, b in zip((x, a_t, a_v, h0_t, h0_v), before, strict=True):
         assert torch.equal(t, b)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    batch=st.lists(st.integers(0, 3), max_size=2).map(tuple),
+    t_len=st.integers(0, 6),
+    v_len=st.integers(0, 9),
+    h0=st.tuples(st.booleans(), st.booleans()),
+    shared=st.sampled_from(["none", "a_t", "a_v"]),
+    transpose=st.booleans(),
+    isa=st.sampled_from(["auto", "portable"]),
+)
+def test_fuzz_shapes(batch, t_len, v_len, h0, shared, transpose, isa):
+    a_t, a_v, x, h0_t, h0_v = make_inputs(batch, t_len, v_len, seed=t_len * 10 + v_len, h0=h0)
+    if shared == "a_t":
+        a_t = a_t.reshape(-1, t_len, v_len)[:1].reshape(t_len, v_len) if x.numel() else a_t
+    elif shared == "a_v":
+        a_v = a_v[..., :1] if v_len else a_v  # broadcast along V
+    if transpose:
+        x = x.transpose(-1, -2).contiguous().transpose(-1, -2)
+    previous = _native.ISA
+    try:
+        _native.ISA = isa
+        h = kernelkit.linear_scan_2d(a_t, a_v, x, h0_t, h0_v)
+    finally:
+        _native.ISA = previous
+    assert_f64_close(h, oracle(a_t, a_v, x, h0_t, h0_v))
 
 
 @pytest.mark.parametrize("batch", [(), (4,), (2, 3)])

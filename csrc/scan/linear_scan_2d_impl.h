@@ -9,7 +9,8 @@
 // 8x8 transpose of a_v and b in and of h out (about 1.1 shuffles per element on the one
 // shuffle port), while a scalar chain step is 2 loads + 1 FMA + 1 store (about 1 cycle per
 // element with the chains interleaved): both are well under the 16 bytes per element of
-// memory traffic, so the simpler scheme wins.
+// memory traffic, so the simpler scheme wins (measured: the whole forward 0.6 ns per element
+// on one core with the data in cache, against 3+ ns per element from DRAM).
 #pragma once
 
 #include <algorithm>

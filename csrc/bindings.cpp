@@ -1,14 +1,17 @@
 // The only pybind11 file: raw pointers, sizes and strides in, no torch; the GIL is released
 // around every kernel.
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 
 #include "common/cpu_features.h"
 #include "common/memory.h"
 #include "hadamard/fwht.h"
+#include "scan/linear_scan_2d.h"
 
 namespace py = pybind11;
 using namespace kernelkit;
@@ -46,6 +49,62 @@ void fwht_binding(uintptr_t src, int64_t src_row_stride, uintptr_t dst, int64_t 
   fwht(a, chosen);
 }
 
+// One tensor argument of linear_scan_2d: (address, batch stride, row stride); address 0 = absent.
+using Strided = std::tuple<uintptr_t, int64_t, int64_t>;
+
+LinearScan2dArgs scan2d_args(int64_t batch, int64_t T, int64_t V, const std::string& dtype,
+                             const Strided& a_t, const Strided& a_v, const Strided& h0_t,
+                             const Strided& h0_v, int threads) {
+  LinearScan2dArgs s;
+  s.batch = batch;
+  s.T = T;
+  s.V = V;
+  s.dtype = parse_dtype(dtype);
+  s.a_t = {as_ptr<const void>(std::get<0>(a_t)), std::get<1>(a_t), std::get<2>(a_t)};
+  s.a_v = {as_ptr<const void>(std::get<0>(a_v)), std::get<1>(a_v), std::get<2>(a_v)};
+  s.h0_t = {as_ptr<const void>(std::get<0>(h0_t)), std::get<1>(h0_t), std::get<2>(h0_t)};
+  s.h0_v = {as_ptr<const void>(std::get<0>(h0_v)), std::get<1>(h0_v), std::get<2>(h0_v)};
+  s.threads = threads;
+  return s;
+}
+
+Scan2dPlane plane(const Strided& p) {
+  return {as_ptr<const void>(std::get<0>(p)), std::get<1>(p), std::get<2>(p)};
+}
+Scan2dOut out_plane(const Strided& p) {
+  return {as_ptr<void>(std::get<0>(p)), std::get<1>(p), std::get<2>(p)};
+}
+
+// h0_t / h0_v are (address, batch stride, element stride).
+void linear_scan_2d_binding(int64_t batch, int64_t T, int64_t V, const std::string& dtype,
+                            Strided a_t, Strided a_v, Strided x, Strided h0_t, Strided h0_v,
+                            Strided h, int threads, const std::string& isa) {
+  LinearScan2dForward a;
+  a.s = scan2d_args(batch, T, V, dtype, a_t, a_v, h0_t, h0_v, threads);
+  a.x = plane(x);
+  a.h = out_plane(h);
+  const Isa chosen = parse_isa(isa);
+  py::gil_scoped_release release;
+  linear_scan_2d_forward(a, chosen);
+}
+
+void linear_scan_2d_backward_binding(int64_t batch, int64_t T, int64_t V,
+                                     const std::string& dtype, Strided a_t, Strided a_v,
+                                     Strided grad, Strided h, Strided h0_t, Strided h0_v,
+                                     Strided dx, Strided da_t, Strided da_v, int threads,
+                                     const std::string& isa) {
+  LinearScan2dBackward a;
+  a.s = scan2d_args(batch, T, V, dtype, a_t, a_v, h0_t, h0_v, threads);
+  a.grad = plane(grad);
+  a.h = plane(h);
+  a.dx = out_plane(dx);
+  a.da_t = out_plane(da_t);
+  a.da_v = out_plane(da_v);
+  const Isa chosen = parse_isa(isa);
+  py::gil_scoped_release release;
+  linear_scan_2d_backward(a, chosen);
+}
+
 py::dict build_info() {
   py::dict info;
 #if defined(__clang__)
@@ -79,6 +138,14 @@ PYBIND11_MODULE(_C, mod) {
   mod.def("fwht", &fwht_binding, py::arg("src"), py::arg("src_row_stride"), py::arg("dst"),
           py::arg("dst_row_stride"), py::arg("rows"), py::arg("n"), py::arg("dtype"), py::arg("m"),
           py::arg("had_m"), py::arg("scale"), py::arg("threads"), py::arg("isa") = "auto");
+  mod.def("linear_scan_2d", &linear_scan_2d_binding, py::arg("batch"), py::arg("T"),
+          py::arg("V"), py::arg("dtype"), py::arg("a_t"), py::arg("a_v"), py::arg("x"),
+          py::arg("h0_t"), py::arg("h0_v"), py::arg("h"), py::arg("threads"),
+          py::arg("isa") = "auto");
+  mod.def("linear_scan_2d_backward", &linear_scan_2d_backward_binding, py::arg("batch"),
+          py::arg("T"), py::arg("V"), py::arg("dtype"), py::arg("a_t"), py::arg("a_v"),
+          py::arg("grad"), py::arg("h"), py::arg("h0_t"), py::arg("h0_v"), py::arg("dx"),
+          py::arg("da_t"), py::arg("da_v"), py::arg("threads"), py::arg("isa") = "auto");
   mod.def("build_info", &build_info);
   mod.def(
       "advise_huge_pages",

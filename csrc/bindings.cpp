@@ -9,6 +9,7 @@
 #include "common/cpu_features.h"
 #include "common/memory.h"
 #include "hadamard/fwht.h"
+#include "scan/linear_scan.h"
 
 namespace py = pybind11;
 using namespace kernelkit;
@@ -46,6 +47,36 @@ void fwht_binding(uintptr_t src, int64_t src_row_stride, uintptr_t dst, int64_t 
   fwht(a, chosen);
 }
 
+// Operands as (address, s0, st, s1) over (n0, len, n1); h0 as (address, s0, s1), address 0
+// for zeros. dtype names a real dtype or complex64 / complex128.
+void linear_scan_binding(uintptr_t a, int64_t a_s0, int64_t a_st, int64_t a_s1, uintptr_t x,
+                         int64_t x_s0, int64_t x_st, int64_t x_s1, uintptr_t out, int64_t o_s0,
+                         int64_t o_st, int64_t o_s1, uintptr_t h0, int64_t h0_s0, int64_t h0_s1,
+                         int64_t n0, int64_t len, int64_t n1, const std::string& dtype,
+                         bool reverse, bool conj_a, int threads, const std::string& isa) {
+  LinearScanArgs s;
+  s.a = as_ptr<const void>(a);
+  s.x = as_ptr<const void>(x);
+  s.out = as_ptr<void>(out);
+  s.h0 = as_ptr<const void>(h0);
+  s.a_strides = {a_s0, a_st, a_s1};
+  s.x_strides = {x_s0, x_st, x_s1};
+  s.out_strides = {o_s0, o_st, o_s1};
+  s.h0_s0 = h0_s0;
+  s.h0_s1 = h0_s1;
+  s.n0 = n0;
+  s.len = len;
+  s.n1 = n1;
+  s.is_complex = dtype == "complex64" || dtype == "complex128";
+  s.dtype = s.is_complex ? (dtype == "complex64" ? DType::f32 : DType::f64) : parse_dtype(dtype);
+  s.reverse = reverse;
+  s.conj_a = conj_a;
+  s.threads = threads;
+  const Isa chosen = parse_isa(isa);
+  py::gil_scoped_release release;
+  linear_scan(s, chosen);
+}
+
 py::dict build_info() {
   py::dict info;
 #if defined(__clang__)
@@ -79,6 +110,12 @@ PYBIND11_MODULE(_C, mod) {
   mod.def("fwht", &fwht_binding, py::arg("src"), py::arg("src_row_stride"), py::arg("dst"),
           py::arg("dst_row_stride"), py::arg("rows"), py::arg("n"), py::arg("dtype"), py::arg("m"),
           py::arg("had_m"), py::arg("scale"), py::arg("threads"), py::arg("isa") = "auto");
+  mod.def("linear_scan", &linear_scan_binding, py::arg("a"), py::arg("a_s0"), py::arg("a_st"),
+          py::arg("a_s1"), py::arg("x"), py::arg("x_s0"), py::arg("x_st"), py::arg("x_s1"),
+          py::arg("out"), py::arg("out_s0"), py::arg("out_st"), py::arg("out_s1"), py::arg("h0"),
+          py::arg("h0_s0"), py::arg("h0_s1"), py::arg("n0"), py::arg("len"), py::arg("n1"),
+          py::arg("dtype"), py::arg("reverse"), py::arg("conj_a"), py::arg("threads"),
+          py::arg("isa") = "auto");
   mod.def("build_info", &build_info);
   mod.def(
       "advise_huge_pages",

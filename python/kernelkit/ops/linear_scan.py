@@ -1,0 +1,301 @@
+"""kernelkit::linear_scan: h_t = a_t * h_{t-1} + x_t along a dim, as torch custom ops (the
+forward and its backward)."""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+
+import torch
+
+from .. import _native
+from .._backend import resolve_backend, triton_kernels
+from .._native import _C
+from ..reference.linear_scan import linear_scan_reference
+
+_DTYPE_NAMES = {
+    torch.float32: "float32",
+    torch.float64: "float64",
+    torch.float16: "float16",
+    torch.bfloat16: "bfloat16",
+    torch.complex64: "complex64",
+    torch.complex128: "complex128",
+}
+
+
+def check_linear_scan_args(
+    op: str,
+    a: torch.Tensor,
+    x: torch.Tensor,
+    h0: torch.Tensor | None,
+    reverse: bool,
+    dim: int,
+) -> int:
+    """Validates the public arguments; returns dim normalized to [0, x.dim())."""
+    for name, t in (("a", a), ("x", x)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{op}: {name} must be a torch.Tensor; got {type(t).__name__}")
+    if h0 is not None and not isinstance(h0, torch.Tensor):
+        raise TypeError(f"{op}: h0 must be a torch.Tensor or None; got {type(h0).__name__}")
+    if x.dtype not in _DTYPE_NAMES:
+        raise TypeError(
+            f"{op}: x must be float32, float64, float16, bfloat16, complex64 or complex128; "
+            f"got {x.dtype}"
+        )
+    if a.dtype != x.dtype:
+        raise TypeError(f"{op}: a and x must have the same dtype; got a {a.dtype}, x {x.dtype}")
+    if h0 is not None and h0.dtype != x.dtype:
+        raise TypeError(f"{op}: h0 must have x's dtype {x.dtype}; got {h0.dtype}")
+    devices = {t.device for t in (a, x, h0) if t is not None}
+    if len(devices) > 1:
+        names = sorted(map(str, devices))
+        raise ValueError(f"{op}: a, x and h0 must be on one device; got {names}")
+    if x.dim() == 0:
+        raise ValueError(f"{op}: x must have at least one dimension; got a 0-d tensor")
+    if not isinstance(reverse, bool):
+        raise TypeError(f"{op}: reverse must be a bool; got {type(reverse).__name__}")
+    if isinstance(dim, bool):
+        raise TypeError(f"{op}: dim must be an int; got bool")
+    try:
+        dim = operator.index(dim)
+    except TypeError:
+        raise TypeError(f"{op}: dim must be an int; got {type(dim).__name__}") from None
+    if not -x.dim() <= dim < x.dim():
+        raise IndexError(f"{op}: dim must be in [{-x.dim()}, {x.dim() - 1}]; got {dim}")
+    dim %= x.dim()
+    if a.dim() > x.dim() or any(
+        sa not in (1, sx) for sa, sx in zip(reversed(a.shape), reversed(x.shape), strict=False)
+    ):
+        raise ValueError(
+            f"{op}: a of shape {tuple(a.shape)} must broadcast to x's shape {tuple(x.shape)}"
+        )
+    if h0 is not None:
+        expected = x.shape[:dim] + x.shape[dim + 1 :]
+        if h0.shape != expected:
+            raise ValueError(
+                f"{op}: h0 must have x's shape without dim {dim}, {tuple(expected)}; "
+                f"got {tuple(h0.shape)}"
+            )
+    return dim
+
+
+# ---------------------------------------------------------------------------------------------
+# Layout: the kernels see every operand as (n0, len, n1) with strides.
+
+
+@dataclass(frozen=True)
+class ScanLayout:
+    """Sizes (n0, length, n1) and element strides (s0, st, s1) of a, x, out; (s0, s1) of h0."""
+
+    n0: int
+    length: int
+    n1: int
+    a: tuple[int, int, int]
+    x: tuple[int, int, int]
+    out: tuple[int, int, int]
+    h0: tuple[int, int]
+
+
+def _layout(a: torch.Tensor, x: torch.Tensor, out: torch.Tensor, h0: torch.Tensor | None,
+            dim: int) -> ScanLayout | None:
+    """The batch dims of a, x, out (x's shape) and h0 merged into at most two, or None."""
+    tensors = (a, x, out)
+    batch = sorted((d for d in range(x.dim()) if d != dim and x.shape[d] != 1),
+                   key=lambda d: -x.stride(d))
+    groups: list[list] = []  # [size, strides of a, x, out, h0], outermost first
+    for d in batch:
+        strides = [t.stride(d) for t in tensors]
+        strides.append(0 if h0 is None else h0.stride(d if d < dim else d - 1))
+        size = x.shape[d]
+        if groups and all(p == s * size for p, s in zip(groups[-1][1], strides, strict=True)):
+            groups[-1] = [groups[-1][0] * size, strides]
+        else:
+            groups.append([size, strides])
+    if len(groups) > 2:
+        return None
+    while len(groups) < 2:
+        groups.insert(0, [1, [0, 0, 0, 0]])
+    (n0, s0), (n1, s1) = groups
+    length = x.shape[dim]
+    st = [t.stride(dim) if length > 1 else 1 for t in tensors]
+    return ScanLayout(n0, length, n1, *((s0[i], st[i], s1[i]) for i in range(3)),
+                      (s0[3], s1[3]))
+
+
+def _new_like(x: torch.Tensor) -> torch.Tensor:
+    """A fresh tensor of x's shape and dtype, laid out in x's memory order (dense)."""
+    order = sorted(range(x.dim()), key=lambda d: -x.stride(d))
+    out = _native.new_output(torch.Size(x.shape[d] for d in order), x.dtype, x.device)
+    return out.permute(sorted(range(x.dim()), key=order.__getitem__))
+
+
+def _run(backend: str, lay: ScanLayout, a: torch.Tensor, x: torch.Tensor, out: torch.Tensor,
+         h0: torch.Tensor | None, reverse: bool, conj_a: bool) -> None:
+    if backend == "cpu":
+        _C.linear_scan(
+            a.data_ptr(), *lay.a, x.data_ptr(), *lay.x, out.data_ptr(), *lay.out,
+            0 if h0 is None else h0.data_ptr(), *lay.h0, lay.n0, lay.length, lay.n1,
+            _DTYPE_NAMES[x.dtype], reverse, conj_a, torch.get_num_threads(), _native.ISA,
+        )
+    else:
+        triton_kernels("linear_scan").linear_scan_triton(a, x, out, h0, lay, reverse, conj_a)
+
+
+def _scan_into(a: torch.Tensor, x: torch.Tensor, h0: torch.Tensor | None, out: torch.Tensor,
+               dim: int, reverse: bool, conj_a: bool) -> None:
+    """out = the scan of (conj(a) if conj_a else a, x) along dim; a is expanded to x's shape."""
+    if out.numel() == 0:
+        return
+    backend = resolve_backend("linear_scan", x.device)
+    if backend == "reference":
+        compute = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+        a_c = a.conj_physical() if conj_a else a
+        h0_c = None if h0 is None else h0.to(compute)
+        out.copy_(linear_scan_reference(a_c.to(compute), x.to(compute), h0_c, reverse, dim))
+        return
+    lay = _layout(a, x, out, h0, dim)
+    if lay is not None:
+        return _run(backend, lay, a, x, out, h0, reverse, conj_a)
+    # More than two batch dims that no common stride merges (e.g. a broadcast in between):
+    # the kernels take dense copies.
+    a, x = a.contiguous(), x.contiguous()
+    h0 = None if h0 is None else h0.contiguous()
+    dense = out if out.is_contiguous() else torch.empty(out.shape, dtype=out.dtype,
+                                                        device=out.device)
+    _run(backend, _layout(a, x, dense, h0, dim), a, x, dense, h0, reverse, conj_a)
+    if dense is not out:
+        out.copy_(dense)
+
+
+# Conjugates are taken with conj_physical, not lazy conj(): compiled graphs run the impls
+# where the lazy conjugate bit is not honoured (opcheck's AOT test caught wrong gradients).
+def _plain(t: torch.Tensor | None) -> torch.Tensor | None:
+    """t with any lazy conjugate / negative bit applied (the kernels read raw memory)."""
+    return None if t is None else t.resolve_conj().resolve_neg()
+
+
+# ---------------------------------------------------------------------------------------------
+# The ops. Registered with define/impl (not the custom_op decorator; see ops/hadamard.py).
+
+torch.library.define(
+    "kernelkit::linear_scan", "(Tensor a, Tensor x, Tensor? h0, bool reverse, int dim) -> Tensor"
+)
+torch.library.define(
+    "kernelkit::linear_scan_backward",
+    "(Tensor grad, Tensor a, Tensor h, Tensor? h0, bool reverse, int dim) "
+    "-> (Tensor, Tensor, Tensor)",
+)
+
+
+@torch.library.impl("kernelkit::linear_scan", ("cpu", "cuda"))
+def _linear_scan_impl(a: torch.Tensor, x: torch.Tensor, h0: torch.Tensor | None, reverse: bool,
+                      dim: int) -> torch.Tensor:
+    dim = check_linear_scan_args("linear_scan", a, x, h0, reverse, dim)
+    a, x, h0 = _plain(a), _plain(x), _plain(h0)
+    out = _new_like(x)
+    _scan_into(a.expand(x.shape), x, h0, out, dim, reverse, False)
+    return out
+
+
+@torch.library.register_fake("kernelkit::linear_scan")
+def _linear_scan_fake(a: torch.Tensor, x: torch.Tensor, h0: torch.Tensor | None, reverse: bool,
+                      dim: int) -> torch.Tensor:
+    check_linear_scan_args("linear_scan", a, x, h0, reverse, dim)
+    return torch.empty_like(x)
+
+
+@torch.library.impl("kernelkit::linear_scan_backward", ("cpu", "cuda"))
+def _linear_scan_backward_impl(
+    grad: torch.Tensor, a: torch.Tensor, h: torch.Tensor, h0: torch.Tensor | None,
+    reverse: bool, dim: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    dim = check_linear_scan_args("linear_scan_backward", a, h, h0, reverse, dim)
+    if grad.shape != h.shape or grad.dtype != h.dtype:
+        raise ValueError(f"linear_scan_backward: grad must match h ({tuple(h.shape)}, "
+                         f"{h.dtype}); got {tuple(grad.shape)}, {grad.dtype}")
+    grad, a, h, h0 = _plain(grad), _plain(a), _plain(h), _plain(h0)
+    length = h.shape[dim]
+    a_full = a.expand(h.shape)
+    if h.numel() == 0:
+        return (torch.zeros_like(h), torch.zeros_like(a),
+                torch.zeros(h.shape[:dim] + h.shape[dim + 1 :], dtype=h.dtype, device=h.device))
+    # g_t = grad_t + conj(a_{t+1}) g_{t+1} (reverse: t-1): a scan in the other direction of
+    # length T-1 over the shifted a, started from the last step's g = grad.
+    first, last = (length - 1, 0) if reverse else (0, length - 1)
+    lo_a, lo_g = (0, 1) if reverse else (1, 0)
+    dx = _new_like(h)
+    g_last = grad.select(dim, last)
+    dx.select(dim, last).copy_(g_last)
+    if length > 1:
+        _scan_into(a_full.narrow(dim, lo_a, length - 1), grad.narrow(dim, lo_g, length - 1),
+                   g_last, dx.narrow(dim, lo_g, length - 1), dim, not reverse, True)
+    # da_t = g_t * conj(h_prev_t), h_prev of the first step being h0 (or 0).
+    da = _new_like(h)
+    if length > 1:  # steps lo_a.. pair with the h of steps lo_g..: the shift of the scan
+        h_prev = h.narrow(dim, lo_g, length - 1).conj_physical()
+        torch.mul(dx.narrow(dim, lo_a, length - 1), h_prev, out=da.narrow(dim, lo_a, length - 1))
+    g_first = dx.select(dim, first)
+    if h0 is None:
+        da.select(dim, first).zero_()
+    else:
+        torch.mul(g_first, h0.conj_physical(), out=da.select(dim, first))
+    dh0 = g_first * a_full.select(dim, first).conj_physical()
+    return dx, da.sum_to_size(a.shape), dh0
+
+
+@torch.library.register_fake("kernelkit::linear_scan_backward")
+def _linear_scan_backward_fake(
+    grad: torch.Tensor, a: torch.Tensor, h: torch.Tensor, h0: torch.Tensor | None,
+    reverse: bool, dim: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    dim = check_linear_scan_args("linear_scan_backward", a, h, h0, reverse, dim)
+    return (torch.empty_like(h), torch.empty_like(a),
+            h.new_empty(h.shape[:dim] + h.shape[dim + 1 :]))
+
+
+def _setup_context(ctx, inputs, output) -> None:  # noqa: ANN001
+    a, _, h0, reverse, dim = inputs
+    ctx.save_for_backward(a, output, h0)
+    ctx.reverse, ctx.dim, ctx.has_h0 = reverse, dim, h0 is not None
+
+
+def _backward(ctx, grad: torch.Tensor):  # noqa: ANN001, ANN202
+    a, h, h0 = ctx.saved_tensors
+    dx, da, dh0 = torch.ops.kernelkit.linear_scan_backward(grad, a, h, h0, ctx.reverse, ctx.dim)
+    return da, dx, (dh0 if ctx.has_h0 else None), None, None
+
+
+torch.library.register_autograd("kernelkit::linear_scan", _backward, setup_context=_setup_context)
+
+
+def linear_scan(
+    a: torch.Tensor,
+    x: torch.Tensor,
+    h0: torch.Tensor | None = None,
+    reverse: bool = False,
+    dim: int = -1,
+) -> torch.Tensor:
+    """First-order linear recurrence along ``dim``: ``h_t = a_t * h_{t-1} + x_t``, a new tensor.
+
+    ``h_{-1} = h0`` (zeros if None). With ``reverse=True`` it runs from the end:
+    ``h_t = a_t * h_{t+1} + x_t`` with ``h_T = h0``. Drop-in for accelerated-scan's
+    ``scan(gates, tokens)``: ``linear_scan(gates, tokens)`` on its (B, C, T) layout, on CPU and
+    CUDA tensors, any length, any strides.
+
+    Args:
+        a: the transitions (gates), any sign; broadcasts to x's shape (expanded views are read
+            in place, not copied).
+        x: (..., T, ...) the inputs; float32, float64, float16, bfloat16, complex64 (diagonal
+            S5-style state-space models) or complex128.
+        h0: the initial state, x's shape without ``dim``, or None.
+        reverse: scan from the last step to the first.
+        dim: the time dimension.
+
+    Returns:
+        h of x's shape and dtype (and x's memory layout). float16/bfloat16 are computed in
+        float32 and rounded once per output; complex64 computes in complex64. a, x and h0 must
+        share one dtype (TypeError otherwise). Differentiable in a, x and h0 (complex:
+        torch's conjugate convention); the backward is the op ``kernelkit::linear_scan_backward``.
+    """
+    dim = check_linear_scan_args("linear_scan", a, x, h0, reverse, dim)
+    return torch.ops.kernelkit.linear_scan(a, x, h0, reverse, dim)

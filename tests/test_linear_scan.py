@@ -83,6 +83,7 @@ SHAPES = [
     ((2, 37, 21), 1),     # time strided, contiguous channels (vectors + tail lanes)
     ((3, 100, 64), 1),    # time strided, channels a multiple of the vector group
     ((70, 3), 0),         # time outermost, few channels (scalar lanes)
+    ((1, 9, 4500), 1),    # one row of lanes wider than a lane block, split between threads
     ((9, 2, 3, 11), 2),   # four dims
     ((1,), 0), ((5, 1), -1), ((1, 7), 0), ((4, 0), -1), ((0, 6), -1), ((3, 0, 2), 1),
 ]

@@ -3,8 +3,9 @@
 // Time-contiguous rows: 4W rows at a time (W = 8 floats / 4 doubles), W x W blocks transposed
 // in registers into a time-major L1 scratch chunk, the recurrence run down the chunk as 4
 // independent vectors (hiding FMA latency), transposed back out. Time strided, batch dim
-// contiguous: vectors straight across the contiguous dim. Anything else: one scalar loop per
-// sequence (also complex values with time contiguous).
+// contiguous: each step streams a run of up to 1024 contiguous lanes, vectors across them, the
+// state in L1. Anything else: one scalar loop per sequence (also complex values with time
+// contiguous).
 #pragma once
 
 #include <algorithm>
@@ -22,6 +23,10 @@ namespace linear_scan_detail {
 constexpr int kChunk = 64;
 // Independent vectors advanced per step: 4 FMA chains cover the FMA latency.
 constexpr int kGroup = 4;
+// Lanes of one pass over the steps when time is strided: a row of a dense (n0, len, n1) tensor
+// up to 16 KiB of state, so that step t + 1 continues where step t ended (one sequential
+// stream per operand, which the hardware prefetcher follows); the state stays in L1.
+template <class S> constexpr int64_t kLaneBlock = 16384 / sizeof(S);
 // Below this many elements per thread a call stays on fewer threads.
 constexpr int64_t kMinElementsPerThread = int64_t(1) << 15;
 
@@ -133,111 +138,197 @@ template <> struct PairLanes<double> {
   static vd4 sign(double s) { return vd4{-s, s, -s, s}; }
 };
 
-// G vectors of lanes starting at a, x, o (scan-order steps ast, xst, ost); h0: G*W values.
-// A_BCAST: one a value for all lanes of a step (a broadcast across the contiguous dim).
-template <class S, int G, bool CPLX, bool A_BCAST, class T>
-void vertical(const T* a, int64_t ast, const T* x, int64_t xst, T* o, int64_t ost,
-              int64_t len, const S* h0, bool conj_a) {
+// Lanes [c0, c1) (storage units) of sequence row i0 over every step: each step reads and writes
+// one contiguous run per operand (sequential streams, a few pages), the state in an L1 array.
+// A_BCAST: one a value per step for all lanes (a broadcast across the contiguous dim).
+template <class S, class T, bool CPLX, bool A_BCAST>
+void lane_block(const Problem<T>& p, int64_t i0, int64_t c0, int64_t c1) {
   using V = VecT<S>;
   constexpr int W = Vec<S>::W;
-  V h[G];
-  for (int g = 0; g < G; ++g) h[g] = load_as<S>(h0 + g * W);
+  constexpr int shift = CPLX ? 1 : 0;  // storage lane c is element c >> shift, part c & 1
+  alignas(32) S h[kLaneBlock<S>];
+  const int64_t n = c1 - c0, nv = n / W * W;
+  for (int64_t c = 0; c < n; ++c) {
+    const int64_t lane = c0 + c;
+    h[c] = p.h0 ? to_compute<S>(p.h0[i0 * p.h0_s0 + (lane >> shift) * p.h0_s1 + (lane & shift)])
+                : S(0);
+  }
+  const int64_t dir = p.reverse ? -1 : 1;
+  const int64_t ast = dir * p.a.st, xst = dir * p.x.st, ost = dir * p.out.st;
+  const T* a = seq_start(p.a, i0, 0, p.len, p.reverse) + (A_BCAST ? 0 : c0);
+  const T* x = seq_start(p.x, i0, 0, p.len, p.reverse) + c0;
+  T* o = seq_start(p.out, i0, 0, p.len, p.reverse) + c0;
   V im_sign{};
-  if constexpr (CPLX) im_sign = PairLanes<S>::sign(conj_a ? S(-1) : S(1));
-  for (int64_t t = 0; t < len; ++t) {
-#pragma GCC unroll 4
-    for (int g = 0; g < G; ++g) {
-      const V xv = load_as<S>(x + g * W);
+  if constexpr (CPLX) im_sign = PairLanes<S>::sign(p.conj_a ? S(-1) : S(1));
+  const S s_sign = p.conj_a ? S(-1) : S(1);
+  for (int64_t t = 0; t < p.len; ++t, a += ast, x += xst, o += ost) {
+    const S a_one = A_BCAST ? to_compute<S>(*a) : S(0);
+    const V a_all = Vec<S>::broadcast(a_one);
+    for (int64_t c = 0; c < nv; c += W) {
+      V hv = load_as<S>(h + c);
+      const V xv = load_as<S>(x + c);
       if constexpr (CPLX) {
-        const V av = load_as<S>(a + g * W);
-        h[g] = PairLanes<S>::re(av) * h[g] + im_sign * PairLanes<S>::im(av) *
-                                                 PairLanes<S>::swap(h[g]) + xv;
-      } else if constexpr (A_BCAST) {
-        h[g] = Vec<S>::broadcast(to_compute<S>(*a)) * h[g] + xv;
+        const V av = load_as<S>(a + c);
+        hv = PairLanes<S>::re(av) * hv + im_sign * PairLanes<S>::im(av) * PairLanes<S>::swap(hv) +
+             xv;
       } else {
-        h[g] = load_as<S>(a + g * W) * h[g] + xv;
+        hv = (A_BCAST ? a_all : load_as<S>(a + c)) * hv + xv;
       }
-      store_vec(o + g * W, h[g]);
+      store_vec(h + c, hv);
+      store_vec(o + c, hv);
     }
-    a += ast;
-    x += xst;
-    o += ost;
+    for (int64_t c = nv; c < n; c += int64_t(1) << shift) {
+      if constexpr (CPLX) {
+        const S ar = a[c], ai = s_sign * a[c + 1], hr = h[c], hi = h[c + 1];
+        h[c] = ar * hr - ai * hi + x[c];
+        h[c + 1] = ar * hi + ai * hr + x[c + 1];
+        o[c] = h[c];
+        o[c + 1] = h[c + 1];
+      } else {
+        h[c] = (A_BCAST ? a_one : to_compute<S>(a[c])) * h[c] + to_compute<S>(x[c]);
+        o[c] = StoreAs<T>::from(h[c]);
+      }
+    }
   }
 }
 
 template <class S, class T, bool CPLX, bool A_BCAST>
 void run_inner_contiguous(const Problem<T>& p) {
-  constexpr int W = Vec<S>::W;
-  constexpr int64_t span = int64_t(kGroup) * W;
-  constexpr int shift = CPLX ? 1 : 0;  // storage lane c is element c >> shift, part c & 1
-  const int64_t width = p.n1 << shift;
-  const int64_t chunks = (width + span - 1) / span;
-  const int64_t items = p.n0 * chunks;
-  const int64_t dir = p.reverse ? -1 : 1;
-  const int64_t ast = dir * p.a.st, xst = dir * p.x.st, ost = dir * p.out.st;
+  constexpr int64_t W = Vec<S>::W;
+  const int64_t width = p.n1 << (CPLX ? 1 : 0);
+  // Few rows: cut each row's lanes into pieces so that every thread has one.
+  const int64_t per_thread = (p.threads + p.n0 - 1) / p.n0;
+  const int64_t piece =
+      std::min(kLaneBlock<S>, ((width + per_thread - 1) / per_thread + W - 1) / W * W);
+  const int64_t pieces = (width + piece - 1) / piece;
+  const int64_t items = p.n0 * pieces;
 #pragma omp parallel for num_threads(threads_for(p.threads, items, p.n0 * p.n1 * p.len)) \
     schedule(static)
   for (int64_t item = 0; item < items; ++item) {
-    const int64_t i0 = item / chunks;
-    const int64_t c0 = (item % chunks) * span, c1 = std::min(width, c0 + span);
-    alignas(32) S h0[span];
-    for (int64_t c = c0; c < c1; ++c)
-      h0[c - c0] = p.h0 ? to_compute<S>(p.h0[i0 * p.h0_s0 + (c >> shift) * p.h0_s1 +
-                                              (c & shift)])
-                        : S(0);
-    const T* a = seq_start(p.a, i0, 0, p.len, p.reverse) + (A_BCAST ? 0 : c0);
-    const T* x = seq_start(p.x, i0, 0, p.len, p.reverse) + c0;
-    T* o = seq_start(p.out, i0, 0, p.len, p.reverse) + c0;
-    if (c1 - c0 == span) {
-      vertical<S, kGroup, CPLX, A_BCAST>(a, ast, x, xst, o, ost, p.len, h0, p.conj_a);
-      continue;
-    }
-    int64_t c = c0;
-    for (; c + W <= c1; c += W) {
-      const int64_t d = c - c0;
-      vertical<S, 1, CPLX, A_BCAST>(a + (A_BCAST ? 0 : d), ast, x + d, xst, o + d, ost, p.len,
-                                    h0 + d, p.conj_a);
-    }
-    for (; c < c1; c += int64_t(1) << shift) {
-      if constexpr (CPLX) {
-        scan_sequence_complex<S>(p, i0, c >> shift);
-      } else {
-        scan_sequence_real<S, T>(p, i0, c);
-      }
-    }
+    const int64_t i0 = item / pieces, c0 = (item % pieces) * piece;
+    lane_block<S, T, CPLX, A_BCAST>(p, i0, c0, std::min(width, c0 + piece));
   }
 }
 
 // ---- time contiguous: W x W register transposes through an L1 scratch chunk ------------
 
-KK_INLINE void transpose(vf8* r) {
-  vf8 t[8], u[8];
-  for (int i = 0; i < 8; i += 2) {
-    t[i] = __builtin_shuffle(r[i], r[i + 1], vi8{0, 8, 1, 9, 4, 12, 5, 13});
-    t[i + 1] = __builtin_shuffle(r[i], r[i + 1], vi8{2, 10, 3, 11, 6, 14, 7, 15});
-  }
-  for (int i = 0; i < 8; i += 4) {
-    for (int k = 0; k < 2; ++k) {
-      u[i + 2 * k] = __builtin_shuffle(t[i + k], t[i + k + 2], vi8{0, 1, 8, 9, 4, 5, 12, 13});
-      u[i + 2 * k + 1] =
-          __builtin_shuffle(t[i + k], t[i + k + 2], vi8{2, 3, 10, 11, 6, 7, 14, 15});
-    }
-  }
+// A W x W block is transposed as two half-blocks: rows i and i + W/2 share a vector (one in
+// each 128-bit lane), so the in-lane transposes below do the rest. Rows of the compute type are
+// loaded and stored in such halves (the lane crossing is then done by the load and store units,
+// not the shuffle port: 16 shuffles per 8 x 8 block instead of 24); 16-bit rows are converted
+// in whole vectors and cross lanes with one more shuffle stage.
+
+// In each 128-bit lane, the 4 x 4 (float) or 2 x 2 (double) transpose of r[0 .. W/2).
+KK_INLINE void lane_transpose(vf8* r) {
+  const vf8 t0 = __builtin_shuffle(r[0], r[1], vi8{0, 8, 1, 9, 4, 12, 5, 13});
+  const vf8 t1 = __builtin_shuffle(r[0], r[1], vi8{2, 10, 3, 11, 6, 14, 7, 15});
+  const vf8 t2 = __builtin_shuffle(r[2], r[3], vi8{0, 8, 1, 9, 4, 12, 5, 13});
+  const vf8 t3 = __builtin_shuffle(r[2], r[3], vi8{2, 10, 3, 11, 6, 14, 7, 15});
+  r[0] = __builtin_shuffle(t0, t2, vi8{0, 1, 8, 9, 4, 5, 12, 13});
+  r[1] = __builtin_shuffle(t0, t2, vi8{2, 3, 10, 11, 6, 7, 14, 15});
+  r[2] = __builtin_shuffle(t1, t3, vi8{0, 1, 8, 9, 4, 5, 12, 13});
+  r[3] = __builtin_shuffle(t1, t3, vi8{2, 3, 10, 11, 6, 7, 14, 15});
+}
+
+KK_INLINE void lane_transpose(vd4* r) {
+  const vd4 t0 = __builtin_shuffle(r[0], r[1], vl4{0, 4, 2, 6});
+  r[1] = __builtin_shuffle(r[0], r[1], vl4{1, 5, 3, 7});
+  r[0] = t0;
+}
+
+// Swaps the high lane of r[i] with the low lane of r[i + W/2].
+KK_INLINE void cross_lanes(vf8* r) {
   for (int i = 0; i < 4; ++i) {
-    r[i] = __builtin_shuffle(u[i], u[i + 4], vi8{0, 1, 2, 3, 8, 9, 10, 11});
-    r[i + 4] = __builtin_shuffle(u[i], u[i + 4], vi8{4, 5, 6, 7, 12, 13, 14, 15});
+    const vf8 lo = __builtin_shuffle(r[i], r[i + 4], vi8{0, 1, 2, 3, 8, 9, 10, 11});
+    r[i + 4] = __builtin_shuffle(r[i], r[i + 4], vi8{4, 5, 6, 7, 12, 13, 14, 15});
+    r[i] = lo;
   }
 }
 
-KK_INLINE void transpose(vd4* r) {
-  const vd4 t0 = __builtin_shuffle(r[0], r[1], vl4{0, 4, 2, 6});
-  const vd4 t1 = __builtin_shuffle(r[0], r[1], vl4{1, 5, 3, 7});
-  const vd4 t2 = __builtin_shuffle(r[2], r[3], vl4{0, 4, 2, 6});
-  const vd4 t3 = __builtin_shuffle(r[2], r[3], vl4{1, 5, 3, 7});
-  r[0] = __builtin_shuffle(t0, t2, vl4{0, 1, 4, 5});
-  r[1] = __builtin_shuffle(t1, t3, vl4{0, 1, 4, 5});
-  r[2] = __builtin_shuffle(t0, t2, vl4{2, 3, 6, 7});
-  r[3] = __builtin_shuffle(t1, t3, vl4{2, 3, 6, 7});
+KK_INLINE void cross_lanes(vd4* r) {
+  for (int i = 0; i < 2; ++i) {
+    const vd4 lo = __builtin_shuffle(r[i], r[i + 2], vl4{0, 1, 4, 5});
+    r[i + 2] = __builtin_shuffle(r[i], r[i + 2], vl4{2, 3, 6, 7});
+    r[i] = lo;
+  }
+}
+
+// One vector from two 16-byte runs (low lane from lo), and back. On AVX2 an insert from memory
+// and an extract to memory (no shuffle-port work, no round trip through the stack).
+KK_INLINE vf8 load_halves(const float* lo, const float* hi) {
+#if defined(KK_ISA_AVX2)
+  return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(lo)), _mm_loadu_ps(hi), 1);
+#else
+  vf8 v;
+  std::memcpy(&v, lo, 16);
+  std::memcpy(reinterpret_cast<char*>(&v) + 16, hi, 16);
+  return v;
+#endif
+}
+
+KK_INLINE vd4 load_halves(const double* lo, const double* hi) {
+#if defined(KK_ISA_AVX2)
+  return _mm256_insertf128_pd(_mm256_castpd128_pd256(_mm_loadu_pd(lo)), _mm_loadu_pd(hi), 1);
+#else
+  vd4 v;
+  std::memcpy(&v, lo, 16);
+  std::memcpy(reinterpret_cast<char*>(&v) + 16, hi, 16);
+  return v;
+#endif
+}
+
+KK_INLINE void store_halves(float* lo, float* hi, vf8 v) {
+#if defined(KK_ISA_AVX2)
+  _mm_storeu_ps(lo, _mm256_castps256_ps128(v));
+  _mm_storeu_ps(hi, _mm256_extractf128_ps(v, 1));
+#else
+  std::memcpy(lo, &v, 16);
+  std::memcpy(hi, reinterpret_cast<const char*>(&v) + 16, 16);
+#endif
+}
+
+KK_INLINE void store_halves(double* lo, double* hi, vd4 v) {
+#if defined(KK_ISA_AVX2)
+  _mm_storeu_pd(lo, _mm256_castpd256_pd128(v));
+  _mm_storeu_pd(hi, _mm256_extractf128_pd(v, 1));
+#else
+  std::memcpy(lo, &v, 16);
+  std::memcpy(hi, reinterpret_cast<const char*>(&v) + 16, 16);
+#endif
+}
+
+// W rows (steps j .. j + W of each) as W vectors, one step each.
+template <class S, class T>
+KK_INLINE void load_block(const T* const* rows, int64_t j, VecT<S>* r) {
+  constexpr int W = Vec<S>::W, H = W / 2;
+  if constexpr (std::is_same<S, T>::value) {
+    for (int i = 0; i < H; ++i) {
+      r[i] = load_halves(rows[i] + j, rows[i + H] + j);
+      r[i + H] = load_halves(rows[i] + j + H, rows[i + H] + j + H);
+    }
+  } else {
+    for (int i = 0; i < W; ++i) r[i] = load_as<S>(rows[i] + j);
+    cross_lanes(r);
+  }
+  lane_transpose(r);
+  lane_transpose(r + H);
+}
+
+// The inverse of load_block: W vectors of one step each into steps j .. j + W of W rows.
+template <class S, class T>
+KK_INLINE void store_block(VecT<S>* r, T* const* rows, int64_t j) {
+  constexpr int W = Vec<S>::W, H = W / 2;
+  lane_transpose(r);
+  lane_transpose(r + H);
+  if constexpr (std::is_same<S, T>::value) {
+    for (int i = 0; i < H; ++i) {
+      store_halves(rows[i] + j, rows[i + H] + j, r[i]);
+      store_halves(rows[i] + j + H, rows[i + H] + j + H, r[i + H]);
+    }
+  } else {
+    cross_lanes(r);
+    for (int i = 0; i < W; ++i) store_vec(rows[i] + j, r[i]);
+  }
 }
 
 // Steps [m0, m0 + c) (memory order) of L rows into scratch s[step][lane]. Rows with unit time
@@ -248,12 +339,14 @@ KK_INLINE void gather(const T* const* rows, int64_t st, int64_t m0, int64_t c, S
   constexpr int W = Vec<S>::W;
   int64_t j = 0;
   if (st == 1) {
-    for (; j + W <= c; j += W) {
-      for (int lb = 0; lb < L; lb += W) {
+    // Row block by row block: its lines are used up before the next rows (often in the same
+    // L1 sets, rows being a power of two apart) evict them.
+    j = c / W * W;
+    for (int lb = 0; lb < L; lb += W) {
+      for (int64_t k = 0; k < j; k += W) {
         V r[W];
-        for (int i = 0; i < W; ++i) r[i] = load_as<S>(rows[lb + i] + m0 + j);
-        transpose(r);
-        for (int i = 0; i < W; ++i) store_vec(s + (j + i) * L + lb, r[i]);
+        load_block<S>(rows + lb, m0 + k, r);
+        for (int i = 0; i < W; ++i) store_vec(s + (k + i) * L + lb, r[i]);
       }
     }
   }
@@ -265,17 +358,31 @@ template <class S, int L, class T>
 KK_INLINE void scatter(const S* s, T* const* rows, int64_t m0, int64_t c) {
   using V = VecT<S>;
   constexpr int W = Vec<S>::W;
-  int64_t j = 0;
-  for (; j + W <= c; j += W) {
-    for (int lb = 0; lb < L; lb += W) {
+  const int64_t full = c / W * W;
+  for (int lb = 0; lb < L; lb += W) {
+    for (int64_t j = 0; j < full; j += W) {
       V r[W];
       for (int i = 0; i < W; ++i) r[i] = load_as<S>(s + (j + i) * L + lb);
-      transpose(r);
-      for (int i = 0; i < W; ++i) store_vec(rows[lb + i] + m0 + j, r[i]);
+      store_block<S>(r, rows + lb, m0 + j);
     }
   }
-  for (; j < c; ++j)
+  for (int64_t j = full; j < c; ++j)
     for (int l = 0; l < L; ++l) rows[l][m0 + j] = StoreAs<T>::from(s[j * L + l]);
+}
+
+// The next chunk of every row, one request per cache line: 3L row streams are more than the
+// hardware prefetcher follows.
+template <int L, class T>
+KK_INLINE void prefetch_rows(T* const* rows, int64_t m0, bool for_write) {
+  constexpr int64_t per_line = 64 / sizeof(T);
+  for (int l = 0; l < L; ++l)
+    for (int64_t j = 0; j < kChunk; j += per_line) {
+      if (for_write) {
+        __builtin_prefetch(rows[l] + m0 + j, 1);
+      } else {
+        __builtin_prefetch(rows[l] + m0 + j, 0);
+      }
+    }
 }
 
 // h = a * h + x down the chunk (x's scratch becomes h's), ascending or descending steps.
@@ -323,6 +430,12 @@ void run_time_contiguous(const Problem<T>& p) {
     for (int64_t k = 0; k < chunks; ++k) {
       const int64_t c = std::min<int64_t>(kChunk, p.len - k * kChunk);
       const int64_t m0 = p.reverse ? p.len - k * kChunk - c : k * kChunk;
+      const int64_t next = p.reverse ? m0 - kChunk : m0 + kChunk;
+      if (next >= 0 && next < p.len) {
+        prefetch_rows<L>(ra, p.a.st == 0 ? 0 : next, false);
+        prefetch_rows<L>(rx, next, false);
+        prefetch_rows<L>(ro, next, true);
+      }
       gather<S, L>(ra, p.a.st, m0, c, sa);
       gather<S, L>(rx, 1, m0, c, sx);
       chunk_recurrence<S, L>(sa, sx, c, p.reverse, h);

@@ -3,9 +3,10 @@
 // Time-contiguous rows: 4W rows at a time (W = 8 floats / 4 doubles), W x W blocks transposed
 // in registers into a time-major L1 scratch chunk, the recurrence run down the chunk as 4
 // independent vectors (hiding FMA latency), transposed back out. Time strided, batch dim
-// contiguous: each step streams a run of up to 1024 contiguous lanes, vectors across them, the
-// state in L1. Anything else: one scalar loop per sequence (also complex values with time
-// contiguous).
+// contiguous: each step streams a run of up to 16 KiB of contiguous lanes, vectors across
+// them, the state in L1. complex64 with time contiguous moves each element as a 64-bit unit
+// through the double transposes. Anything else (and complex128 with time contiguous): one
+// scalar loop per sequence.
 #pragma once
 
 #include <algorithm>
@@ -351,7 +352,11 @@ KK_INLINE void gather(const T* const* rows, int64_t st, int64_t m0, int64_t c, S
     }
   }
   for (; j < c; ++j)
-    for (int l = 0; l < L; ++l) s[j * L + l] = to_compute<S>(rows[l][(m0 + j) * st]);
+    for (int l = 0; l < L; ++l) {
+      T v;  // (copied as bytes: complex64 rows are read as 64-bit units)
+      std::memcpy(&v, rows[l] + (m0 + j) * st, sizeof v);
+      s[j * L + l] = to_compute<S>(v);
+    }
 }
 
 template <class S, int L, class T>
@@ -367,7 +372,10 @@ KK_INLINE void scatter(const S* s, T* const* rows, int64_t m0, int64_t c) {
     }
   }
   for (int64_t j = full; j < c; ++j)
-    for (int l = 0; l < L; ++l) rows[l][m0 + j] = StoreAs<T>::from(s[j * L + l]);
+    for (int l = 0; l < L; ++l) {
+      const T v = StoreAs<T>::from(s[j * L + l]);
+      std::memcpy(rows[l] + m0 + j, &v, sizeof v);
+    }
 }
 
 // The next chunk of every row, one request per cache line: 3L row streams are more than the
@@ -399,47 +407,77 @@ KK_INLINE void chunk_recurrence(const S* sa, S* sx, int64_t c, bool reverse, Vec
   }
 }
 
-template <class S, class T>
+// The same down a chunk of complex64 lanes, each a 64-bit unit of the scratch.
+template <int L>
+KK_INLINE void chunk_recurrence_complex(const double* sa, double* sx, int64_t c, bool reverse,
+                                        vf8* h, vf8 im_sign) {
+  for (int64_t k = 0; k < c; ++k) {
+    const int64_t j = reverse ? c - 1 - k : k;
+#pragma GCC unroll 4
+    for (int g = 0; g < L / 4; ++g) {
+      const float* a = reinterpret_cast<const float*>(sa + j * L + g * 4);
+      float* x = reinterpret_cast<float*>(sx + j * L + g * 4);
+      const vf8 av = load_as<float>(a);
+      h[g] = PairLanes<float>::re(av) * h[g] +
+             im_sign * PairLanes<float>::im(av) * PairLanes<float>::swap(h[g]) +
+             load_as<float>(x);
+      store_vec(x, h[g]);
+    }
+  }
+}
+
+// CPLX (complex64 only): an element is a 64-bit unit, moved by the double transposes (moves of
+// bits, no arithmetic) and multiplied as (re, im) pairs of floats.
+template <class S, class T, bool CPLX>
 void run_time_contiguous(const Problem<T>& p) {
-  using V = VecT<S>;
-  constexpr int W = Vec<S>::W;
-  constexpr int L = kGroup * W;
+  using U = std::conditional_t<CPLX, double, T>;  // storage of one element
+  using C = std::conditional_t<CPLX, double, S>;  // scratch of one element
+  constexpr int E = CPLX ? 2 : 1;                 // storage units of T per element
+  constexpr int L = kGroup * Vec<C>::W;           // lanes (rows) of a group
   const int64_t rows = p.n0 * p.n1;
   const int64_t groups = (rows + L - 1) / L;
   const int64_t chunks = (p.len + kChunk - 1) / kChunk;
+  const int64_t a_st = p.a.st / E;
+  VecT<S> im_sign{};
+  if constexpr (CPLX) im_sign = PairLanes<S>::sign(p.conj_a ? S(-1) : S(1));
 #pragma omp parallel for num_threads(threads_for(p.threads, groups, rows * p.len)) \
     schedule(static)
   for (int64_t grp = 0; grp < groups; ++grp) {
-    alignas(32) S sa[kChunk * L];
-    alignas(32) S sx[kChunk * L];
-    alignas(32) S hs[L];
-    const T* ra[L];
-    const T* rx[L];
-    T* ro[L];
+    alignas(32) C sa[kChunk * L];
+    alignas(32) C sx[kChunk * L];
+    alignas(32) S hs[L * E];
+    const U* ra[L];
+    const U* rx[L];
+    U* ro[L];
     for (int l = 0; l < L; ++l) {
       // Lanes past the last row repeat the group's first row: same values, same thread.
       const int64_t r = grp * L + l < rows ? grp * L + l : grp * L;
       const int64_t i0 = r / p.n1, i1 = r % p.n1;
-      ra[l] = p.a.at(i0, i1);
-      rx[l] = p.x.at(i0, i1);
-      ro[l] = p.out.at(i0, i1);
-      hs[l] = p.h0 ? to_compute<S>(p.h0[i0 * p.h0_s0 + i1 * p.h0_s1]) : S(0);
+      ra[l] = reinterpret_cast<const U*>(p.a.at(i0, i1));
+      rx[l] = reinterpret_cast<const U*>(p.x.at(i0, i1));
+      ro[l] = reinterpret_cast<U*>(p.out.at(i0, i1));
+      for (int e = 0; e < E; ++e)
+        hs[l * E + e] = p.h0 ? to_compute<S>(p.h0[i0 * p.h0_s0 + i1 * p.h0_s1 + e]) : S(0);
     }
-    V h[kGroup];
-    for (int g = 0; g < kGroup; ++g) h[g] = load_as<S>(hs + g * W);
+    VecT<S> h[kGroup];
+    for (int g = 0; g < kGroup; ++g) h[g] = load_as<S>(hs + g * Vec<S>::W);
     for (int64_t k = 0; k < chunks; ++k) {
       const int64_t c = std::min<int64_t>(kChunk, p.len - k * kChunk);
       const int64_t m0 = p.reverse ? p.len - k * kChunk - c : k * kChunk;
       const int64_t next = p.reverse ? m0 - kChunk : m0 + kChunk;
       if (next >= 0 && next < p.len) {
-        prefetch_rows<L>(ra, p.a.st == 0 ? 0 : next, false);
+        prefetch_rows<L>(ra, a_st == 0 ? 0 : next, false);
         prefetch_rows<L>(rx, next, false);
         prefetch_rows<L>(ro, next, true);
       }
-      gather<S, L>(ra, p.a.st, m0, c, sa);
-      gather<S, L>(rx, 1, m0, c, sx);
-      chunk_recurrence<S, L>(sa, sx, c, p.reverse, h);
-      scatter<S, L>(sx, ro, m0, c);
+      gather<C, L>(ra, a_st, m0, c, sa);
+      gather<C, L>(rx, 1, m0, c, sx);
+      if constexpr (CPLX) {
+        chunk_recurrence_complex<L>(sa, sx, c, p.reverse, h, im_sign);
+      } else {
+        chunk_recurrence<S, L>(sa, sx, c, p.reverse, h);
+      }
+      scatter<C, L>(sx, ro, m0, c);
     }
   }
 }
@@ -450,8 +488,9 @@ template <class S, class T, bool CPLX>
 void run(const LinearScanArgs& args) {
   const Problem<T> p = make_problem<T>(args);
   constexpr int64_t e = CPLX ? 2 : 1;
-  if (!CPLX && p.x.st == 1 && p.out.st == 1 && (p.a.st == 1 || p.a.st == 0))
-    return run_time_contiguous<S, T>(p);
+  constexpr bool kTransposes = !CPLX || std::is_same<S, float>::value;  // not complex128
+  if (kTransposes && p.x.st == e && p.out.st == e && (p.a.st == e || p.a.st == 0))
+    return run_time_contiguous<S, T, CPLX && kTransposes>(p);
   if (p.x.s1 == e && p.out.s1 == e && p.n1 * e >= Vec<S>::W) {
     if (p.a.s1 == e) return run_inner_contiguous<S, T, CPLX, false>(p);
     if (!CPLX && p.a.s1 == 0) return run_inner_contiguous<S, T, CPLX, true>(p);

@@ -257,7 +257,7 @@ def test_nan_and_inf_stay_in_their_sequence(cpu_path, dtype):
 # ---- autograd, registration, compile -----------------------------------------------------
 
 GRAD_CASES = [((2, 7), -1, (2, 7)), ((3, 6, 4), 1, (6, 1)), ((5, 3), 0, (5, 3)),
-              ((4, 9), -1, (9,)), ((1, 1), 0, (1, 1))]
+              ((4, 9), -1, (9,)), ((1, 1), 0, (1, 1)), ((3, 5), 1, ())]
 
 
 @pytest.mark.parametrize("shape,dim,a_shape", GRAD_CASES)
@@ -318,6 +318,23 @@ def test_opcheck(dtype, reverse):
     h = kernelkit.linear_scan(a, x, h0, reverse, 1)
     torch.library.opcheck(torch.ops.kernelkit.linear_scan_backward.default,
                           (rand(x.shape, dtype), a, h, h0, reverse, 1))
+
+
+@pytest.mark.parametrize("layout", ["transposed", "sliced", "broadcast a"])
+def test_opcheck_layouts(layout):
+    base = rand((6, 5, 9), torch.float32)
+    if layout == "transposed":
+        x, a, dim = base.transpose(0, 2), transitions((6, 5), torch.float32).t(), 0
+    elif layout == "sliced":
+        x, a, dim = base.transpose(1, 2)[:, ::2], transitions((5,), torch.float32), 2
+    else:
+        x, a, dim = base, transitions((1, 1, 9), torch.float32), 1
+    h0 = rand(h0_shape(tuple(x.shape), dim), torch.float32)
+    ag, xg, hg = (t.clone().requires_grad_() for t in (a, x, h0))
+    torch.library.opcheck(torch.ops.kernelkit.linear_scan.default, (ag, xg, hg, True, dim))
+    h = kernelkit.linear_scan(a, x, h0, True, dim)
+    torch.library.opcheck(torch.ops.kernelkit.linear_scan_backward.default,
+                          (rand(x.shape, torch.float32), a, h, h0, True, dim))
 
 
 def test_torch_compile_fullgraph():

@@ -298,6 +298,77 @@ KK_INLINE void store_halves(double* lo, double* hi, vd4 v) {
 #endif
 }
 
+// bfloat16 rows, 16 steps at a time: a bf16 is the top half of a float, so the 32-bit words of a
+// row give its even-indexed steps by a shift and its odd-indexed ones by a mask (no conversion
+// shuffles); the in-lane transposes then make step vectors of each.
+KK_INLINE vu8 load_halves(const bf16_bits* lo, const bf16_bits* hi) {
+  vu8 w;
+#if defined(KK_ISA_AVX2)
+  const __m256i v = _mm256_inserti128_si256(
+      _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(lo))),
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(hi)), 1);
+  std::memcpy(&w, &v, sizeof w);
+#else
+  std::memcpy(&w, lo, 16);
+  std::memcpy(reinterpret_cast<char*>(&w) + 16, hi, 16);
+#endif
+  return w;
+}
+
+KK_INLINE void store_halves(bf16_bits* lo, bf16_bits* hi, vu8 w) {
+#if defined(KK_ISA_AVX2)
+  __m256i v;
+  std::memcpy(&v, &w, sizeof v);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(lo), _mm256_castsi256_si128(v));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(hi), _mm256_extracti128_si256(v, 1));
+#else
+  std::memcpy(lo, &w, 16);
+  std::memcpy(hi, reinterpret_cast<const char*>(&w) + 16, 16);
+#endif
+}
+
+KK_INLINE vf8 bits_as_floats(vu8 w) {
+  vf8 v;
+  std::memcpy(&v, &w, sizeof v);
+  return v;
+}
+
+// Steps j .. j + 16 of 8 bfloat16 rows as 16 step vectors.
+KK_INLINE void load_block_pairs(const bf16_bits* const* rows, int64_t j, vf8* r) {
+  for (int half = 0; half < 2; ++half) {
+    vf8 even[4], odd[4];
+    for (int i = 0; i < 4; ++i) {
+      const vu8 w = load_halves(rows[i] + j + 8 * half, rows[i + 4] + j + 8 * half);
+      even[i] = bits_as_floats(w << 16);
+      odd[i] = bits_as_floats(w & 0xffff0000u);
+    }
+    lane_transpose(even);
+    lane_transpose(odd);
+    for (int k = 0; k < 4; ++k) {
+      r[8 * half + 2 * k] = even[k];
+      r[8 * half + 2 * k + 1] = odd[k];
+    }
+  }
+}
+
+// The inverse, rounding to nearest even (bf16_round_high: its NaN precondition holds, the
+// values being computed from bfloat16 inputs).
+KK_INLINE void store_block_pairs(const vf8* r, bf16_bits* const* rows, int64_t j) {
+  for (int half = 0; half < 2; ++half) {
+    vf8 even[4], odd[4];
+    for (int k = 0; k < 4; ++k) {
+      even[k] = r[8 * half + 2 * k];
+      odd[k] = r[8 * half + 2 * k + 1];
+    }
+    lane_transpose(even);
+    lane_transpose(odd);
+    for (int i = 0; i < 4; ++i) {
+      const vu8 w = (bf16_round_high(even[i]) >> 16) | (bf16_round_high(odd[i]) & 0xffff0000u);
+      store_halves(rows[i] + j + 8 * half, rows[i + 4] + j + 8 * half, w);
+    }
+  }
+}
+
 // W rows (steps j .. j + W of each) as W vectors, one step each.
 template <class S, class T>
 KK_INLINE void load_block(const T* const* rows, int64_t j, VecT<S>* r) {
@@ -332,22 +403,31 @@ KK_INLINE void store_block(VecT<S>* r, T* const* rows, int64_t j) {
   }
 }
 
+// Steps per block transpose: W, or 16 for bfloat16 rows (one 32-byte run of each of 8 rows).
+template <class T, int W>
+constexpr int kBlockSteps = std::is_same<T, bf16_bits>::value ? 16 : W;
+
 // Steps [m0, m0 + c) (memory order) of L rows into scratch s[step][lane]. Rows with unit time
 // stride go through transposes; others (a constant along time, st == 0) element by element.
 template <class S, int L, class T>
 KK_INLINE void gather(const T* const* rows, int64_t st, int64_t m0, int64_t c, S* s) {
   using V = VecT<S>;
   constexpr int W = Vec<S>::W;
+  constexpr int B = kBlockSteps<T, W>;
   int64_t j = 0;
   if (st == 1) {
     // Row block by row block: its lines are used up before the next rows (often in the same
     // L1 sets, rows being a power of two apart) evict them.
-    j = c / W * W;
+    j = c / B * B;
     for (int lb = 0; lb < L; lb += W) {
-      for (int64_t k = 0; k < j; k += W) {
-        V r[W];
-        load_block<S>(rows + lb, m0 + k, r);
-        for (int i = 0; i < W; ++i) store_vec(s + (k + i) * L + lb, r[i]);
+      for (int64_t k = 0; k < j; k += B) {
+        V r[B];
+        if constexpr (B != W) {
+          load_block_pairs(rows + lb, m0 + k, r);
+        } else {
+          load_block<S>(rows + lb, m0 + k, r);
+        }
+        for (int i = 0; i < B; ++i) store_vec(s + (k + i) * L + lb, r[i]);
       }
     }
   }
@@ -363,12 +443,17 @@ template <class S, int L, class T>
 KK_INLINE void scatter(const S* s, T* const* rows, int64_t m0, int64_t c) {
   using V = VecT<S>;
   constexpr int W = Vec<S>::W;
-  const int64_t full = c / W * W;
+  constexpr int B = kBlockSteps<T, W>;
+  const int64_t full = c / B * B;
   for (int lb = 0; lb < L; lb += W) {
-    for (int64_t j = 0; j < full; j += W) {
-      V r[W];
-      for (int i = 0; i < W; ++i) r[i] = load_as<S>(s + (j + i) * L + lb);
-      store_block<S>(r, rows + lb, m0 + j);
+    for (int64_t j = 0; j < full; j += B) {
+      V r[B];
+      for (int i = 0; i < B; ++i) r[i] = load_as<S>(s + (j + i) * L + lb);
+      if constexpr (B != W) {
+        store_block_pairs(r, rows + lb, m0 + j);
+      } else {
+        store_block<S>(r, rows + lb, m0 + j);
+      }
     }
   }
   for (int64_t j = full; j < c; ++j)

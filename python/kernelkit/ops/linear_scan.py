@@ -122,11 +122,19 @@ def _layout(a: torch.Tensor, x: torch.Tensor, out: torch.Tensor, h0: torch.Tenso
                       (s0[3], s1[3]))
 
 
-def _new_like(x: torch.Tensor) -> torch.Tensor:
-    """A fresh tensor of x's shape and dtype, laid out in x's memory order (dense)."""
+def _new_like(x: torch.Tensor, fake: bool = False) -> torch.Tensor:
+    """A fresh dense tensor of x's shape and dtype, its dims in x's memory order (the fake
+    impls describe the same layout)."""
     order = sorted(range(x.dim()), key=lambda d: -x.stride(d))
-    out = _native.new_output(torch.Size(x.shape[d] for d in order), x.dtype, x.device)
+    shape = torch.Size(x.shape[d] for d in order)
+    out = (torch.empty(shape, dtype=x.dtype, device=x.device) if fake
+           else _native.new_output(shape, x.dtype, x.device))
     return out.permute(sorted(range(x.dim()), key=order.__getitem__))
+
+
+def _reduced_like(da: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """da summed over a's broadcast dims: da itself, or a fresh contiguous tensor of a's shape."""
+    return da if da.shape == a.shape else da.sum_to_size(a.shape).contiguous()
 
 
 def _run(backend: str, lay: ScanLayout, a: torch.Tensor, x: torch.Tensor, out: torch.Tensor,
@@ -201,7 +209,7 @@ def _linear_scan_impl(a: torch.Tensor, x: torch.Tensor, h0: torch.Tensor | None,
 def _linear_scan_fake(a: torch.Tensor, x: torch.Tensor, h0: torch.Tensor | None, reverse: bool,
                       dim: int) -> torch.Tensor:
     check_linear_scan_args("linear_scan", a, x, h0, reverse, dim)
-    return torch.empty_like(x)
+    return _new_like(x, fake=True)
 
 
 @torch.library.impl("kernelkit::linear_scan_backward", ("cpu", "cuda"))
@@ -217,7 +225,7 @@ def _linear_scan_backward_impl(
     length = h.shape[dim]
     a_full = a.expand(h.shape)
     if h.numel() == 0:
-        return (torch.zeros_like(h), torch.zeros_like(a),
+        return (_new_like(h).zero_(), _reduced_like(_new_like(h), a).zero_(),
                 torch.zeros(h.shape[:dim] + h.shape[dim + 1 :], dtype=h.dtype, device=h.device))
     # g_t = grad_t + conj(a_{t+1}) g_{t+1} (reverse: t-1): a scan in the other direction of
     # length T-1 over the shifted a, started from the last step's g = grad.
@@ -239,8 +247,9 @@ def _linear_scan_backward_impl(
         da.select(dim, first).zero_()
     else:
         torch.mul(g_first, h0.conj_physical(), out=da.select(dim, first))
-    dh0 = g_first * a_full.select(dim, first).conj_physical()
-    return dx, da.sum_to_size(a.shape), dh0
+    dh0 = torch.empty(g_first.shape, dtype=h.dtype, device=h.device)  # contiguous, as faked
+    torch.mul(g_first, a_full.select(dim, first).conj_physical(), out=dh0)
+    return dx, _reduced_like(da, a), dh0
 
 
 @torch.library.register_fake("kernelkit::linear_scan_backward")
@@ -249,7 +258,8 @@ def _linear_scan_backward_fake(
     reverse: bool, dim: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     dim = check_linear_scan_args("linear_scan_backward", a, h, h0, reverse, dim)
-    return (torch.empty_like(h), torch.empty_like(a),
+    da = _new_like(h, fake=True)
+    return (_new_like(h, fake=True), _reduced_like(da, a),
             h.new_empty(h.shape[:dim] + h.shape[dim + 1 :]))
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import kernelkit
 from kernelkit import _native
@@ -195,6 +197,33 @@ def test_conjugate_and_negative_views_are_resolved(cpu_path):
     assert_close(y, oracle(a.conj().resolve_conj(), x), torch.complex64)
     neg = torch.neg(x.conj()).conj()  # a negative-bit view
     assert_close(kernelkit.linear_scan(a, neg), oracle(a, -x), torch.complex64)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    shape=st.lists(st.integers(0, 19), min_size=1, max_size=4),
+    dim_pos=st.integers(0, 3),
+    perm_seed=st.integers(0, 23),
+    a_mask=st.integers(0, 15),
+    with_h0=st.booleans(),
+    reverse=st.booleans(),
+    dtype=st.sampled_from([torch.float64, torch.complex128, torch.float32, torch.complex64]),
+)
+def test_fuzz_layouts(shape, dim_pos, perm_seed, a_mask, with_h0, reverse, dtype):
+    # Any shape, dim, memory order (x stored permuted), and a broadcast in any subset of dims.
+    shape = tuple(shape)
+    nd = len(shape)
+    dim = dim_pos % nd
+    perm = torch.randperm(nd, generator=torch.Generator().manual_seed(perm_seed)).tolist()
+    x = rand(tuple(shape[p] for p in perm), dtype).permute(
+        sorted(range(nd), key=perm.__getitem__))
+    assert x.shape == shape
+    a_shape = tuple(1 if a_mask >> d & 1 else n for d, n in enumerate(shape))
+    a = transitions(a_shape, dtype)
+    h0 = rand(h0_shape(shape, dim), dtype) if with_h0 else None
+    with kernelkit.use_backend("cpu"):
+        y = kernelkit.linear_scan(a, x, h0, reverse, dim)
+    assert_close(y, oracle(a, x, h0, reverse, dim), dtype)
 
 
 # ---- exactness and long sequences --------------------------------------------------------

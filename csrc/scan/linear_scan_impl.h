@@ -403,6 +403,23 @@ KK_INLINE void store_block(VecT<S>* r, T* const* rows, int64_t j) {
   }
 }
 
+// Steps [next, next + kChunk) of W rows (next < 0: none), one request per cache line: 3L row
+// streams are more than the hardware prefetcher follows. Issued row block by row block while
+// the current chunk is moved, not in one burst (which would fill every line-fill buffer).
+template <int W, class T>
+KK_INLINE void prefetch_rows(const T* const* rows, int64_t next, bool for_write) {
+  if (next < 0) return;
+  constexpr int64_t per_line = 64 / sizeof(T);
+  for (int i = 0; i < W; ++i)
+    for (int64_t j = 0; j < kChunk; j += per_line) {
+      if (for_write) {
+        __builtin_prefetch(rows[i] + next + j, 1);
+      } else {
+        __builtin_prefetch(rows[i] + next + j, 0);
+      }
+    }
+}
+
 // Steps per block transpose: W, or 16 for bfloat16 rows (one 32-byte run of each of 8 rows).
 template <class T, int W>
 constexpr int kBlockSteps = std::is_same<T, bf16_bits>::value ? 16 : W;
@@ -410,7 +427,8 @@ constexpr int kBlockSteps = std::is_same<T, bf16_bits>::value ? 16 : W;
 // Steps [m0, m0 + c) (memory order) of L rows into scratch s[step][lane]. Rows with unit time
 // stride go through transposes; others (a constant along time, st == 0) element by element.
 template <class S, int L, class T>
-KK_INLINE void gather(const T* const* rows, int64_t st, int64_t m0, int64_t c, S* s) {
+KK_INLINE void gather(const T* const* rows, int64_t st, int64_t m0, int64_t c, S* s,
+                      int64_t next) {
   using V = VecT<S>;
   constexpr int W = Vec<S>::W;
   constexpr int B = kBlockSteps<T, W>;
@@ -420,6 +438,7 @@ KK_INLINE void gather(const T* const* rows, int64_t st, int64_t m0, int64_t c, S
     // L1 sets, rows being a power of two apart) evict them.
     j = c / B * B;
     for (int lb = 0; lb < L; lb += W) {
+      prefetch_rows<W>(rows + lb, next, false);
       for (int64_t k = 0; k < j; k += B) {
         V r[B];
         if constexpr (B != W) {
@@ -440,12 +459,13 @@ KK_INLINE void gather(const T* const* rows, int64_t st, int64_t m0, int64_t c, S
 }
 
 template <class S, int L, class T>
-KK_INLINE void scatter(const S* s, T* const* rows, int64_t m0, int64_t c) {
+KK_INLINE void scatter(const S* s, T* const* rows, int64_t m0, int64_t c, int64_t next) {
   using V = VecT<S>;
   constexpr int W = Vec<S>::W;
   constexpr int B = kBlockSteps<T, W>;
   const int64_t full = c / B * B;
   for (int lb = 0; lb < L; lb += W) {
+    prefetch_rows<W>(rows + lb, next, true);
     for (int64_t j = 0; j < full; j += B) {
       V r[B];
       for (int i = 0; i < B; ++i) r[i] = load_as<S>(s + (j + i) * L + lb);
@@ -460,21 +480,6 @@ KK_INLINE void scatter(const S* s, T* const* rows, int64_t m0, int64_t c) {
     for (int l = 0; l < L; ++l) {
       const T v = StoreAs<T>::from(s[j * L + l]);
       std::memcpy(rows[l] + m0 + j, &v, sizeof v);
-    }
-}
-
-// The next chunk of every row, one request per cache line: 3L row streams are more than the
-// hardware prefetcher follows.
-template <int L, class T>
-KK_INLINE void prefetch_rows(T* const* rows, int64_t m0, bool for_write) {
-  constexpr int64_t per_line = 64 / sizeof(T);
-  for (int l = 0; l < L; ++l)
-    for (int64_t j = 0; j < kChunk; j += per_line) {
-      if (for_write) {
-        __builtin_prefetch(rows[l] + m0 + j, 1);
-      } else {
-        __builtin_prefetch(rows[l] + m0 + j, 0);
-      }
     }
 }
 
@@ -549,20 +554,18 @@ void run_time_contiguous(const Problem<T>& p) {
     for (int64_t k = 0; k < chunks; ++k) {
       const int64_t c = std::min<int64_t>(kChunk, p.len - k * kChunk);
       const int64_t m0 = p.reverse ? p.len - k * kChunk - c : k * kChunk;
-      const int64_t next = p.reverse ? m0 - kChunk : m0 + kChunk;
-      if (next >= 0 && next < p.len) {
-        prefetch_rows<L>(ra, a_st == 0 ? 0 : next, false);
-        prefetch_rows<L>(rx, next, false);
-        prefetch_rows<L>(ro, next, true);
-      }
-      gather<C, L>(ra, a_st, m0, c, sa);
-      gather<C, L>(rx, 1, m0, c, sx);
+      // The next chunk's start (prefetched meanwhile), -1 after the last; a partial next chunk
+      // is prefetched whole, a few lines past its rows' ends: prefetches do not fault.
+      const int64_t after = p.reverse ? m0 - kChunk : m0 + kChunk;
+      const int64_t next = k + 1 < chunks ? std::max<int64_t>(after, 0) : -1;
+      gather<C, L>(ra, a_st, m0, c, sa, a_st == 0 ? -1 : next);
+      gather<C, L>(rx, 1, m0, c, sx, next);
       if constexpr (CPLX) {
         chunk_recurrence_complex<L>(sa, sx, c, p.reverse, h, im_sign);
       } else {
         chunk_recurrence<S, L>(sa, sx, c, p.reverse, h);
       }
-      scatter<C, L>(sx, ro, m0, c);
+      scatter<C, L>(sx, ro, m0, c, next);
     }
   }
 }

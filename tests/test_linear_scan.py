@@ -324,6 +324,40 @@ def test_single_precision_gradients_match_the_definition(cpu_path, reverse, dtyp
         assert max_abs_err(got, want) <= 2e-5 * max(scale, 1.0)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("shape,dim", [((3, 100, 40), 1), ((3, 40, 100), 2)])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_low_precision_gradients(cpu_path, dtype, shape, dim, reverse):
+    # The rule of tolerances.py on each gradient: the reference run in the low dtype (every
+    # step of the forward and of autograd's backward rounded) sets the bar.
+    torch.manual_seed(6)
+    leaves = (transitions(shape, dtype), rand(shape, dtype), rand(h0_shape(shape, dim), dtype))
+    weight = rand(shape, dtype)
+
+    def grads(fn, cast):
+        ts = [cast(t).detach().requires_grad_() for t in leaves]
+        (fn(*ts, reverse, dim) * cast(weight)).sum().backward()
+        return [t.grad for t in ts]
+
+    ours = grads(kernelkit.linear_scan, lambda t: t)
+    low = grads(linear_scan_reference, lambda t: t)
+    exact = grads(oracle, lambda t: t.double())
+    for got, ref_low, ref64 in zip(ours, low, exact, strict=True):
+        assert got.dtype == dtype
+        scale = max(ref64.abs().max().item(), 1.0)
+        assert_low_precision_close(got / scale, ref_low / scale, ref64 / scale, dtype)
+
+
+def test_backward_when_batch_dims_do_not_merge(cpu_path):
+    # a broadcast in a middle batch dim: the backward takes its fallback (the forward kernel
+    # on shifted views) on CPU too.
+    torch.manual_seed(8)
+    a = transitions((2, 1, 3, 6), torch.float64).requires_grad_()
+    x = rand((2, 4, 3, 6), torch.float64).requires_grad_()
+    h0 = rand((2, 4, 3), torch.float64).requires_grad_()
+    assert torch.autograd.gradcheck(lambda a, x, h0: kernelkit.linear_scan(a, x, h0), (a, x, h0))
+
+
 def test_backward_with_expanded_grad(cpu_path):
     a = transitions((4, 50), torch.float64).requires_grad_()
     x = rand((4, 50), torch.float64).requires_grad_()
@@ -434,7 +468,33 @@ def test_native_refuses_bad_arguments():
     assert_close(out, oracle(x, x), torch.float32)
 
 
+def test_native_backward_refuses_bad_arguments():
+    x = torch.randn(4, 16)
+    dx, da, dh0 = torch.empty_like(x), torch.empty_like(x), torch.empty(4)
+    good = {"a": x.data_ptr(), "h0": 0, "h0_s0": 0, "h0_s1": 0, "dh0": dh0.data_ptr(),
+            "dh0_s0": 0, "dh0_s1": 1, "n0": 1, "len": 16, "n1": 4, "dtype": "float32",
+            "reverse": False, "threads": 1}
+    for name, t in (("a", x), ("grad", x), ("h", x), ("dx", dx), ("da", da)):
+        good.update({name: t.data_ptr(), f"{name}_s0": 0, f"{name}_st": 1, f"{name}_s1": 16})
+    for bad, match in [({"len": -1}, "sizes"), ({"threads": 0}, "threads"),
+                       ({"grad_st": -1}, "strides"), ({"da": 0}, "null"),
+                       ({"dtype": "int8"}, "unsupported dtype"), ({"dx_s1": 0}, "overlap"),
+                       ({"dh0_s1": 0}, "dh0 must not overlap")]:
+        with pytest.raises(ValueError, match=match):
+            _native._C.linear_scan_backward(**{**good, **bad})
+
+
 # ---- the reference backend ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.complex128])
+def test_reference_backend_gradients(dtype):
+    a = transitions((5, 1), dtype).requires_grad_()
+    x = rand((3, 5, 4), dtype).requires_grad_()
+    h0 = rand((3, 4), dtype).requires_grad_()
+    with kernelkit.use_backend("reference"):
+        assert torch.autograd.gradcheck(
+            lambda a, x, h0: kernelkit.linear_scan(a, x, h0, True, 1), (a, x, h0))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.complex64])

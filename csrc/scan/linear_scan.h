@@ -30,10 +30,39 @@ struct LinearScanArgs {
   int threads = 1;
 };
 
-// Validates (throws std::invalid_argument, never touches memory on bad arguments) and runs.
-void linear_scan(const LinearScanArgs& args, Isa isa);
+// The backward, in the opposite order of the forward (whose direction `reverse` names):
+// g_t = grad_t + conj(a_{t+1}) g_{t+1}, dx_t = g_t, da_t = g_t conj(h_{t-1}) with h_{-1} = h0
+// (or 0), dh0 = conj(a_0) g_0, "t + 1" being the step after t in the forward's order. da has
+// x's shape (the caller sums it over a's broadcast dims).
+struct LinearScanBackwardArgs {
+  const void* a = nullptr;  // may be broadcast (zero strides)
+  const void* grad = nullptr;
+  const void* h = nullptr;  // the forward's output
+  void* dx = nullptr;
+  void* da = nullptr;
+  ScanStrides a_strides, grad_strides, h_strides, dx_strides, da_strides;
+  const void* h0 = nullptr;  // (n0, n1), null means zeros
+  int64_t h0_s0 = 0, h0_s1 = 0;
+  void* dh0 = nullptr;       // (n0, n1), always written
+  int64_t dh0_s0 = 0, dh0_s1 = 0;
+  int64_t n0 = 0, len = 0, n1 = 0;
+  DType dtype = DType::f32;
+  bool is_complex = false;
+  bool reverse = false;
+  int threads = 1;
+};
 
-namespace portable { void linear_scan_run(const LinearScanArgs& args); }
-namespace avx2 { void linear_scan_run(const LinearScanArgs& args); }
+// Validate (throw std::invalid_argument, never touching memory on bad arguments) and run.
+void linear_scan(const LinearScanArgs& args, Isa isa);
+void linear_scan_backward(const LinearScanBackwardArgs& args, Isa isa);
+
+namespace portable {
+void linear_scan_run(const LinearScanArgs& args);
+void linear_scan_backward_run(const LinearScanBackwardArgs& args);
+}  // namespace portable
+namespace avx2 {
+void linear_scan_run(const LinearScanArgs& args);
+void linear_scan_backward_run(const LinearScanBackwardArgs& args);
+}  // namespace avx2
 
 }  // namespace kernelkit

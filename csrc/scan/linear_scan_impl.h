@@ -403,15 +403,17 @@ KK_INLINE void store_block(VecT<S>* r, T* const* rows, int64_t j) {
   }
 }
 
-// Steps [next, next + kChunk) of W rows (next < 0: none), one request per cache line: 3L row
+// Elements [next, next + N) of W rows (next < 0: none), one request per cache line: 3L row
 // streams are more than the hardware prefetcher follows. Issued row block by row block while
 // the current chunk is moved, not in one burst (which would fill every line-fill buffer).
-template <int W, class T>
+// gather and scatter walk each chunk's blocks toward the next chunk (downwards when it lies
+// below): the hardware prefetcher then sees the direction of travel.
+template <int W, int64_t N = kChunk, class T>
 KK_INLINE void prefetch_rows(const T* const* rows, int64_t next, bool for_write) {
   if (next < 0) return;
   constexpr int64_t per_line = 64 / sizeof(T);
   for (int i = 0; i < W; ++i)
-    for (int64_t j = 0; j < kChunk; j += per_line) {
+    for (int64_t j = 0; j < N; j += per_line) {
       if (for_write) {
         __builtin_prefetch(rows[i] + next + j, 1);
       } else {
@@ -437,9 +439,11 @@ KK_INLINE void gather(const T* const* rows, int64_t st, int64_t m0, int64_t c, S
     // Row block by row block: its lines are used up before the next rows (often in the same
     // L1 sets, rows being a power of two apart) evict them.
     j = c / B * B;
+    const bool down = next >= 0 && next < m0;
     for (int lb = 0; lb < L; lb += W) {
       prefetch_rows<W>(rows + lb, next, false);
-      for (int64_t k = 0; k < j; k += B) {
+      for (int64_t b = 0; b < j; b += B) {
+        const int64_t k = down ? j - B - b : b;
         V r[B];
         if constexpr (B != W) {
           load_block_pairs(rows + lb, m0 + k, r);
@@ -464,9 +468,11 @@ KK_INLINE void scatter(const S* s, T* const* rows, int64_t m0, int64_t c, int64_
   constexpr int W = Vec<S>::W;
   constexpr int B = kBlockSteps<T, W>;
   const int64_t full = c / B * B;
+  const bool down = next >= 0 && next < m0;
   for (int lb = 0; lb < L; lb += W) {
     prefetch_rows<W>(rows + lb, next, true);
-    for (int64_t j = 0; j < full; j += B) {
+    for (int64_t b = 0; b < full; b += B) {
+      const int64_t j = down ? full - B - b : b;
       V r[B];
       for (int i = 0; i < B; ++i) r[i] = load_as<S>(s + (j + i) * L + lb);
       if constexpr (B != W) {

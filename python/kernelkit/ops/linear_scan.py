@@ -96,17 +96,20 @@ class ScanLayout:
     h0: tuple[int, int]
 
 
-def _layout(a: torch.Tensor, x: torch.Tensor, out: torch.Tensor, h0: torch.Tensor | None,
-            dim: int) -> ScanLayout | None:
-    """The batch dims of a, x, out (x's shape) and h0 merged into at most two, or None."""
-    tensors = (a, x, out)
-    batch = sorted((d for d in range(x.dim()) if d != dim and x.shape[d] != 1),
-                   key=lambda d: -x.stride(d))
-    groups: list[list] = []  # [size, strides of a, x, out, h0], outermost first
+def _merge_dims(full: list[torch.Tensor], reduced: list[torch.Tensor | None],
+                dim: int) -> tuple[int, int, int, list, list] | None:
+    """(n0, length, n1, (s0, st, s1) of each full tensor, (s0, s1) of each reduced one): the
+    batch dims of the full tensors (all of one shape, taken in the memory order of full[0]) and
+    of the reduced ones (that shape without dim; None: zero strides) merged into at most two.
+    None when they do not merge so."""
+    ref = full[0]
+    batch = sorted((d for d in range(ref.dim()) if d != dim and ref.shape[d] != 1),
+                   key=lambda d: -ref.stride(d))
+    groups: list[list] = []  # [size, strides of every tensor], outermost first
     for d in batch:
-        strides = [t.stride(d) for t in tensors]
-        strides.append(0 if h0 is None else h0.stride(d if d < dim else d - 1))
-        size = x.shape[d]
+        strides = [t.stride(d) for t in full]
+        strides += [0 if t is None else t.stride(d if d < dim else d - 1) for t in reduced]
+        size = ref.shape[d]
         if groups and all(p == s * size for p, s in zip(groups[-1][1], strides, strict=True)):
             groups[-1] = [groups[-1][0] * size, strides]
         else:
@@ -114,12 +117,23 @@ def _layout(a: torch.Tensor, x: torch.Tensor, out: torch.Tensor, h0: torch.Tenso
     if len(groups) > 2:
         return None
     while len(groups) < 2:
-        groups.insert(0, [1, [0, 0, 0, 0]])
+        groups.insert(0, [1, [0] * (len(full) + len(reduced))])
     (n0, s0), (n1, s1) = groups
-    length = x.shape[dim]
-    st = [t.stride(dim) if length > 1 else 1 for t in tensors]
-    return ScanLayout(n0, length, n1, *((s0[i], st[i], s1[i]) for i in range(3)),
-                      (s0[3], s1[3]))
+    length = ref.shape[dim]
+    st = [t.stride(dim) if length > 1 else 1 for t in full]
+    nf = len(full)
+    return (n0, length, n1, [(s0[i], st[i], s1[i]) for i in range(nf)],
+            [(s0[nf + i], s1[nf + i]) for i in range(len(reduced))])
+
+
+def _layout(a: torch.Tensor, x: torch.Tensor, out: torch.Tensor, h0: torch.Tensor | None,
+            dim: int) -> ScanLayout | None:
+    """The forward's layout (dims in out's memory order), or None."""
+    merged = _merge_dims([out, a, x], [h0], dim)
+    if merged is None:
+        return None
+    n0, length, n1, (s_out, s_a, s_x), (s_h0,) = merged
+    return ScanLayout(n0, length, n1, s_a, s_x, s_out, s_h0)
 
 
 def _new_like(x: torch.Tensor, fake: bool = False) -> torch.Tensor:
@@ -222,24 +236,43 @@ def _linear_scan_backward_impl(
         raise ValueError(f"linear_scan_backward: grad must match h ({tuple(h.shape)}, "
                          f"{h.dtype}); got {tuple(grad.shape)}, {grad.dtype}")
     grad, a, h, h0 = _plain(grad), _plain(a), _plain(h), _plain(h0)
-    length = h.shape[dim]
     a_full = a.expand(h.shape)
+    dx, da = _new_like(h), _new_like(h)
+    dh0 = torch.empty(h.shape[:dim] + h.shape[dim + 1 :], dtype=h.dtype, device=h.device)
     if h.numel() == 0:
-        return (_new_like(h).zero_(), _reduced_like(_new_like(h), a).zero_(),
-                torch.zeros(h.shape[:dim] + h.shape[dim + 1 :], dtype=h.dtype, device=h.device))
-    # g_t = grad_t + conj(a_{t+1}) g_{t+1} (reverse: t-1): a scan in the other direction of
-    # length T-1 over the shifted a, started from the last step's g = grad.
+        return dx, _reduced_like(da.zero_(), a), dh0.zero_()
+    merged = None
+    if resolve_backend("linear_scan", h.device) == "cpu":
+        merged = _merge_dims([dx, a_full, grad, h, da], [h0, dh0], dim)
+    if merged is not None:
+        n0, length, n1, (s_dx, s_a, s_g, s_h, s_da), (s_h0, s_dh0) = merged
+        _C.linear_scan_backward(
+            a.data_ptr(), *s_a, grad.data_ptr(), *s_g, h.data_ptr(), *s_h, dx.data_ptr(), *s_dx,
+            da.data_ptr(), *s_da, 0 if h0 is None else h0.data_ptr(), *s_h0, dh0.data_ptr(),
+            *s_dh0, n0, length, n1, _DTYPE_NAMES[h.dtype], reverse, torch.get_num_threads(),
+            _native.ISA,
+        )
+    else:
+        _backward_by_scans(grad, a_full, h, h0, reverse, dim, dx, da, dh0)
+    return dx, _reduced_like(da, a), dh0
+
+
+def _backward_by_scans(grad: torch.Tensor, a_full: torch.Tensor, h: torch.Tensor,
+                       h0: torch.Tensor | None, reverse: bool, dim: int, dx: torch.Tensor,
+                       da: torch.Tensor, dh0: torch.Tensor) -> None:
+    """The backward from the forward kernels (Triton, reference, or CPU batch dims that do not
+    merge): g_t = grad_t + conj(a_{t+1}) g_{t+1} (reverse: t-1) is a scan in the other direction
+    of length T-1 over the shifted a, started from the last step's g = grad; then
+    da_t = g_t conj(h_prev_t) (h_prev of the first step: h0 or 0) and dh0 = conj(a_0) g_0."""
+    length = h.shape[dim]
     first, last = (length - 1, 0) if reverse else (0, length - 1)
     lo_a, lo_g = (0, 1) if reverse else (1, 0)
-    dx = _new_like(h)
     g_last = grad.select(dim, last)
     dx.select(dim, last).copy_(g_last)
     if length > 1:
         _scan_into(a_full.narrow(dim, lo_a, length - 1), grad.narrow(dim, lo_g, length - 1),
                    g_last, dx.narrow(dim, lo_g, length - 1), dim, not reverse, True)
-    # da_t = g_t * conj(h_prev_t), h_prev of the first step being h0 (or 0).
-    da = _new_like(h)
-    if length > 1:  # steps lo_a.. pair with the h of steps lo_g..: the shift of the scan
+        # Steps lo_a.. pair with the h of steps lo_g..: the shift of the scan.
         h_prev = h.narrow(dim, lo_g, length - 1).conj_physical()
         torch.mul(dx.narrow(dim, lo_a, length - 1), h_prev, out=da.narrow(dim, lo_a, length - 1))
     g_first = dx.select(dim, first)
@@ -247,9 +280,7 @@ def _linear_scan_backward_impl(
         da.select(dim, first).zero_()
     else:
         torch.mul(g_first, h0.conj_physical(), out=da.select(dim, first))
-    dh0 = torch.empty(g_first.shape, dtype=h.dtype, device=h.device)  # contiguous, as faked
     torch.mul(g_first, a_full.select(dim, first).conj_physical(), out=dh0)
-    return dx, _reduced_like(da, a), dh0
 
 
 @torch.library.register_fake("kernelkit::linear_scan_backward")

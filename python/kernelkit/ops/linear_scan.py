@@ -324,8 +324,10 @@ def linear_scan(
     CUDA tensors, any length, any strides.
 
     Args:
-        a: the transitions (gates), any sign; broadcasts to x's shape (expanded views are read
-            in place, not copied).
+        a: the transitions (gates), any sign; broadcasts to x's shape. Broadcast and strided
+            views are read in place, unless the batch dims of a, x and h0 do not merge into
+            two strided dims (e.g. a broadcast between two other batch dims): then a dense copy
+            of each is made.
         x: (..., T, ...) the inputs; float32, float64, float16, bfloat16, complex64 (diagonal
             S5-style state-space models) or complex128.
         h0: the initial state, x's shape without ``dim``, or None.

@@ -12,6 +12,7 @@
 #include "common/memory.h"
 #include "hadamard/fwht.h"
 #include "scan/linear_scan_2d.h"
+#include "scan/linear_scan.h"
 
 namespace py = pybind11;
 using namespace kernelkit;
@@ -105,6 +106,74 @@ void linear_scan_2d_backward_binding(int64_t batch, int64_t T, int64_t V,
   linear_scan_2d_backward(a, chosen);
 }
 
+// Operands as (address, s0, st, s1) over (n0, len, n1); h0 as (address, s0, s1), address 0
+// for zeros. dtype names a real dtype or complex64 / complex128.
+void linear_scan_binding(uintptr_t a, int64_t a_s0, int64_t a_st, int64_t a_s1, uintptr_t x,
+                         int64_t x_s0, int64_t x_st, int64_t x_s1, uintptr_t out, int64_t o_s0,
+                         int64_t o_st, int64_t o_s1, uintptr_t h0, int64_t h0_s0, int64_t h0_s1,
+                         int64_t n0, int64_t len, int64_t n1, const std::string& dtype,
+                         bool reverse, bool conj_a, int threads, const std::string& isa) {
+  LinearScanArgs s;
+  s.a = as_ptr<const void>(a);
+  s.x = as_ptr<const void>(x);
+  s.out = as_ptr<void>(out);
+  s.h0 = as_ptr<const void>(h0);
+  s.a_strides = {a_s0, a_st, a_s1};
+  s.x_strides = {x_s0, x_st, x_s1};
+  s.out_strides = {o_s0, o_st, o_s1};
+  s.h0_s0 = h0_s0;
+  s.h0_s1 = h0_s1;
+  s.n0 = n0;
+  s.len = len;
+  s.n1 = n1;
+  s.is_complex = dtype == "complex64" || dtype == "complex128";
+  s.dtype = s.is_complex ? (dtype == "complex64" ? DType::f32 : DType::f64) : parse_dtype(dtype);
+  s.reverse = reverse;
+  s.conj_a = conj_a;
+  s.threads = threads;
+  const Isa chosen = parse_isa(isa);
+  py::gil_scoped_release release;
+  linear_scan(s, chosen);
+}
+
+// The backward: a, grad, h, dx, da as (address, s0, st, s1); h0 (address 0: zeros) and dh0 as
+// (address, s0, s1).
+void linear_scan_backward_binding(
+    uintptr_t a, int64_t a_s0, int64_t a_st, int64_t a_s1, uintptr_t grad, int64_t g_s0,
+    int64_t g_st, int64_t g_s1, uintptr_t h, int64_t h_s0, int64_t h_st, int64_t h_s1,
+    uintptr_t dx, int64_t dx_s0, int64_t dx_st, int64_t dx_s1, uintptr_t da, int64_t da_s0,
+    int64_t da_st, int64_t da_s1, uintptr_t h0, int64_t h0_s0, int64_t h0_s1, uintptr_t dh0,
+    int64_t dh0_s0, int64_t dh0_s1, int64_t n0, int64_t len, int64_t n1,
+    const std::string& dtype, bool reverse, int threads, const std::string& isa) {
+  LinearScanBackwardArgs s;
+  s.a = as_ptr<const void>(a);
+  s.grad = as_ptr<const void>(grad);
+  s.h = as_ptr<const void>(h);
+  s.dx = as_ptr<void>(dx);
+  s.da = as_ptr<void>(da);
+  s.a_strides = {a_s0, a_st, a_s1};
+  s.grad_strides = {g_s0, g_st, g_s1};
+  s.h_strides = {h_s0, h_st, h_s1};
+  s.dx_strides = {dx_s0, dx_st, dx_s1};
+  s.da_strides = {da_s0, da_st, da_s1};
+  s.h0 = as_ptr<const void>(h0);
+  s.h0_s0 = h0_s0;
+  s.h0_s1 = h0_s1;
+  s.dh0 = as_ptr<void>(dh0);
+  s.dh0_s0 = dh0_s0;
+  s.dh0_s1 = dh0_s1;
+  s.n0 = n0;
+  s.len = len;
+  s.n1 = n1;
+  s.is_complex = dtype == "complex64" || dtype == "complex128";
+  s.dtype = s.is_complex ? (dtype == "complex64" ? DType::f32 : DType::f64) : parse_dtype(dtype);
+  s.reverse = reverse;
+  s.threads = threads;
+  const Isa chosen = parse_isa(isa);
+  py::gil_scoped_release release;
+  linear_scan_backward(s, chosen);
+}
+
 py::dict build_info() {
   py::dict info;
 #if defined(__clang__)
@@ -146,6 +215,20 @@ PYBIND11_MODULE(_C, mod) {
           py::arg("T"), py::arg("V"), py::arg("dtype"), py::arg("a_t"), py::arg("a_v"),
           py::arg("grad"), py::arg("h"), py::arg("h0_t"), py::arg("h0_v"), py::arg("dx"),
           py::arg("da_t"), py::arg("da_v"), py::arg("threads"), py::arg("isa") = "auto");
+  mod.def("linear_scan", &linear_scan_binding, py::arg("a"), py::arg("a_s0"), py::arg("a_st"),
+          py::arg("a_s1"), py::arg("x"), py::arg("x_s0"), py::arg("x_st"), py::arg("x_s1"),
+          py::arg("out"), py::arg("out_s0"), py::arg("out_st"), py::arg("out_s1"), py::arg("h0"),
+          py::arg("h0_s0"), py::arg("h0_s1"), py::arg("n0"), py::arg("len"), py::arg("n1"),
+          py::arg("dtype"), py::arg("reverse"), py::arg("conj_a"), py::arg("threads"),
+          py::arg("isa") = "auto");
+  mod.def("linear_scan_backward", &linear_scan_backward_binding, py::arg("a"), py::arg("a_s0"),
+          py::arg("a_st"), py::arg("a_s1"), py::arg("grad"), py::arg("grad_s0"),
+          py::arg("grad_st"), py::arg("grad_s1"), py::arg("h"), py::arg("h_s0"), py::arg("h_st"),
+          py::arg("h_s1"), py::arg("dx"), py::arg("dx_s0"), py::arg("dx_st"), py::arg("dx_s1"),
+          py::arg("da"), py::arg("da_s0"), py::arg("da_st"), py::arg("da_s1"), py::arg("h0"),
+          py::arg("h0_s0"), py::arg("h0_s1"), py::arg("dh0"), py::arg("dh0_s0"),
+          py::arg("dh0_s1"), py::arg("n0"), py::arg("len"), py::arg("n1"), py::arg("dtype"),
+          py::arg("reverse"), py::arg("threads"), py::arg("isa") = "auto");
   mod.def("build_info", &build_info);
   mod.def(
       "advise_huge_pages",

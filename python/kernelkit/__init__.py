@@ -8,10 +8,19 @@ from . import nn, reference
 from ._backend import use_backend
 from ._native import build_info
 from .ops.hadamard import fwht, fwht_
+from .ops.linear_scan import linear_scan
 from .ops.linear_scan_2d import linear_scan_2d
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "build_info", "fwht", "fwht_", "linear_scan_2d", "nn", "reference", "use_backend", "__version__"
+    "build_info",
+    "fwht",
+    "fwht_",
+    "linear_scan",
+    "linear_scan_2d",
+    "nn",
+    "reference",
+    "use_backend",
+    "__version__",
 ]

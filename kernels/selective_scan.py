@@ -24,6 +24,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .hadamard import _to_storage
+
 # ---------------------------------------------------------------------------------------------
 # Tuning constants: elements of one (BLOCK_D, BLOCK_N, CHUNK) register tile; each keeps the
 # kernels spill-free on sm_80 and sm_90 (tests/test_triton_compile.py).
@@ -44,20 +46,6 @@ _TL_TYPE = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"
 # ---------------------------------------------------------------------------------------------
 # Device helpers
 # ---------------------------------------------------------------------------------------------
-@triton.jit
-def _to_storage(x, dtype: tl.constexpr):
-    # float32 -> bfloat16 rounds to nearest even by hand, so the interpreter (whose cast
-    # truncates) and the GPU store the same bits.
-    if dtype == tl.bfloat16:
-        bits = x.to(tl.uint32, bitcast=True)
-        bits = (bits + (0x7FFF + ((bits >> 16) & 1))) >> 16
-        bits = tl.where(x != x, 0x7FC0, bits)
-        y = bits.to(tl.uint16).to(tl.bfloat16, bitcast=True)
-    else:
-        y = x.to(dtype)
-    return y
-
-
 @triton.jit
 def _compose(a1, b1, a2, b2):
     # (a1, b1) then (a2, b2) as maps h -> a h + b; also the reverse scan's operator.

@@ -1,9 +1,11 @@
 // selective_state_update kernel, written once over 256-bit vectors and compiled once per ISA
 // (selective_state_update.cpp, _avx2.cpp). Memory-bound: every state row (dstate values) is
-// read and written once, W lanes at a time; x, dt, z, D, dt_bias are one value per row and the
-// A/B/C rows are reused from cache. OpenMP over the (batch, head, dim) rows.
+// read and written once, W lanes at a time; x, dt, z, D, dt_bias are one value per row (their
+// math runs on W rows at once) and the A/B/C rows are reused from cache. OpenMP over blocks of
+// W (batch, head, dim) rows.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -16,14 +18,22 @@ namespace kernelkit {
 namespace KK_ISA {
 namespace ssu_detail {
 
-template <class T> KK_INLINE T softplus(T v) {
-  return v <= T(20) ? std::log1p(std::exp(v)) : v;  // the identity above 20, as mamba
-}
-
-// e**v lane by lane through libm (the scalar exp the brief allows until common/vec_math.h's
-// polynomial exp_vec is merged; swapping it in is a one-line change here).
+// Transcendentals over vectors, lane by lane through libm: the scalar exp the brief allows
+// until common/vec_math.h (exp_vec, softplus_vec, silu_vec, same semantics) is merged; the
+// swap is one line in each of these three.
 template <class V> KK_INLINE V exp_lanes(V v) {
   for (int i = 0; i < int(sizeof(V) / sizeof(v[0])); ++i) v[i] = std::exp(v[i]);
+  return v;
+}
+
+template <class V> KK_INLINE V softplus_lanes(V v) {
+  for (int i = 0; i < int(sizeof(V) / sizeof(v[0])); ++i)
+    v[i] = v[i] <= 20 ? std::log1p(std::exp(v[i])) : v[i];  // the identity above 20, as mamba
+  return v;
+}
+
+template <class V> KK_INLINE V silu_lanes(V v) {
+  for (int i = 0; i < int(sizeof(V) / sizeof(v[0])); ++i) v[i] = v[i] / (1 + std::exp(-v[i]));
   return v;
 }
 
@@ -45,13 +55,14 @@ template <class S, class V> KK_INLINE V store_safe(V v) {
 }
 
 // state[n] <- e**(dt A[n]) state[n] + dt x B[n] over one row; returns sum_n C[n] state[n]
-// from the new values before they are rounded to S. TIED: A is one value for the row.
+// from the new values before they are rounded to S. TIED: A is one value for the row, and
+// tied = e**(dt A[0]).
 template <bool TIED, class S, class T>
-KK_INLINE T update_row(S* s, const T* A, const T* B, const T* C, T dt, T dtx, int64_t dstate) {
+KK_INLINE T update_row(S* s, const T* A, const T* B, const T* C, T dt, T dtx, T tied,
+                       int64_t dstate) {
   using V = VecT<T>;
   constexpr int W = Vec<T>::W;
   const V dt_v = Vec<T>::broadcast(dt), dtx_v = Vec<T>::broadcast(dtx);
-  const T tied = TIED ? std::exp(dt * A[0]) : T(0);
   const V tied_v = Vec<T>::broadcast(tied);
   V acc = Vec<T>::broadcast(T(0));
   int64_t n = 0;
@@ -71,39 +82,63 @@ KK_INLINE T update_row(S* s, const T* A, const T* B, const T* C, T dt, T dtx, in
   return y;
 }
 
-template <class S, class X, class T> void run(const SsuArgs& a) {
-  S* state = static_cast<S*>(a.state);
-  const X* x = static_cast<const X*>(a.x);
-  const X* dt = static_cast<const X*>(a.dt);
-  const X* z = static_cast<const X*>(a.z);
-  X* out = static_cast<X*>(a.out);
+// The rows (batch b, head-channel j0 .. j0 + count - 1), count <= W: the per-row math (dt,
+// softplus, the tied exp, D, silu) runs on W rows at once, the state rows one by one.
+template <class S, class X, class T>
+void update_rows(const SsuArgs& a, int64_t b, int64_t j0, int count) {
+  using V = VecT<T>;
+  constexpr int W = Vec<T>::W;
+  const int64_t r0 = b * a.nheads * a.dim + j0;
+  const X* x = static_cast<const X*>(a.x) + r0;
+  const X* dt = static_cast<const X*>(a.dt) + r0;
+  const X* z = a.z ? static_cast<const X*>(a.z) + r0 : nullptr;
   const T* A = static_cast<const T*>(a.A);
+  const T* D = a.D ? static_cast<const T*>(a.D) + j0 : nullptr;
+  const T* bias = a.dt_bias ? static_cast<const T*>(a.dt_bias) + j0 : nullptr;
+  const bool tied = a.A_stride_dstate == 0;
+  const int64_t heads_per_group = a.nheads / a.ngroups;
+  // Per-row offsets, walking (h, d) from j0 without a division per row.
+  int64_t s_off[W], a_off[W], bc_off[W];
+  int64_t h = j0 / a.dim, d = j0 % a.dim;
+  V xv{}, dtv{}, zv{}, dv{}, a0{};
+  for (int i = 0; i < count; ++i) {
+    s_off[i] = b * a.state_stride_batch + h * a.state_stride_head + d * a.state_stride_dim;
+    a_off[i] = h * a.A_stride_head + d * a.A_stride_dim;
+    bc_off[i] = (b * a.ngroups + h / heads_per_group) * a.dstate;
+    xv[i] = to_compute<T>(x[i]);
+    dtv[i] = to_compute<T>(dt[i]) + (bias ? bias[i] : T(0));
+    if (z) zv[i] = to_compute<T>(z[i]);
+    if (D) dv[i] = D[i];
+    if (tied) a0[i] = A[a_off[i]];
+    if (++d == a.dim) d = 0, ++h;
+  }
+  if (a.dt_softplus) dtv = softplus_lanes(dtv);
+  const V dtx = dtv * xv;
+  const V e0 = tied ? exp_lanes(dtv * a0) : V{};
+  S* state = static_cast<S*>(a.state);
   const T* B = static_cast<const T*>(a.B);
   const T* C = static_cast<const T*>(a.C);
-  const T* D = static_cast<const T*>(a.D);
-  const T* bias = static_cast<const T*>(a.dt_bias);
-  const int64_t rows = a.batch * a.nheads * a.dim;
-  const int64_t heads_per_group = a.nheads / a.ngroups;
-  const bool tied = a.A_stride_dstate == 0;
+  V y{};
+  for (int i = 0; i < count; ++i) {
+    S* s = state + s_off[i];
+    const T *Ar = A + a_off[i], *Bg = B + bc_off[i], *Cg = C + bc_off[i];
+    y[i] = tied ? update_row<true>(s, Ar, Bg, Cg, dtv[i], dtx[i], e0[i], a.dstate)
+                : update_row<false>(s, Ar, Bg, Cg, dtv[i], dtx[i], T(0), a.dstate);
+  }
+  y += dv * xv;
+  if (z) y *= silu_lanes(zv);
+  X* out = static_cast<X*>(a.out) + r0;
+  for (int i = 0; i < count; ++i) out[i] = StoreAs<X>::from(y[i]);
+}
+
+template <class S, class X, class T> void run(const SsuArgs& a) {
+  constexpr int W = Vec<T>::W;
+  const int64_t per_batch = a.nheads * a.dim;
+  const int64_t blocks = (per_batch + W - 1) / W;
 #pragma omp parallel for num_threads(a.threads) schedule(static)
-  for (int64_t r = 0; r < rows; ++r) {
-    const int64_t d = r % a.dim, bh = r / a.dim;
-    const int64_t h = bh % a.nheads, b = bh / a.nheads;
-    const int64_t hd = h * a.dim + d;
-    T dtv = to_compute<T>(dt[r]) + (bias ? bias[hd] : T(0));
-    if (a.dt_softplus) dtv = softplus(dtv);
-    const T xv = to_compute<T>(x[r]);
-    S* s = state + b * a.state_stride_batch + h * a.state_stride_head + d * a.state_stride_dim;
-    const T* Ar = A + h * a.A_stride_head + d * a.A_stride_dim;
-    const int64_t bc = (b * a.ngroups + h / heads_per_group) * a.dstate;
-    T y = tied ? update_row<true>(s, Ar, B + bc, C + bc, dtv, dtv * xv, a.dstate)
-               : update_row<false>(s, Ar, B + bc, C + bc, dtv, dtv * xv, a.dstate);
-    if (D) y += D[hd] * xv;
-    if (z) {
-      const T zv = to_compute<T>(z[r]);
-      y *= zv / (T(1) + std::exp(-zv));
-    }
-    out[r] = StoreAs<X>::from(y);
+  for (int64_t k = 0; k < a.batch * blocks; ++k) {
+    const int64_t b = k / blocks, j0 = (k % blocks) * W;
+    update_rows<S, X, T>(a, b, j0, int(std::min<int64_t>(W, per_batch - j0)));
   }
 }
 

@@ -131,14 +131,15 @@ def test_state_updated_in_place_and_other_inputs_untouched(backend):
             assert torch.equal(args[k], x[k]), k
 
 
-def test_strided_state_and_expanded_A(backend):
+@pytest.mark.parametrize("dstate", [8, 16])
+def test_strided_state_and_expanded_A(backend, dstate):
     """A slice of a larger cache with dstate not contiguous is written through; an A expanded
     along dstate (Mamba-2's tied A) gives the same result as the materialized one."""
-    x = make_inputs(2, 3, 4, 8, 1, state_dtype=torch.float64)
-    cache = torch.zeros(2, 3, 8, 4, 2, dtype=torch.float64)  # (batch, nheads, dstate, dim, 2)
-    state = cache[..., 0].transpose(-1, -2)  # (batch, nheads, dim, dstate), dstate stride 8
+    x = make_inputs(2, 3, 4, dstate, 1, state_dtype=torch.float64)
+    cache = torch.zeros(2, 3, dstate, 4, 2, dtype=torch.float64)  # (b, heads, dstate, dim, 2)
+    state = cache[..., 0].transpose(-1, -2)  # (batch, nheads, dim, dstate), strided dstate
     state.copy_(x["state"])
-    A_tied = x["A"][:, :, :1].expand(-1, -1, 8)
+    A_tied = x["A"][:, :, :1].expand(-1, -1, dstate)
     args = {k: v for k, v in x.items() if k not in ("state", "A")}
     out = kernelkit.selective_state_update(state, A=A_tied, **args, dt_softplus=True)
     ref_state = x["state"].clone()

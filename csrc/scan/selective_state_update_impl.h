@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 
@@ -57,10 +58,19 @@ template <class V> KK_INLINE V silu_lanes(V v) {
 #endif
 }
 
-template <class V> KK_INLINE auto sum_lanes(V v) {
-  auto s = v[0];
-  for (int i = 1; i < int(sizeof(V) / sizeof(v[0])); ++i) s += v[i];
-  return s;
+// The sum of the lanes as a tree of shuffles and adds (3 levels for 8 floats, 2 for 4
+// doubles) rather than a chain of scalar adds.
+KK_INLINE float sum_lanes(vf8 v) {
+  v += __builtin_shuffle(v, vi8{4, 5, 6, 7, 0, 1, 2, 3});
+  v += __builtin_shuffle(v, vi8{2, 3, 0, 1, 6, 7, 4, 5});
+  v += __builtin_shuffle(v, vi8{1, 0, 3, 2, 5, 4, 7, 6});
+  return v[0];
+}
+
+KK_INLINE double sum_lanes(vd4 v) {
+  v += __builtin_shuffle(v, vl4{2, 3, 0, 1});
+  v += __builtin_shuffle(v, vl4{1, 0, 3, 2});
+  return v[0];
 }
 
 // bfloat16 stores round by adding a bias to the bits (common/vec.h), which a NaN carrying a
@@ -104,7 +114,7 @@ KK_INLINE T update_row(S* s, const T* A, const T* B, const T* C, T dt, T dtx, T 
 
 // The rows (batch b, head-channel j0 .. j0 + count - 1), count <= W: the per-row math (dt,
 // softplus, the tied exp, D, silu) runs on W rows at once, the state rows one by one.
-template <class S, class X, class T>
+template <class S, class X, class T, bool TIED, int NS>
 void update_rows(const SsuArgs& a, int64_t b, int64_t j0, int count) {
   using V = VecT<T>;
   constexpr int W = Vec<T>::W;
@@ -115,7 +125,6 @@ void update_rows(const SsuArgs& a, int64_t b, int64_t j0, int count) {
   const T* A = static_cast<const T*>(a.A);
   const T* D = a.D ? static_cast<const T*>(a.D) + j0 : nullptr;
   const T* bias = a.dt_bias ? static_cast<const T*>(a.dt_bias) + j0 : nullptr;
-  const bool tied = a.A_stride_dstate == 0;
   const int64_t heads_per_group = a.nheads / a.ngroups;
   // Per-row offsets, walking (h, d) from j0 without a division per row.
   int64_t s_off[W], a_off[W], bc_off[W];
@@ -129,37 +138,54 @@ void update_rows(const SsuArgs& a, int64_t b, int64_t j0, int count) {
     dtv[i] = to_compute<T>(dt[i]) + (bias ? bias[i] : T(0));
     if (z) zv[i] = to_compute<T>(z[i]);
     if (D) dv[i] = D[i];
-    if (tied) a0[i] = A[a_off[i]];
+    if (TIED) a0[i] = A[a_off[i]];
     if (++d == a.dim) d = 0, ++h;
   }
   if (a.dt_softplus) dtv = softplus_lanes(dtv);
+  // The row loop reads its scalars from arrays: lane accesses at a run-time index would go
+  // through the stack anyway.
+  T dts[W], dtxs[W], e0s[W], ys[W] = {};
+  std::memcpy(dts, &dtv, sizeof dts);
   const V dtx = dtv * xv;
-  const V e0 = tied ? exp_lanes(dtv * a0) : V{};
+  std::memcpy(dtxs, &dtx, sizeof dtxs);
+  if (TIED) {
+    const V e0 = exp_lanes(dtv * a0);
+    std::memcpy(e0s, &e0, sizeof e0s);
+  }
   S* state = static_cast<S*>(a.state);
   const T* B = static_cast<const T*>(a.B);
   const T* C = static_cast<const T*>(a.C);
-  V y{};
+  const int64_t dstate = NS ? NS : a.dstate;
   for (int i = 0; i < count; ++i) {
-    S* s = state + s_off[i];
-    const T *Ar = A + a_off[i], *Bg = B + bc_off[i], *Cg = C + bc_off[i];
-    y[i] = tied ? update_row<true>(s, Ar, Bg, Cg, dtv[i], dtx[i], e0[i], a.dstate)
-                : update_row<false>(s, Ar, Bg, Cg, dtv[i], dtx[i], T(0), a.dstate);
+    ys[i] = update_row<TIED>(state + s_off[i], A + a_off[i], B + bc_off[i], C + bc_off[i],
+                             dts[i], dtxs[i], TIED ? e0s[i] : T(0), dstate);
   }
+  V y;
+  std::memcpy(&y, ys, sizeof y);
   y += dv * xv;
   if (z) y *= silu_lanes(zv);
   X* out = static_cast<X*>(a.out) + r0;
   for (int i = 0; i < count; ++i) out[i] = StoreAs<X>::from(y[i]);
 }
 
-template <class S, class X, class T> void run(const SsuArgs& a) {
+// TIED: A has one value per row (dstate stride 0). NS: dstate as a compile-time constant
+// (Mamba's usual 16), 0 for any.
+template <class S, class X, class T, bool TIED, int NS> void run_blocks(const SsuArgs& a) {
   constexpr int W = Vec<T>::W;
   const int64_t per_batch = a.nheads * a.dim;
   const int64_t blocks = (per_batch + W - 1) / W;
 #pragma omp parallel for num_threads(a.threads) schedule(static)
   for (int64_t k = 0; k < a.batch * blocks; ++k) {
     const int64_t b = k / blocks, j0 = (k % blocks) * W;
-    update_rows<S, X, T>(a, b, j0, int(std::min<int64_t>(W, per_batch - j0)));
+    update_rows<S, X, T, TIED, NS>(a, b, j0, int(std::min<int64_t>(W, per_batch - j0)));
   }
+}
+
+template <class S, class X, class T> void run(const SsuArgs& a) {
+  const bool tied = a.A_stride_dstate == 0;
+  if (a.dstate == 16)
+    return tied ? run_blocks<S, X, T, true, 16>(a) : run_blocks<S, X, T, false, 16>(a);
+  tied ? run_blocks<S, X, T, true, 0>(a) : run_blocks<S, X, T, false, 0>(a);
 }
 
 template <class S> void run_state(const SsuArgs& a) {

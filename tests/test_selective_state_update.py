@@ -149,6 +149,22 @@ def test_strided_state_and_expanded_A(backend, dstate):
     assert not cache[..., 1].any()  # the interleaved neighbour is untouched
 
 
+def test_non_contiguous_inputs(backend):
+    """x, dt, z, B, C as transposed views and A as a strided slice give the same result."""
+    x = make_inputs(3, 2, 5, 8, 2, state_dtype=torch.float64)
+    views = {k: (v.clone() if v is not None else None) for k, v in x.items()}
+    for k in ("x", "dt", "z"):  # (batch, nheads, dim) stored as (dim, nheads, batch)
+        views[k] = x[k].permute(2, 1, 0).contiguous().permute(2, 1, 0)
+    for k in ("B", "C"):
+        views[k] = x[k].transpose(0, 2).contiguous().transpose(0, 2)
+    views["A"] = torch.stack([x["A"], x["A"]], -1)[..., 0]
+    assert not any(views[k].is_contiguous() for k in ("x", "dt", "z", "B", "C", "A"))
+    out, state, _ = run(kernelkit.selective_state_update, views)
+    ref_out, ref_state, _ = run(ref, x)
+    assert_f64_close(out, ref_out)
+    assert_f64_close(state, ref_state)
+
+
 # ---- decode steps equal one selective scan ----------------------------------------------------
 def scan_loop(u, delta, A, B, C, D, z, delta_bias, h0):
     """mamba's selective scan written as a step loop: u, delta, z (batch, dim, L); A (dim, N);
@@ -206,6 +222,21 @@ def test_opcheck(heads):
     x = make_inputs(2, 2, 3, 8, 2 if heads else 1, heads=heads)
     args = tuple(x[k].clone() if x[k] is not None else None for k in NAMES) + (True,)
     torch.library.opcheck(torch.ops.kernelkit.selective_state_update.default, args)
+
+
+def test_torch_compile_fullgraph():
+    x = make_inputs(2, 3, 4, 8, 1)
+    A, B, C = x["A"], x["B"], x["C"]
+
+    def step(state, u, dt):
+        return kernelkit.selective_state_update(state, u, dt, A, B, C, dt_softplus=True) * 2
+
+    compiled = torch.compile(step, fullgraph=True)
+    state, ref_state = x["state"].clone(), x["state"].clone()
+    out = compiled(state, x["x"], x["dt"])
+    ref_out = ref(ref_state, x["x"], x["dt"], A, B, C, dt_softplus=True) * 2
+    assert torch.allclose(out, ref_out, rtol=1e-5, atol=1e-5)
+    assert torch.allclose(state, ref_state, rtol=1e-6, atol=1e-6)
 
 
 def test_not_differentiable():

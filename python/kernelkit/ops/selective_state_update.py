@@ -63,8 +63,6 @@ def check_args(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus) -> tuple:  # n
     for name, t in named.items():
         if t is not None and t.device != state.device:
             raise ValueError(f"{_OP}: {name} is on {t.device}, state on {state.device}")
-    if torch._debug_has_internal_overlap(state) == 1:
-        raise ValueError(f"{_OP}: state has overlapping memory (e.g. an expanded tensor)")
     return batch, nheads, dim, dstate, ngroups
 
 
@@ -159,6 +157,8 @@ def _ssu_impl(state: torch.Tensor, x: torch.Tensor, dt: torch.Tensor, A: torch.T
               dt_bias: torch.Tensor | None, dt_softplus: bool) -> torch.Tensor:
     dims = check_args(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus)
     _refuse_grad((state, x, dt, A, B, C, D, z, dt_bias))
+    if torch._debug_has_internal_overlap(state) == 1:  # here, not in check_args: not traceable
+        raise ValueError(f"{_OP}: state has overlapping memory (e.g. an expanded tensor)")
     out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
     if out.numel():
         backend = resolve_backend(_OP, state.device)

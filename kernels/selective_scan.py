@@ -1,6 +1,6 @@
-# Mamba's selective scan: a program owns (one batch row, a block of channels of one B/C group) and
-# walks the sequence in chunks, scanning h_t = dA_t h_{t-1} + dB_t u_t with tl.associative_scan
-# over a (channels, states, chunk) register tile; forward reads u/delta/z/B/C once, writes out once.
+# Mamba's selective scan: a program owns (batch row, channel block of one B/C group), walks the
+# sequence in chunks and scans h_t = dA_t h_{t-1} + dB_t u_t with tl.associative_scan over a
+# (channels, N, chunk) register tile; reads u/delta/z once (B/C once per block), writes out once.
 """Triton kernels and launch code of the selective scan (entries: ``selective_scan_fwd_triton``,
 ``selective_scan_bwd_triton``).
 
@@ -37,7 +37,8 @@ _MIN_CHUNK = 16
 _MAX_BLOCK_D = 8
 _NUM_WARPS = 4
 _MAX_N = 256
-# Backward: at most this many programs share one group's grouped dB/dC partial slices.
+# Backward with grouped B or C: at most this many programs (splits) per (batch row, group), each
+# summing its channels into its own partial slice (a bounded partials tensor).
 _MAX_SPLITS = 16
 
 _TL_TYPE = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}

@@ -35,7 +35,7 @@ _BWD_TILE = 2048
 _MAX_CHUNK = 64
 _MIN_CHUNK = 16
 _MAX_BLOCK_D = 8
-_NUM_WARPS = 4
+_NUM_WARPS = 8
 _MAX_N = 256
 # Backward with grouped B or C: at most this many programs (splits) per (batch row, group), each
 # summing its channels into its own partial slice (a bounded partials tensor).

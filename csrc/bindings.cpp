@@ -13,6 +13,7 @@
 #include "hadamard/fwht.h"
 #include "scan/linear_scan_2d.h"
 #include "scan/linear_scan.h"
+#include "scan/selective_state_update.h"
 
 namespace py = pybind11;
 using namespace kernelkit;
@@ -174,6 +175,44 @@ void linear_scan_backward_binding(
   linear_scan_backward(s, chosen);
 }
 
+void selective_state_update_binding(
+    uintptr_t state, int64_t state_stride_batch, int64_t state_stride_head,
+    int64_t state_stride_dim, uintptr_t x, uintptr_t dt, uintptr_t z, uintptr_t out, uintptr_t A,
+    int64_t A_stride_head, int64_t A_stride_dim, int64_t A_stride_dstate, uintptr_t B,
+    uintptr_t C, uintptr_t D, uintptr_t dt_bias, int64_t batch, int64_t nheads, int64_t dim,
+    int64_t dstate, int64_t ngroups, const std::string& state_dtype, const std::string& x_dtype,
+    bool dt_softplus, int threads, const std::string& isa) {
+  SsuArgs a;
+  a.state = as_ptr<void>(state);
+  a.state_stride_batch = state_stride_batch;
+  a.state_stride_head = state_stride_head;
+  a.state_stride_dim = state_stride_dim;
+  a.x = as_ptr<const void>(x);
+  a.dt = as_ptr<const void>(dt);
+  a.z = as_ptr<const void>(z);
+  a.out = as_ptr<void>(out);
+  a.A = as_ptr<const void>(A);
+  a.A_stride_head = A_stride_head;
+  a.A_stride_dim = A_stride_dim;
+  a.A_stride_dstate = A_stride_dstate;
+  a.B = as_ptr<const void>(B);
+  a.C = as_ptr<const void>(C);
+  a.D = as_ptr<const void>(D);
+  a.dt_bias = as_ptr<const void>(dt_bias);
+  a.batch = batch;
+  a.nheads = nheads;
+  a.dim = dim;
+  a.dstate = dstate;
+  a.ngroups = ngroups;
+  a.state_dtype = parse_dtype(state_dtype);
+  a.x_dtype = parse_dtype(x_dtype);
+  a.dt_softplus = dt_softplus;
+  a.threads = threads;
+  const Isa chosen = parse_isa(isa);
+  py::gil_scoped_release release;
+  selective_state_update(a, chosen);
+}
+
 py::dict build_info() {
   py::dict info;
 #if defined(__clang__)
@@ -229,6 +268,14 @@ PYBIND11_MODULE(_C, mod) {
           py::arg("h0_s0"), py::arg("h0_s1"), py::arg("dh0"), py::arg("dh0_s0"),
           py::arg("dh0_s1"), py::arg("n0"), py::arg("len"), py::arg("n1"), py::arg("dtype"),
           py::arg("reverse"), py::arg("threads"), py::arg("isa") = "auto");
+  mod.def("selective_state_update", &selective_state_update_binding, py::arg("state"),
+          py::arg("state_stride_batch"), py::arg("state_stride_head"),
+          py::arg("state_stride_dim"), py::arg("x"), py::arg("dt"), py::arg("z"), py::arg("out"),
+          py::arg("A"), py::arg("A_stride_head"), py::arg("A_stride_dim"),
+          py::arg("A_stride_dstate"), py::arg("B"), py::arg("C"), py::arg("D"),
+          py::arg("dt_bias"), py::arg("batch"), py::arg("nheads"), py::arg("dim"),
+          py::arg("dstate"), py::arg("ngroups"), py::arg("state_dtype"), py::arg("x_dtype"),
+          py::arg("dt_softplus"), py::arg("threads"), py::arg("isa") = "auto");
   mod.def("build_info", &build_info);
   mod.def(
       "advise_huge_pages",

@@ -10,6 +10,7 @@ from ._native import build_info
 from .ops.hadamard import fwht, fwht_
 from .ops.linear_scan import linear_scan
 from .ops.linear_scan_2d import linear_scan_2d
+from .ops.selective_state_update import selective_state_update
 
 __version__ = "0.1.0"
 
@@ -21,6 +22,7 @@ __all__ = [
     "linear_scan_2d",
     "nn",
     "reference",
+    "selective_state_update",
     "use_backend",
     "__version__",
 ]

@@ -8,6 +8,7 @@
 
 #include "common/cpu_features.h"
 #include "common/memory.h"
+#include "gemm/half_gemm.h"
 #include "hadamard/fwht.h"
 
 namespace py = pybind11;
@@ -46,6 +47,33 @@ void fwht_binding(uintptr_t src, int64_t src_row_stride, uintptr_t dst, int64_t 
   fwht(a, chosen);
 }
 
+// Strides and batch strides in elements; bias (N,) float32 or 0.
+void half_gemm_binding(int64_t batch, int64_t M, int64_t N, int64_t K, uintptr_t a, int64_t a_bs,
+                       int64_t a_rs, int64_t a_cs, uintptr_t b, int64_t b_bs, int64_t b_rs,
+                       int64_t b_cs, uintptr_t c, int64_t c_bs, int64_t c_rs, int64_t c_cs,
+                       const std::string& in_dtype, const std::string& out_dtype, uintptr_t bias,
+                       bool bias_per_row, int threads, const std::string& isa) {
+  HalfGemmArgs g;
+  g.batch = batch;
+  g.M = M;
+  g.N = N;
+  g.K = K;
+  g.a = MatrixView{as_ptr<const void>(a), a_bs, a_rs, a_cs};
+  g.b = MatrixView{as_ptr<const void>(b), b_bs, b_rs, b_cs};
+  g.c = as_ptr<void>(c);
+  g.c_bs = c_bs;
+  g.c_rs = c_rs;
+  g.c_cs = c_cs;
+  g.in_dtype = parse_dtype(in_dtype);
+  g.out_dtype = parse_dtype(out_dtype);
+  g.bias = as_ptr<const float>(bias);
+  g.bias_per_row = bias_per_row;
+  g.threads = threads;
+  const Isa chosen = parse_isa(isa);
+  py::gil_scoped_release release;
+  half_gemm(g, chosen);
+}
+
 py::dict build_info() {
   py::dict info;
 #if defined(__clang__)
@@ -79,6 +107,11 @@ PYBIND11_MODULE(_C, mod) {
   mod.def("fwht", &fwht_binding, py::arg("src"), py::arg("src_row_stride"), py::arg("dst"),
           py::arg("dst_row_stride"), py::arg("rows"), py::arg("n"), py::arg("dtype"), py::arg("m"),
           py::arg("had_m"), py::arg("scale"), py::arg("threads"), py::arg("isa") = "auto");
+  mod.def("half_gemm", &half_gemm_binding, py::arg("batch"), py::arg("M"), py::arg("N"),
+          py::arg("K"), py::arg("a"), py::arg("a_bs"), py::arg("a_rs"), py::arg("a_cs"),
+          py::arg("b"), py::arg("b_bs"), py::arg("b_rs"), py::arg("b_cs"), py::arg("c"),
+          py::arg("c_bs"), py::arg("c_rs"), py::arg("c_cs"), py::arg("in_dtype"),
+          py::arg("out_dtype"), py::arg("bias"), py::arg("bias_per_row"), py::arg("threads"), py::arg("isa") = "auto");
   mod.def("build_info", &build_info);
   mod.def(
       "advise_huge_pages",

@@ -1,5 +1,9 @@
 """Plain-PyTorch references written from the math: the oracles for tests and benchmarks."""
 
 from .hadamard import fwht_reference, hadamard_matrix
+from .half_gemm import half_conv2d_reference, half_linear_reference, half_matmul_reference
 
-__all__ = ["fwht_reference", "hadamard_matrix"]
+__all__ = [
+    "fwht_reference", "hadamard_matrix", "half_conv2d_reference", "half_linear_reference",
+    "half_matmul_reference",
+]

@@ -1,13 +1,17 @@
 // The only pybind11 file: raw pointers, sizes and strides in, no torch; the GIL is released
 // around every kernel.
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "common/cpu_features.h"
 #include "common/memory.h"
+#include "gemm/half_conv2d.h"
 #include "gemm/half_gemm.h"
 #include "hadamard/fwht.h"
 
@@ -74,6 +78,56 @@ void half_gemm_binding(int64_t batch, int64_t M, int64_t N, int64_t K, uintptr_t
   half_gemm(g, chosen);
 }
 
+// x strides in elements (batch, channel, row, column); weight and out contiguous; bias float32.
+void half_conv2d_forward_binding(uintptr_t x, std::vector<int64_t> x_strides, uintptr_t weight,
+                                 uintptr_t bias, uintptr_t out, std::vector<int64_t> x_shape,
+                                 std::vector<int64_t> weight_shape, int64_t groups,
+                                 std::vector<int64_t> stride, std::vector<int64_t> padding,
+                                 std::vector<int64_t> dilation, std::vector<int64_t> out_hw,
+                                 const std::string& dtype, int threads, const std::string& isa) {
+  auto need = [](const std::vector<int64_t>& v, size_t n, const char* name) {
+    if (v.size() != n)
+      throw std::invalid_argument(std::string("half_conv2d: ") + name + " needs " +
+                                  std::to_string(n) + " values");
+  };
+  need(x_strides, 4, "x_strides");
+  need(x_shape, 4, "x_shape");
+  need(weight_shape, 4, "weight_shape");
+  need(stride, 2, "stride");
+  need(padding, 2, "padding");
+  need(dilation, 2, "dilation");
+  need(out_hw, 2, "out_hw");
+  HalfConv2dArgs a;
+  a.x = as_ptr<const void>(x);
+  std::copy(x_strides.begin(), x_strides.end(), a.x_strides);
+  a.weight = as_ptr<const void>(weight);
+  a.bias = as_ptr<const float>(bias);
+  a.out = as_ptr<void>(out);
+  a.batch = x_shape[0];
+  a.channels = x_shape[1];
+  a.height = x_shape[2];
+  a.width = x_shape[3];
+  a.out_channels = weight_shape[0];
+  a.kh = weight_shape[2];
+  a.kw = weight_shape[3];
+  a.groups = groups;
+  a.stride_h = stride[0];
+  a.stride_w = stride[1];
+  a.pad_h = padding[0];
+  a.pad_w = padding[1];
+  a.dilation_h = dilation[0];
+  a.dilation_w = dilation[1];
+  a.out_h = out_hw[0];
+  a.out_w = out_hw[1];
+  a.dtype = parse_dtype(dtype);
+  a.threads = threads;
+  if (weight_shape[1] * groups != a.channels)
+    throw std::invalid_argument("half_conv2d: weight_shape[1] * groups must equal channels");
+  const Isa chosen = parse_isa(isa);
+  py::gil_scoped_release release;
+  half_conv2d_forward(a, chosen);
+}
+
 py::dict build_info() {
   py::dict info;
 #if defined(__clang__)
@@ -112,6 +166,11 @@ PYBIND11_MODULE(_C, mod) {
           py::arg("b"), py::arg("b_bs"), py::arg("b_rs"), py::arg("b_cs"), py::arg("c"),
           py::arg("c_bs"), py::arg("c_rs"), py::arg("c_cs"), py::arg("in_dtype"),
           py::arg("out_dtype"), py::arg("bias"), py::arg("bias_per_row"), py::arg("threads"), py::arg("isa") = "auto");
+  mod.def("half_conv2d_forward", &half_conv2d_forward_binding, py::arg("x"),
+          py::arg("x_strides"), py::arg("weight"), py::arg("bias"), py::arg("out"),
+          py::arg("x_shape"), py::arg("weight_shape"), py::arg("groups"), py::arg("stride"),
+          py::arg("padding"), py::arg("dilation"), py::arg("out_hw"), py::arg("dtype"),
+          py::arg("threads"), py::arg("isa") = "auto");
   mod.def("build_info", &build_info);
   mod.def(
       "advise_huge_pages",

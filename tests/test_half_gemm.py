@@ -234,10 +234,11 @@ CONV_CASES = [
 
 @pytest.mark.parametrize("dtype", HALF)
 @pytest.mark.parametrize("case", CONV_CASES)
-def test_conv2d_forward_backward(cpu_path, dtype, case):
+@pytest.mark.parametrize("batch", [1, 3])
+def test_conv2d_forward_backward(cpu_path, dtype, case, batch):
     c_in, c_out, kernel, stride, padding, dilation, groups = case
     gen = torch.Generator().manual_seed(11)
-    x = random_half(2, c_in, 11, 9, dtype=dtype, gen=gen).requires_grad_()
+    x = random_half(batch, c_in, 11, 9, dtype=dtype, gen=gen).requires_grad_()
     w = random_half(c_out, c_in // groups, *kernel, dtype=dtype, gen=gen).mul(0.3).requires_grad_()
     b = random_half(c_out, dtype=dtype, gen=gen).requires_grad_()
     y = kernelkit.half_conv2d(x, w, b, stride, padding, dilation, groups)
@@ -254,6 +255,16 @@ def test_conv2d_forward_backward(cpu_path, dtype, case):
     for ours, ref in ((x.grad, x64.grad), (w.grad, w64.grad), (b.grad, b64.grad)):
         assert ours.dtype == dtype and ours.shape == ref.shape
         assert (ours.double() - ref).abs().max() <= tol * max(ref.abs().max().item(), 1)
+
+
+def test_conv2d_strided_input_and_large_image():
+    gen = torch.Generator().manual_seed(15)
+    x = random_half(2, 40, 30, 20, dtype=torch.float16, gen=gen).transpose(2, 3)  # (2, 40, 20, 30)
+    w = random_half(24, 40, 3, 3, dtype=torch.float16, gen=gen).mul(0.1)
+    y = kernelkit.half_conv2d(x, w, padding=1)
+    y64 = F.conv2d(x.double(), w.double(), padding=1)
+    upcast = F.conv2d(x.float(), w.float(), padding=1).half()
+    assert (y.double() - y64).abs().max() <= (upcast.double() - y64).abs().max() + 1e-3
 
 
 def test_conv2d_bad_inputs():

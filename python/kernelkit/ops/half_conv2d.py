@@ -12,7 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from .. import _native
-from .half_matmul import check_half_tensors, matmul_into
+from .._backend import resolve_backend
+from .._native import _C
+from .half_matmul import _DTYPE_NAMES, check_half_tensors, matmul_into
 
 Pair = tuple[int, int]
 
@@ -89,6 +91,17 @@ def _half_conv2d_impl(x, weight, bias, stride, padding, dilation, groups):  # no
     out = _native.new_output(torch.Size((batch, c_out, out_h * out_w)), x.dtype, x.device)
     if out.numel() == 0:
         return out.view(batch, c_out, out_h, out_w)
+    if resolve_backend("half_conv2d", x.device) == "cpu":
+        # Locals keep the converted tensors alive through the call (it takes raw pointers).
+        weight_c = weight.contiguous()
+        bias32 = None if bias is None else bias.float().contiguous()
+        _C.half_conv2d_forward(
+            x.data_ptr(), list(x.stride()), weight_c.data_ptr(),
+            0 if bias32 is None else bias32.data_ptr(), out.data_ptr(),
+            list(x.shape), list(weight.shape), groups, list(stride), list(padding),
+            list(dilation), [out_h, out_w], _DTYPE_NAMES[x.dtype], torch.get_num_threads(),
+            _native.ISA)
+        return out.view(batch, c_out, out_h, out_w)
     cols = _grouped(_columns(x, weight, stride, padding, dilation, groups), groups)
     w = weight.reshape(groups, c_out // groups, -1)
     out_g = _grouped(out, groups)
@@ -113,6 +126,32 @@ def _setup(ctx, inputs, output) -> None:  # noqa: ANN001
     ctx.has_bias = bias is not None
 
 
+def _input_grad(grad: torch.Tensor, g3: torch.Tensor, w: torch.Tensor, x: torch.Tensor,
+                weight: torch.Tensor, stride: Pair, padding: Pair, dilation: Pair,
+                groups: int) -> torch.Tensor:
+    """dL/dx. Unit stride: the convolution of grad with the flipped, transposed weight (padding
+    d * (k - 1) - p), one implicit GEMM again. Otherwise GEMM into float32 columns + col2im."""
+    kernel = weight.shape[2:]
+    pad_t = tuple(dilation[i] * (kernel[i] - 1) - padding[i] for i in range(2))
+    if stride == (1, 1) and min(pad_t) >= 0:
+        c_out, c_group = weight.shape[:2]
+        flipped = (weight.view(groups, c_out // groups, c_group, *kernel).transpose(1, 2)
+                   .flip(3, 4).reshape(groups * c_group, c_out // groups, *kernel))
+        return torch.ops.kernelkit.half_conv2d(grad, flipped, None, [1, 1], list(pad_t),
+                                               list(dilation), groups)
+    batch = grad.shape[0]
+    k_group = w.shape[2]
+    cols = torch.empty((batch, groups, k_group, g3.shape[3]), dtype=torch.float32,
+                       device=x.device)
+    for g in range(groups):
+        cols[:, g] = torch.ops.kernelkit.half_matmul(w[g].t(), g3[:, g], torch.float32)
+    cols = cols.view(batch, groups * k_group, -1)
+    if _is_pointwise(weight, stride, padding, groups):
+        return cols.view(x.shape).to(x.dtype)
+    return F.fold(cols, x.shape[2:], kernel, dilation=dilation, padding=padding,
+                  stride=stride).to(x.dtype)
+
+
 def _backward(ctx, grad: torch.Tensor):  # noqa: ANN001, ANN202
     x, weight = ctx.saved_tensors
     stride, padding, dilation, groups = ctx.conv
@@ -121,17 +160,7 @@ def _backward(ctx, grad: torch.Tensor):  # noqa: ANN001, ANN202
     w = weight.reshape(groups, c_out // groups, -1)
     grad_x = grad_w = grad_b = None
     if ctx.needs_input_grad[0]:
-        k_group = w.shape[2]
-        cols = torch.empty((batch, groups, k_group, g3.shape[3]), dtype=torch.float32,
-                           device=x.device)
-        for g in range(groups):
-            cols[:, g] = torch.ops.kernelkit.half_matmul(w[g].t(), g3[:, g], torch.float32)
-        cols = cols.view(batch, groups * k_group, -1)
-        if _is_pointwise(weight, stride, padding, groups):
-            grad_x = cols.view(x.shape).to(x.dtype)
-        else:
-            grad_x = F.fold(cols, x.shape[2:], weight.shape[2:], dilation=dilation,
-                            padding=padding, stride=stride).to(x.dtype)
+        grad_x = _input_grad(grad, g3, w, x, weight, stride, padding, dilation, groups)
     if ctx.needs_input_grad[1]:
         cols = _grouped(_columns(x, weight, stride, padding, dilation, groups), groups)
         parts = [torch.ops.kernelkit.half_matmul(g3[:, g], cols[:, g].mT, torch.float32).sum(0)

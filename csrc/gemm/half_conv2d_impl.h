@@ -1,0 +1,127 @@
+// Implicit-GEMM convolution, written once over 256-bit vectors and compiled once per ISA
+// (half_conv2d.cpp, half_conv2d_avx2.cpp). Per image: one float32 copy of the zero-padded image
+// (converted once), from which the GEMM core's B packer reads the im2col matrix directly (per
+// kernel tap, 16 output positions are one contiguous run, or a gather at row ends and strides
+// > 1); the weight of each group is the A operand. No im2col matrix is ever stored: the image
+// is read once and its padded copy stays in L2/L3 while the groups' GEMMs pack from it.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+#include "gemm/gemm_core_impl.h"
+#include "gemm/half_conv2d.h"
+
+namespace kernelkit {
+namespace KK_ISA {
+namespace half_gemm_detail {
+
+constexpr int kSlotImage = 14;
+
+// The im2col matrix of one padded image: B[k][j] with k = (channel, tap row, tap column) and
+// j = (output row, output column).
+struct Im2colB {
+  const float* image;  // (channels, hp, wp), zero-padded, float32
+  int64_t hp, wp, kh, kw, out_w, stride_h, stride_w, dilation_h, dilation_w;
+
+  void pack(int64_t k0, int64_t kc, int64_t j0, int64_t cols, float* out) const {
+    int64_t offset[NR];
+    bool contiguous = cols == NR && stride_w == 1;
+    for (int64_t jj = 0; jj < cols; ++jj) {
+      const int64_t j = j0 + jj, oh = j / out_w, ow = j % out_w;
+      offset[jj] = oh * stride_h * wp + ow * stride_w;
+      contiguous = contiguous && offset[jj] == offset[0] + jj;
+    }
+    const int64_t taps = kh * kw;
+    int64_t c = k0 / taps, tap = k0 % taps;
+    for (int64_t k = 0; k < kc; ++k) {
+      const int64_t r = tap / kw, s = tap % kw;
+      const float* src = image + (c * hp + r * dilation_h) * wp + s * dilation_w;
+      float* o = out + k * NR;
+      if (contiguous) {
+        store_vec(o, load_as<float>(src + offset[0]));
+        store_vec(o + 8, load_as<float>(src + offset[0] + 8));
+      } else {
+        for (int64_t jj = 0; jj < cols; ++jj) o[jj] = src[offset[jj]];
+        for (int64_t jj = cols; jj < NR; ++jj) o[jj] = 0.0f;
+      }
+      if (++tap == taps) {
+        tap = 0;
+        ++c;
+      }
+    }
+  }
+};
+
+// out (channels, hp, wp) = x (channels, height, width; strides xs) zero-padded, as float32.
+template <class T>
+void pad_image(const T* x, const int64_t* xs, const HalfConv2dArgs& a, int64_t hp, int64_t wp,
+               float* out, int threads) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t c = 0; c < a.channels; ++c) {
+    for (int64_t row = 0; row < hp; ++row) {
+      float* o = out + (c * hp + row) * wp;
+      const int64_t ih = row - a.pad_h;
+      if (ih < 0 || ih >= a.height) {
+        std::fill(o, o + wp, 0.0f);
+        continue;
+      }
+      const T* src = x + c * xs[1] + ih * xs[2];
+      std::fill(o, o + a.pad_w, 0.0f);
+      float* inner = o + a.pad_w;
+      int64_t w = 0;
+      if (xs[3] == 1)
+        for (; w + 8 <= a.width; w += 8) store_vec(inner + w, load_as<float>(src + w));
+      for (; w < a.width; ++w) inner[w] = element(src + w * xs[3]);
+      std::fill(inner + a.width, o + wp, 0.0f);
+    }
+  }
+}
+
+// One image, all groups, on `threads` threads (the padded copy is the calling thread's).
+template <class T>
+void conv2d_forward_image(const T* x, const T* weight, T* out, const Bias& bias,
+                          const HalfConv2dArgs& a, int threads) {
+  const int64_t hp = a.height + 2 * a.pad_h, wp = a.width + 2 * a.pad_w;
+  const int64_t c_group = a.channels / a.groups, out_group = a.out_channels / a.groups;
+  const int64_t k_group = c_group * a.kh * a.kw, spatial = a.out_h * a.out_w;
+  Scratch<float, kSlotImage> scratch;
+  float* image = scratch.get(a.channels * hp * wp);
+  pad_image(x, a.x_strides, a, hp, wp, image, threads);
+  for (int64_t g = 0; g < a.groups; ++g) {
+    const Im2colB cols{image + g * c_group * hp * wp, hp, wp, a.kh, a.kw, a.out_w,
+                       a.stride_h, a.stride_w, a.dilation_h, a.dilation_w};
+    const MatrixView wv{nullptr, 0, k_group, 1};
+    gemm_one(weight + g * out_group * k_group, wv, cols, out + g * out_group * spatial, spatial,
+             int64_t(1), bias.at(g * out_group, 0), Plan{out_group, spatial, k_group, threads});
+  }
+}
+
+template <class T> void conv2d_forward_typed(const HalfConv2dArgs& a) {
+  const T* x = static_cast<const T*>(a.x);
+  const T* weight = static_cast<const T*>(a.weight);
+  T* out = static_cast<T*>(a.out);
+  const Bias bias = a.bias == nullptr ? Bias{} : Bias{a.bias, 1, 0};
+  const int64_t out_image = a.out_channels * a.out_h * a.out_w;
+  if (a.batch >= a.threads) {
+    // An image per thread at a time: no barrier inside an image, packing stays thread-local.
+#pragma omp parallel for num_threads(a.threads) schedule(dynamic, 1)
+    for (int64_t n = 0; n < a.batch; ++n)
+      conv2d_forward_image(x + n * a.x_strides[0], weight, out + n * out_image, bias, a, 1);
+    return;
+  }
+  for (int64_t n = 0; n < a.batch; ++n)
+    conv2d_forward_image(x + n * a.x_strides[0], weight, out + n * out_image, bias, a,
+                         a.threads);
+}
+
+}  // namespace half_gemm_detail
+
+void half_conv2d_forward_run(const HalfConv2dArgs& a) {
+  using namespace half_gemm_detail;
+  if (a.dtype == DType::f16) return conv2d_forward_typed<f16_bits>(a);
+  conv2d_forward_typed<bf16_bits>(a);
+}
+
+}  // namespace KK_ISA
+}  // namespace kernelkit

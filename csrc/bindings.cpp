@@ -78,13 +78,15 @@ void half_gemm_binding(int64_t batch, int64_t M, int64_t N, int64_t K, uintptr_t
   half_gemm(g, chosen);
 }
 
-// x strides in elements (batch, channel, row, column); weight and out contiguous; bias float32.
-void half_conv2d_forward_binding(uintptr_t x, std::vector<int64_t> x_strides, uintptr_t weight,
-                                 uintptr_t bias, uintptr_t out, std::vector<int64_t> x_shape,
-                                 std::vector<int64_t> weight_shape, int64_t groups,
-                                 std::vector<int64_t> stride, std::vector<int64_t> padding,
-                                 std::vector<int64_t> dilation, std::vector<int64_t> out_hw,
-                                 const std::string& dtype, int threads, const std::string& isa) {
+// Geometry of a half_conv2d call; x strides in elements (batch, channel, row, column).
+HalfConv2dArgs conv2d_args(uintptr_t x, const std::vector<int64_t>& x_strides,
+                           const std::vector<int64_t>& x_shape,
+                           const std::vector<int64_t>& weight_shape, int64_t groups,
+                           const std::vector<int64_t>& stride,
+                           const std::vector<int64_t>& padding,
+                           const std::vector<int64_t>& dilation,
+                           const std::vector<int64_t>& out_hw, const std::string& dtype,
+                           int threads) {
   auto need = [](const std::vector<int64_t>& v, size_t n, const char* name) {
     if (v.size() != n)
       throw std::invalid_argument(std::string("half_conv2d: ") + name + " needs " +
@@ -97,12 +99,11 @@ void half_conv2d_forward_binding(uintptr_t x, std::vector<int64_t> x_strides, ui
   need(padding, 2, "padding");
   need(dilation, 2, "dilation");
   need(out_hw, 2, "out_hw");
+  if (weight_shape[1] * groups != x_shape[1])
+    throw std::invalid_argument("half_conv2d: weight_shape[1] * groups must equal channels");
   HalfConv2dArgs a;
   a.x = as_ptr<const void>(x);
   std::copy(x_strides.begin(), x_strides.end(), a.x_strides);
-  a.weight = as_ptr<const void>(weight);
-  a.bias = as_ptr<const float>(bias);
-  a.out = as_ptr<void>(out);
   a.batch = x_shape[0];
   a.channels = x_shape[1];
   a.height = x_shape[2];
@@ -121,11 +122,42 @@ void half_conv2d_forward_binding(uintptr_t x, std::vector<int64_t> x_strides, ui
   a.out_w = out_hw[1];
   a.dtype = parse_dtype(dtype);
   a.threads = threads;
-  if (weight_shape[1] * groups != a.channels)
-    throw std::invalid_argument("half_conv2d: weight_shape[1] * groups must equal channels");
+  return a;
+}
+
+// weight and out contiguous; bias float32 (out_channels,) or 0.
+void half_conv2d_forward_binding(uintptr_t x, std::vector<int64_t> x_strides, uintptr_t weight,
+                                 uintptr_t bias, uintptr_t out, std::vector<int64_t> x_shape,
+                                 std::vector<int64_t> weight_shape, int64_t groups,
+                                 std::vector<int64_t> stride, std::vector<int64_t> padding,
+                                 std::vector<int64_t> dilation, std::vector<int64_t> out_hw,
+                                 const std::string& dtype, int threads, const std::string& isa) {
+  HalfConv2dArgs a = conv2d_args(x, x_strides, x_shape, weight_shape, groups, stride, padding,
+                                 dilation, out_hw, dtype, threads);
+  a.weight = as_ptr<const void>(weight);
+  a.bias = as_ptr<const float>(bias);
+  a.out = as_ptr<void>(out);
   const Isa chosen = parse_isa(isa);
   py::gil_scoped_release release;
   half_conv2d_forward(a, chosen);
+}
+
+// grad (batch, out_channels, out_h, out_w) contiguous; grad_weight float32, contiguous.
+void half_conv2d_weight_grad_binding(uintptr_t x, std::vector<int64_t> x_strides, uintptr_t grad,
+                                     uintptr_t grad_weight, std::vector<int64_t> x_shape,
+                                     std::vector<int64_t> weight_shape, int64_t groups,
+                                     std::vector<int64_t> stride, std::vector<int64_t> padding,
+                                     std::vector<int64_t> dilation, std::vector<int64_t> out_hw,
+                                     const std::string& dtype, int threads,
+                                     const std::string& isa) {
+  HalfConv2dWeightGradArgs w;
+  w.conv = conv2d_args(x, x_strides, x_shape, weight_shape, groups, stride, padding, dilation,
+                       out_hw, dtype, threads);
+  w.grad = as_ptr<const void>(grad);
+  w.grad_weight = as_ptr<float>(grad_weight);
+  const Isa chosen = parse_isa(isa);
+  py::gil_scoped_release release;
+  half_conv2d_weight_grad(w, chosen);
 }
 
 py::dict build_info() {
@@ -171,6 +203,11 @@ PYBIND11_MODULE(_C, mod) {
           py::arg("x_shape"), py::arg("weight_shape"), py::arg("groups"), py::arg("stride"),
           py::arg("padding"), py::arg("dilation"), py::arg("out_hw"), py::arg("dtype"),
           py::arg("threads"), py::arg("isa") = "auto");
+  mod.def("half_conv2d_weight_grad", &half_conv2d_weight_grad_binding, py::arg("x"),
+          py::arg("x_strides"), py::arg("grad"), py::arg("grad_weight"), py::arg("x_shape"),
+          py::arg("weight_shape"), py::arg("groups"), py::arg("stride"), py::arg("padding"),
+          py::arg("dilation"), py::arg("out_hw"), py::arg("dtype"), py::arg("threads"),
+          py::arg("isa") = "auto");
   mod.def("build_info", &build_info);
   mod.def(
       "advise_huge_pages",

@@ -315,6 +315,22 @@ def test_opcheck():
     wc = random_half(3, 2, 3, 3, dtype=torch.float16, gen=gen)
     torch.library.opcheck(torch.ops.kernelkit.half_conv2d.default,
                           (xc, wc, None, [1, 1], [1, 1], [1, 1], 1))
+    gc = random_half(1, 3, 5, 5, dtype=torch.float16, gen=gen)
+    torch.library.opcheck(torch.ops.kernelkit.half_conv2d_weight_grad.default,
+                          (xc.detach(), gc, [3, 2, 3, 3], [1, 1], [1, 1], [1, 1], 1))
+
+
+def test_torch_compile_conv_training_step():
+    def step(x, w):
+        return kernelkit.half_conv2d(x, w, None, 1, 1).float().square().sum()
+
+    gen = torch.Generator().manual_seed(16)
+    x = random_half(2, 3, 6, 6, dtype=torch.float16, gen=gen)
+    w = random_half(4, 3, 3, 3, dtype=torch.float16, gen=gen).requires_grad_()
+    compiled = torch.compile(step, fullgraph=True, backend="aot_eager")
+    (grad_compiled,) = torch.autograd.grad(compiled(x, w), w)
+    (grad_eager,) = torch.autograd.grad(step(x, w), w)
+    assert torch.equal(grad_compiled, grad_eager)
 
 
 def test_torch_compile_fullgraph():

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "common/scratch.h"
 #include "common/vec.h"
@@ -94,6 +95,15 @@ void pack_a_sliver(const T* a, int64_t rs, int64_t cs, int64_t kc, int64_t rows,
       out[k * MR + i] = i < rows ? element(a + i * rs + k * cs) : 0.0f;
 }
 
+// The A operand of a dense matrix: pack(i0, rows, k0, kc, out) packs A[i0:i0+rows, k0:k0+kc].
+template <class T> struct DenseA {
+  const T* p;
+  int64_t rs, cs;
+  void pack(int64_t i0, int64_t rows, int64_t k0, int64_t kc, float* out) const {
+    pack_a_sliver(p + i0 * rs + k0 * cs, rs, cs, kc, rows, out);
+  }
+};
+
 // The B operand of a dense matrix: pack(k0, kc, j0, cols, out) packs B[k0:k0+kc, j0:j0+cols].
 template <class T> struct DenseB {
   const T* p;
@@ -146,7 +156,14 @@ struct Bias {
 };
 
 template <class TO>
-void store_row(const float* acc, const Bias& bias, int64_t cols, TO* c, int64_t cs) {
+void store_row(const float* acc, const Bias& bias, int64_t cols, TO* c, int64_t cs,
+               bool accumulate) {
+  if constexpr (std::is_same_v<TO, float>) {
+    if (accumulate) {  // C += the block: sums of several products (float32 C only)
+      for (int64_t j = 0; j < cols; ++j) c[j * cs] += acc[j] + bias.in_row(j);
+      return;
+    }
+  }
   int64_t j = 0;
   if (cs == 1) {
     for (; j + 8 <= cols; j += 8) {
@@ -164,14 +181,16 @@ void store_row(const float* acc, const Bias& bias, int64_t cols, TO* c, int64_t 
 struct Plan {
   int64_t M, N, K;
   int threads;
+  bool accumulate = false;  // C += A B (float32 C only); otherwise C = A B
 };
 
 // Columns [j_begin, j_end) of rows [i_begin, i_end) of C = A B (+ bias) on the calling thread.
 // A block of C is summed in a float32 accumulator over the KC panels, then stored once.
-template <class T, class BSource, class TO>
-void gemm_serial(const T* a, const MatrixView& av, const BSource& b, TO* c, int64_t c_rs,
-                 int64_t c_cs, const Bias& bias, int64_t K, int64_t i_begin, int64_t i_end,
+template <class ASource, class BSource, class TO>
+void gemm_serial(const ASource& a, const BSource& b, TO* c, int64_t c_rs, int64_t c_cs,
+                 const Bias& bias, const Plan& p, int64_t i_begin, int64_t i_end,
                  int64_t j_begin, int64_t j_end) {
+  const int64_t K = p.K;
   const int64_t M = i_end - i_begin, N = j_end - j_begin;
   const int64_t nc_max = std::min(NC, round_up(N, NR));
   // Row blocks of equal size (each one packs B again), as few as the accumulator allows.
@@ -193,8 +212,7 @@ void gemm_serial(const T* a, const MatrixView& av, const BSource& b, TO* c, int6
         for (int64_t i0 = 0; i0 < mb; i0 += MC) {
           const int64_t mc = std::min(MC, mb - i0);
           for (int64_t r = 0; r < mc; r += MR)
-            pack_a_sliver(a + (m0 + i0 + r) * av.rs + p0 * av.cs, av.rs, av.cs, kc,
-                          std::min<int64_t>(MR, mc - r), apack + r * kc);
+            a.pack(m0 + i0 + r, std::min<int64_t>(MR, mc - r), p0, kc, apack + r * kc);
           for (int64_t s = 0; s * NR < nc; ++s)
             for (int64_t r = 0; r < mc; r += MR)
               micro_kernel(kc, apack + r * kc, bpack + s * kc * NR,
@@ -203,33 +221,32 @@ void gemm_serial(const T* a, const MatrixView& av, const BSource& b, TO* c, int6
       }
       for (int64_t i = 0; i < mb; ++i)
         store_row(acc + i * ldc, bias.at(m0 + i, j0), nc, c + (m0 + i) * c_rs + j0 * c_cs,
-                  c_cs);
+                  c_cs, p.accumulate);
     }
   }
 }
 
-// C = A B (+ bias) for one batch entry; B comes from a packer (DenseB, or an im2col view).
+// C = A B (+ bias) for one batch entry; A and B come from packers (DenseA / DenseB, or views
+// of a convolution's im2col matrix).
 // Threads take disjoint column ranges (or row ranges when C has few columns), each packing its
 // own panels: no barrier inside the call, which matters on a busy machine (a descheduled
 // thread stalls every barrier for a time slice). The price is A (or B) packed once per thread.
-template <class T, class BSource, class TO>
-void gemm_one(const T* a, const MatrixView& av, const BSource& b, TO* c, int64_t c_rs,
-              int64_t c_cs, const Bias& bias, const Plan& p) {
+template <class ASource, class BSource, class TO>
+void gemm_one(const ASource& a, const BSource& b, TO* c, int64_t c_rs, int64_t c_cs,
+              const Bias& bias, const Plan& p) {
   const int64_t col_tiles = (p.N + NR - 1) / NR, row_tiles = (p.M + MR - 1) / MR;
   const bool split_columns = col_tiles >= 4 * p.threads || col_tiles >= row_tiles;
   const int64_t tiles = split_columns ? col_tiles : row_tiles;
   const int threads = int(std::max<int64_t>(1, std::min<int64_t>(p.threads, tiles)));
-  if (threads == 1) return gemm_serial(a, av, b, c, c_rs, c_cs, bias, p.K, 0, p.M, 0, p.N);
+  if (threads == 1) return gemm_serial(a, b, c, c_rs, c_cs, bias, p, 0, p.M, 0, p.N);
 #pragma omp parallel num_threads(threads)
   {
     const int64_t t = omp_thread_index(), t0 = tiles * t / threads,
                   t1 = tiles * (t + 1) / threads;
     if (split_columns)
-      gemm_serial(a, av, b, c, c_rs, c_cs, bias, p.K, 0, p.M, t0 * NR,
-                  std::min(p.N, t1 * NR));
+      gemm_serial(a, b, c, c_rs, c_cs, bias, p, 0, p.M, t0 * NR, std::min(p.N, t1 * NR));
     else
-      gemm_serial(a, av, b, c, c_rs, c_cs, bias, p.K, t0 * MR, std::min(p.M, t1 * MR), 0,
-                  p.N);
+      gemm_serial(a, b, c, c_rs, c_cs, bias, p, t0 * MR, std::min(p.M, t1 * MR), 0, p.N);
   }
 }
 

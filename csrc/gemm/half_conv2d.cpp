@@ -25,12 +25,12 @@ static void check_half_conv2d_args(const HalfConv2dArgs& a) {
   if (oh < 1 || ow < 1 || oh != a.out_h || ow != a.out_w)
     fail("out_h / out_w do not match the geometry");
   if (a.threads < 1) fail("threads must be >= 1");
-  if (a.batch > 0 && (a.x == nullptr || a.weight == nullptr || a.out == nullptr))
-    fail("null data pointer");
 }
 
 void half_conv2d_forward(const HalfConv2dArgs& args, Isa isa) {
   check_half_conv2d_args(args);
+  if (args.batch > 0 && (args.x == nullptr || args.weight == nullptr || args.out == nullptr))
+    throw std::invalid_argument("half_conv2d: null data pointer");
   if (args.batch == 0) return;
   if (isa == Isa::avx2) {
 #if defined(KERNELKIT_HAVE_AVX2)
@@ -38,6 +38,20 @@ void half_conv2d_forward(const HalfConv2dArgs& args, Isa isa) {
 #endif
   }
   portable::half_conv2d_forward_run(args);
+}
+
+void half_conv2d_weight_grad(const HalfConv2dWeightGradArgs& args, Isa isa) {
+  check_half_conv2d_args(args.conv);
+  if (args.grad_weight == nullptr)
+    throw std::invalid_argument("half_conv2d: null grad_weight pointer");
+  if (args.conv.batch > 0 && (args.conv.x == nullptr || args.grad == nullptr))
+    throw std::invalid_argument("half_conv2d: null data pointer");
+  if (isa == Isa::avx2) {
+#if defined(KERNELKIT_HAVE_AVX2)
+    return avx2::half_conv2d_weight_grad_run(args);
+#endif
+  }
+  portable::half_conv2d_weight_grad_run(args);
 }
 
 }  // namespace kernelkit

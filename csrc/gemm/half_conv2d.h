@@ -1,5 +1,6 @@
-// Forward 2-D convolution (cross-correlation, zero padding, groups) of float16/bfloat16 images
-// as an implicit GEMM: out[n, g] = W[g] @ im2col(x[n, g]) with float32 accumulation.
+// 2-D convolution (cross-correlation, zero padding, groups) of float16/bfloat16 images as
+// implicit GEMMs with float32 accumulation: forward out[n, g] = W[g] @ im2col(x[n, g]), and the
+// weight gradient dW[g] = sum_n grad[n, g] @ im2col(x[n, g])^T.
 #pragma once
 
 #include <cstdint>
@@ -23,10 +24,26 @@ struct HalfConv2dArgs {
   int threads = 1;
 };
 
-// Validates (throws std::invalid_argument before touching memory) and runs.
-void half_conv2d_forward(const HalfConv2dArgs& args, Isa isa);
+// The weight gradient of that convolution: the output gradient (batch, out_channels, out_h,
+// out_w), contiguous in args.dtype, against x; written as float32 (out_channels,
+// channels / groups, kh, kw), contiguous. args.out and args.bias are not used.
+struct HalfConv2dWeightGradArgs {
+  HalfConv2dArgs conv;
+  const void* grad = nullptr;
+  float* grad_weight = nullptr;
+};
 
-namespace portable { void half_conv2d_forward_run(const HalfConv2dArgs& args); }
-namespace avx2 { void half_conv2d_forward_run(const HalfConv2dArgs& args); }
+// Both validate (throw std::invalid_argument before touching memory) and run.
+void half_conv2d_forward(const HalfConv2dArgs& args, Isa isa);
+void half_conv2d_weight_grad(const HalfConv2dWeightGradArgs& args, Isa isa);
+
+namespace portable {
+void half_conv2d_forward_run(const HalfConv2dArgs& args);
+void half_conv2d_weight_grad_run(const HalfConv2dWeightGradArgs& args);
+}  // namespace portable
+namespace avx2 {
+void half_conv2d_forward_run(const HalfConv2dArgs& args);
+void half_conv2d_weight_grad_run(const HalfConv2dWeightGradArgs& args);
+}  // namespace avx2
 
 }  // namespace kernelkit

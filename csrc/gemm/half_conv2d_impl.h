@@ -3,7 +3,8 @@
 // (converted once), from which the GEMM core's B packer reads the im2col matrix directly (per
 // kernel tap, 16 output positions are one contiguous run, or a gather at row ends and strides
 // > 1); the weight of each group is the A operand. No im2col matrix is ever stored: the image
-// is read once and its padded copy stays in L2/L3 while the groups' GEMMs pack from it.
+// is read once and its padded copy stays in L2/L3 while the groups' GEMMs pack from it. The
+// weight gradient packs the transposed im2col matrix straight from x as its A operand.
 #pragma once
 
 #include <algorithm>
@@ -53,6 +54,57 @@ struct Im2colB {
   }
 };
 
+// The transposed im2col matrix of one image, read from x itself (no padded copy: each element
+// is packed once): A[k][l] = x[c, oh * sh + r * dh - ph, ow * sw + s * dw - pw] (0 outside the
+// image), with rows k = (channel, tap row, tap column) and columns l = (output row, column).
+template <class T> struct Im2colA {
+  const T* x;
+  const int64_t* xs;  // strides of (batch, channel, row, column)
+  const HalfConv2dArgs* a;
+
+  void pack(int64_t i0, int64_t rows, int64_t k0, int64_t kc, float* out) const {
+    const int64_t taps = a->kh * a->kw;
+    for (int64_t i = 0; i < MR; ++i) {
+      float* o = out + i;
+      if (i >= rows) {
+        for (int64_t k = 0; k < kc; ++k) o[k * MR] = 0.0f;
+        continue;
+      }
+      const int64_t tap = (i0 + i) % taps, c = (i0 + i) / taps;
+      const int64_t r = tap / a->kw, s = tap % a->kw;
+      for (int64_t l = k0; l < k0 + kc;) {
+        const int64_t oh = l / a->out_w, ow = l % a->out_w;
+        const int64_t run = std::min(k0 + kc - l, a->out_w - ow);
+        pack_run(c, oh * a->stride_h + r * a->dilation_h - a->pad_h,
+                 ow * a->stride_w + s * a->dilation_w - a->pad_w, run, o + (l - k0) * MR);
+        l += run;
+      }
+    }
+  }
+
+  // run values of image row ih from column iw0 on (stepping by the stride), to o[t * MR].
+  void pack_run(int64_t c, int64_t ih, int64_t iw0, int64_t run, float* o) const {
+    if (ih < 0 || ih >= a->height) {
+      for (int64_t t = 0; t < run; ++t) o[t * MR] = 0.0f;
+      return;
+    }
+    const T* row = x + c * xs[1] + ih * xs[2];
+    const int64_t sw = a->stride_w;
+    int64_t t = 0;
+    if (sw == 1 && xs[3] == 1) {
+      for (; t < run && iw0 + t < 0; ++t) o[t * MR] = 0.0f;
+      for (; t + 8 <= run && iw0 + t + 8 <= a->width; t += 8) {
+        const vf8 v = load_as<float>(row + iw0 + t);
+        for (int e = 0; e < 8; ++e) o[(t + e) * MR] = v[e];
+      }
+    }
+    for (; t < run; ++t) {
+      const int64_t iw = iw0 + t * sw;
+      o[t * MR] = iw >= 0 && iw < a->width ? element(row + iw * xs[3]) : 0.0f;
+    }
+  }
+};
+
 // out (channels, hp, wp) = x (channels, height, width; strides xs) zero-padded, as float32.
 template <class T>
 void pad_image(const T* x, const int64_t* xs, const HalfConv2dArgs& a, int64_t hp, int64_t wp,
@@ -91,9 +143,9 @@ void conv2d_forward_image(const T* x, const T* weight, T* out, const Bias& bias,
   for (int64_t g = 0; g < a.groups; ++g) {
     const Im2colB cols{image + g * c_group * hp * wp, hp, wp, a.kh, a.kw, a.out_w,
                        a.stride_h, a.stride_w, a.dilation_h, a.dilation_w};
-    const MatrixView wv{nullptr, 0, k_group, 1};
-    gemm_one(weight + g * out_group * k_group, wv, cols, out + g * out_group * spatial, spatial,
-             int64_t(1), bias.at(g * out_group, 0), Plan{out_group, spatial, k_group, threads});
+    gemm_one(DenseA<T>{weight + g * out_group * k_group, k_group, 1}, cols,
+             out + g * out_group * spatial, spatial, int64_t(1), bias.at(g * out_group, 0),
+             Plan{out_group, spatial, k_group, threads});
   }
 }
 
@@ -115,7 +167,34 @@ template <class T> void conv2d_forward_typed(const HalfConv2dArgs& a) {
                          a.threads);
 }
 
+template <class T> void conv2d_weight_grad_typed(const HalfConv2dWeightGradArgs& w) {
+  const HalfConv2dArgs& a = w.conv;
+  const int64_t c_group = a.channels / a.groups, out_group = a.out_channels / a.groups;
+  const int64_t k_group = c_group * a.kh * a.kw, spatial = a.out_h * a.out_w;
+  std::fill(w.grad_weight, w.grad_weight + a.out_channels * k_group, 0.0f);
+  const T* x = static_cast<const T*>(a.x);
+  const T* grad = static_cast<const T*>(w.grad);
+  // dW[g]^T (k_group x out_group) += im2col(x[n, g]) @ grad[n, g]^T, image after image.
+  for (int64_t n = 0; n < a.batch; ++n) {
+    for (int64_t g = 0; g < a.groups; ++g) {
+      const Im2colA<T> cols{x + n * a.x_strides[0] + g * c_group * a.x_strides[1], a.x_strides,
+                            &a};
+      const T* grad_g = grad + (n * a.out_channels + g * out_group) * spatial;
+      Plan plan{k_group, out_group, spatial, a.threads};
+      plan.accumulate = true;
+      gemm_one(cols, DenseB<T>{grad_g, 1, spatial}, w.grad_weight + g * out_group * k_group,
+               int64_t(1), k_group, Bias{}, plan);
+    }
+  }
+}
+
 }  // namespace half_gemm_detail
+
+void half_conv2d_weight_grad_run(const HalfConv2dWeightGradArgs& w) {
+  using namespace half_gemm_detail;
+  if (w.conv.dtype == DType::f16) return conv2d_weight_grad_typed<f16_bits>(w);
+  conv2d_weight_grad_typed<bf16_bits>(w);
+}
 
 void half_conv2d_forward_run(const HalfConv2dArgs& a) {
   using namespace half_gemm_detail;

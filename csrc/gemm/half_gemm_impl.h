@@ -81,8 +81,8 @@ template <class T, class TO> void run_typed(const HalfGemmArgs& g) {
       const MatrixView at{g.a.p, g.a.bs, g.a.cs, g.a.rs};
       gemv_one(bb, g.b.rs, ab, at, cb, g.c_rs, bias.transposed(), Plan{1, g.M, g.K, g.threads});
     } else {
-      gemm_one(ab, g.a, DenseB<T>{bb, g.b.rs, g.b.cs}, cb, g.c_rs, g.c_cs, bias,
-               Plan{g.M, g.N, g.K, g.threads});
+      gemm_one(DenseA<T>{ab, g.a.rs, g.a.cs}, DenseB<T>{bb, g.b.rs, g.b.cs}, cb, g.c_rs,
+               g.c_cs, bias, Plan{g.M, g.N, g.K, g.threads});
     }
   }
 }

@@ -126,6 +126,38 @@ def _setup(ctx, inputs, output) -> None:  # noqa: ANN001
     ctx.has_bias = bias is not None
 
 
+torch.library.define(
+    "kernelkit::half_conv2d_weight_grad",
+    "(Tensor x, Tensor grad, int[4] weight_shape, int[2] stride, int[2] padding, "
+    "int[2] dilation, int groups) -> Tensor")
+
+
+@torch.library.impl("kernelkit::half_conv2d_weight_grad", ("cpu", "cuda"))
+def _weight_grad_impl(x, grad, weight_shape, stride, padding, dilation, groups):  # noqa: ANN001, ANN202
+    """dL/dweight in x's dtype, summed over the batch in float32."""
+    if resolve_backend("half_conv2d", x.device) == "cpu":
+        grad_c = grad.contiguous()  # a local: the call below takes raw pointers
+        grad_w32 = torch.empty(weight_shape, dtype=torch.float32, device=x.device)
+        _C.half_conv2d_weight_grad(
+            x.data_ptr(), list(x.stride()), grad_c.data_ptr(), grad_w32.data_ptr(),
+            list(x.shape), list(weight_shape), groups, list(stride), list(padding),
+            list(dilation), list(grad.shape[2:]), _DTYPE_NAMES[x.dtype],
+            torch.get_num_threads(), _native.ISA)
+        return grad_w32.to(x.dtype)
+    weight = x.new_empty(weight_shape)  # only its shape is read below
+    cols = _grouped(_columns(x, weight, tuple(stride), tuple(padding), tuple(dilation), groups),
+                    groups)
+    g3 = _grouped(grad.reshape(grad.shape[0], grad.shape[1], -1), groups)
+    parts = [torch.ops.kernelkit.half_matmul(g3[:, g], cols[:, g].mT, torch.float32).sum(0)
+             for g in range(groups)]
+    return torch.stack(parts).view(weight_shape).to(x.dtype)
+
+
+@torch.library.register_fake("kernelkit::half_conv2d_weight_grad")
+def _weight_grad_fake(x, grad, weight_shape, stride, padding, dilation, groups):  # noqa: ANN001, ANN202
+    return x.new_empty(weight_shape)
+
+
 def _input_grad(grad: torch.Tensor, g3: torch.Tensor, w: torch.Tensor, x: torch.Tensor,
                 weight: torch.Tensor, stride: Pair, padding: Pair, dilation: Pair,
                 groups: int) -> torch.Tensor:
@@ -162,10 +194,8 @@ def _backward(ctx, grad: torch.Tensor):  # noqa: ANN001, ANN202
     if ctx.needs_input_grad[0]:
         grad_x = _input_grad(grad, g3, w, x, weight, stride, padding, dilation, groups)
     if ctx.needs_input_grad[1]:
-        cols = _grouped(_columns(x, weight, stride, padding, dilation, groups), groups)
-        parts = [torch.ops.kernelkit.half_matmul(g3[:, g], cols[:, g].mT, torch.float32).sum(0)
-                 for g in range(groups)]
-        grad_w = torch.stack(parts).view(weight.shape).to(weight.dtype)
+        grad_w = torch.ops.kernelkit.half_conv2d_weight_grad(
+            x, grad, list(weight.shape), list(stride), list(padding), list(dilation), groups)
     if ctx.has_bias and ctx.needs_input_grad[2]:
         grad_b = grad.sum((0, 2, 3), dtype=torch.float32).to(grad.dtype)
     return grad_x, grad_w, grad_b, None, None, None, None

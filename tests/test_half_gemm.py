@@ -341,3 +341,33 @@ def test_torch_compile_fullgraph():
     x, w, b = (random_half(*s, dtype=torch.float16, gen=gen) for s in ((4, 16), (8, 16), (8,)))
     compiled = torch.compile(f, fullgraph=True, backend="inductor")
     assert torch.equal(compiled(x, w, b), f(x, w, b))
+
+
+_PEAK_SCRIPT = """
+import torch, kernelkit
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1]) * 1024
+a = torch.randn(4096, 4096).half()
+b = torch.randn(4096, 4096).half()
+kernelkit.half_matmul(a[:8, :8], b[:8, :8])  # imports and dispatch warmed up, no big buffers
+open("/proc/self/clear_refs", "w").write("5")  # resets the peak RSS (VmHWM) to the current RSS
+before = status("VmRSS:")
+c = kernelkit.half_matmul(a, b)
+print(status("VmHWM:") - before - c.numel() * c.element_size())
+"""
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/clear_refs"),
+                    reason="needs Linux /proc/self/clear_refs to reset the peak RSS")
+def test_matmul_4096_peak_extra_memory():
+    """No full-size float32 copies: a 4096^3 product needs at most 16 MiB beyond its inputs
+    and output (packed panels and the float32 accumulator block)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT], check=True, capture_output=True,
+                         text=True, timeout=600).stdout
+    extra = int(out.split()[-1])
+    assert extra <= 16 << 20, f"peak extra memory {extra / 2**20:.1f} MiB > 16 MiB"

@@ -30,8 +30,9 @@ constexpr int NR = 16;      // columns: 2 vectors of B per step; 12 accumulators
 constexpr int64_t KC = 256;  // a KC x NR sliver of B (16 KiB) stays in L1
 constexpr int64_t MC = 144;  // an MC x KC block of A (144 KiB) stays in L2
 constexpr int64_t NC = 2048; // a KC x NC panel of B (2 MiB) in L2/L3
-// The float32 accumulator block of C: MB x NC floats (8 MiB) at most.
-constexpr int64_t kAccumulatorFloats = int64_t(2) << 20;
+// The float32 accumulator block of C: MB x NC floats (4 MiB per thread) at most; with the
+// packed panels a thread holds about 6 MiB (a 4096^3 product on 2 threads: 12 MiB in all).
+constexpr int64_t kAccumulatorFloats = int64_t(1) << 20;
 // thread_buffer slots (distinct from the ones other kernels keep).
 constexpr int kSlotAccumulator = 10, kSlotPackedB = 11, kSlotPackedA = 12, kSlotVector = 13;
 

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "gemm/depthwise_conv2d_impl.h"
 #include "gemm/gemm_core_impl.h"
 #include "gemm/half_conv2d.h"
 
@@ -105,29 +106,12 @@ template <class T> struct Im2colA {
   }
 };
 
-// out (channels, hp, wp) = x (channels, height, width; strides xs) zero-padded, as float32.
+// out (channels, hp, wp) = every channel of one image, padded.
 template <class T>
 void pad_image(const T* x, const int64_t* xs, const HalfConv2dArgs& a, int64_t hp, int64_t wp,
                float* out, int threads) {
 #pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t c = 0; c < a.channels; ++c) {
-    for (int64_t row = 0; row < hp; ++row) {
-      float* o = out + (c * hp + row) * wp;
-      const int64_t ih = row - a.pad_h;
-      if (ih < 0 || ih >= a.height) {
-        std::fill(o, o + wp, 0.0f);
-        continue;
-      }
-      const T* src = x + c * xs[1] + ih * xs[2];
-      std::fill(o, o + a.pad_w, 0.0f);
-      float* inner = o + a.pad_w;
-      int64_t w = 0;
-      if (xs[3] == 1)
-        for (; w + 8 <= a.width; w += 8) store_vec(inner + w, load_as<float>(src + w));
-      for (; w < a.width; ++w) inner[w] = element(src + w * xs[3]);
-      std::fill(inner + a.width, o + wp, 0.0f);
-    }
-  }
+  for (int64_t c = 0; c < a.channels; ++c) pad_plane(x + c * xs[1], xs, a, hp, wp, out + c * hp * wp);
 }
 
 // One image, all groups, on `threads` threads (the padded copy is the calling thread's).
@@ -153,6 +137,7 @@ template <class T> void conv2d_forward_typed(const HalfConv2dArgs& a) {
   const T* x = static_cast<const T*>(a.x);
   const T* weight = static_cast<const T*>(a.weight);
   T* out = static_cast<T*>(a.out);
+  if (a.groups == a.channels) return depthwise_forward(x, weight, out, a);
   const Bias bias = a.bias == nullptr ? Bias{} : Bias{a.bias, 1, 0};
   const int64_t out_image = a.out_channels * a.out_h * a.out_w;
   if (a.batch >= a.threads) {
@@ -174,6 +159,7 @@ template <class T> void conv2d_weight_grad_typed(const HalfConv2dWeightGradArgs&
   std::fill(w.grad_weight, w.grad_weight + a.out_channels * k_group, 0.0f);
   const T* x = static_cast<const T*>(a.x);
   const T* grad = static_cast<const T*>(w.grad);
+  if (a.groups == a.channels) return depthwise_weight_grad(x, grad, w.grad_weight, a);
   // dW[g]^T (k_group x out_group) += im2col(x[n, g]) @ grad[n, g]^T, image after image.
   for (int64_t n = 0; n < a.batch; ++n) {
     for (int64_t g = 0; g < a.groups; ++g) {

@@ -56,14 +56,18 @@ class HalfConv2d(nn.Conv2d):
                            self.dilation, self.groups)
 
 
-def _half_linear_from(layer: nn.Linear, dtype: torch.dtype) -> HalfLinear:
-    new = HalfLinear(layer.in_features, layer.out_features, layer.bias is not None,
-                     device=layer.weight.device, dtype=dtype)
+def _copy_parameters(new: nn.Module, layer: nn.Module) -> nn.Module:
     with torch.no_grad():
         new.weight.copy_(layer.weight)
         if layer.bias is not None:
             new.bias.copy_(layer.bias)
     return new
+
+
+def _half_linear_from(layer: nn.Linear, dtype: torch.dtype) -> HalfLinear:
+    new = HalfLinear(layer.in_features, layer.out_features, layer.bias is not None,
+                     device=layer.weight.device, dtype=dtype)
+    return _copy_parameters(new, layer)
 
 
 def _half_conv2d_from(layer: nn.Conv2d, dtype: torch.dtype) -> HalfConv2d:
@@ -74,11 +78,7 @@ def _half_conv2d_from(layer: nn.Conv2d, dtype: torch.dtype) -> HalfConv2d:
     new = HalfConv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,
                      layer.padding, layer.dilation, layer.groups, layer.bias is not None,
                      device=layer.weight.device, dtype=dtype)
-    with torch.no_grad():
-        new.weight.copy_(layer.weight)
-        if layer.bias is not None:
-            new.bias.copy_(layer.bias)
-    return new
+    return _copy_parameters(new, layer)
 
 
 def to_half(module: nn.Module, dtype: torch.dtype = torch.float16) -> nn.Module:

@@ -35,3 +35,24 @@ def assert_f32_close(ours: torch.Tensor, expected: torch.Tensor, log2n: int) -> 
     scale = max(expected.abs().max().item(), 1.0) if expected.numel() else 1.0
     err = max_abs_err(ours, expected)
     assert err <= 4e-7 * (log2n + 2) * scale, f"float32 error {err:.3g} (scale {scale:.3g})"
+
+
+def random_half(*shape: int, dtype: torch.dtype, gen: torch.Generator) -> torch.Tensor:
+    return torch.randn(*shape, generator=gen).to(dtype)
+
+
+def assert_as_accurate_as_upcast(ours: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
+    """The product is at least as accurate as (a.float() @ b.float()).to(dtype): its error
+    against float64 is at most that one's, plus float32 accumulation error (both sum in
+    float32, in different orders, before the one rounding)."""
+    exact = torch.matmul(a.double(), b.double())
+    upcast = torch.matmul(a.float(), b.float()).to(ours.dtype)
+    assert ours.shape == exact.shape and ours.dtype == upcast.dtype
+    if exact.numel() == 0:
+        return
+    k = a.shape[-1]
+    magnitude = torch.matmul(a.double().abs(), b.double().abs()).max().item()
+    slack = 2 * k * 2.0**-24 * magnitude
+    ours_err = (ours.double() - exact).abs().max().item()
+    upcast_err = (upcast.double() - exact).abs().max().item()
+    assert ours_err <= upcast_err + slack, f"error {ours_err:.3g} > {upcast_err:.3g} + {slack:.2g}"

@@ -162,5 +162,22 @@ KK_INLINE void store_vec(bf16_bits* p, vf8 v) {
 #endif
 }
 
+// ---- stores of values from any source (NaN payloads of every kind kept quiet) ----
+
+KK_INLINE void store_vec_checked(float* p, vf8 v) { store_vec(p, v); }
+KK_INLINE void store_vec_checked(f16_bits* p, vf8 v) { store_vec(p, v); }
+
+// store_vec for bfloat16 without its precondition: a NaN whose payload sits in the low half
+// would round into the exponent, so NaN lanes are quieted and truncated instead.
+KK_INLINE void store_vec_checked(bf16_bits* p, vf8 v) {
+  vu8 u;
+  std::memcpy(&u, &v, sizeof u);
+  const vu8 nan = (vu8)((u & 0x7fffffffu) > 0x7f800000u);
+  const vu8 safe = (u & ~nan) | ((u | 0x00400000u) & 0xffff0000u & nan);
+  vf8 w;
+  std::memcpy(&w, &safe, sizeof w);
+  store_vec(p, w);
+}
+
 }  // namespace KK_ISA
 }  // namespace kernelkit

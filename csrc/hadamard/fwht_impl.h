@@ -12,6 +12,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "common/scratch.h"
 #include "common/vec.h"
 #include "hadamard/fwht.h"
 
@@ -335,42 +336,6 @@ void row_transform(const In* src, Out* dst, S* work, int64_t len, S scale) {
     default: return fixed_row_transform<S, LW + 14>(src, dst, work, scale);
   }
 }
-
-// Per-thread buffers up to kKeepBytes are kept between calls (OpenMP threads persist): a fresh
-// malloc of a few hundred KiB is an mmap, and its page faults cost more than a short transform.
-constexpr int64_t kKeepBytes = int64_t(4) << 20;
-
-// An owning array (std::unique_ptr's inline code would be shared with the other ISA's build).
-template <class S> struct Buffer {
-  S* data = nullptr;
-  int64_t size = 0;
-  Buffer() = default;
-  Buffer(const Buffer&) = delete;
-  Buffer& operator=(const Buffer&) = delete;
-  ~Buffer() { delete[] data; }
-  S* at_least(int64_t n) {
-    if (n > size) {
-      delete[] data;
-      data = new S[size_t(n)];
-      size = n;
-    }
-    return data;
-  }
-};
-
-template <class S, int Slot> S* thread_buffer(int64_t n) {
-  static thread_local Buffer<S> kept;
-  return kept.at_least(n);
-}
-
-// Scratch for one call: a kept per-thread buffer when small, an owned allocation when large.
-template <class S, int Slot> struct Scratch {
-  Buffer<S> owned;
-  S* get(int64_t n) {
-    if (n * int64_t(sizeof(S)) <= kKeepBytes) return thread_buffer<S, Slot>(n);
-    return owned.at_least(n);
-  }
-};
 
 // A small GEMM tile: 4 outputs a0..a0+3 for NV vectors of columns at c, summed over the m
 // inputs: 4 * NV accumulators, each input vector loaded once for 4 FMAs.

@@ -8,6 +8,9 @@ from . import nn, reference
 from ._backend import use_backend
 from ._native import build_info
 from .ops.hadamard import fwht, fwht_
+from .ops.half_conv2d import half_conv2d
+from .ops.half_linear import half_linear
+from .ops.half_matmul import half_matmul
 from .ops.linear_scan import linear_scan
 from .ops.linear_scan_2d import linear_scan_2d
 from .ops.selective_state_update import selective_state_update
@@ -18,6 +21,9 @@ __all__ = [
     "build_info",
     "fwht",
     "fwht_",
+    "half_conv2d",
+    "half_linear",
+    "half_matmul",
     "linear_scan",
     "linear_scan_2d",
     "nn",

@@ -1,6 +1,14 @@
 """Plain-PyTorch references written from the math: the oracles for tests and benchmarks."""
 
 from .hadamard import fwht_reference, hadamard_matrix
+from .half_gemm import half_conv2d_reference, half_linear_reference, half_matmul_reference
 from .linear_scan import linear_scan_reference
 
-__all__ = ["fwht_reference", "hadamard_matrix", "linear_scan_reference"]
+__all__ = [
+    "fwht_reference",
+    "hadamard_matrix",
+    "half_conv2d_reference",
+    "half_linear_reference",
+    "half_matmul_reference",
+    "linear_scan_reference",
+]

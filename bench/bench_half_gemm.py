@@ -1,0 +1,171 @@
+"""FP16/BF16 GEMM: kernelkit.half_matmul / half_linear / half_conv2d against torch on the same
+inputs.
+
+Peers: torch's float32 matmul (the speed to match, on float32 copies made outside the timing),
+torch's own float16/bfloat16 matmul and conv2d (an unblocked loop on CPUs without AVX512-FP16),
+the upcast shortcut ``(a.float() @ b.float()).to(dtype)``, FBGEMM's fp16-weight linear
+(``torch.fbgemm_linear_fp16_weight_fp32_activation``: float32 activations, a prepacked float16
+weight) and torch's float16 ``F.linear`` for matrix-vector products (it has a gemv path).
+
+Run: ``python bench/report.py -k half_gemm`` (or ``pytest bench/bench_half_gemm.py``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import kernelkit
+
+FAMILY = "half_gemm"
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    op: str  # matmul | linear | conv2d
+    dims: tuple[int, ...]  # matmul/linear: (M, N, K); conv2d: (batch, c_in, h, w, c_out, k)
+    dtype: torch.dtype
+    impls: tuple[str, ...]
+    note: str = ""
+
+
+def _matmul_inputs(case: Case) -> tuple[torch.Tensor, torch.Tensor]:
+    m, n, k = case.dims
+    gen = torch.Generator().manual_seed(1)
+    a = torch.randn(m, k, generator=gen).div_(math.sqrt(k)).to(case.dtype)
+    b = torch.randn(k, n, generator=gen).to(case.dtype)
+    return a, b
+
+
+def _conv_inputs(case: Case) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    batch, c_in, h, w, c_out, k = case.dims
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(batch, c_in, h, w, generator=gen).to(case.dtype)
+    weight = torch.randn(c_out, c_in, k, k, generator=gen).div_(math.sqrt(c_in * k * k))
+    grad = torch.randn(batch, c_out, h, w, generator=gen).to(case.dtype)
+    return x, weight.to(case.dtype), grad
+
+
+def _conv_step(x: torch.Tensor, weight: torch.Tensor, grad: torch.Tensor,
+               conv: Callable[..., torch.Tensor]) -> Callable[[], object]:
+    """One forward + backward of a padded 3x3 convolution (input and weight gradients)."""
+    xg = x.detach().requires_grad_()
+    wg = weight.detach().requires_grad_()
+
+    def step() -> object:
+        out = conv(xg, wg, None, 1, 1)
+        return torch.autograd.grad(out, (xg, wg), grad)
+
+    return step
+
+
+def _runner(case: Case, impl: str) -> tuple[Callable[[], object], str]:
+    """The timed call of impl on the case's inputs, and its role."""
+    dt = case.dtype
+    if case.op in ("matmul", "linear"):
+        a, b = _matmul_inputs(case)
+        if impl == "kernelkit.half_matmul":
+            return (lambda: kernelkit.half_matmul(a, b)), "ours"
+        if impl == "kernelkit.half_linear":
+            w = b.t().contiguous()  # (out_features, in_features), as nn.Linear stores it
+            return (lambda: kernelkit.half_linear(a, w)), "ours"
+        if impl == "torch.matmul float32":
+            a32, b32 = a.float(), b.float()
+            return (lambda: torch.matmul(a32, b32)), "peer"
+        if impl == f"torch.matmul {str(dt)[6:]}":
+            return (lambda: torch.matmul(a, b)), "peer"
+        if impl == "upcast to float32":
+            return (lambda: torch.matmul(a.float(), b.float()).to(dt)), "peer"
+        if impl == "fbgemm fp16 weight":
+            packed = torch.fbgemm_pack_gemm_matrix_fp16(b.t().float().contiguous())
+            a32 = a.float()
+            bias = torch.zeros(b.shape[1])
+            return (lambda: torch.fbgemm_linear_fp16_weight_fp32_activation(a32, packed,
+                                                                            bias)), "peer"
+        if impl == "F.linear float16":
+            w = b.t().contiguous()
+            return (lambda: F.linear(a, w)), "peer"
+    else:
+        x, weight, grad = _conv_inputs(case)
+        if impl == "kernelkit.half_conv2d":
+            return _conv_step(x, weight, grad, kernelkit.half_conv2d), "ours"
+        if impl == "F.conv2d float32":
+            return _conv_step(x.float(), weight.float(), grad.float(), F.conv2d), "peer"
+        if impl == f"F.conv2d {str(dt)[6:]}":
+            return _conv_step(x, weight, grad, F.conv2d), "peer"
+    raise AssertionError(impl)
+
+
+_MM = ("kernelkit.half_matmul", "torch.matmul float32", "upcast to float32")
+_NOTE_LOOP = "torch's half matmul here is an unblocked loop (pytorch#146508)"
+CASES = (
+    Case("matmul 2048^3 float16", "matmul", (2048, 2048, 2048), torch.float16, _MM),
+    Case("matmul 2048^3 bfloat16", "matmul", (2048, 2048, 2048), torch.bfloat16, _MM),
+    Case("matmul 1024^3 float16", "matmul", (1024, 1024, 1024), torch.float16,
+         ("kernelkit.half_matmul", "torch.matmul float16"), _NOTE_LOOP),
+    Case("matmul 1024^3 bfloat16", "matmul", (1024, 1024, 1024), torch.bfloat16,
+         ("kernelkit.half_matmul", "torch.matmul bfloat16"), _NOTE_LOOP),
+    *(Case(f"linear M={m} 4096x4096 float16", "linear", (m, 4096, 4096), torch.float16,
+           ("kernelkit.half_linear", "fbgemm fp16 weight"),
+           "FBGEMM takes float32 activations and a prepacked float16 weight")
+      for m in (64, 512, 2048)),
+    Case("linear M=1 4096x4096 float16", "linear", (1, 4096, 4096), torch.float16,
+         ("kernelkit.half_linear", "F.linear float16"), "matrix-vector: memory-bound"),
+    Case("conv2d 8x64x56x56 3x3 fwd+bwd float16", "conv2d", (8, 64, 56, 56, 64, 3),
+         torch.float16, ("kernelkit.half_conv2d", "F.conv2d float32", "F.conv2d float16"),
+         "forward + input and weight gradients, padding 1"),
+)
+
+
+def _target(name: str, case: str, ours: str, peer: str, minimum: float) -> dict[str, object]:
+    return {"name": name, "a": [case, ours], "b": [case, peer], "min": minimum}
+
+
+TARGETS: list[dict[str, object]] = [
+    *(_target(f"matmul 2048^3 {dt} vs torch float32", f"matmul 2048^3 {dt}",
+              "kernelkit.half_matmul", "torch.matmul float32", 0.95)
+      for dt in ("float16", "bfloat16")),
+    *(_target(f"matmul 1024^3 {dt} vs torch {dt}", f"matmul 1024^3 {dt}",
+              "kernelkit.half_matmul", f"torch.matmul {dt}", 100.0)
+      for dt in ("float16", "bfloat16")),
+    *(_target(f"linear M={m} vs FBGEMM fp16", f"linear M={m} 4096x4096 float16",
+              "kernelkit.half_linear", "fbgemm fp16 weight", 1.2) for m in (64, 512, 2048)),
+    _target("linear M=1 vs torch F.linear float16", "linear M=1 4096x4096 float16",
+            "kernelkit.half_linear", "F.linear float16", 1.0),
+    _target("conv2d fwd+bwd vs F.conv2d float32", "conv2d 8x64x56x56 3x3 fwd+bwd float16",
+            "kernelkit.half_conv2d", "F.conv2d float32", 0.8),
+    _target("conv2d fwd+bwd vs F.conv2d float16", "conv2d 8x64x56x56 3x3 fwd+bwd float16",
+            "kernelkit.half_conv2d", "F.conv2d float16", 10.0),
+]
+
+
+def _counts(case: Case) -> tuple[tuple[int, ...], int, int, float]:
+    """shape, output elements, bytes read + written (half dtype), FMA flops."""
+    if case.op == "conv2d":
+        batch, c_in, h, w, c_out, k = case.dims
+        outputs = batch * c_out * h * w
+        flops = 3 * 2.0 * outputs * c_in * k * k  # forward, input and weight gradients
+        nbytes = 2 * (2 * batch * c_in * h * w + 2 * outputs + 2 * c_out * c_in * k * k)
+        return (batch, c_in, h, w), outputs, nbytes, flops
+    m, n, k = case.dims
+    return (m, n, k), m * n, 2 * (m * k + k * n + m * n), 2.0 * m * n * k
+
+
+@pytest.mark.parametrize(("case", "impl"), [
+    pytest.param(case, impl, id=f"{case.name.replace(' ', '-')}-{impl.replace(' ', '-')}")
+    for case in CASES for impl in case.impls
+])
+def test_half_gemm(bench, case: Case, impl: str) -> None:  # noqa: ANN001  (bench: conftest.Bench)
+    fn, role = _runner(case, impl)
+    shape, outputs, nbytes, flops = _counts(case)
+    bench.describe(family=FAMILY, op=case.op, case=case.name, impl=impl, role=role,
+                   variant="out", shape=shape, dtype=str(case.dtype)[6:], elements=outputs,
+                   nbytes=nbytes, flops=flops, flop_kind="fma", compute_dtype="float32",
+                   case_note=case.note)
+    bench.run(fn)

@@ -1,0 +1,256 @@
+// The GEMM core of the half family (half_gemm, half_conv2d), written once over 256-bit vectors
+// and compiled once per ISA. Goto/BLIS loops: per (KC x NC) panel of B, packed once as float32
+// slivers of NR columns; per (MC x KC) block of A, packed per thread as slivers of MR rows;
+// a 6x16 register-tile micro-kernel (12 FMA accumulators) over them. Operands are converted
+// to float32 while packing (F16C / a shift for bfloat16), so each element of A is converted
+// N / NC times and each of B once; sums accumulate in a float32 block of C (rows padded to MR,
+// columns to NR, so no tile has an edge), converted to the output dtype once at the end.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include "common/scratch.h"
+#include "common/vec.h"
+#include "common/vec_transpose.h"
+#include "gemm/half_gemm.h"  // MatrixView
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+namespace kernelkit {
+namespace KK_ISA {
+namespace half_gemm_detail {
+
+constexpr int MR = 6;       // rows of the register tile: 6 broadcasts of A per step
+constexpr int NR = 16;      // columns: 2 vectors of B per step; 12 accumulators in all
+constexpr int64_t KC = 256;  // a KC x NR sliver of B (16 KiB) stays in L1
+constexpr int64_t MC = 144;  // an MC x KC block of A (144 KiB) stays in L2
+constexpr int64_t NC = 2048; // a KC x NC panel of B (2 MiB) in L2/L3
+// The float32 accumulator block of C: MB x NC floats (4 MiB per thread) at most; with the
+// packed panels a thread holds about 6 MiB (a 4096^3 product on 2 threads: 12 MiB in all).
+constexpr int64_t kAccumulatorFloats = int64_t(1) << 20;
+// thread_buffer slots (distinct from the ones other kernels keep).
+constexpr int kSlotAccumulator = 10, kSlotPackedB = 11, kSlotPackedA = 12, kSlotVector = 13;
+
+inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+inline int omp_thread_index() {
+#if defined(_OPENMP)
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
+template <class T> KK_INLINE float element(const T* p) { return to_compute<float>(*p); }
+
+// ---- packing: float32 slivers, k-major, zero-padded to full tiles ----
+
+// B[0:kc, 0:cols] (cols <= NR) into out[k * NR + j].
+template <class T>
+void pack_b_sliver(const T* b, int64_t rs, int64_t cs, int64_t kc, int64_t cols, float* out) {
+  if (cols == NR && cs == 1) {
+    for (int64_t k = 0; k < kc; ++k) {
+      store_vec(out + k * NR, load_as<float>(b + k * rs));
+      store_vec(out + k * NR + 8, load_as<float>(b + k * rs + 8));
+    }
+    return;
+  }
+  int64_t k = 0;
+  if (cols == NR && rs == 1) {
+    // Columns contiguous along k (e.g. a weight used transposed): 8 x 8 register transposes.
+    for (; k + 8 <= kc; k += 8) {
+      for (int h = 0; h < 2; ++h) {
+        vf8 r[8];
+        for (int j = 0; j < 8; ++j) r[j] = load_as<float>(b + (h * 8 + j) * cs + k);
+        transpose(r);
+        for (int t = 0; t < 8; ++t) store_vec(out + (k + t) * NR + h * 8, r[t]);
+      }
+    }
+  }
+  for (; k < kc; ++k)
+    for (int64_t j = 0; j < NR; ++j)
+      out[k * NR + j] = j < cols ? element(b + k * rs + j * cs) : 0.0f;
+}
+
+// A[0:rows, 0:kc] (rows <= MR) into out[k * MR + i]. out needs 2 floats of slack at its end:
+// the transposed path stores 8 floats per k, the last 2 of which the next k overwrites.
+template <class T>
+void pack_a_sliver(const T* a, int64_t rs, int64_t cs, int64_t kc, int64_t rows, float* out) {
+  int64_t k = 0;
+  if (rows == MR && cs == 1) {
+    for (; k + 8 <= kc; k += 8) {
+      vf8 r[8];
+      for (int i = 0; i < MR; ++i) r[i] = load_as<float>(a + i * rs + k);
+      r[6] = r[7] = Vec<float>::broadcast(0.0f);
+      transpose(r);
+      for (int t = 0; t < 8; ++t) store_vec(out + (k + t) * MR, r[t]);
+    }
+  }
+  for (; k < kc; ++k)
+    for (int64_t i = 0; i < MR; ++i)
+      out[k * MR + i] = i < rows ? element(a + i * rs + k * cs) : 0.0f;
+}
+
+// The A operand of a dense matrix: pack(i0, rows, k0, kc, out) packs A[i0:i0+rows, k0:k0+kc].
+template <class T> struct DenseA {
+  const T* p;
+  int64_t rs, cs;
+  void pack(int64_t i0, int64_t rows, int64_t k0, int64_t kc, float* out) const {
+    pack_a_sliver(p + i0 * rs + k0 * cs, rs, cs, kc, rows, out);
+  }
+};
+
+// The B operand of a dense matrix: pack(k0, kc, j0, cols, out) packs B[k0:k0+kc, j0:j0+cols].
+template <class T> struct DenseB {
+  const T* p;
+  int64_t rs, cs;
+  void pack(int64_t k0, int64_t kc, int64_t j0, int64_t cols, float* out) const {
+    pack_b_sliver(p + k0 * rs + j0 * cs, rs, cs, kc, cols, out);
+  }
+};
+
+// ---- the register tile ----
+
+// c[0:MR, 0:NR] (row stride ldc) = (accumulate ? c : 0) + ap^T bp over kc steps.
+__attribute__((noinline)) inline void micro_kernel(int64_t kc, const float* ap, const float* bp,
+                                                   float* c, int64_t ldc, bool accumulate) {
+  vf8 acc[MR][2];
+#pragma GCC unroll 6
+  for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = Vec<float>::broadcast(0.0f);
+  for (int64_t k = 0; k < kc; ++k) {
+    const vf8 b0 = load_as<float>(bp), b1 = load_as<float>(bp + 8);
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; ++i) {
+      const vf8 ai = Vec<float>::broadcast(ap[i]);
+      acc[i][0] += ai * b0;
+      acc[i][1] += ai * b1;
+    }
+    ap += MR;
+    bp += NR;
+  }
+#pragma GCC unroll 6
+  for (int i = 0; i < MR; ++i) {
+    float* row = c + i * ldc;
+    if (accumulate) {
+      acc[i][0] += load_as<float>(row);
+      acc[i][1] += load_as<float>(row + 8);
+    }
+    store_vec(row, acc[i][0]);
+    store_vec(row + 8, acc[i][1]);
+  }
+}
+
+// ---- output: the float32 block into C, with the bias ----
+
+// bias[i * rs + j * cs] is added to element (i, j); rs = cs = 0 with a null bias.
+struct Bias {
+  const float* p = nullptr;
+  int64_t rs = 0, cs = 0;
+  Bias transposed() const { return Bias{p, cs, rs}; }
+  Bias at(int64_t i, int64_t j) const { return Bias{p ? p + i * rs + j * cs : p, rs, cs}; }
+  float in_row(int64_t j) const { return p != nullptr ? p[j * cs] : 0.0f; }  // (0, j)
+};
+
+template <class TO>
+void store_row(const float* acc, const Bias& bias, int64_t cols, TO* c, int64_t cs,
+               bool accumulate) {
+  if constexpr (std::is_same_v<TO, float>) {
+    if (accumulate) {  // C += the block: sums of several products (float32 C only)
+      for (int64_t j = 0; j < cols; ++j) c[j * cs] += acc[j] + bias.in_row(j);
+      return;
+    }
+  }
+  int64_t j = 0;
+  if (cs == 1) {
+    for (; j + 8 <= cols; j += 8) {
+      vf8 v = load_as<float>(acc + j);
+      if (bias.p != nullptr)  // a row's bias: one vector (per column) or one value (per row)
+        v += bias.cs == 1 ? load_as<float>(bias.p + j) : Vec<float>::broadcast(bias.p[0]);
+      store_vec_checked(c + j, v);
+    }
+  }
+  for (; j < cols; ++j) c[j * cs] = StoreAs<TO>::from(acc[j] + bias.in_row(j));
+}
+
+// ---- the whole product for one batch entry ----
+
+struct Plan {
+  int64_t M, N, K;
+  int threads;
+  bool accumulate = false;  // C += A B (float32 C only); otherwise C = A B
+};
+
+// Columns [j_begin, j_end) of rows [i_begin, i_end) of C = A B (+ bias) on the calling thread.
+// A block of C is summed in a float32 accumulator over the KC panels, then stored once.
+template <class ASource, class BSource, class TO>
+void gemm_serial(const ASource& a, const BSource& b, TO* c, int64_t c_rs, int64_t c_cs,
+                 const Bias& bias, const Plan& p, int64_t i_begin, int64_t i_end,
+                 int64_t j_begin, int64_t j_end) {
+  const int64_t K = p.K;
+  const int64_t M = i_end - i_begin, N = j_end - j_begin;
+  const int64_t nc_max = std::min(NC, round_up(N, NR));
+  // Row blocks of equal size (each one packs B again), as few as the accumulator allows.
+  const int64_t mb_cap = std::max<int64_t>(MR, kAccumulatorFloats / nc_max / MR * MR);
+  const int64_t m_parts = (M + mb_cap - 1) / mb_cap;
+  const int64_t mb_max = round_up((M + m_parts - 1) / m_parts, MR);
+  float* acc = thread_buffer<float, kSlotAccumulator>(mb_max * nc_max);
+  float* bpack = thread_buffer<float, kSlotPackedB>(KC * nc_max);
+  float* apack = thread_buffer<float, kSlotPackedA>(MC * KC + 8);
+  for (int64_t m0 = i_begin; m0 < i_end; m0 += mb_max) {
+    const int64_t mb = std::min(mb_max, i_end - m0);
+    for (int64_t j0 = j_begin; j0 < j_end; j0 += nc_max) {
+      const int64_t nc = std::min(nc_max, j_end - j0);
+      const int64_t ldc = round_up(nc, NR);
+      for (int64_t p0 = 0; p0 < K; p0 += KC) {
+        const int64_t kc = std::min(KC, K - p0);
+        for (int64_t s = 0; s * NR < nc; ++s)
+          b.pack(p0, kc, j0 + s * NR, std::min<int64_t>(NR, nc - s * NR), bpack + s * kc * NR);
+        for (int64_t i0 = 0; i0 < mb; i0 += MC) {
+          const int64_t mc = std::min(MC, mb - i0);
+          for (int64_t r = 0; r < mc; r += MR)
+            a.pack(m0 + i0 + r, std::min<int64_t>(MR, mc - r), p0, kc, apack + r * kc);
+          for (int64_t s = 0; s * NR < nc; ++s)
+            for (int64_t r = 0; r < mc; r += MR)
+              micro_kernel(kc, apack + r * kc, bpack + s * kc * NR,
+                           acc + (i0 + r) * ldc + s * NR, ldc, p0 > 0);
+        }
+      }
+      for (int64_t i = 0; i < mb; ++i)
+        store_row(acc + i * ldc, bias.at(m0 + i, j0), nc, c + (m0 + i) * c_rs + j0 * c_cs,
+                  c_cs, p.accumulate);
+    }
+  }
+}
+
+// C = A B (+ bias) for one batch entry; A and B come from packers (DenseA / DenseB, or views
+// of a convolution's im2col matrix).
+// Threads take disjoint column ranges (or row ranges when C has few columns), each packing its
+// own panels: no barrier inside the call, which matters on a busy machine (a descheduled
+// thread stalls every barrier for a time slice). The price is A (or B) packed once per thread.
+template <class ASource, class BSource, class TO>
+void gemm_one(const ASource& a, const BSource& b, TO* c, int64_t c_rs, int64_t c_cs,
+              const Bias& bias, const Plan& p) {
+  const int64_t col_tiles = (p.N + NR - 1) / NR, row_tiles = (p.M + MR - 1) / MR;
+  const bool split_columns = col_tiles >= 4 * p.threads || col_tiles >= row_tiles;
+  const int64_t tiles = split_columns ? col_tiles : row_tiles;
+  const int threads = int(std::max<int64_t>(1, std::min<int64_t>(p.threads, tiles)));
+  if (threads == 1) return gemm_serial(a, b, c, c_rs, c_cs, bias, p, 0, p.M, 0, p.N);
+#pragma omp parallel num_threads(threads)
+  {
+    const int64_t t = omp_thread_index(), t0 = tiles * t / threads,
+                  t1 = tiles * (t + 1) / threads;
+    if (split_columns)
+      gemm_serial(a, b, c, c_rs, c_cs, bias, p, 0, p.M, t0 * NR, std::min(p.N, t1 * NR));
+    else
+      gemm_serial(a, b, c, c_rs, c_cs, bias, p, t0 * MR, std::min(p.M, t1 * MR), 0, p.N);
+  }
+}
+
+}  // namespace half_gemm_detail
+}  // namespace KK_ISA
+}  // namespace kernelkit

@@ -1,0 +1,192 @@
+// Implicit-GEMM convolution, written once over 256-bit vectors and compiled once per ISA
+// (half_conv2d.cpp, half_conv2d_avx2.cpp). Per image: one float32 copy of the zero-padded image
+// (converted once), from which the GEMM core's B packer reads the im2col matrix directly (per
+// kernel tap, 16 output positions are one contiguous run, or a gather at row ends and strides
+// > 1); the weight of each group is the A operand. No im2col matrix is ever stored: the image
+// is read once and its padded copy stays in L2/L3 while the groups' GEMMs pack from it. The
+// weight gradient packs the transposed im2col matrix straight from x as its A operand.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+#include "gemm/depthwise_conv2d_impl.h"
+#include "gemm/gemm_core_impl.h"
+#include "gemm/half_conv2d.h"
+
+namespace kernelkit {
+namespace KK_ISA {
+namespace half_gemm_detail {
+
+constexpr int kSlotImage = 14;
+
+// The im2col matrix of one padded image: B[k][j] with k = (channel, tap row, tap column) and
+// j = (output row, output column).
+struct Im2colB {
+  const float* image;  // (channels, hp, wp), zero-padded, float32
+  int64_t hp, wp, kh, kw, out_w, stride_h, stride_w, dilation_h, dilation_w;
+
+  void pack(int64_t k0, int64_t kc, int64_t j0, int64_t cols, float* out) const {
+    int64_t offset[NR];
+    bool contiguous = cols == NR && stride_w == 1;
+    for (int64_t jj = 0; jj < cols; ++jj) {
+      const int64_t j = j0 + jj, oh = j / out_w, ow = j % out_w;
+      offset[jj] = oh * stride_h * wp + ow * stride_w;
+      contiguous = contiguous && offset[jj] == offset[0] + jj;
+    }
+    const int64_t taps = kh * kw;
+    int64_t c = k0 / taps, tap = k0 % taps;
+    for (int64_t k = 0; k < kc; ++k) {
+      const int64_t r = tap / kw, s = tap % kw;
+      const float* src = image + (c * hp + r * dilation_h) * wp + s * dilation_w;
+      float* o = out + k * NR;
+      if (contiguous) {
+        store_vec(o, load_as<float>(src + offset[0]));
+        store_vec(o + 8, load_as<float>(src + offset[0] + 8));
+      } else {
+        for (int64_t jj = 0; jj < cols; ++jj) o[jj] = src[offset[jj]];
+        for (int64_t jj = cols; jj < NR; ++jj) o[jj] = 0.0f;
+      }
+      if (++tap == taps) {
+        tap = 0;
+        ++c;
+      }
+    }
+  }
+};
+
+// The transposed im2col matrix of one image, read from x itself (no padded copy: each element
+// is packed once): A[k][l] = x[c, oh * sh + r * dh - ph, ow * sw + s * dw - pw] (0 outside the
+// image), with rows k = (channel, tap row, tap column) and columns l = (output row, column).
+template <class T> struct Im2colA {
+  const T* x;
+  const int64_t* xs;  // strides of (batch, channel, row, column)
+  const HalfConv2dArgs* a;
+
+  void pack(int64_t i0, int64_t rows, int64_t k0, int64_t kc, float* out) const {
+    const int64_t taps = a->kh * a->kw;
+    for (int64_t i = 0; i < MR; ++i) {
+      float* o = out + i;
+      if (i >= rows) {
+        for (int64_t k = 0; k < kc; ++k) o[k * MR] = 0.0f;
+        continue;
+      }
+      const int64_t tap = (i0 + i) % taps, c = (i0 + i) / taps;
+      const int64_t r = tap / a->kw, s = tap % a->kw;
+      for (int64_t l = k0; l < k0 + kc;) {
+        const int64_t oh = l / a->out_w, ow = l % a->out_w;
+        const int64_t run = std::min(k0 + kc - l, a->out_w - ow);
+        pack_run(c, oh * a->stride_h + r * a->dilation_h - a->pad_h,
+                 ow * a->stride_w + s * a->dilation_w - a->pad_w, run, o + (l - k0) * MR);
+        l += run;
+      }
+    }
+  }
+
+  // run values of image row ih from column iw0 on (stepping by the stride), to o[t * MR].
+  void pack_run(int64_t c, int64_t ih, int64_t iw0, int64_t run, float* o) const {
+    if (ih < 0 || ih >= a->height) {
+      for (int64_t t = 0; t < run; ++t) o[t * MR] = 0.0f;
+      return;
+    }
+    const T* row = x + c * xs[1] + ih * xs[2];
+    const int64_t sw = a->stride_w;
+    int64_t t = 0;
+    if (sw == 1 && xs[3] == 1) {
+      for (; t < run && iw0 + t < 0; ++t) o[t * MR] = 0.0f;
+      for (; t + 8 <= run && iw0 + t + 8 <= a->width; t += 8) {
+        const vf8 v = load_as<float>(row + iw0 + t);
+        for (int e = 0; e < 8; ++e) o[(t + e) * MR] = v[e];
+      }
+    }
+    for (; t < run; ++t) {
+      const int64_t iw = iw0 + t * sw;
+      o[t * MR] = iw >= 0 && iw < a->width ? element(row + iw * xs[3]) : 0.0f;
+    }
+  }
+};
+
+// out (channels, hp, wp) = every channel of one image, padded.
+template <class T>
+void pad_image(const T* x, const int64_t* xs, const HalfConv2dArgs& a, int64_t hp, int64_t wp,
+               float* out, int threads) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t c = 0; c < a.channels; ++c) pad_plane(x + c * xs[1], xs, a, hp, wp, out + c * hp * wp);
+}
+
+// One image, all groups, on `threads` threads (the padded copy is the calling thread's).
+template <class T>
+void conv2d_forward_image(const T* x, const T* weight, T* out, const Bias& bias,
+                          const HalfConv2dArgs& a, int threads) {
+  const int64_t hp = a.height + 2 * a.pad_h, wp = a.width + 2 * a.pad_w;
+  const int64_t c_group = a.channels / a.groups, out_group = a.out_channels / a.groups;
+  const int64_t k_group = c_group * a.kh * a.kw, spatial = a.out_h * a.out_w;
+  Scratch<float, kSlotImage> scratch;
+  float* image = scratch.get(a.channels * hp * wp);
+  pad_image(x, a.x_strides, a, hp, wp, image, threads);
+  for (int64_t g = 0; g < a.groups; ++g) {
+    const Im2colB cols{image + g * c_group * hp * wp, hp, wp, a.kh, a.kw, a.out_w,
+                       a.stride_h, a.stride_w, a.dilation_h, a.dilation_w};
+    gemm_one(DenseA<T>{weight + g * out_group * k_group, k_group, 1}, cols,
+             out + g * out_group * spatial, spatial, int64_t(1), bias.at(g * out_group, 0),
+             Plan{out_group, spatial, k_group, threads});
+  }
+}
+
+template <class T> void conv2d_forward_typed(const HalfConv2dArgs& a) {
+  const T* x = static_cast<const T*>(a.x);
+  const T* weight = static_cast<const T*>(a.weight);
+  T* out = static_cast<T*>(a.out);
+  if (a.groups == a.channels) return depthwise_forward(x, weight, out, a);
+  const Bias bias = a.bias == nullptr ? Bias{} : Bias{a.bias, 1, 0};
+  const int64_t out_image = a.out_channels * a.out_h * a.out_w;
+  if (a.batch >= a.threads) {
+    // An image per thread at a time: no barrier inside an image, packing stays thread-local.
+#pragma omp parallel for num_threads(a.threads) schedule(dynamic, 1)
+    for (int64_t n = 0; n < a.batch; ++n)
+      conv2d_forward_image(x + n * a.x_strides[0], weight, out + n * out_image, bias, a, 1);
+    return;
+  }
+  for (int64_t n = 0; n < a.batch; ++n)
+    conv2d_forward_image(x + n * a.x_strides[0], weight, out + n * out_image, bias, a,
+                         a.threads);
+}
+
+template <class T> void conv2d_weight_grad_typed(const HalfConv2dWeightGradArgs& w) {
+  const HalfConv2dArgs& a = w.conv;
+  const int64_t c_group = a.channels / a.groups, out_group = a.out_channels / a.groups;
+  const int64_t k_group = c_group * a.kh * a.kw, spatial = a.out_h * a.out_w;
+  std::fill(w.grad_weight, w.grad_weight + a.out_channels * k_group, 0.0f);
+  const T* x = static_cast<const T*>(a.x);
+  const T* grad = static_cast<const T*>(w.grad);
+  if (a.groups == a.channels) return depthwise_weight_grad(x, grad, w.grad_weight, a);
+  // dW[g]^T (k_group x out_group) += im2col(x[n, g]) @ grad[n, g]^T, image after image.
+  for (int64_t n = 0; n < a.batch; ++n) {
+    for (int64_t g = 0; g < a.groups; ++g) {
+      const Im2colA<T> cols{x + n * a.x_strides[0] + g * c_group * a.x_strides[1], a.x_strides,
+                            &a};
+      const T* grad_g = grad + (n * a.out_channels + g * out_group) * spatial;
+      Plan plan{k_group, out_group, spatial, a.threads};
+      plan.accumulate = true;
+      gemm_one(cols, DenseB<T>{grad_g, 1, spatial}, w.grad_weight + g * out_group * k_group,
+               int64_t(1), k_group, Bias{}, plan);
+    }
+  }
+}
+
+}  // namespace half_gemm_detail
+
+void half_conv2d_weight_grad_run(const HalfConv2dWeightGradArgs& w) {
+  using namespace half_gemm_detail;
+  if (w.conv.dtype == DType::f16) return conv2d_weight_grad_typed<f16_bits>(w);
+  conv2d_weight_grad_typed<bf16_bits>(w);
+}
+
+void half_conv2d_forward_run(const HalfConv2dArgs& a) {
+  using namespace half_gemm_detail;
+  if (a.dtype == DType::f16) return conv2d_forward_typed<f16_bits>(a);
+  conv2d_forward_typed<bf16_bits>(a);
+}
+
+}  // namespace KK_ISA
+}  // namespace kernelkit

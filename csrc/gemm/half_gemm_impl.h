@@ -1,0 +1,110 @@
+// Half GEMM entry for one ISA (half_gemm.cpp, half_gemm_avx2.cpp): batches, the dtype
+// dispatch, and M == 1 (or N == 1): a matrix-vector product, one streaming dot/axpy pass over
+// the matrix (memory-bound), instead of the packed core of gemm_core_impl.h.
+#pragma once
+
+#include "gemm/gemm_core_impl.h"
+
+namespace kernelkit {
+namespace KK_ISA {
+namespace half_gemm_detail {
+
+// y[0:N] = x[0:K] @ B: one pass over B, x (converted once) from L1/L2.
+template <class T, class TO>
+void gemv_one(const T* x, int64_t xs, const T* b, const MatrixView& bv, TO* y, int64_t ys,
+              const Bias& bias, const Plan& p) {
+  float* xf = thread_buffer<float, kSlotVector>(p.K + 8);
+  for (int64_t k = 0; k < p.K; ++k) xf[k] = element(x + k * xs);
+  if (bv.rs == 1) {
+    // Columns of B contiguous along k: one dot product per output, 4 columns at a time.
+#pragma omp parallel for num_threads(p.threads) schedule(static)
+    for (int64_t j0 = 0; j0 < p.N; j0 += 4) {
+      const int64_t cols = std::min<int64_t>(4, p.N - j0);
+      vf8 sums[4];
+      float tails[4] = {0, 0, 0, 0};
+      for (int64_t j = 0; j < 4; ++j) sums[j] = Vec<float>::broadcast(0.0f);
+      int64_t k = 0;
+      for (; k + 8 <= p.K; k += 8) {
+        const vf8 xv = load_as<float>(xf + k);
+        for (int64_t j = 0; j < cols; ++j) sums[j] += xv * load_as<float>(b + (j0 + j) * bv.cs + k);
+      }
+      for (int64_t j = 0; j < cols; ++j) {
+        for (int64_t kk = k; kk < p.K; ++kk) tails[j] += xf[kk] * element(b + (j0 + j) * bv.cs + kk);
+        float s = tails[j];
+        for (int l = 0; l < 8; ++l) s += sums[j][l];
+        y[(j0 + j) * ys] = StoreAs<TO>::from(s + bias.in_row(j0 + j));
+      }
+    }
+    return;
+  }
+  // Rows of B (contiguous or not along n): y += x[k] * B[k, :], a strip of columns per thread.
+  constexpr int64_t kStrip = 512;
+#pragma omp parallel for num_threads(p.threads) schedule(static)
+  for (int64_t j0 = 0; j0 < p.N; j0 += kStrip) {
+    const int64_t cols = std::min(kStrip, p.N - j0);
+    float sums[kStrip];
+    for (int64_t j = 0; j < cols; ++j) sums[j] = bias.in_row(j0 + j);
+    for (int64_t k = 0; k < p.K; ++k) {
+      const T* row = b + k * bv.rs + j0 * bv.cs;
+      const float xk = xf[k];
+      int64_t j = 0;
+      if (bv.cs == 1)
+        for (; j + 8 <= cols; j += 8)
+          store_vec(sums + j, load_as<float>(sums + j) + Vec<float>::broadcast(xk) *
+                                                             load_as<float>(row + j));
+      for (; j < cols; ++j) sums[j] += xk * element(row + j * bv.cs);
+    }
+    for (int64_t j = 0; j < cols; ++j) y[(j0 + j) * ys] = StoreAs<TO>::from(sums[j]);
+  }
+}
+
+template <class T, class TO> void run_typed(const HalfGemmArgs& g) {
+  const T* a = static_cast<const T*>(g.a.p);
+  const T* b = static_cast<const T*>(g.b.p);
+  TO* c = static_cast<TO*>(g.c);
+  const Bias bias = g.bias == nullptr ? Bias{}
+                    : g.bias_per_row  ? Bias{g.bias, 1, 0}
+                                      : Bias{g.bias, 0, 1};
+  for (int64_t bi = 0; bi < g.batch; ++bi) {
+    const T* ab = a + bi * g.a.bs;
+    const T* bb = b + bi * g.b.bs;
+    TO* cb = c + bi * g.c_bs;
+    if (g.K == 0) {
+      for (int64_t i = 0; i < g.M; ++i)
+        for (int64_t j = 0; j < g.N; ++j) {
+          cb[i * g.c_rs + j * g.c_cs] = StoreAs<TO>::from(bias.at(i, j).in_row(0));
+        }
+    } else if (g.M == 1) {
+      gemv_one(ab, g.a.cs, bb, g.b, cb, g.c_cs, bias, Plan{1, g.N, g.K, g.threads});
+    } else if (g.N == 1) {
+      // C^T = B^T A^T: the same matrix-vector pass with the roles of A and B swapped.
+      const MatrixView at{g.a.p, g.a.bs, g.a.cs, g.a.rs};
+      gemv_one(bb, g.b.rs, ab, at, cb, g.c_rs, bias.transposed(), Plan{1, g.M, g.K, g.threads});
+    } else {
+      gemm_one(DenseA<T>{ab, g.a.rs, g.a.cs}, DenseB<T>{bb, g.b.rs, g.b.cs}, cb, g.c_rs,
+               g.c_cs, bias, Plan{g.M, g.N, g.K, g.threads});
+    }
+  }
+}
+
+template <class T> void run_in(const HalfGemmArgs& g) {
+  switch (g.out_dtype) {
+    case DType::f16: return run_typed<T, f16_bits>(g);
+    case DType::bf16: return run_typed<T, bf16_bits>(g);
+    default: return run_typed<T, float>(g);
+  }
+}
+
+}  // namespace half_gemm_detail
+
+void half_gemm_run(const HalfGemmArgs& g) {
+  using namespace half_gemm_detail;
+  switch (g.in_dtype) {
+    case DType::f16: return run_in<f16_bits>(g);
+    case DType::bf16: return run_in<bf16_bits>(g);
+    default: return run_in<float>(g);
+  }
+}
+
+}  // namespace KK_ISA
+}  // namespace kernelkit

@@ -1,14 +1,17 @@
 // The only pybind11 file: raw pointers, sizes and strides in, no torch; the GIL is released
 // around every kernel.
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "common/cpu_features.h"
 #include "common/memory.h"
 #include "hadamard/fwht.h"
+#include "scan/selective_scan.h"
 
 namespace py = pybind11;
 using namespace kernelkit;
@@ -46,6 +49,45 @@ void fwht_binding(uintptr_t src, int64_t src_row_stride, uintptr_t dst, int64_t 
   fwht(a, chosen);
 }
 
+// Selective scan: every tensor contiguous, pointers as integers (0 = absent). sizes =
+// (batch, dim, L, N, groups_b, groups_c), dtypes = (u's, B's, C's); inputs = (u, delta, A, B,
+// C, D, z, delta_bias, h0); for the backward, extra = (grad_out, grad_last_state) and outputs
+// = (du, ddelta, dA, dB, dC, dD, dz, ddelta_bias, dh0); for the forward, outputs = (out,
+// last_state).
+SelectiveScanArgs selective_scan_args(const std::vector<int64_t>& sizes,
+                                      const std::vector<std::string>& dtypes,
+                                      const std::vector<uintptr_t>& inputs, bool softplus,
+                                      bool negative, int threads) {
+  if (sizes.size() != 6 || dtypes.size() != 3 || inputs.size() != 9)
+    throw std::invalid_argument("selective_scan: expected 6 sizes, 3 dtypes and 9 inputs");
+  SelectiveScanArgs a;
+  a.batch = sizes[0]; a.dim = sizes[1]; a.length = sizes[2]; a.n_state = sizes[3];
+  a.groups_b = sizes[4]; a.groups_c = sizes[5];
+  a.dtype = parse_dtype(dtypes[0]); a.b_dtype = parse_dtype(dtypes[1]);
+  a.c_dtype = parse_dtype(dtypes[2]);
+  const void** slots[] = {&a.u, &a.delta, &a.A, &a.B, &a.C, &a.D, &a.z, &a.delta_bias, &a.h0};
+  for (size_t i = 0; i < inputs.size(); ++i) *slots[i] = as_ptr<const void>(inputs[i]);
+  a.softplus = softplus;
+  a.negative_eigenvalues = negative;
+  a.threads = threads;
+  return a;
+}
+
+void selective_scan_fwd_binding(const std::vector<int64_t>& sizes,
+                                const std::vector<std::string>& dtypes,
+                                const std::vector<uintptr_t>& inputs,
+                                const std::vector<uintptr_t>& outputs, bool softplus,
+                                bool negative, int threads, const std::string& isa) {
+  const SelectiveScanArgs a = selective_scan_args(sizes, dtypes, inputs, softplus, negative, threads);
+  if (outputs.size() != 2) throw std::invalid_argument("selective_scan_fwd: expected 2 outputs");
+  SelectiveScanOutputs o;
+  o.out = as_ptr<void>(outputs[0]);
+  o.last_state = as_ptr<void>(outputs[1]);
+  const Isa chosen = parse_isa(isa);
+  py::gil_scoped_release release;
+  selective_scan_fwd(a, o, chosen);
+}
+
 py::dict build_info() {
   py::dict info;
 #if defined(__clang__)
@@ -79,6 +121,9 @@ PYBIND11_MODULE(_C, mod) {
   mod.def("fwht", &fwht_binding, py::arg("src"), py::arg("src_row_stride"), py::arg("dst"),
           py::arg("dst_row_stride"), py::arg("rows"), py::arg("n"), py::arg("dtype"), py::arg("m"),
           py::arg("had_m"), py::arg("scale"), py::arg("threads"), py::arg("isa") = "auto");
+  mod.def("selective_scan_fwd", &selective_scan_fwd_binding, py::arg("sizes"), py::arg("dtypes"),
+          py::arg("inputs"), py::arg("outputs"), py::arg("softplus"), py::arg("negative"),
+          py::arg("threads"), py::arg("isa") = "auto");
   mod.def("build_info", &build_info);
   mod.def(
       "advise_huge_pages",

@@ -8,7 +8,9 @@ from . import nn, reference
 from ._backend import use_backend
 from ._native import build_info
 from .ops.hadamard import fwht, fwht_
+from .ops.selective_scan import selective_scan
 
 __version__ = "0.1.0"
 
 __all__ = ["build_info", "fwht", "fwht_", "nn", "reference", "use_backend", "__version__"]
+__all__ += ["selective_scan"]

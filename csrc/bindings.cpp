@@ -88,6 +88,26 @@ void selective_scan_fwd_binding(const std::vector<int64_t>& sizes,
   selective_scan_fwd(a, o, chosen);
 }
 
+void selective_scan_bwd_binding(const std::vector<int64_t>& sizes,
+                                const std::vector<std::string>& dtypes,
+                                const std::vector<uintptr_t>& inputs,
+                                const std::vector<uintptr_t>& outputs, bool softplus,
+                                bool negative, int threads, const std::string& isa) {
+  if (inputs.size() != 11 || outputs.size() != 9)
+    throw std::invalid_argument("selective_scan_bwd: expected 11 inputs and 9 outputs");
+  const std::vector<uintptr_t> fwd_inputs(inputs.begin(), inputs.begin() + 9);
+  const SelectiveScanArgs a =
+      selective_scan_args(sizes, dtypes, fwd_inputs, softplus, negative, threads);
+  SelectiveScanGrads g;
+  g.grad_out = as_ptr<const void>(inputs[9]);
+  g.grad_last_state = as_ptr<const void>(inputs[10]);
+  void** slots[] = {&g.du, &g.ddelta, &g.dA, &g.dB, &g.dC, &g.dD, &g.dz, &g.ddelta_bias, &g.dh0};
+  for (size_t i = 0; i < outputs.size(); ++i) *slots[i] = as_ptr<void>(outputs[i]);
+  const Isa chosen = parse_isa(isa);
+  py::gil_scoped_release release;
+  selective_scan_bwd(a, g, chosen);
+}
+
 py::dict build_info() {
   py::dict info;
 #if defined(__clang__)
@@ -122,6 +142,9 @@ PYBIND11_MODULE(_C, mod) {
           py::arg("dst_row_stride"), py::arg("rows"), py::arg("n"), py::arg("dtype"), py::arg("m"),
           py::arg("had_m"), py::arg("scale"), py::arg("threads"), py::arg("isa") = "auto");
   mod.def("selective_scan_fwd", &selective_scan_fwd_binding, py::arg("sizes"), py::arg("dtypes"),
+          py::arg("inputs"), py::arg("outputs"), py::arg("softplus"), py::arg("negative"),
+          py::arg("threads"), py::arg("isa") = "auto");
+  mod.def("selective_scan_bwd", &selective_scan_bwd_binding, py::arg("sizes"), py::arg("dtypes"),
           py::arg("inputs"), py::arg("outputs"), py::arg("softplus"), py::arg("negative"),
           py::arg("threads"), py::arg("isa") = "auto");
   mod.def("build_info", &build_info);

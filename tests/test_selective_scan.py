@@ -263,6 +263,165 @@ def test_inf_and_nan_propagate(cpu_path):
     assert torch.isfinite(out[0, 1]).all()
 
 
+# ---- gradients -------------------------------------------------------------------------------
+
+GRAD_NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias", "h0")
+
+
+def grads_of(fn, inputs: dict, softplus: bool, negative: bool, g_out, g_last):  # noqa: ANN001, ANN201
+    """Gradients of <out, g_out> + <last, g_last> for every present input, in GRAD_NAMES order."""
+    leaves = {k: None if v is None else v.detach().clone().requires_grad_()
+              for k, v in inputs.items()}
+    out, last = run(fn, leaves, softplus, negative=negative)
+    outs, gs = [out], [g_out]
+    if g_last is not None:
+        outs.append(last)
+        gs.append(g_last)
+    present = [k for k in GRAD_NAMES if leaves[k] is not None]
+    got = torch.autograd.grad(outs, [leaves[k] for k in present], gs, allow_unused=True)
+    # Unused (L = 0): the gradient is zero.
+    return {k: torch.zeros_like(leaves[k]) if g is None else g
+            for k, g in zip(present, got, strict=True)}
+
+
+def _grad_grid() -> list[tuple]:
+    full = list(itertools.product(
+        [128, 256, 512, 1024, 2048],
+        [("var", "var", 1), ("var", "var", 2), ("const", "var", 1), ("var", "const", 1),
+         ("const", "const", 1)],
+        itertools.product([False, True], repeat=4),
+        [False, True],
+        [False, True],
+    ))
+    return random.Random(1).sample(full, 8)
+
+
+@pytest.mark.parametrize(("L", "kinds", "opts", "softplus", "negative"), _grad_grid())
+def test_backward_grid_float32(L, kinds, opts, softplus, negative):
+    """mamba's gradient tolerances, against float64 autograd through the reference."""
+    b_kind, c_kind, groups = kinds
+    with_ = tuple(name for name, on in zip(OPTIONAL, opts, strict=True) if on)
+    inp = make_inputs(L=L, b_kind="group" if groups > 1 else b_kind,
+                      c_kind="group" if groups > 1 else c_kind, groups=groups, with_=with_,
+                      seed=L + 1)
+    gen = torch.Generator().manual_seed(2)
+    g_out = torch.randn(inp["u"].shape, generator=gen)
+    g_last = torch.randn(2, 4, 8, generator=gen)
+    with kernelkit.use_backend("cpu"):
+        ours = grads_of(kernelkit.selective_scan, inp, softplus, negative, g_out, g_last)
+    exp = grads_of(selective_scan_reference, as_f64(inp), softplus, negative, g_out.double(),
+                   g_last.double())
+    rtol, atol = MAMBA_TOL[torch.float32]
+    rtolw, atolw = (max(1e-3, rtol), max(1e-3, atol)) if "z" in with_ else (1e-3, 1e-3)
+    tol = {"u": (2 * rtol, 2 * atol), "delta": (5 * rtol, 10 * atol), "A": (rtolw, 5 * atolw),
+           "B": (rtol, atol) if b_kind != "const" else (rtolw, atolw),
+           "C": (rtol, atol) if c_kind != "const" else (rtolw, atolw),
+           "D": (rtolw, atolw), "z": (rtolw, atolw), "delta_bias": (rtolw, atolw),
+           "h0": (rtol, atol)}
+    assert ours.keys() == exp.keys()
+    for k, g in ours.items():
+        assert g.dtype == inp[k].dtype and g.shape == inp[k].shape, k
+        # Gradients summed over L steps (A, D, delta_bias, constant B / C) grow with L:
+        # their tolerance is relative to the largest entry.
+        scale = max(1.0, exp[k].abs().max().item() / 100)
+        torch.testing.assert_close(g.double(), exp[k], rtol=tol[k][0], atol=tol[k][1] * scale,
+                                   msg=lambda m, k=k: f"d{k}: {m}")
+
+
+@pytest.mark.parametrize("n", [1, 5, 16, 33])
+@pytest.mark.parametrize("kinds", [("var", "group"), ("const", "var"), ("group", "const")])
+def test_backward_float64_tight(cpu_path, n, kinds):
+    inp = make_inputs(batch=2, dim=6, L=150, n=n, dtype=torch.float64, b_kind=kinds[0],
+                      c_kind=kinds[1], groups=3, seed=n)
+    gen = torch.Generator().manual_seed(n)
+    g_out = torch.randn(2, 6, 150, generator=gen, dtype=torch.float64)
+    g_last = torch.randn(2, 6, n, generator=gen, dtype=torch.float64)
+    for softplus, negative in ((True, False), (False, True)):
+        ours = grads_of(kernelkit.selective_scan, inp, softplus, negative, g_out, g_last)
+        exp = grads_of(selective_scan_reference, inp, softplus, negative, g_out, g_last)
+        for k in ours:
+            torch.testing.assert_close(ours[k], exp[k], rtol=1e-9, atol=1e-9,
+                                       msg=lambda m, k=k: f"d{k}: {m}")
+
+
+@pytest.mark.parametrize(("L", "kinds", "softplus", "negative", "with_"), [
+    (9, ("var", "var"), True, False, OPTIONAL),
+    (9, ("const", "group"), False, True, OPTIONAL),
+    (9, ("group", "const"), True, True, ("z", "h0")),
+    (70, ("var", "group"), True, False, OPTIONAL),  # crosses a 64-step chunk boundary
+])
+def test_gradcheck_float64(cpu_path, L, kinds, softplus, negative, with_):
+    inp = make_inputs(batch=2, dim=2, L=L, n=3, dtype=torch.float64, b_kind=kinds[0],
+                      c_kind=kinds[1], groups=2, with_=with_, seed=L)
+    names = [k for k in GRAD_NAMES if inp[k] is not None]
+
+    def f(*tensors):  # noqa: ANN002, ANN202
+        args = dict(inp, **dict(zip(names, tensors, strict=True)))
+        return run(kernelkit.selective_scan, args, softplus, negative=negative)
+
+    leaves = [inp[k].clone().requires_grad_() for k in names]
+    assert torch.autograd.gradcheck(f, leaves, eps=1e-6, atol=1e-7, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_backward_low_precision(dtype):
+    inp = make_inputs(L=200, dtype=dtype, b_kind="var", c_kind="const", seed=9)
+    g_out = torch.randn(inp["u"].shape, generator=torch.Generator().manual_seed(1)).to(dtype)
+    with kernelkit.use_backend("cpu"):
+        ours = grads_of(kernelkit.selective_scan, inp, True, False, g_out, None)
+    ref_low = grads_of(selective_scan_reference, inp, True, False, g_out, None)
+    exp = grads_of(selective_scan_reference, as_f64(inp), True, False, g_out.double(), None)
+    for k, g in ours.items():
+        assert g.dtype == inp[k].dtype, k
+        scale = max(1.0, exp[k].abs().max().item())
+        bound = 2 * max_abs_err(ref_low[k], exp[k]) + ATOL[dtype] * scale
+        assert max_abs_err(g, exp[k]) <= bound, k
+
+
+def test_backward_deterministic_across_runs_and_threads(monkeypatch):
+    inp = make_inputs(batch=3, dim=64, L=300, n=16, b_kind="group", c_kind="var", groups=2,
+                      seed=4)
+    g_out = torch.randn(inp["u"].shape, generator=torch.Generator().manual_seed(3))
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for n_threads in (threads, threads, 1, 3):
+            torch.set_num_threads(n_threads)
+            with kernelkit.use_backend("cpu"):
+                results.append(grads_of(kernelkit.selective_scan, inp, True, False, g_out, None))
+    finally:
+        torch.set_num_threads(threads)
+    for other in results[1:]:
+        for k in results[0]:
+            assert torch.equal(results[0][k], other[k]), f"d{k} differs between runs"
+
+
+def test_backward_inputs_unchanged_and_edge_sizes(cpu_path):
+    for batch, dim, L in ((0, 3, 5), (2, 3, 0), (1, 1, 1)):
+        inp = make_inputs(batch=batch, dim=dim, L=L, n=4, b_kind="var", c_kind="const", seed=2)
+        before = {k: v.clone() for k, v in inp.items() if v is not None}
+        g_out = torch.ones(batch, dim, L)
+        g_last = torch.ones(batch, dim, 4)
+        ours = grads_of(kernelkit.selective_scan, inp, True, False, g_out, g_last)
+        exp = grads_of(selective_scan_reference, as_f64(inp), True, False, g_out.double(),
+                       g_last.double())
+        for k in ours:
+            torch.testing.assert_close(ours[k].double(), exp[k], rtol=1e-5, atol=1e-5)
+        for k, v in before.items():
+            assert torch.equal(inp[k], v)
+
+
+def test_gradient_through_last_state_only(cpu_path):
+    inp = make_inputs(L=100, dtype=torch.float64, seed=8)
+    leaves = {k: v.clone().requires_grad_() for k, v in inp.items()}
+    _, last = run(kernelkit.selective_scan, leaves, True)
+    last.sum().backward()
+    exp = grads_of(selective_scan_reference, inp, True, False, torch.zeros(2, 4, 100,
+                   dtype=torch.float64), torch.ones(2, 4, 8, dtype=torch.float64))
+    for k in exp:
+        torch.testing.assert_close(leaves[k].grad, exp[k], rtol=1e-9, atol=1e-9)
+
+
 # ---- registration ----------------------------------------------------------------------------
 
 
@@ -270,9 +429,16 @@ def test_opcheck_forward():
     inp = make_inputs(L=20, b_kind="group", c_kind="const", groups=2)
     args = (inp["u"], inp["delta"], inp["A"], inp["B"], inp["C"], inp["D"], inp["z"],
             inp["delta_bias"], inp["h0"], True, False)
-    torch.library.opcheck(torch.ops.kernelkit.selective_scan.default, args,
-                          test_utils=("test_schema", "test_faketensor",
-                                      "test_aot_dispatch_static"))
+    torch.library.opcheck(torch.ops.kernelkit.selective_scan.default, args)
+
+
+def test_opcheck_backward():
+    inp = make_inputs(L=20, b_kind="var", c_kind="group", groups=2)
+    g_out = torch.randn(inp["u"].shape)
+    g_last = torch.randn(2, 4, 8)
+    args = (inp["u"], inp["delta"], inp["A"], inp["B"], inp["C"], inp["D"], inp["z"],
+            inp["delta_bias"], inp["h0"], g_out, g_last, True, False)
+    torch.library.opcheck(torch.ops.kernelkit.selective_scan_bwd.default, args)
 
 
 def test_torch_compile_fullgraph():

@@ -40,4 +40,28 @@ void selective_scan_fwd(const SelectiveScanArgs& args, const SelectiveScanOutput
   portable::selective_scan_fwd_run(args, outs);
 }
 
+void selective_scan_bwd(const SelectiveScanArgs& args, const SelectiveScanGrads& grads, Isa isa) {
+  check_args("selective_scan_bwd", args);
+  if (args.batch * args.dim == 0) return;
+  auto need = [](bool ok, const char* what) {
+    if (!ok) throw std::invalid_argument(std::string("selective_scan_bwd: ") + what);
+  };
+  // Pointers to zero-element tensors may be null: du, ddelta, grad_out and variable dB / dC
+  // when L = 0.
+  const bool steps = args.length > 0;
+  need(grads.dA && ((grads.du && grads.ddelta && grads.grad_out) || !steps), "null gradient");
+  need((grads.dB || (args.groups_b > 0 && !steps)) && (grads.dC || (args.groups_c > 0 && !steps)),
+       "null dB or dC");
+  need(!args.z || grads.dz || !steps, "dz is required when z is given");
+  need(!args.D || grads.dD, "dD is required when D is given");
+  need(!args.delta_bias || grads.ddelta_bias, "ddelta_bias is required when delta_bias is given");
+  need(!args.h0 || grads.dh0, "dh0 is required when h0 is given");
+  if (isa == Isa::avx2) {
+#if defined(KERNELKIT_HAVE_AVX2)
+    return avx2::selective_scan_bwd_run(args, grads);
+#endif
+  }
+  portable::selective_scan_bwd_run(args, grads);
+}
+
 }  // namespace kernelkit

@@ -33,6 +33,12 @@ template <class S> constexpr int kMaxNv = int(kSelectiveScanMaxN) / kW<S>;
 
 inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
+// Threads worth starting for `work` element-steps: waking a pool costs about as much as
+// 2**16 of them, and far more when another process holds a core.
+inline int threads_for(int threads, int64_t work) {
+  return int(std::max<int64_t>(1, std::min<int64_t>(threads, work >> 16)));
+}
+
 // B or C in the compute type, one time step's N values contiguous and zero-padded to Np:
 // variable (batch, G, L, Np), or constant (dim, Np) read at every step (step 0).
 template <class S> struct Panel {
@@ -56,7 +62,7 @@ void fill_panel(const T* src, Panel<S>& p, int64_t batch, int64_t n_state, int t
   }
   const int64_t rows = batch * p.groups, L = p.length;
   const int64_t blocks = (L + kChunk - 1) / kChunk;
-#pragma omp parallel for schedule(static) num_threads(threads)
+#pragma omp parallel for schedule(static) num_threads(threads_for(threads, rows * L * n_state))
   for (int64_t job = 0; job < rows * blocks; ++job) {
     const int64_t r = job / blocks, t0 = (job % blocks) * kChunk, t1 = std::min(L, t0 + kChunk);
     S* dst = p.data.data() + r * L * p.np;
@@ -87,18 +93,18 @@ Panel<S> make_panel(const void* src, DType dtype, int64_t groups, const Selectiv
 // ---- staging: n values between storage and compute-type buffers ----
 
 template <class S, class T> void load_span(const T* src, S* dst, int64_t n) {
-  int64_t i = 0;
-  for (; i + kW<S> <= n; i += kW<S>) store_vec(dst + i, load_as<S>(src + i));
-  for (; i < n; ++i) dst[i] = to_compute<S>(src[i]);
+  const int64_t full = n - n % kW<S>;
+  for (int64_t i = 0; i < full; i += kW<S>) store_vec(dst + i, load_as<S>(src + i));
+  for (int64_t i = full; i < n; ++i) dst[i] = to_compute<S>(src[i]);
 }
 
 template <class S, class T> void store_span(const S* src, T* dst, int64_t n) {
-  int64_t i = 0;
   // bfloat16 goes through the scalar rounding: vec.h's vector store assumes NaNs that came
   // from bfloat16 inputs, and B or C may be float32.
+  const int64_t full = std::is_same<T, bf16_bits>::value ? 0 : n - n % kW<S>;
   if constexpr (!std::is_same<T, bf16_bits>::value)
-    for (; i + kW<S> <= n; i += kW<S>) store_vec(dst + i, load_as<S>(src + i));
-  for (; i < n; ++i) dst[i] = StoreAs<T>::from(src[i]);
+    for (int64_t i = 0; i < full; i += kW<S>) store_vec(dst + i, load_as<S>(src + i));
+  for (int64_t i = full; i < n; ++i) dst[i] = StoreAs<T>::from(src[i]);
 }
 
 // ---- per-thread state ----
@@ -295,11 +301,294 @@ void channel_forward(const Problem<S, T>& p, int64_t b, int64_t d, Workspace<S>&
 template <class S, class T> void forward(const SelectiveScanArgs& a, const SelectiveScanOutputs& o) {
   const Problem<S, T> p(a);
   const int64_t channels = a.batch * a.dim;
-#pragma omp parallel num_threads(a.threads)
+#pragma omp parallel num_threads(threads_for(a.threads, channels * a.length * p.np))
   {
     Workspace<S> ws(p.nv, a.length, false);
 #pragma omp for schedule(dynamic, 4)
     for (int64_t c = 0; c < channels; ++c) channel_forward(p, c / a.dim, c % a.dim, ws, o);
+  }
+}
+
+// ---- backward ----
+
+// One reverse chunk: from the chunk's stored states hs (h_{t0-1} first) and exponentials es,
+// steps t = T-1 .. 0 back, carrying dL/dh in `carry`. Per step it adds gy_t h_t to dC_t and
+// gh_t dt_t u_t to dB_t (steps of 0 accumulate constant B / C), accumulates dA, and leaves
+// the lane vectors of sum(gh_t B_t) in p1 and of sum(q_t A) in p2 (q = gh h_{t-1} dA/d(dt A)).
+template <class S, int NV>
+void back_steps(int64_t nv_rt, const VecT<S>* a, VecT<S>* carry_io, VecT<S>* dA_io,
+                const S* gy, const S* dt, const S* dtu, const S* B, int64_t b_step, const S* C,
+                int64_t c_step, S* dB, int64_t db_step, S* dC, int64_t dc_step, S mul_s, S off_s,
+                int64_t T_, const VecT<S>* hs, const VecT<S>* es, VecT<S>* p1, VecT<S>* p2) {
+  using V = VecT<S>;
+  constexpr int W = kW<S>;
+  const int nv = NV > 0 ? NV : int(nv_rt);
+  const V mul = Vec<S>::broadcast(mul_s), off = Vec<S>::broadcast(off_s);
+  V carry[NV > 0 ? NV : kMaxNv<S>], dA[NV > 0 ? NV : kMaxNv<S>];
+  for (int k = 0; k < nv; ++k) {
+    carry[k] = carry_io[k];
+    dA[k] = dA_io[k];
+  }
+  for (int64_t t = T_ - 1; t >= 0; --t) {
+    const V gv = Vec<S>::broadcast(gy[t]), dtv = Vec<S>::broadcast(dt[t]);
+    const V duv = Vec<S>::broadcast(dtu[t]);
+    const S* Bt = B + t * b_step;
+    const S* Ct = C + t * c_step;
+    S* dBt = dB + t * db_step;
+    S* dCt = dC + t * dc_step;
+    const V* h_t = hs + (t + 1) * nv;
+    const V* h_prev = hs + t * nv;
+    const V* e = es + t * nv;
+    V s1{}, s2{};
+#pragma GCC unroll 4
+    for (int k = 0; k < nv; ++k) {
+      const V gh = fmadd(gv, load_as<S>(Ct + k * W), carry[k]);
+      store_vec(dCt + k * W, fmadd(gv, h_t[k], load_as<S>(dCt + k * W)));
+      store_vec(dBt + k * W, fmadd(gh, duv, load_as<S>(dBt + k * W)));
+      s1 = fmadd(gh, load_as<S>(Bt + k * W), s1);
+      const V em = e[k] * mul;
+      const V q = gh * h_prev[k] * em;
+      s2 = fmadd(q, a[k], s2);
+      dA[k] = fmadd(q, dtv, dA[k]);
+      carry[k] = (em + off) * gh;
+    }
+    p1[t] = s1;
+    p2[t] = s2;
+  }
+  for (int k = 0; k < nv; ++k) {
+    carry_io[k] = carry[k];
+    dA_io[k] = dA[k];
+  }
+}
+
+template <class S>
+void back_steps_dispatch(int64_t nv, const VecT<S>* a, VecT<S>* carry, VecT<S>* dA, const S* gy,
+                         const S* dt, const S* dtu, const S* B, int64_t b_step, const S* C,
+                         int64_t c_step, S* dB, int64_t db_step, S* dC, int64_t dc_step, S mul,
+                         S off, int64_t T_, const VecT<S>* hs, const VecT<S>* es, VecT<S>* p1,
+                         VecT<S>* p2) {
+  switch (nv) {
+    case 1: return back_steps<S, 1>(nv, a, carry, dA, gy, dt, dtu, B, b_step, C, c_step, dB, db_step, dC, dc_step, mul, off, T_, hs, es, p1, p2);
+    case 2: return back_steps<S, 2>(nv, a, carry, dA, gy, dt, dtu, B, b_step, C, c_step, dB, db_step, dC, dc_step, mul, off, T_, hs, es, p1, p2);
+    case 4: return back_steps<S, 4>(nv, a, carry, dA, gy, dt, dtu, B, b_step, C, c_step, dB, db_step, dC, dc_step, mul, off, T_, hs, es, p1, p2);
+    default: return back_steps<S, 0>(nv, a, carry, dA, gy, dt, dtu, B, b_step, C, c_step, dB, db_step, dC, dc_step, mul, off, T_, hs, es, p1, p2);
+  }
+}
+
+// Channels are processed in blocks of consecutive channels that share their B and C groups.
+// Each block owns (L, Np) partial sums of variable dB / dC; per (b, d) partials hold the
+// parameters' gradients. Both are summed in a fixed order at the end: the result does not
+// depend on the thread count or on which thread ran which block.
+struct Block {
+  int64_t b, d0, d1;
+};
+
+template <class S> struct Partials {
+  std::vector<Block> blocks;
+  std::vector<S> dB_blk, dC_blk;       // (blocks, L, Np), variable B / C only
+  std::vector<S> dA, dB, dC;           // (batch, dim, Np); dB / dC for constant B / C
+  std::vector<S> dD, dbias;            // (batch, dim)
+};
+
+inline int64_t gcd64(int64_t x, int64_t y) { return y == 0 ? x : gcd64(y, x % y); }
+
+// Block size: enough channels that the blocks' partials (nvar * L * Np values each) take at
+// most the bytes of u and delta for those channels, and at least 16 channels.
+template <class S> int64_t block_channels(const SelectiveScanArgs& a, int64_t np, int64_t span) {
+  const int64_t nvar = (a.groups_b > 0) + (a.groups_c > 0);
+  const int64_t itemsize = a.dtype == DType::f64 ? 8 : a.dtype == DType::f32 ? 4 : 2;
+  const int64_t k = (nvar * np * int64_t(sizeof(S)) + 2 * itemsize - 1) / (2 * itemsize);
+  return std::max<int64_t>(1, std::min(span, std::max<int64_t>(16, k)));
+}
+
+template <class S, class T>
+Partials<S> make_partials(const Problem<S, T>& p) {
+  const SelectiveScanArgs& a = p.a;
+  Partials<S> r;
+  const int64_t gb = std::max<int64_t>(1, a.groups_b), gc = std::max<int64_t>(1, a.groups_c);
+  const int64_t span = a.dim / (gb / gcd64(gb, gc) * gc);  // channels sharing both groups
+  const int64_t k = block_channels<S>(a, p.np, span);
+  for (int64_t b = 0; b < a.batch; ++b)
+    for (int64_t g0 = 0; g0 < a.dim; g0 += span)
+      for (int64_t d0 = g0; d0 < g0 + span; d0 += k) r.blocks.push_back({b, d0, std::min(d0 + k, g0 + span)});
+  const int64_t blk = int64_t(r.blocks.size()) * a.length * p.np;
+  if (a.groups_b > 0) r.dB_blk.assign(blk, S(0));
+  if (a.groups_c > 0) r.dC_blk.assign(blk, S(0));
+  const int64_t per = a.batch * a.dim;
+  r.dA.assign(per * p.np, S(0));
+  if (a.groups_b == 0) r.dB.assign(per * p.np, S(0));
+  if (a.groups_c == 0) r.dC.assign(per * p.np, S(0));
+  r.dD.assign(per, S(0));
+  r.dbias.assign(per, S(0));
+  return r;
+}
+
+// Gradients of z and of the scan output y from grad_out, the recomputed y and z:
+// out = o * silu(z), o = y + D u.
+template <class S, class T>
+void output_grads(const Problem<S, T>& p, const SelectiveScanGrads& g, int64_t b, int64_t d,
+                  int64_t t0, int64_t T_, S Dd, Workspace<S>& ws) {
+  using V = VecT<S>;
+  load_span(p.seq(g.grad_out, b, d) + t0, ws.g.data(), T_);
+  if (!p.a.z) {
+    std::memcpy(ws.gy.data(), ws.g.data(), T_ * sizeof(S));
+    return;
+  }
+  reduce_parts(ws.parts.data(), T_, ws.y.data());
+  load_span(p.seq(p.a.z, b, d) + t0, ws.z.data(), T_);
+  const V Dv = Vec<S>::broadcast(Dd);
+  for (int64_t t = 0; t < T_; t += kW<S>) {
+    const V z = load_as<S>(ws.z.data() + t), gout = load_as<S>(ws.g.data() + t);
+    const V o = fmadd(Dv, load_as<S>(ws.u.data() + t), load_as<S>(ws.y.data() + t));
+    const V sg = sigmoid_vec(z);
+    store_vec(ws.gy.data() + t, gout * z * sg);
+    store_vec(ws.tmp.data() + t, gout * o * sg * (1.0f + z * (1.0f - sg)));
+  }
+  S* dz = static_cast<S*>(g.dz) + (b * p.a.dim + d) * p.a.length + t0;
+  std::memcpy(dz, ws.tmp.data(), T_ * sizeof(S));
+}
+
+template <class S, class T>
+void channel_backward(const Problem<S, T>& p, const SelectiveScanGrads& g, int64_t b, int64_t d,
+                      S* dB_blk, S* dC_blk, Partials<S>& part, Workspace<S>& ws) {
+  using V = VecT<S>;
+  const SelectiveScanArgs& a = p.a;
+  const int64_t L = a.length, N = a.n_state, nv = p.nv, bd = b * a.dim + d;
+  const int64_t chunks = (L + kChunk - 1) / kChunk;
+  load_channel(p, b, d, ws);
+  const S* Bc = p.B.channel(b, d);
+  const S* Cc = p.C.channel(b, d);
+  const int64_t bs = p.B.step(), cs = p.C.step();
+  // Pass 1: the state at every chunk start.
+  for (int64_t c = 0; c < chunks; ++c) {
+    std::memcpy(ws.checkpoints.data() + c * nv, ws.h.data(), nv * sizeof(V));
+    if (c + 1 == chunks) break;
+    stage_steps(p, b, d, c * kChunk, kChunk, ws);
+    run_steps_dispatch<S, false, false>(nv, ws.a2.data(), ws.h.data(), ws.dt.data(),
+                                        ws.dtu.data(), Bc + c * kChunk * bs, bs,
+                                        Cc + c * kChunk * cs, cs, p.mul, p.off, kChunk, nullptr,
+                                        nullptr, nullptr);
+  }
+  // Pass 2: chunks in reverse, each recomputed from its checkpoint, then stepped back.
+  std::memset(static_cast<void*>(ws.carry.data()), 0, nv * sizeof(V));
+  if (g.grad_last_state)
+    std::memcpy(ws.carry.data(), static_cast<const S*>(g.grad_last_state) + bd * N, N * sizeof(S));
+  for (auto* acc : {&ws.dA, &ws.dB, &ws.dC})
+    std::memset(static_cast<void*>(acc->data()), 0, nv * sizeof(V));
+  const S Dd = a.D ? p.param(a.D)[d] : S(0);
+  S dD = 0, dbias = 0;
+  S* du = static_cast<S*>(g.du) + bd * L;
+  S* ddelta = static_cast<S*>(g.ddelta) + bd * L;
+  const bool var_b = a.groups_b > 0, var_c = a.groups_c > 0;
+  S* dBv = var_b ? dB_blk : reinterpret_cast<S*>(ws.dB.data());
+  S* dCv = var_c ? dC_blk : reinterpret_cast<S*>(ws.dC.data());
+  const int64_t dbs = var_b ? p.np : 0, dcs = var_c ? p.np : 0;
+  for (int64_t c = chunks - 1; c >= 0; --c) {
+    const int64_t t0 = c * kChunk, T_ = std::min(kChunk, L - t0);
+    stage_steps(p, b, d, t0, T_, ws);
+    std::memcpy(ws.h.data(), ws.checkpoints.data() + c * nv, nv * sizeof(V));
+    if (a.z)
+      run_steps_dispatch<S, true, true>(nv, ws.a2.data(), ws.h.data(), ws.dt.data(),
+                                        ws.dtu.data(), Bc + t0 * bs, bs, Cc + t0 * cs, cs, p.mul,
+                                        p.off, T_, ws.parts.data(), ws.hs.data(), ws.es.data());
+    else
+      run_steps_dispatch<S, false, true>(nv, ws.a2.data(), ws.h.data(), ws.dt.data(),
+                                         ws.dtu.data(), Bc + t0 * bs, bs, Cc + t0 * cs, cs,
+                                         p.mul, p.off, T_, nullptr, ws.hs.data(), ws.es.data());
+    output_grads(p, g, b, d, t0, T_, Dd, ws);
+    back_steps_dispatch<S>(nv, ws.a.data(), ws.carry.data(), ws.dA.data(), ws.gy.data(),
+                           ws.dt.data(), ws.dtu.data(), Bc + t0 * bs, bs, Cc + t0 * cs, cs,
+                           dBv + t0 * dbs, dbs, dCv + t0 * dcs, dcs, p.mul, p.off, T_,
+                           ws.hs.data(), ws.es.data(), ws.parts.data(), ws.parts2.data());
+    reduce_parts(ws.parts.data(), T_, ws.s1.data());
+    reduce_parts(ws.parts2.data(), T_, ws.s2.data());
+    const V Dv = Vec<S>::broadcast(Dd);
+    for (int64_t t = 0; t < T_; t += kW<S>) {
+      const V s1 = load_as<S>(ws.s1.data() + t), s2 = load_as<S>(ws.s2.data() + t);
+      const V u = load_as<S>(ws.u.data() + t), gy = load_as<S>(ws.gy.data() + t);
+      store_vec(ws.y.data() + t, fmadd(gy, Dv, load_as<S>(ws.dt.data() + t) * s1));
+      const V ddt = fmadd(u, s1, s2);
+      store_vec(ws.tmp.data() + t, a.softplus ? ddt * sigmoid_vec(load_as<S>(ws.x.data() + t)) : ddt);
+    }
+    std::memcpy(du + t0, ws.y.data(), T_ * sizeof(S));
+    std::memcpy(ddelta + t0, ws.tmp.data(), T_ * sizeof(S));
+    for (int64_t t = 0; t < T_; ++t) {
+      dD += ws.gy[t] * ws.u[t];
+      dbias += ws.tmp[t];
+    }
+  }
+  if (g.dh0) std::memcpy(static_cast<S*>(g.dh0) + bd * N, ws.carry.data(), N * sizeof(S));
+  std::memcpy(part.dA.data() + bd * p.np, ws.dA.data(), p.np * sizeof(S));
+  if (!var_b) std::memcpy(part.dB.data() + bd * p.np, ws.dB.data(), p.np * sizeof(S));
+  if (!var_c) std::memcpy(part.dC.data() + bd * p.np, ws.dC.data(), p.np * sizeof(S));
+  part.dD[bd] = dD;
+  part.dbias[bd] = dbias;
+}
+
+// out[d * N + n] = sum over b (in order) of part[(b * dim + d) * np + n].
+template <class S>
+void sum_over_batch(const std::vector<S>& part, S* out, int64_t batch, int64_t dim, int64_t np,
+                    int64_t n_state) {
+  for (int64_t d = 0; d < dim; ++d)
+    for (int64_t n = 0; n < n_state; ++n) {
+      S s = 0;
+      for (int64_t b = 0; b < batch; ++b) s += part[(b * dim + d) * np + n];
+      out[d * n_state + n] = s;
+    }
+}
+
+// dM[b, g, n, t] = sum over the blocks of (b, g), in order, of blk[block, t, n].
+template <class S>
+void sum_blocks(const Partials<S>& part, const std::vector<S>& blk, S* dM, int64_t groups,
+                const SelectiveScanArgs& a, int64_t np) {
+  const int64_t L = a.length, N = a.n_state, per_group = a.dim / groups;
+  const int64_t tblocks = (L + kChunk - 1) / kChunk, jobs = a.batch * groups * tblocks;
+#pragma omp parallel for schedule(static) \
+    num_threads(threads_for(a.threads, int64_t(part.blocks.size()) * L * np))
+  for (int64_t job = 0; job < jobs; ++job) {
+    const int64_t bg = job / tblocks, b = bg / groups, grp = bg % groups;
+    const int64_t t0 = (job % tblocks) * kChunk, t1 = std::min(L, t0 + kChunk);
+    std::vector<S> acc((t1 - t0) * np, S(0));
+    for (size_t i = 0; i < part.blocks.size(); ++i) {
+      const Block& k = part.blocks[i];
+      if (k.b != b || k.d0 / per_group != grp) continue;
+      const S* src = blk.data() + (int64_t(i) * L + t0) * np;
+      for (int64_t j = 0; j < (t1 - t0) * np; ++j) acc[j] += src[j];
+    }
+    S* dst = dM + bg * N * L;
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t t = t0; t < t1; ++t) dst[n * L + t] = acc[(t - t0) * np + n];
+  }
+}
+
+template <class S, class T> void backward(const SelectiveScanArgs& a, const SelectiveScanGrads& g) {
+  const Problem<S, T> p(a);
+  Partials<S> part = make_partials(p);
+  const int64_t nblocks = int64_t(part.blocks.size()), L = a.length, np = p.np;
+#pragma omp parallel num_threads(threads_for(a.threads, 4 * a.batch * a.dim * L * np))
+  {
+    Workspace<S> ws(p.nv, L, true);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t i = 0; i < nblocks; ++i) {
+      const Block& k = part.blocks[i];
+      S* dB_blk = a.groups_b > 0 ? part.dB_blk.data() + i * L * np : nullptr;
+      S* dC_blk = a.groups_c > 0 ? part.dC_blk.data() + i * L * np : nullptr;
+      for (int64_t d = k.d0; d < k.d1; ++d) channel_backward(p, g, k.b, d, dB_blk, dC_blk, part, ws);
+    }
+  }
+  sum_over_batch(part.dA, static_cast<S*>(g.dA), a.batch, a.dim, np, a.n_state);
+  if (a.groups_b == 0) sum_over_batch(part.dB, static_cast<S*>(g.dB), a.batch, a.dim, np, a.n_state);
+  else sum_blocks(part, part.dB_blk, static_cast<S*>(g.dB), a.groups_b, a, np);
+  if (a.groups_c == 0) sum_over_batch(part.dC, static_cast<S*>(g.dC), a.batch, a.dim, np, a.n_state);
+  else sum_blocks(part, part.dC_blk, static_cast<S*>(g.dC), a.groups_c, a, np);
+  for (int64_t d = 0; d < a.dim; ++d) {
+    S dD = 0, dbias = 0;
+    for (int64_t b = 0; b < a.batch; ++b) {
+      dD += part.dD[b * a.dim + d];
+      dbias += part.dbias[b * a.dim + d];
+    }
+    if (g.dD) static_cast<S*>(g.dD)[d] = dD;
+    if (g.ddelta_bias) static_cast<S*>(g.ddelta_bias)[d] = dbias;
   }
 }
 
@@ -312,6 +601,16 @@ void selective_scan_fwd_run(const SelectiveScanArgs& a, const SelectiveScanOutpu
     case DType::f64: return forward<double, double>(a, o);
     case DType::f16: return forward<float, f16_bits>(a, o);
     case DType::bf16: return forward<float, bf16_bits>(a, o);
+  }
+}
+
+void selective_scan_bwd_run(const SelectiveScanArgs& a, const SelectiveScanGrads& g) {
+  using namespace selective_scan_detail;
+  switch (a.dtype) {
+    case DType::f32: return backward<float, float>(a, g);
+    case DType::f64: return backward<double, double>(a, g);
+    case DType::f16: return backward<float, f16_bits>(a, g);
+    case DType::bf16: return backward<float, bf16_bits>(a, g);
   }
 }
 

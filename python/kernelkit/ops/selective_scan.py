@@ -243,8 +243,11 @@ def selective_scan_bwd_cpu(u, delta, A, B, C, D, z, delta_bias, h0, grad_out,  #
     """The C++ backward, with the Triton kernel's signature (prepared inputs; gradients in the
     compute dtype and the inputs' shapes, None for absent optional inputs)."""
     inputs = (u, delta, A, B, C, D, z, delta_bias, h0)
-    grads = tuple(None if s is None else torch.empty(s, dtype=A.dtype, device=u.device)
-                  for s in _grad_shapes(u, A, B, C, D, z, delta_bias, h0))
+    # Parameter gradients start at zero: with batch = 0 nothing adds to them.
+    grads = tuple(None if s is None else
+                  (torch.zeros if i in (2, 3, 4, 5, 7) else torch.empty)(s, dtype=A.dtype,
+                                                                         device=u.device)
+                  for i, s in enumerate(_grad_shapes(u, A, B, C, D, z, delta_bias, h0)))
     extra = (grad_out, grad_last_state)
     _cpu_call(_C.selective_scan_bwd, inputs + extra, grads, delta_softplus, negative_eigenvalues)
     return grads

@@ -68,10 +68,13 @@ def selective_scan_reference(
     h = torch.zeros(batch, dim, n_state, dtype=compute, device=u.device)
     if h0 is not None:
         h = h + h0.to(compute)
+    # unbind, not indexing per step: autograd then stacks the per-step gradients once,
+    # instead of scattering each into a zero tensor of the full size (O(L**2) for a backward).
+    steps = zip(decay.unbind(2), dbu.unbind(2),
+                [Cc] * length if Cc.dim() == 2 else Cc.unbind(-1), strict=True)
     ys = []
-    for t in range(length):
-        h = decay[:, :, t] * h + dbu[:, :, t]
-        c_t = Cc if Cc.dim() == 2 else Cc[..., t]
+    for decay_t, dbu_t, c_t in steps:
+        h = decay_t * h + dbu_t
         ys.append((h * c_t).sum(-1))
     y = torch.stack(ys, dim=-1) if ys else u.new_zeros(batch, dim, 0)
 

@@ -1,9 +1,10 @@
 """Train a tiny one-layer selective-scan (Mamba-style) model on CPU with kernelkit.
 
 Task (synthetic): read a stream of random tokens and output, at each step, the token seen
-DELAY steps earlier (further back than the short convolution sees). The scan must learn to keep a token in its state for DELAY steps and then
-read it out, which the input-dependent dt, B and C make possible. Prints the loss, which falls
-from log(VOCAB) ~ 2.08 towards 0; takes well under a minute on two cores.
+DELAY steps earlier, further back than the model's short convolution reaches. The scan must
+learn to keep a token in its state for DELAY steps and then read it out, which the
+input-dependent dt, B and C make possible. Prints the loss, which falls from about
+log(VOCAB) = 2.08; takes well under a minute on two idle cores.
 
     python examples/train_tiny_selective_scan.py
 """

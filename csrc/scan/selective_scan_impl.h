@@ -52,41 +52,45 @@ template <class S> struct Panel {
   int64_t step() const { return groups == 0 ? 0 : np; }
 };
 
-template <class S, class T>
-void fill_panel(const T* src, Panel<S>& p, int64_t batch, int64_t n_state, int threads) {
-  if (p.groups == 0) {
-    for (int64_t d = 0; d < p.dim; ++d)
-      for (int64_t n = 0; n < n_state; ++n)
-        p.data[d * p.np + n] = to_compute<S>(src[d * n_state + n]);
-    return;
-  }
-  const int64_t rows = batch * p.groups, L = p.length;
-  const int64_t blocks = (L + kChunk - 1) / kChunk;
-#pragma omp parallel for schedule(static) num_threads(threads_for(threads, rows * L * n_state))
+// Converts and transposes src into the panel. A worksharing loop without a barrier: called
+// by every thread of the enclosing parallel region (or serially outside one).
+template <class S, class T> void fill_panel(const T* src, Panel<S>& p, int64_t batch, int64_t N) {
+  const int64_t L = p.length;
+  const int64_t blocks = p.groups == 0 ? 1 : (L + kChunk - 1) / kChunk;
+  const int64_t rows = p.groups == 0 ? p.dim : batch * p.groups;
+#pragma omp for schedule(static) nowait
   for (int64_t job = 0; job < rows * blocks; ++job) {
+    if (p.groups == 0) {
+      for (int64_t n = 0; n < N; ++n) p.data[job * p.np + n] = to_compute<S>(src[job * N + n]);
+      continue;
+    }
     const int64_t r = job / blocks, t0 = (job % blocks) * kChunk, t1 = std::min(L, t0 + kChunk);
     S* dst = p.data.data() + r * L * p.np;
-    for (int64_t n = 0; n < n_state; ++n) {
-      const T* row = src + (r * n_state + n) * L;
+    for (int64_t n = 0; n < N; ++n) {
+      const T* row = src + (r * N + n) * L;
       for (int64_t t = t0; t < t1; ++t) dst[t * p.np + n] = to_compute<S>(row[t]);
     }
   }
 }
 
 template <class S>
-Panel<S> make_panel(const void* src, DType dtype, int64_t groups, const SelectiveScanArgs& a) {
+void fill_panel(const void* src, DType dtype, Panel<S>& p, const SelectiveScanArgs& a) {
+  switch (dtype) {
+    case DType::f32: return fill_panel(static_cast<const float*>(src), p, a.batch, a.n_state);
+    case DType::f64: return fill_panel(static_cast<const double*>(src), p, a.batch, a.n_state);
+    case DType::f16: return fill_panel(static_cast<const f16_bits*>(src), p, a.batch, a.n_state);
+    case DType::bf16: return fill_panel(static_cast<const bf16_bits*>(src), p, a.batch, a.n_state);
+  }
+}
+
+// An empty (zeroed) panel; fill_panel writes it.
+template <class S> Panel<S> make_panel(int64_t groups, const SelectiveScanArgs& a) {
   Panel<S> p;
   p.groups = groups;
   p.dim = a.dim;
   p.length = a.length;
   p.np = round_up(a.n_state, kW<S>);
   p.data.assign(groups == 0 ? a.dim * p.np : a.batch * groups * a.length * p.np, S(0));
-  switch (dtype) {
-    case DType::f32: fill_panel(static_cast<const float*>(src), p, a.batch, a.n_state, a.threads); break;
-    case DType::f64: fill_panel(static_cast<const double*>(src), p, a.batch, a.n_state, a.threads); break;
-    case DType::f16: fill_panel(static_cast<const f16_bits*>(src), p, a.batch, a.n_state, a.threads); break;
-    case DType::bf16: fill_panel(static_cast<const bf16_bits*>(src), p, a.batch, a.n_state, a.threads); break;
-  }
   return p;
 }
 
@@ -162,12 +166,19 @@ template <class S, class T> struct Problem {
 
   explicit Problem(const SelectiveScanArgs& args)
       : a(args),
-        B(make_panel<S>(args.B, args.b_dtype, args.groups_b, args)),
-        C(make_panel<S>(args.C, args.c_dtype, args.groups_c, args)),
+        B(make_panel<S>(args.groups_b, args)),
+        C(make_panel<S>(args.groups_c, args)),
         np(round_up(args.n_state, kW<S>)),
         nv(np / kW<S>),
         mul(args.negative_eigenvalues ? 2 : 1),
         off(args.negative_eigenvalues ? -1 : 0) {}
+
+  // Inside a parallel region: all threads fill both panels, then wait for each other.
+  void fill_panels() {
+    fill_panel(a.B, a.b_dtype, B, a);
+    fill_panel(a.C, a.c_dtype, C, a);
+#pragma omp barrier
+  }
 
   const T* seq(const void* base, int64_t b, int64_t d) const {
     return static_cast<const T*>(base) + (b * a.dim + d) * a.length;
@@ -298,11 +309,14 @@ void channel_forward(const Problem<S, T>& p, int64_t b, int64_t d, Workspace<S>&
   }
 }
 
+// One parallel region per call (each region start and barrier can cost a scheduler tick on
+// a busy machine).
 template <class S, class T> void forward(const SelectiveScanArgs& a, const SelectiveScanOutputs& o) {
-  const Problem<S, T> p(a);
+  Problem<S, T> p(a);
   const int64_t channels = a.batch * a.dim;
 #pragma omp parallel num_threads(threads_for(a.threads, channels * a.length * p.np))
   {
+    p.fill_panels();
     Workspace<S> ws(p.nv, a.length, false);
 #pragma omp for schedule(dynamic, 4)
     for (int64_t c = 0; c < channels; ++c) channel_forward(p, c / a.dim, c % a.dim, ws, o);
@@ -448,6 +462,25 @@ void output_grads(const Problem<S, T>& p, const SelectiveScanGrads& g, int64_t b
   std::memcpy(dz, ws.tmp.data(), T_ * sizeof(S));
 }
 
+// The reverse pass walks each channel's rows backwards in short chunks, which the hardware
+// prefetchers do not follow: ask for the next chunk's u, delta, z and grad_out in advance.
+template <class S, class T>
+void prefetch_chunk(const Problem<S, T>& p, const SelectiveScanGrads& g, int64_t b, int64_t d,
+                    int64_t t0) {
+  for (const void* base : {p.a.u, p.a.delta, p.a.z, g.grad_out}) {
+    if (!base) continue;
+    const char* row = reinterpret_cast<const char*>(p.seq(base, b, d) + t0);
+    for (int64_t off = 0; off < kChunk * int64_t(sizeof(T)); off += 64) {
+#if defined(__x86_64__)
+      // (GCC 12 dropped __builtin_prefetch here at -O1 and above.)
+      asm volatile("prefetcht0 %0" : : "m"(row[off]));
+#else
+      __builtin_prefetch(row + off);
+#endif
+    }
+  }
+}
+
 template <class S, class T>
 void channel_backward(const Problem<S, T>& p, const SelectiveScanGrads& g, int64_t b, int64_t d,
                       S* dB_blk, S* dC_blk, Partials<S>& part, Workspace<S>& ws) {
@@ -485,6 +518,7 @@ void channel_backward(const Problem<S, T>& p, const SelectiveScanGrads& g, int64
   const int64_t dbs = var_b ? p.np : 0, dcs = var_c ? p.np : 0;
   for (int64_t c = chunks - 1; c >= 0; --c) {
     const int64_t t0 = c * kChunk, T_ = std::min(kChunk, L - t0);
+    if (c > 0) prefetch_chunk(p, g, b, d, t0 - kChunk);
     stage_steps(p, b, d, t0, T_, ws);
     std::memcpy(ws.h.data(), ws.checkpoints.data() + c * nv, nv * sizeof(V));
     if (a.z)
@@ -525,26 +559,25 @@ void channel_backward(const Problem<S, T>& p, const SelectiveScanGrads& g, int64
   part.dbias[bd] = dbias;
 }
 
-// out[d * N + n] = sum over b (in order) of part[(b * dim + d) * np + n].
+// out[d * N + n] = sum over b (in order) of part[(b * dim + d) * np + n], for one d.
 template <class S>
-void sum_over_batch(const std::vector<S>& part, S* out, int64_t batch, int64_t dim, int64_t np,
-                    int64_t n_state) {
-  for (int64_t d = 0; d < dim; ++d)
-    for (int64_t n = 0; n < n_state; ++n) {
-      S s = 0;
-      for (int64_t b = 0; b < batch; ++b) s += part[(b * dim + d) * np + n];
-      out[d * n_state + n] = s;
-    }
+void sum_over_batch(const std::vector<S>& part, S* out, int64_t d, const SelectiveScanArgs& a,
+                    int64_t np) {
+  for (int64_t n = 0; n < a.n_state; ++n) {
+    S s = 0;
+    for (int64_t b = 0; b < a.batch; ++b) s += part[(b * a.dim + d) * np + n];
+    out[d * a.n_state + n] = s;
+  }
 }
 
-// dM[b, g, n, t] = sum over the blocks of (b, g), in order, of blk[block, t, n].
+// dM[b, g, n, t] = sum over the blocks of (b, g), in order, of blk[block, t, n]. A
+// worksharing loop without a barrier, like fill_panel.
 template <class S>
 void sum_blocks(const Partials<S>& part, const std::vector<S>& blk, S* dM, int64_t groups,
                 const SelectiveScanArgs& a, int64_t np) {
   const int64_t L = a.length, N = a.n_state, per_group = a.dim / groups;
   const int64_t tblocks = (L + kChunk - 1) / kChunk, jobs = a.batch * groups * tblocks;
-#pragma omp parallel for schedule(static) \
-    num_threads(threads_for(a.threads, int64_t(part.blocks.size()) * L * np))
+#pragma omp for schedule(static) nowait
   for (int64_t job = 0; job < jobs; ++job) {
     const int64_t bg = job / tblocks, b = bg / groups, grp = bg % groups;
     const int64_t t0 = (job % tblocks) * kChunk, t1 = std::min(L, t0 + kChunk);
@@ -562,33 +595,38 @@ void sum_blocks(const Partials<S>& part, const std::vector<S>& blk, S* dM, int64
 }
 
 template <class S, class T> void backward(const SelectiveScanArgs& a, const SelectiveScanGrads& g) {
-  const Problem<S, T> p(a);
+  Problem<S, T> p(a);
   Partials<S> part = make_partials(p);
   const int64_t nblocks = int64_t(part.blocks.size()), L = a.length, np = p.np;
 #pragma omp parallel num_threads(threads_for(a.threads, 4 * a.batch * a.dim * L * np))
   {
-    Workspace<S> ws(p.nv, L, true);
+    p.fill_panels();
+    {
+      Workspace<S> ws(p.nv, L, true);
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t i = 0; i < nblocks; ++i) {
-      const Block& k = part.blocks[i];
-      S* dB_blk = a.groups_b > 0 ? part.dB_blk.data() + i * L * np : nullptr;
-      S* dC_blk = a.groups_c > 0 ? part.dC_blk.data() + i * L * np : nullptr;
-      for (int64_t d = k.d0; d < k.d1; ++d) channel_backward(p, g, k.b, d, dB_blk, dC_blk, part, ws);
+      for (int64_t i = 0; i < nblocks; ++i) {
+        const Block& k = part.blocks[i];
+        S* dB_blk = a.groups_b > 0 ? part.dB_blk.data() + i * L * np : nullptr;
+        S* dC_blk = a.groups_c > 0 ? part.dC_blk.data() + i * L * np : nullptr;
+        for (int64_t d = k.d0; d < k.d1; ++d)
+          channel_backward(p, g, k.b, d, dB_blk, dC_blk, part, ws);
+      }
     }
-  }
-  sum_over_batch(part.dA, static_cast<S*>(g.dA), a.batch, a.dim, np, a.n_state);
-  if (a.groups_b == 0) sum_over_batch(part.dB, static_cast<S*>(g.dB), a.batch, a.dim, np, a.n_state);
-  else sum_blocks(part, part.dB_blk, static_cast<S*>(g.dB), a.groups_b, a, np);
-  if (a.groups_c == 0) sum_over_batch(part.dC, static_cast<S*>(g.dC), a.batch, a.dim, np, a.n_state);
-  else sum_blocks(part, part.dC_blk, static_cast<S*>(g.dC), a.groups_c, a, np);
-  for (int64_t d = 0; d < a.dim; ++d) {
-    S dD = 0, dbias = 0;
-    for (int64_t b = 0; b < a.batch; ++b) {
-      dD += part.dD[b * a.dim + d];
-      dbias += part.dbias[b * a.dim + d];
+    if (a.groups_b > 0) sum_blocks(part, part.dB_blk, static_cast<S*>(g.dB), a.groups_b, a, np);
+    if (a.groups_c > 0) sum_blocks(part, part.dC_blk, static_cast<S*>(g.dC), a.groups_c, a, np);
+#pragma omp for schedule(static)
+    for (int64_t d = 0; d < a.dim; ++d) {
+      sum_over_batch(part.dA, static_cast<S*>(g.dA), d, a, np);
+      if (a.groups_b == 0) sum_over_batch(part.dB, static_cast<S*>(g.dB), d, a, np);
+      if (a.groups_c == 0) sum_over_batch(part.dC, static_cast<S*>(g.dC), d, a, np);
+      S dD = 0, dbias = 0;
+      for (int64_t b = 0; b < a.batch; ++b) {
+        dD += part.dD[b * a.dim + d];
+        dbias += part.dbias[b * a.dim + d];
+      }
+      if (g.dD) static_cast<S*>(g.dD)[d] = dD;
+      if (g.ddelta_bias) static_cast<S*>(g.ddelta_bias)[d] = dbias;
     }
-    if (g.dD) static_cast<S*>(g.dD)[d] = dD;
-    if (g.ddelta_bias) static_cast<S*>(g.ddelta_bias)[d] = dbias;
   }
 }
 

@@ -328,7 +328,9 @@ def test_backward_grid_float32(L, kinds, opts, softplus, negative):
                                    msg=lambda m, k=k: f"d{k}: {m}")
 
 
-@pytest.mark.parametrize("n", [1, 5, 16, 33])
+# N = 200 in float64: the backward recomputes 64-step segments (3 for L = 150) from
+# checkpoints; smaller N run as one segment.
+@pytest.mark.parametrize("n", [1, 5, 16, 33, 200])
 @pytest.mark.parametrize("kinds", [("var", "group"), ("const", "var"), ("group", "const")])
 def test_backward_float64_tight(cpu_path, n, kinds):
     inp = make_inputs(batch=2, dim=6, L=150, n=n, dtype=torch.float64, b_kind=kinds[0],
@@ -342,6 +344,22 @@ def test_backward_float64_tight(cpu_path, n, kinds):
         for k in ours:
             torch.testing.assert_close(ours[k], exp[k], rtol=1e-9, atol=1e-9,
                                        msg=lambda m, k=k: f"d{k}: {m}")
+
+
+def test_backward_float32_many_segments(cpu_path):
+    """N = 256 in float32: 128-step segments, so L = 300 takes three (two checkpoints)."""
+    inp = make_inputs(batch=1, dim=4, L=300, n=256, b_kind="var", c_kind="group", groups=2,
+                      seed=11)
+    gen = torch.Generator().manual_seed(5)
+    g_out = torch.randn(1, 4, 300, generator=gen)
+    g_last = torch.randn(1, 4, 256, generator=gen)
+    ours = grads_of(kernelkit.selective_scan, inp, True, False, g_out, g_last)
+    exp = grads_of(selective_scan_reference, as_f64(inp), True, False, g_out.double(),
+                   g_last.double())
+    for k in ours:
+        scale = max(1.0, exp[k].abs().max().item())
+        torch.testing.assert_close(ours[k].double(), exp[k], rtol=1e-3, atol=1e-4 * scale,
+                                   msg=lambda m, k=k: f"d{k}: {m}")
 
 
 @pytest.mark.parametrize(("L", "kinds", "softplus", "negative", "with_"), [

@@ -2,8 +2,9 @@
 // thread runs a channel (b, d) at a time with its state in registers, vectorized over N, time
 // staged in chunks of kChunk steps; B and C are first transposed to (L, N) panels so each step
 // reads contiguous vectors. Forward reads u, delta, z and the panels once, writes out once.
-// Backward recomputes: one pass stores the state at chunk starts, then per chunk in reverse
-// the states are recomputed into L1 and stepped back; memory stays O(threads * L * N / kChunk).
+// Backward recomputes: one pass stores the state at segment starts (none when the sequence
+// is one segment), then per segment in reverse the states are recomputed into L2 and stepped
+// back; scratch is 256 KiB + L * N / seg states per thread, plus per-block dB / dC partials.
 #pragma once
 
 #include <algorithm>
@@ -142,18 +143,24 @@ template <class S> struct Workspace {
   // Per chunk, kChunk values each.
   std::vector<S> x, dt, dtu, u, y, z, g, gy, s1, s2, tmp;
   VecBuffer<V> parts, parts2;  // one vector per step, reduced W steps at a time
-  VecBuffer<V> hs, es;           // backward: states h_{t-1..} and exponentials of a chunk
-  VecBuffer<V> checkpoints;     // backward: the state at each chunk start
+  // Backward, per segment of `seg` steps: the states (h before the segment first), the
+  // exponentials, the outputs C_t . h_t; and the state at each segment start.
+  VecBuffer<V> hs, es;
+  std::vector<S> ys;
+  VecBuffer<V> checkpoints;
+  int64_t seg = 0;
 
-  Workspace(int64_t nv, int64_t length, bool backward) {
+  // segment = 0: a forward workspace.
+  Workspace(int64_t nv, int64_t length, int64_t segment) : seg(segment) {
     for (auto* v : {&a2, &a, &h, &carry, &dA, &dB, &dC}) v->assign(nv, V{});
     for (auto* v : {&x, &dt, &dtu, &u, &y, &z, &g, &gy, &s1, &s2, &tmp}) v->assign(kChunk, S(0));
     parts.assign(kChunk, V{});
-    if (!backward) return;
+    if (seg == 0) return;
     parts2.assign(kChunk, V{});
-    hs.assign((kChunk + 1) * nv, V{});
-    es.assign(kChunk * nv, V{});
-    checkpoints.assign(std::max<int64_t>(1, (length + kChunk - 1) / kChunk) * nv, V{});
+    hs.assign((seg + 1) * nv, V{});
+    es.assign(seg * nv, V{});
+    ys.assign(seg, S(0));
+    checkpoints.assign(std::max<int64_t>(1, (length + seg - 1) / seg) * nv, V{});
   }
 };
 
@@ -317,7 +324,7 @@ template <class S, class T> void forward(const SelectiveScanArgs& a, const Selec
 #pragma omp parallel num_threads(threads_for(a.threads, channels * a.length * p.np))
   {
     p.fill_panels();
-    Workspace<S> ws(p.nv, a.length, false);
+    Workspace<S> ws(p.nv, a.length, 0);
 #pragma omp for schedule(dynamic, 4)
     for (int64_t c = 0; c < channels; ++c) channel_forward(p, c / a.dim, c % a.dim, ws, o);
   }
@@ -437,29 +444,36 @@ Partials<S> make_partials(const Problem<S, T>& p) {
   return r;
 }
 
-// Gradients of z and of the scan output y from grad_out, the recomputed y and z:
+// Gradients of z and of the scan output y from grad_out, the recomputed y (T_ values) and z:
 // out = o * silu(z), o = y + D u.
 template <class S, class T>
 void output_grads(const Problem<S, T>& p, const SelectiveScanGrads& g, int64_t b, int64_t d,
-                  int64_t t0, int64_t T_, S Dd, Workspace<S>& ws) {
+                  int64_t t0, int64_t T_, S Dd, const S* y, Workspace<S>& ws) {
   using V = VecT<S>;
   load_span(p.seq(g.grad_out, b, d) + t0, ws.g.data(), T_);
   if (!p.a.z) {
     std::memcpy(ws.gy.data(), ws.g.data(), T_ * sizeof(S));
     return;
   }
-  reduce_parts(ws.parts.data(), T_, ws.y.data());
   load_span(p.seq(p.a.z, b, d) + t0, ws.z.data(), T_);
   const V Dv = Vec<S>::broadcast(Dd);
   for (int64_t t = 0; t < T_; t += kW<S>) {
     const V z = load_as<S>(ws.z.data() + t), gout = load_as<S>(ws.g.data() + t);
-    const V o = fmadd(Dv, load_as<S>(ws.u.data() + t), load_as<S>(ws.y.data() + t));
+    const V o = fmadd(Dv, load_as<S>(ws.u.data() + t), load_as<S>(y + t));
     const V sg = sigmoid_vec(z);
     store_vec(ws.gy.data() + t, gout * z * sg);
     store_vec(ws.tmp.data() + t, gout * o * sg * (1.0f + z * (1.0f - sg)));
   }
   S* dz = static_cast<S*>(g.dz) + (b * p.a.dim + d) * p.a.length + t0;
   std::memcpy(dz, ws.tmp.data(), T_ * sizeof(S));
+}
+
+// Steps recomputed at once by the backward: a multiple of kChunk whose states and
+// exponentials (2 * seg * Np values) fit in 256 KiB of L2. A sequence no longer than that
+// needs no checkpoint pass.
+template <class S> int64_t segment_steps(int64_t np) {
+  const int64_t fit = (int64_t(1) << 18) / (2 * np * int64_t(sizeof(S)));
+  return std::max<int64_t>(1, fit / kChunk) * kChunk;
 }
 
 // The reverse pass walks each channel's rows backwards in short chunks, which the hardware
@@ -487,22 +501,24 @@ void channel_backward(const Problem<S, T>& p, const SelectiveScanGrads& g, int64
   using V = VecT<S>;
   const SelectiveScanArgs& a = p.a;
   const int64_t L = a.length, N = a.n_state, nv = p.nv, bd = b * a.dim + d;
-  const int64_t chunks = (L + kChunk - 1) / kChunk;
   load_channel(p, b, d, ws);
   const S* Bc = p.B.channel(b, d);
   const S* Cc = p.C.channel(b, d);
   const int64_t bs = p.B.step(), cs = p.C.step();
-  // Pass 1: the state at every chunk start.
-  for (int64_t c = 0; c < chunks; ++c) {
-    std::memcpy(ws.checkpoints.data() + c * nv, ws.h.data(), nv * sizeof(V));
-    if (c + 1 == chunks) break;
-    stage_steps(p, b, d, c * kChunk, kChunk, ws);
-    run_steps_dispatch<S, false, false>(nv, ws.a2.data(), ws.h.data(), ws.dt.data(),
-                                        ws.dtu.data(), Bc + c * kChunk * bs, bs,
-                                        Cc + c * kChunk * cs, cs, p.mul, p.off, kChunk, nullptr,
-                                        nullptr, nullptr);
+  // Pass 1: the state at every segment start.
+  const int64_t seg = ws.seg, segments = (L + seg - 1) / seg;
+  for (int64_t sg = 0; sg < segments; ++sg) {
+    std::memcpy(ws.checkpoints.data() + sg * nv, ws.h.data(), nv * sizeof(V));
+    if (sg + 1 == segments) break;
+    for (int64_t t0 = sg * seg; t0 < (sg + 1) * seg; t0 += kChunk) {
+      stage_steps(p, b, d, t0, kChunk, ws);
+      run_steps_dispatch<S, false, false>(nv, ws.a2.data(), ws.h.data(), ws.dt.data(),
+                                          ws.dtu.data(), Bc + t0 * bs, bs, Cc + t0 * cs, cs,
+                                          p.mul, p.off, kChunk, nullptr, nullptr, nullptr);
+    }
   }
-  // Pass 2: chunks in reverse, each recomputed from its checkpoint, then stepped back.
+  // Pass 2: segments in reverse, each recomputed from its checkpoint, then stepped back
+  // chunk by chunk.
   std::memset(static_cast<void*>(ws.carry.data()), 0, nv * sizeof(V));
   if (g.grad_last_state)
     std::memcpy(ws.carry.data(), static_cast<const S*>(g.grad_last_state) + bd * N, N * sizeof(S));
@@ -510,46 +526,67 @@ void channel_backward(const Problem<S, T>& p, const SelectiveScanGrads& g, int64
     std::memset(static_cast<void*>(acc->data()), 0, nv * sizeof(V));
   const S Dd = a.D ? p.param(a.D)[d] : S(0);
   S dD = 0, dbias = 0;
+  V dD_v{}, dbias_v{};  // sums over whole vectors of steps (lane j: steps = j mod W)
   S* du = static_cast<S*>(g.du) + bd * L;
   S* ddelta = static_cast<S*>(g.ddelta) + bd * L;
   const bool var_b = a.groups_b > 0, var_c = a.groups_c > 0;
   S* dBv = var_b ? dB_blk : reinterpret_cast<S*>(ws.dB.data());
   S* dCv = var_c ? dC_blk : reinterpret_cast<S*>(ws.dC.data());
   const int64_t dbs = var_b ? p.np : 0, dcs = var_c ? p.np : 0;
-  for (int64_t c = chunks - 1; c >= 0; --c) {
-    const int64_t t0 = c * kChunk, T_ = std::min(kChunk, L - t0);
-    if (c > 0) prefetch_chunk(p, g, b, d, t0 - kChunk);
-    stage_steps(p, b, d, t0, T_, ws);
-    std::memcpy(ws.h.data(), ws.checkpoints.data() + c * nv, nv * sizeof(V));
-    if (a.z)
-      run_steps_dispatch<S, true, true>(nv, ws.a2.data(), ws.h.data(), ws.dt.data(),
-                                        ws.dtu.data(), Bc + t0 * bs, bs, Cc + t0 * cs, cs, p.mul,
-                                        p.off, T_, ws.parts.data(), ws.hs.data(), ws.es.data());
-    else
-      run_steps_dispatch<S, false, true>(nv, ws.a2.data(), ws.h.data(), ws.dt.data(),
-                                         ws.dtu.data(), Bc + t0 * bs, bs, Cc + t0 * cs, cs,
-                                         p.mul, p.off, T_, nullptr, ws.hs.data(), ws.es.data());
-    output_grads(p, g, b, d, t0, T_, Dd, ws);
-    back_steps_dispatch<S>(nv, ws.a.data(), ws.carry.data(), ws.dA.data(), ws.gy.data(),
-                           ws.dt.data(), ws.dtu.data(), Bc + t0 * bs, bs, Cc + t0 * cs, cs,
-                           dBv + t0 * dbs, dbs, dCv + t0 * dcs, dcs, p.mul, p.off, T_,
-                           ws.hs.data(), ws.es.data(), ws.parts.data(), ws.parts2.data());
-    reduce_parts(ws.parts.data(), T_, ws.s1.data());
-    reduce_parts(ws.parts2.data(), T_, ws.s2.data());
-    const V Dv = Vec<S>::broadcast(Dd);
-    for (int64_t t = 0; t < T_; t += kW<S>) {
-      const V s1 = load_as<S>(ws.s1.data() + t), s2 = load_as<S>(ws.s2.data() + t);
-      const V u = load_as<S>(ws.u.data() + t), gy = load_as<S>(ws.gy.data() + t);
-      store_vec(ws.y.data() + t, fmadd(gy, Dv, load_as<S>(ws.dt.data() + t) * s1));
-      const V ddt = fmadd(u, s1, s2);
-      store_vec(ws.tmp.data() + t, a.softplus ? ddt * sigmoid_vec(load_as<S>(ws.x.data() + t)) : ddt);
+  for (int64_t sg = segments - 1; sg >= 0; --sg) {
+    const int64_t s0 = sg * seg, s1 = std::min(L, s0 + seg);
+    std::memcpy(ws.h.data(), ws.checkpoints.data() + sg * nv, nv * sizeof(V));
+    for (int64_t t0 = s0; t0 < s1; t0 += kChunk) {
+      const int64_t T_ = std::min(kChunk, s1 - t0), o = t0 - s0;
+      stage_steps(p, b, d, t0, T_, ws);
+      if (a.z) {
+        run_steps_dispatch<S, true, true>(nv, ws.a2.data(), ws.h.data(), ws.dt.data(),
+                                          ws.dtu.data(), Bc + t0 * bs, bs, Cc + t0 * cs, cs,
+                                          p.mul, p.off, T_, ws.parts.data(),
+                                          ws.hs.data() + o * nv, ws.es.data() + o * nv);
+        reduce_parts(ws.parts.data(), T_, ws.ys.data() + o);
+      } else {
+        run_steps_dispatch<S, false, true>(nv, ws.a2.data(), ws.h.data(), ws.dt.data(),
+                                           ws.dtu.data(), Bc + t0 * bs, bs, Cc + t0 * cs, cs,
+                                           p.mul, p.off, T_, nullptr, ws.hs.data() + o * nv,
+                                           ws.es.data() + o * nv);
+      }
     }
-    std::memcpy(du + t0, ws.y.data(), T_ * sizeof(S));
-    std::memcpy(ddelta + t0, ws.tmp.data(), T_ * sizeof(S));
-    for (int64_t t = 0; t < T_; ++t) {
-      dD += ws.gy[t] * ws.u[t];
-      dbias += ws.tmp[t];
+    for (int64_t t0 = s0 + (s1 - s0 - 1) / kChunk * kChunk; t0 >= s0; t0 -= kChunk) {
+      const int64_t T_ = std::min(kChunk, s1 - t0), o = t0 - s0;
+      if (t0 > 0) prefetch_chunk(p, g, b, d, t0 - kChunk);
+      stage_steps(p, b, d, t0, T_, ws);
+      output_grads(p, g, b, d, t0, T_, Dd, ws.ys.data() + o, ws);
+      back_steps_dispatch<S>(nv, ws.a.data(), ws.carry.data(), ws.dA.data(), ws.gy.data(),
+                             ws.dt.data(), ws.dtu.data(), Bc + t0 * bs, bs, Cc + t0 * cs, cs,
+                             dBv + t0 * dbs, dbs, dCv + t0 * dcs, dcs, p.mul, p.off, T_,
+                             ws.hs.data() + o * nv, ws.es.data() + o * nv, ws.parts.data(),
+                             ws.parts2.data());
+      reduce_parts(ws.parts.data(), T_, ws.s1.data());
+      reduce_parts(ws.parts2.data(), T_, ws.s2.data());
+      const V Dv = Vec<S>::broadcast(Dd);
+      for (int64_t t = 0; t < T_; t += kW<S>) {
+        const V s1 = load_as<S>(ws.s1.data() + t), s2 = load_as<S>(ws.s2.data() + t);
+        const V u = load_as<S>(ws.u.data() + t), gy = load_as<S>(ws.gy.data() + t);
+        store_vec(ws.y.data() + t, fmadd(gy, Dv, load_as<S>(ws.dt.data() + t) * s1));
+        const V ddt = fmadd(u, s1, s2);
+        const V dd = a.softplus ? ddt * sigmoid_vec(load_as<S>(ws.x.data() + t)) : ddt;
+        store_vec(ws.tmp.data() + t, dd);
+        if (t + kW<S> > T_) continue;  // the sequence's last, partial vector: added below
+        dD_v = fmadd(gy, u, dD_v);
+        dbias_v += dd;
+      }
+      std::memcpy(du + t0, ws.y.data(), T_ * sizeof(S));
+      std::memcpy(ddelta + t0, ws.tmp.data(), T_ * sizeof(S));
+      for (int64_t t = T_ - T_ % kW<S>; t < T_; ++t) {
+        dD += ws.gy[t] * ws.u[t];
+        dbias += ws.tmp[t];
+      }
     }
+  }
+  for (int i = 0; i < kW<S>; ++i) {
+    dD += dD_v[i];
+    dbias += dbias_v[i];
   }
   if (g.dh0) std::memcpy(static_cast<S*>(g.dh0) + bd * N, ws.carry.data(), N * sizeof(S));
   std::memcpy(part.dA.data() + bd * p.np, ws.dA.data(), p.np * sizeof(S));
@@ -602,7 +639,7 @@ template <class S, class T> void backward(const SelectiveScanArgs& a, const Sele
   {
     p.fill_panels();
     {
-      Workspace<S> ws(p.nv, L, true);
+      Workspace<S> ws(p.nv, L, segment_steps<S>(np));
 #pragma omp for schedule(dynamic, 1)
       for (int64_t i = 0; i < nblocks; ++i) {
         const Block& k = part.blocks[i];

@@ -233,14 +233,14 @@ void stage_steps(const Problem<S, T>& p, int64_t b, int64_t d, int64_t t0, int64
 // The recurrence over T steps of a chunk. kY: store C_t * h_t (a lane vector) per step in
 // parts; kStore: store every state (after h_{t0-1} at hs[0..nv)) and exp(dt A) for the
 // backward. NV > 0 fixes the vector count at compile time so the state stays in registers.
-template <class S, int NV, bool kY, bool kStore>
+template <class S, int NV, bool kY, bool kStore, bool kNeg>
 void run_steps(int64_t nv_rt, const VecT<S>* a2, VecT<S>* h_io, const S* dt, const S* dtu,
-               const S* B, int64_t b_step, const S* C, int64_t c_step, S mul_s, S off_s,
-               int64_t T_, VecT<S>* parts, VecT<S>* hs, VecT<S>* es) {
+               const S* B, int64_t b_step, const S* C, int64_t c_step, int64_t T_,
+               VecT<S>* parts, VecT<S>* hs, VecT<S>* es) {
   using V = VecT<S>;
   constexpr int W = kW<S>;
   const int nv = NV > 0 ? NV : int(nv_rt);
-  const V mul = Vec<S>::broadcast(mul_s), off = Vec<S>::broadcast(off_s);
+  const V two = Vec<S>::broadcast(2), one = Vec<S>::broadcast(1);
   V h[NV > 0 ? NV : kMaxNv<S>];
   for (int k = 0; k < nv; ++k) h[k] = h_io[k];
   if constexpr (kStore)
@@ -253,7 +253,8 @@ void run_steps(int64_t nv_rt, const VecT<S>* a2, VecT<S>* h_io, const S* dt, con
 #pragma GCC unroll 4
     for (int k = 0; k < nv; ++k) {
       const V e = exp2_vec(dtv * a2[k]);
-      h[k] = fmadd(fmadd(e, mul, off), h[k], duv * load_as<S>(Bt + k * W));
+      const V da = kNeg ? fmadd(e, two, -one) : e;
+      h[k] = fmadd(da, h[k], duv * load_as<S>(Bt + k * W));
       if constexpr (kY) acc = fmadd(load_as<S>(Ct + k * W), h[k], acc);
       if constexpr (kStore) {
         hs[(t + 1) * nv + k] = h[k];
@@ -265,16 +266,26 @@ void run_steps(int64_t nv_rt, const VecT<S>* a2, VecT<S>* h_io, const S* dt, con
   for (int k = 0; k < nv; ++k) h_io[k] = h[k];
 }
 
+template <class S, bool kY, bool kStore, bool kNeg>
+void run_steps_nv(int64_t nv, const VecT<S>* a2, VecT<S>* h, const S* dt, const S* dtu,
+                  const S* B, int64_t b_step, const S* C, int64_t c_step, int64_t T_,
+                  VecT<S>* parts, VecT<S>* hs, VecT<S>* es) {
+  switch (nv) {
+    case 1: return run_steps<S, 1, kY, kStore, kNeg>(nv, a2, h, dt, dtu, B, b_step, C, c_step, T_, parts, hs, es);
+    case 2: return run_steps<S, 2, kY, kStore, kNeg>(nv, a2, h, dt, dtu, B, b_step, C, c_step, T_, parts, hs, es);
+    case 4: return run_steps<S, 4, kY, kStore, kNeg>(nv, a2, h, dt, dtu, B, b_step, C, c_step, T_, parts, hs, es);
+    default: return run_steps<S, 0, kY, kStore, kNeg>(nv, a2, h, dt, dtu, B, b_step, C, c_step, T_, parts, hs, es);
+  }
+}
+
+// mul = 2 selects the negative-eigenvalue transition 2 exp(dt A) - 1 (see Problem).
 template <class S, bool kY, bool kStore>
 void run_steps_dispatch(int64_t nv, const VecT<S>* a2, VecT<S>* h, const S* dt, const S* dtu,
-                        const S* B, int64_t b_step, const S* C, int64_t c_step, S mul, S off,
+                        const S* B, int64_t b_step, const S* C, int64_t c_step, S mul, S,
                         int64_t T_, VecT<S>* parts, VecT<S>* hs, VecT<S>* es) {
-  switch (nv) {
-    case 1: return run_steps<S, 1, kY, kStore>(nv, a2, h, dt, dtu, B, b_step, C, c_step, mul, off, T_, parts, hs, es);
-    case 2: return run_steps<S, 2, kY, kStore>(nv, a2, h, dt, dtu, B, b_step, C, c_step, mul, off, T_, parts, hs, es);
-    case 4: return run_steps<S, 4, kY, kStore>(nv, a2, h, dt, dtu, B, b_step, C, c_step, mul, off, T_, parts, hs, es);
-    default: return run_steps<S, 0, kY, kStore>(nv, a2, h, dt, dtu, B, b_step, C, c_step, mul, off, T_, parts, hs, es);
-  }
+  if (mul != S(1))
+    return run_steps_nv<S, kY, kStore, true>(nv, a2, h, dt, dtu, B, b_step, C, c_step, T_, parts, hs, es);
+  run_steps_nv<S, kY, kStore, false>(nv, a2, h, dt, dtu, B, b_step, C, c_step, T_, parts, hs, es);
 }
 
 // y[t] = sum of the lanes of parts[t], W steps at a time (whole vectors of the buffers).

@@ -140,7 +140,7 @@ template <class S> struct Workspace {
   // Per channel, nv vectors each: A * log2(e), A, the state, and (backward) the carried
   // gradient of the state and the accumulated gradients of A and of constant B / C.
   VecBuffer<V> a2, a, h, carry, dA, dB, dC;
-  // Per chunk, kChunk values each.
+  // Per chunk (x, dt, dtu, u: per backward segment), kChunk values each.
   std::vector<S> x, dt, dtu, u, y, z, g, gy, s1, s2, tmp;
   VecBuffer<V> parts, parts2;  // one vector per step, reduced W steps at a time
   // Backward, per segment of `seg` steps: the states (h before the segment first), the
@@ -153,7 +153,9 @@ template <class S> struct Workspace {
   // segment = 0: a forward workspace.
   Workspace(int64_t nv, int64_t length, int64_t segment) : seg(segment) {
     for (auto* v : {&a2, &a, &h, &carry, &dA, &dB, &dC}) v->assign(nv, V{});
-    for (auto* v : {&x, &dt, &dtu, &u, &y, &z, &g, &gy, &s1, &s2, &tmp}) v->assign(kChunk, S(0));
+    // The backward keeps a whole segment's staged u, x, dt and dtu.
+    for (auto* v : {&x, &dt, &dtu, &u}) v->assign(std::max(kChunk, seg), S(0));
+    for (auto* v : {&y, &z, &g, &gy, &s1, &s2, &tmp}) v->assign(kChunk, S(0));
     parts.assign(kChunk, V{});
     if (seg == 0) return;
     parts2.assign(kChunk, V{});
@@ -211,22 +213,23 @@ void load_channel(const Problem<S, T>& p, int64_t b, int64_t d, Workspace<S>& ws
   std::memcpy(ws.h.data(), h, bytes);
 }
 
-// Stages steps [t0, t0 + T) of channel (b, d): u, x = delta + bias, dt = softplus?(x),
-// dtu = dt * u. Vector ops run over whole vectors of the kChunk buffers (lanes past T are
+// Stages steps [t0, t0 + T) of channel (b, d) at offset o of the buffers: u, x = delta + bias,
+// dt = softplus?(x), dtu = dt * u. Vector ops run over whole vectors of the kChunk buffers (lanes past T are
 // stale and never used).
 template <class S, class T>
 void stage_steps(const Problem<S, T>& p, int64_t b, int64_t d, int64_t t0, int64_t T_,
-                 Workspace<S>& ws) {
+                 Workspace<S>& ws, int64_t o = 0) {
   using V = VecT<S>;
-  load_span(p.seq(p.a.u, b, d) + t0, ws.u.data(), T_);
-  load_span(p.seq(p.a.delta, b, d) + t0, ws.x.data(), T_);
+  S *u = ws.u.data() + o, *x = ws.x.data() + o, *dt = ws.dt.data() + o, *dtu = ws.dtu.data() + o;
+  load_span(p.seq(p.a.u, b, d) + t0, u, T_);
+  load_span(p.seq(p.a.delta, b, d) + t0, x, T_);
   const V bias = Vec<S>::broadcast(p.a.delta_bias ? p.param(p.a.delta_bias)[d] : S(0));
   for (int64_t t = 0; t < T_; t += kW<S>) {
-    const V x = load_as<S>(ws.x.data() + t) + bias;
-    const V dt = p.a.softplus ? softplus_vec(x) : x;
-    store_vec(ws.x.data() + t, x);
-    store_vec(ws.dt.data() + t, dt);
-    store_vec(ws.dtu.data() + t, dt * load_as<S>(ws.u.data() + t));
+    const V xv = load_as<S>(x + t) + bias;
+    const V dtv = p.a.softplus ? softplus_vec(xv) : xv;
+    store_vec(x + t, xv);
+    store_vec(dt + t, dtv);
+    store_vec(dtu + t, dtv * load_as<S>(u + t));
   }
 }
 
@@ -455,11 +458,12 @@ Partials<S> make_partials(const Problem<S, T>& p) {
   return r;
 }
 
-// Gradients of z and of the scan output y from grad_out, the recomputed y (T_ values) and z:
+// Gradients of z and of the scan output y from grad_out, the recomputed y and the staged u
+// (T_ values each) and z:
 // out = o * silu(z), o = y + D u.
 template <class S, class T>
 void output_grads(const Problem<S, T>& p, const SelectiveScanGrads& g, int64_t b, int64_t d,
-                  int64_t t0, int64_t T_, S Dd, const S* y, Workspace<S>& ws) {
+                  int64_t t0, int64_t T_, S Dd, const S* y, const S* u, Workspace<S>& ws) {
   using V = VecT<S>;
   load_span(p.seq(g.grad_out, b, d) + t0, ws.g.data(), T_);
   if (!p.a.z) {
@@ -470,7 +474,7 @@ void output_grads(const Problem<S, T>& p, const SelectiveScanGrads& g, int64_t b
   const V Dv = Vec<S>::broadcast(Dd);
   for (int64_t t = 0; t < T_; t += kW<S>) {
     const V z = load_as<S>(ws.z.data() + t), gout = load_as<S>(ws.g.data() + t);
-    const V o = fmadd(Dv, load_as<S>(ws.u.data() + t), load_as<S>(y + t));
+    const V o = fmadd(Dv, load_as<S>(u + t), load_as<S>(y + t));
     const V sg = sigmoid_vec(z);
     store_vec(ws.gy.data() + t, gout * z * sg);
     store_vec(ws.tmp.data() + t, gout * o * sg * (1.0f + z * (1.0f - sg)));
@@ -488,11 +492,12 @@ template <class S> int64_t segment_steps(int64_t np) {
 }
 
 // The reverse pass walks each channel's rows backwards in short chunks, which the hardware
-// prefetchers do not follow: ask for the next chunk's u, delta, z and grad_out in advance.
+// prefetchers do not follow: ask for the next chunk's z and grad_out in advance (u and delta
+// were staged with the segment).
 template <class S, class T>
 void prefetch_chunk(const Problem<S, T>& p, const SelectiveScanGrads& g, int64_t b, int64_t d,
                     int64_t t0) {
-  for (const void* base : {p.a.u, p.a.delta, p.a.z, g.grad_out}) {
+  for (const void* base : {p.a.z, g.grad_out}) {
     if (!base) continue;
     const char* row = reinterpret_cast<const char*>(p.seq(base, b, d) + t0);
     for (int64_t off = 0; off < kChunk * int64_t(sizeof(T)); off += 64) {
@@ -549,16 +554,16 @@ void channel_backward(const Problem<S, T>& p, const SelectiveScanGrads& g, int64
     std::memcpy(ws.h.data(), ws.checkpoints.data() + sg * nv, nv * sizeof(V));
     for (int64_t t0 = s0; t0 < s1; t0 += kChunk) {
       const int64_t T_ = std::min(kChunk, s1 - t0), o = t0 - s0;
-      stage_steps(p, b, d, t0, T_, ws);
+      stage_steps(p, b, d, t0, T_, ws, o);
       if (a.z) {
-        run_steps_dispatch<S, true, true>(nv, ws.a2.data(), ws.h.data(), ws.dt.data(),
-                                          ws.dtu.data(), Bc + t0 * bs, bs, Cc + t0 * cs, cs,
+        run_steps_dispatch<S, true, true>(nv, ws.a2.data(), ws.h.data(), ws.dt.data() + o,
+                                          ws.dtu.data() + o, Bc + t0 * bs, bs, Cc + t0 * cs, cs,
                                           p.mul, p.off, T_, ws.parts.data(),
                                           ws.hs.data() + o * nv, ws.es.data() + o * nv);
         reduce_parts(ws.parts.data(), T_, ws.ys.data() + o);
       } else {
-        run_steps_dispatch<S, false, true>(nv, ws.a2.data(), ws.h.data(), ws.dt.data(),
-                                           ws.dtu.data(), Bc + t0 * bs, bs, Cc + t0 * cs, cs,
+        run_steps_dispatch<S, false, true>(nv, ws.a2.data(), ws.h.data(), ws.dt.data() + o,
+                                           ws.dtu.data() + o, Bc + t0 * bs, bs, Cc + t0 * cs, cs,
                                            p.mul, p.off, T_, nullptr, ws.hs.data() + o * nv,
                                            ws.es.data() + o * nv);
       }
@@ -566,10 +571,10 @@ void channel_backward(const Problem<S, T>& p, const SelectiveScanGrads& g, int64
     for (int64_t t0 = s0 + (s1 - s0 - 1) / kChunk * kChunk; t0 >= s0; t0 -= kChunk) {
       const int64_t T_ = std::min(kChunk, s1 - t0), o = t0 - s0;
       if (t0 > 0) prefetch_chunk(p, g, b, d, t0 - kChunk);
-      stage_steps(p, b, d, t0, T_, ws);
-      output_grads(p, g, b, d, t0, T_, Dd, ws.ys.data() + o, ws);
+      const S *u = ws.u.data() + o, *x = ws.x.data() + o, *dt = ws.dt.data() + o;
+      output_grads(p, g, b, d, t0, T_, Dd, ws.ys.data() + o, u, ws);
       back_steps_dispatch<S>(nv, ws.a.data(), ws.carry.data(), ws.dA.data(), ws.gy.data(),
-                             ws.dt.data(), ws.dtu.data(), Bc + t0 * bs, bs, Cc + t0 * cs, cs,
+                             dt, ws.dtu.data() + o, Bc + t0 * bs, bs, Cc + t0 * cs, cs,
                              dBv + t0 * dbs, dbs, dCv + t0 * dcs, dcs, p.mul, p.off, T_,
                              ws.hs.data() + o * nv, ws.es.data() + o * nv, ws.parts.data(),
                              ws.parts2.data());
@@ -578,19 +583,19 @@ void channel_backward(const Problem<S, T>& p, const SelectiveScanGrads& g, int64
       const V Dv = Vec<S>::broadcast(Dd);
       for (int64_t t = 0; t < T_; t += kW<S>) {
         const V s1 = load_as<S>(ws.s1.data() + t), s2 = load_as<S>(ws.s2.data() + t);
-        const V u = load_as<S>(ws.u.data() + t), gy = load_as<S>(ws.gy.data() + t);
-        store_vec(ws.y.data() + t, fmadd(gy, Dv, load_as<S>(ws.dt.data() + t) * s1));
-        const V ddt = fmadd(u, s1, s2);
-        const V dd = a.softplus ? ddt * sigmoid_vec(load_as<S>(ws.x.data() + t)) : ddt;
+        const V uv = load_as<S>(u + t), gy = load_as<S>(ws.gy.data() + t);
+        store_vec(ws.y.data() + t, fmadd(gy, Dv, load_as<S>(dt + t) * s1));
+        const V ddt = fmadd(uv, s1, s2);
+        const V dd = a.softplus ? ddt * sigmoid_vec(load_as<S>(x + t)) : ddt;
         store_vec(ws.tmp.data() + t, dd);
         if (t + kW<S> > T_) continue;  // the sequence's last, partial vector: added below
-        dD_v = fmadd(gy, u, dD_v);
+        dD_v = fmadd(gy, uv, dD_v);
         dbias_v += dd;
       }
       std::memcpy(du + t0, ws.y.data(), T_ * sizeof(S));
       std::memcpy(ddelta + t0, ws.tmp.data(), T_ * sizeof(S));
       for (int64_t t = T_ - T_ % kW<S>; t < T_; ++t) {
-        dD += ws.gy[t] * ws.u[t];
+        dD += ws.gy[t] * u[t];
         dbias += ws.tmp[t];
       }
     }

@@ -428,12 +428,12 @@ template <class S> struct Partials {
 inline int64_t gcd64(int64_t x, int64_t y) { return y == 0 ? x : gcd64(y, x % y); }
 
 // Block size: enough channels that the blocks' partials (nvar * L * Np values each) take at
-// most the bytes of u and delta for those channels, and at least 16 channels.
+// most the bytes of u and delta for those channels, and at least 32 channels.
 template <class S> int64_t block_channels(const SelectiveScanArgs& a, int64_t np, int64_t span) {
   const int64_t nvar = (a.groups_b > 0) + (a.groups_c > 0);
   const int64_t itemsize = a.dtype == DType::f64 ? 8 : a.dtype == DType::f32 ? 4 : 2;
   const int64_t k = (nvar * np * int64_t(sizeof(S)) + 2 * itemsize - 1) / (2 * itemsize);
-  return std::max<int64_t>(1, std::min(span, std::max<int64_t>(16, k)));
+  return std::max<int64_t>(1, std::min(span, std::max<int64_t>(32, k)));
 }
 
 template <class S, class T>

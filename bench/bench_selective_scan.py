@@ -206,7 +206,7 @@ def _backward_memory_note(L: int, threads: int) -> str:
                                            for c in CASES for k in c.impls])
 def test_selective_scan(bench, case: Case, key: str) -> None:  # noqa: ANN001
     steps = BATCH * DIM * case.L
-    nbytes = 4 * (5 * steps + 2 * BATCH * N * case.L)  # u, delta, z, out, B, C (+ grads x2)
+    nbytes = 4 * (4 * steps + 2 * BATCH * N * case.L)  # u, delta, z, out, B, C (x2 with grads)
     note = _backward_memory_note(case.L, bench.threads) if case.backward else ""
     bench.describe(
         family=FAMILY, op="selective_scan" + (" fwd+bwd" if case.backward else ""),

@@ -24,8 +24,8 @@ namespace kernelkit {
 namespace KK_ISA {
 namespace selective_scan_detail {
 
-// Time steps staged per chunk: a multiple of every vector width; the backward's per-chunk
-// states and exponentials (2 * kChunk * N values) then stay in L1/L2.
+// Time steps staged per chunk: a multiple of every vector width, small enough that a chunk's
+// staged values and per-step lane vectors stay in L1.
 constexpr int64_t kChunk = 64;
 constexpr double kLog2e = 1.4426950408889634;
 
@@ -118,7 +118,7 @@ template <class S, class T> void store_span(const S* src, T* dst, int64_t n) {
 // reliably honour their 32-byte alignment).
 template <class V> class VecBuffer {
  public:
-  void assign(int64_t n, V) {
+  void assign(int64_t n, V /* always zero, as in std::vector::assign(n, V{}) */) {
     const size_t bytes = size_t(round_up(std::max<int64_t>(n, 1) * int64_t(sizeof(V)), 64));
     ptr_.reset(static_cast<V*>(std::aligned_alloc(64, bytes)));
     if (!ptr_) throw std::bad_alloc();
@@ -126,7 +126,6 @@ template <class V> class VecBuffer {
   }
   V* data() { return ptr_.get(); }
   const V* data() const { return ptr_.get(); }
-  V& operator[](int64_t i) { return ptr_.get()[i]; }
 
  private:
   struct Free {

@@ -21,7 +21,7 @@ from torch import nn
 import kernelkit
 
 VOCAB, DELAY, DIM, N_STATE = 8, 6, 64, 16
-BATCH, LENGTH, STEPS = 32, 128, 90
+BATCH, LENGTH, STEPS = 32, 128, 80
 
 
 class TinySelectiveSSM(nn.Module):
@@ -59,7 +59,7 @@ def main() -> None:
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
     model = TinySelectiveSSM()
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    opt = torch.optim.AdamW(model.parameters(), lr=6e-3)
     start = time.perf_counter()
     for step in range(STEPS + 1):
         tokens, target = batch(gen)

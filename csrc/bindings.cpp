@@ -17,6 +17,7 @@
 #include "hadamard/fwht.h"
 #include "scan/linear_scan_2d.h"
 #include "scan/linear_scan.h"
+#include "scan/selective_scan.h"
 #include "scan/selective_state_update.h"
 
 namespace py = pybind11;
@@ -326,6 +327,65 @@ void half_conv2d_weight_grad_binding(uintptr_t x, std::vector<int64_t> x_strides
   half_conv2d_weight_grad(w, chosen);
 }
 
+// Selective scan: every tensor contiguous, pointers as integers (0 = absent). sizes =
+// (batch, dim, L, N, groups_b, groups_c), dtypes = (u's, B's, C's); inputs = (u, delta, A, B,
+// C, D, z, delta_bias, h0); for the backward, extra = (grad_out, grad_last_state) and outputs
+// = (du, ddelta, dA, dB, dC, dD, dz, ddelta_bias, dh0); for the forward, outputs = (out,
+// last_state).
+SelectiveScanArgs selective_scan_args(const std::vector<int64_t>& sizes,
+                                      const std::vector<std::string>& dtypes,
+                                      const std::vector<uintptr_t>& inputs, bool softplus,
+                                      bool negative, int threads) {
+  if (sizes.size() != 6 || dtypes.size() != 3 || inputs.size() != 9)
+    throw std::invalid_argument("selective_scan: expected 6 sizes, 3 dtypes and 9 inputs");
+  SelectiveScanArgs a;
+  a.batch = sizes[0]; a.dim = sizes[1]; a.length = sizes[2]; a.n_state = sizes[3];
+  a.groups_b = sizes[4]; a.groups_c = sizes[5];
+  a.dtype = parse_dtype(dtypes[0]); a.b_dtype = parse_dtype(dtypes[1]);
+  a.c_dtype = parse_dtype(dtypes[2]);
+  const void** slots[] = {&a.u, &a.delta, &a.A, &a.B, &a.C, &a.D, &a.z, &a.delta_bias, &a.h0};
+  for (size_t i = 0; i < inputs.size(); ++i) *slots[i] = as_ptr<const void>(inputs[i]);
+  a.softplus = softplus;
+  a.negative_eigenvalues = negative;
+  a.threads = threads;
+  return a;
+}
+
+void selective_scan_fwd_binding(const std::vector<int64_t>& sizes,
+                                const std::vector<std::string>& dtypes,
+                                const std::vector<uintptr_t>& inputs,
+                                const std::vector<uintptr_t>& outputs, bool softplus,
+                                bool negative, int threads, const std::string& isa) {
+  const SelectiveScanArgs a = selective_scan_args(sizes, dtypes, inputs, softplus, negative, threads);
+  if (outputs.size() != 2) throw std::invalid_argument("selective_scan_fwd: expected 2 outputs");
+  SelectiveScanOutputs o;
+  o.out = as_ptr<void>(outputs[0]);
+  o.last_state = as_ptr<void>(outputs[1]);
+  const Isa chosen = parse_isa(isa);
+  py::gil_scoped_release release;
+  selective_scan_fwd(a, o, chosen);
+}
+
+void selective_scan_bwd_binding(const std::vector<int64_t>& sizes,
+                                const std::vector<std::string>& dtypes,
+                                const std::vector<uintptr_t>& inputs,
+                                const std::vector<uintptr_t>& outputs, bool softplus,
+                                bool negative, int threads, const std::string& isa) {
+  if (inputs.size() != 11 || outputs.size() != 9)
+    throw std::invalid_argument("selective_scan_bwd: expected 11 inputs and 9 outputs");
+  const std::vector<uintptr_t> fwd_inputs(inputs.begin(), inputs.begin() + 9);
+  const SelectiveScanArgs a =
+      selective_scan_args(sizes, dtypes, fwd_inputs, softplus, negative, threads);
+  SelectiveScanGrads g;
+  g.grad_out = as_ptr<const void>(inputs[9]);
+  g.grad_last_state = as_ptr<const void>(inputs[10]);
+  void** slots[] = {&g.du, &g.ddelta, &g.dA, &g.dB, &g.dC, &g.dD, &g.dz, &g.ddelta_bias, &g.dh0};
+  for (size_t i = 0; i < outputs.size(); ++i) *slots[i] = as_ptr<void>(outputs[i]);
+  const Isa chosen = parse_isa(isa);
+  py::gil_scoped_release release;
+  selective_scan_bwd(a, g, chosen);
+}
+
 py::dict build_info() {
   py::dict info;
 #if defined(__clang__)
@@ -404,6 +464,12 @@ PYBIND11_MODULE(_C, mod) {
           py::arg("weight_shape"), py::arg("groups"), py::arg("stride"), py::arg("padding"),
           py::arg("dilation"), py::arg("out_hw"), py::arg("dtype"), py::arg("threads"),
           py::arg("isa") = "auto");
+  mod.def("selective_scan_fwd", &selective_scan_fwd_binding, py::arg("sizes"), py::arg("dtypes"),
+          py::arg("inputs"), py::arg("outputs"), py::arg("softplus"), py::arg("negative"),
+          py::arg("threads"), py::arg("isa") = "auto");
+  mod.def("selective_scan_bwd", &selective_scan_bwd_binding, py::arg("sizes"), py::arg("dtypes"),
+          py::arg("inputs"), py::arg("outputs"), py::arg("softplus"), py::arg("negative"),
+          py::arg("threads"), py::arg("isa") = "auto");
   mod.def("build_info", &build_info);
   mod.def(
       "advise_huge_pages",

@@ -165,6 +165,7 @@ KK_INLINE void store_vec(bf16_bits* p, vf8 v) {
 // ---- stores of values from any source (NaN payloads of every kind kept quiet) ----
 
 KK_INLINE void store_vec_checked(float* p, vf8 v) { store_vec(p, v); }
+KK_INLINE void store_vec_checked(double* p, vd4 v) { store_vec(p, v); }
 KK_INLINE void store_vec_checked(f16_bits* p, vf8 v) { store_vec(p, v); }
 
 // store_vec for bfloat16 without its precondition: a NaN whose payload sits in the low half

@@ -9,54 +9,15 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <limits>
 #include <type_traits>
 
 #include "common/vec.h"
-#include "scan/selective_state_update.h"
-
-// The polynomial vector exp/softplus/silu of common/vec_math.h when the tree has it (it is
-// being written on another branch); until then the lane-by-lane libm calls below.
-#if __has_include("common/vec_math.h")
 #include "common/vec_math.h"
-#define KK_SSU_VEC_MATH 1
-#else
-#define KK_SSU_VEC_MATH 0
-#endif
+#include "scan/selective_state_update.h"
 
 namespace kernelkit {
 namespace KK_ISA {
 namespace ssu_detail {
-
-// Transcendentals over vectors: common/vec_math.h's (same semantics), else lane by lane
-// through libm (the scalar exp the brief allows meanwhile; about 3 ns a call here).
-template <class V> KK_INLINE V exp_lanes(V v) {
-#if KK_SSU_VEC_MATH
-  return exp_vec(v);
-#else
-  for (int i = 0; i < int(sizeof(V) / sizeof(v[0])); ++i) v[i] = std::exp(v[i]);
-  return v;
-#endif
-}
-
-template <class V> KK_INLINE V softplus_lanes(V v) {
-#if KK_SSU_VEC_MATH
-  return softplus_vec(v);
-#else
-  for (int i = 0; i < int(sizeof(V) / sizeof(v[0])); ++i)
-    v[i] = v[i] <= 20 ? std::log1p(std::exp(v[i])) : v[i];  // the identity above 20, as mamba
-  return v;
-#endif
-}
-
-template <class V> KK_INLINE V silu_lanes(V v) {
-#if KK_SSU_VEC_MATH
-  return silu_vec(v);
-#else
-  for (int i = 0; i < int(sizeof(V) / sizeof(v[0])); ++i) v[i] = v[i] / (1 + std::exp(-v[i]));
-  return v;
-#endif
-}
 
 // The sum of the lanes as a tree of shuffles and adds (3 levels for 8 floats, 2 for 4
 // doubles) rather than a chain of scalar adds.
@@ -73,17 +34,6 @@ KK_INLINE double sum_lanes(vd4 v) {
   return v[0];
 }
 
-// bfloat16 stores round by adding a bias to the bits (common/vec.h), which a NaN carrying a
-// payload in its low half (from a float32 input) could turn into an infinity: make it quiet.
-template <class S, class V> KK_INLINE V store_safe(V v) {
-  if constexpr (std::is_same<S, bf16_bits>::value) {
-    const V nan = Vec<float>::broadcast(std::numeric_limits<float>::quiet_NaN());
-    return v == v ? v : nan;
-  } else {
-    return v;
-  }
-}
-
 // state[n] <- e**(dt A[n]) state[n] + dt x B[n] over one row; returns sum_n C[n] state[n]
 // from the new values before they are rounded to S. TIED: A is one value for the row, and
 // tied = e**(dt A[0]).
@@ -97,9 +47,9 @@ KK_INLINE T update_row(S* s, const T* A, const T* B, const T* C, T dt, T dtx, T 
   V acc = Vec<T>::broadcast(T(0));
   int64_t n = 0;
   for (; n + W <= dstate; n += W) {
-    const V e = TIED ? tied_v : exp_lanes(dt_v * load_as<T>(A + n));
+    const V e = TIED ? tied_v : exp_vec(dt_v * load_as<T>(A + n));
     const V v = load_as<T>(s + n) * e + dtx_v * load_as<T>(B + n);
-    store_vec(s + n, store_safe<S>(v));
+    store_vec_checked(s + n, v);
     acc += v * load_as<T>(C + n);
   }
   T y = sum_lanes(acc);
@@ -141,7 +91,7 @@ void update_rows(const SsuArgs& a, int64_t b, int64_t j0, int count) {
     if (TIED) a0[i] = A[a_off[i]];
     if (++d == a.dim) d = 0, ++h;
   }
-  if (a.dt_softplus) dtv = softplus_lanes(dtv);
+  if (a.dt_softplus) dtv = softplus_vec(dtv);
   // The row loop reads its scalars from arrays: lane accesses at a run-time index would go
   // through the stack anyway.
   T dts[W], dtxs[W], e0s[W], ys[W] = {};
@@ -149,7 +99,7 @@ void update_rows(const SsuArgs& a, int64_t b, int64_t j0, int count) {
   const V dtx = dtv * xv;
   std::memcpy(dtxs, &dtx, sizeof dtxs);
   if (TIED) {
-    const V e0 = exp_lanes(dtv * a0);
+    const V e0 = exp_vec(dtv * a0);
     std::memcpy(e0s, &e0, sizeof e0s);
   }
   S* state = static_cast<S*>(a.state);
@@ -163,7 +113,7 @@ void update_rows(const SsuArgs& a, int64_t b, int64_t j0, int count) {
   V y;
   std::memcpy(&y, ys, sizeof y);
   y += dv * xv;
-  if (z) y *= silu_lanes(zv);
+  if (z) y *= silu_vec(zv);
   X* out = static_cast<X*>(a.out) + r0;
   for (int i = 0; i < count; ++i) out[i] = StoreAs<X>::from(y[i]);
 }

@@ -13,6 +13,7 @@ from .ops.half_linear import half_linear
 from .ops.half_matmul import half_matmul
 from .ops.linear_scan import linear_scan
 from .ops.linear_scan_2d import linear_scan_2d
+from .ops.selective_scan import selective_scan
 from .ops.selective_state_update import selective_state_update
 
 __version__ = "0.1.0"
@@ -28,6 +29,7 @@ __all__ = [
     "linear_scan_2d",
     "nn",
     "reference",
+    "selective_scan",
     "selective_state_update",
     "use_backend",
     "__version__",

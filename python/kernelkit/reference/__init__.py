@@ -3,6 +3,7 @@
 from .hadamard import fwht_reference, hadamard_matrix
 from .half_gemm import half_conv2d_reference, half_linear_reference, half_matmul_reference
 from .linear_scan import linear_scan_reference
+from .selective_scan import selective_scan_reference
 
 __all__ = [
     "fwht_reference",
@@ -11,4 +12,5 @@ __all__ = [
     "half_linear_reference",
     "half_matmul_reference",
     "linear_scan_reference",
+    "selective_scan_reference",
 ]

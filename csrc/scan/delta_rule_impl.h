@@ -1,0 +1,400 @@
+// Delta-rule kernels, written once over the vectors of common/vec.h and compiled once per ISA.
+// One thread owns a (batch, head): its state (d_v x d_k, 16 KiB at 64 x 64 in float32) stays in
+// L1 and each step reads and writes it once, 4 rows at a time, vectorized along d_k: the rank-1
+// update of step t-1 is applied on the way in and the products with k_t and q_t are taken from
+// the updated rows (the update needs S_{t-1} k_t, known only once every row is summed). The
+// backward is three such passes (no stored states): forward again for w_t = v_t - S_{t-1} k_t,
+// backward for G_t = dL/dS_t, forward for the products with S_{t-1} and S_t.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+#include "common/vec.h"
+#include "scan/delta_rule.h"
+
+namespace kernelkit {
+namespace KK_ISA {
+namespace delta_rule_detail {
+
+// State rows per block: 2 x 4 accumulators plus the operands fit the 16 vector registers.
+constexpr int R = 4;
+
+KK_INLINE vf8 fma(vf8 a, vf8 b, vf8 c) {
+#if defined(KK_ISA_AVX2)
+  return _mm256_fmadd_ps(a, b, c);
+#else
+  return a * b + c;
+#endif
+}
+
+KK_INLINE vd4 fma(vd4 a, vd4 b, vd4 c) {
+#if defined(KK_ISA_AVX2)
+  return _mm256_fmadd_pd(a, b, c);
+#else
+  return a * b + c;
+#endif
+}
+
+// Pairwise sums within 128-bit lanes, as vhaddps / vhaddpd order them.
+KK_INLINE vf8 hadd(vf8 x, vf8 y) {
+  return __builtin_shuffle(x, y, vi8{0, 2, 8, 10, 4, 6, 12, 14}) +
+         __builtin_shuffle(x, y, vi8{1, 3, 9, 11, 5, 7, 13, 15});
+}
+
+KK_INLINE vd4 hadd(vd4 x, vd4 y) {
+  return __builtin_shuffle(x, y, vl4{0, 4, 2, 6}) + __builtin_shuffle(x, y, vl4{1, 5, 3, 7});
+}
+
+// The lane sums of a[0..3] into sa[0..3] and of b[0..3] into sb[0..3].
+KK_INLINE void row_sums(const vf8* a, const vf8* b, float* sa, float* sb) {
+  const vf8 ua = hadd(hadd(a[0], a[1]), hadd(a[2], a[3]));
+  const vf8 ub = hadd(hadd(b[0], b[1]), hadd(b[2], b[3]));
+  const vf8 r = __builtin_shuffle(ua, ub, vi8{0, 1, 2, 3, 8, 9, 10, 11}) +
+                __builtin_shuffle(ua, ub, vi8{4, 5, 6, 7, 12, 13, 14, 15});
+  for (int i = 0; i < 4; ++i) {
+    sa[i] = r[i];
+    sb[i] = r[4 + i];
+  }
+}
+
+KK_INLINE vd4 sums4(const vd4* a) {
+  const vd4 t0 = hadd(a[0], a[1]), t1 = hadd(a[2], a[3]);
+  return __builtin_shuffle(t0, t1, vl4{0, 1, 4, 5}) + __builtin_shuffle(t0, t1, vl4{2, 3, 6, 7});
+}
+
+KK_INLINE void row_sums(const vd4* a, const vd4* b, double* sa, double* sb) {
+  const vd4 ra = sums4(a), rb = sums4(b);
+  for (int i = 0; i < 4; ++i) {
+    sa[i] = ra[i];
+    sb[i] = rb[i];
+  }
+}
+
+template <class S> KK_INLINE VecT<S> vload(const S* p) { return load_as<S>(p); }
+
+// The sizes a kernel works with: d_k padded to whole vectors, d_v to whole row blocks; the
+// padding of every staged vector and of the state stays zero, so it contributes nothing.
+struct Dims {
+  int64_t steps, dk, dv, ldk, rows;
+  template <class S> static Dims of(const DeltaRuleSizes& n) {
+    constexpr int W = Vec<S>::W;
+    return {n.steps, n.dk, n.dv, (n.dk + W - 1) / W * W, (n.dv + R - 1) / R * R};
+  }
+};
+
+// One thread's scratch: the state and the per-step vectors, allocated before the threads start.
+template <class S> struct Work {
+  Dims d;
+  std::vector<S> state, ka, kb, q, col1, col2;  // state: rows x ldk; the others: ldk
+  std::vector<S> coef, rv, rv2, sum1, sum2;     // rows each
+  std::vector<S> w;                             // steps x rows (backward only)
+  Work(const Dims& dims, bool backward)
+      : d(dims), state(dims.rows * dims.ldk), ka(dims.ldk), kb(dims.ldk), q(dims.ldk),
+        col1(dims.ldk), col2(dims.ldk), coef(dims.rows), rv(dims.rows), rv2(dims.rows),
+        sum1(dims.rows), sum2(dims.rows), w(backward ? dims.steps * dims.rows : 0) {}
+};
+
+// (b, h)'s slice of a (B, T, H, D) view, advanced by t steps with at(t).
+template <class T> struct Seq {
+  T* base;
+  int64_t st;
+  template <class View> Seq(const View& x, int64_t b, int64_t h)
+      : base(static_cast<T*>(x.data) + b * x.sb + h * x.sh), st(x.st) {}
+  T* at(int64_t t) const { return base + t * st; }
+};
+
+template <class S, class T> void stage(const T* src, int64_t n, S mul, S* dst) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = to_compute<S>(src[i]) * mul;
+}
+
+// state (S layout: rows x ldk) <- a (d_k, d_v) block, or zeros; and back.
+template <class S> void load_state(S* state, const S* block, const Dims& d) {
+  std::fill(state, state + d.rows * d.ldk, S(0));
+  if (block == nullptr) return;
+  for (int64_t j = 0; j < d.dk; ++j)
+    for (int64_t i = 0; i < d.dv; ++i) state[i * d.ldk + j] = block[j * d.dv + i];
+}
+
+template <class S> void store_state(const S* state, S* block, const Dims& d) {
+  for (int64_t j = 0; j < d.dk; ++j)
+    for (int64_t i = 0; i < d.dv; ++i) block[j * d.dv + i] = state[i * d.ldk + j];
+}
+
+// rows += coef_i * kp^T: the pending rank-1 update, applied alone (after the last step).
+template <class S> void apply_update(S* state, const S* coef, const S* kp, const Dims& d) {
+  using V = VecT<S>;
+  constexpr int W = Vec<S>::W;
+  for (int64_t i = 0; i < d.rows; ++i) {
+    const V c = Vec<S>::broadcast(coef[i]);
+    for (int64_t j = 0; j < d.ldk; j += W)
+      store_vec(state + i * d.ldk + j, fma(c, vload(kp + j), vload(state + i * d.ldk + j)));
+  }
+}
+
+// Forward block of R rows: rows += c_r kp^T, then uk_r = rows . kn and (WITH_Q) uq_r = rows . qn.
+template <class S, bool WITH_Q>
+KK_INLINE void forward_block(S* st, int64_t ldk, const S* kp, const S* c, const S* kn,
+                             const S* qn, S* uk, S* uq) {
+  using V = VecT<S>;
+  constexpr int W = Vec<S>::W;
+  V ak[R] = {}, aq[R] = {};
+  for (int64_t j = 0; j < ldk; j += W) {
+    const V kpv = vload(kp + j), knv = vload(kn + j);
+    const V qv = WITH_Q ? vload(qn + j) : V{};
+    for (int r = 0; r < R; ++r) {
+      S* p = st + r * ldk + j;
+      const V s = fma(Vec<S>::broadcast(c[r]), kpv, vload(p));
+      store_vec(p, s);
+      ak[r] = fma(s, knv, ak[r]);
+      if (WITH_Q) aq[r] = fma(s, qv, aq[r]);
+    }
+  }
+  if (WITH_Q) {
+    row_sums(ak, aq, uk, uq);
+  } else {
+    row_sums(ak, ak, uk, uk);
+  }
+}
+
+struct ForwardInputs {
+  DeltaRuleSizes n;
+  SeqView q, k, v, beta;
+  const void* h0;
+  double scale;
+};
+
+// One (b, h) forward. o (when WITH_Q) gets the outputs; work.w (when keep_w) the w_t.
+template <class S, class T, bool WITH_Q>
+void forward_head(const ForwardInputs& in, SeqOut o, S* last, int64_t b, int64_t h, Work<S>& wk,
+                  bool keep_w) {
+  const Dims& d = wk.d;
+  const Seq<const T> q(in.q, b, h), k(in.k, b, h), v(in.v, b, h), beta(in.beta, b, h);
+  const Seq<T> out(o, b, h);
+  const int64_t head = (b * in.n.heads + h) * d.dk * d.dv;
+  load_state(wk.state.data(), in.h0 ? static_cast<const S*>(in.h0) + head : nullptr, d);
+  std::fill(wk.coef.begin(), wk.coef.end(), S(0));
+  std::fill(wk.ka.begin(), wk.ka.end(), S(0));
+  std::fill(wk.rv.begin(), wk.rv.end(), S(0));
+  S* kp = wk.ka.data();
+  S* kn = wk.kb.data();
+  const S scale = S(in.scale);
+  for (int64_t t = 0; t < d.steps; ++t) {
+    stage(k.at(t), d.dk, S(1), kn);
+    if (WITH_Q) stage(q.at(t), d.dk, scale, wk.q.data());
+    stage(v.at(t), d.dv, S(1), wk.rv.data());
+    const S bt = to_compute<S>(*beta.at(t));
+    for (int64_t r0 = 0; r0 < d.rows; r0 += R)
+      forward_block<S, WITH_Q>(wk.state.data() + r0 * d.ldk, d.ldk, kp, wk.coef.data() + r0, kn,
+                               wk.q.data(), wk.sum1.data() + r0, wk.sum2.data() + r0);
+    S kq = 0;
+    if (WITH_Q)
+      for (int64_t j = 0; j < d.dk; ++j) kq += kn[j] * wk.q[j];
+    S* wt = keep_w ? wk.w.data() + t * d.rows : nullptr;
+    T* ot = WITH_Q ? out.at(t) : nullptr;
+    for (int64_t i = 0; i < d.rows; ++i) {
+      const S w = wk.rv[i] - wk.sum1[i];
+      wk.coef[i] = bt * w;
+      if (wt) wt[i] = w;
+      if (WITH_Q && i < d.dv) ot[i] = StoreAs<T>::from(wk.sum2[i] + wk.coef[i] * kq);
+    }
+    std::swap(kp, kn);
+  }
+  if (last != nullptr) {
+    apply_update(wk.state.data(), wk.coef.data(), kp, d);
+    store_state(wk.state.data(), last + head, d);
+  }
+}
+
+// Backward block of R rows of G (reverse pass): rows += p_r kp^T + do_r qs^T (now G_t);
+// g_r = rows . kn; col += e_r rows (e_r = beta_t w_t,r: col gathers beta_t G_t^T w_t).
+template <class S>
+KK_INLINE void reverse_block(S* st, int64_t ldk, const S* kp, const S* p, const S* dout,
+                             const S* qs, const S* kn, const S* e, S* col, S* g) {
+  using V = VecT<S>;
+  constexpr int W = Vec<S>::W;
+  V ag[R] = {};
+  for (int64_t j = 0; j < ldk; j += W) {
+    const V kpv = vload(kp + j), qv = vload(qs + j), knv = vload(kn + j);
+    V acc = vload(col + j);
+    for (int r = 0; r < R; ++r) {
+      S* ptr = st + r * ldk + j;
+      V s = fma(Vec<S>::broadcast(p[r]), kpv, vload(ptr));
+      s = fma(Vec<S>::broadcast(dout[r]), qv, s);
+      store_vec(ptr, s);
+      ag[r] = fma(s, knv, ag[r]);
+      acc = fma(Vec<S>::broadcast(e[r]), s, acc);
+    }
+    store_vec(col + j, acc);
+  }
+  row_sums(ag, ag, g, g);
+}
+
+// Forward-again block of R rows of S: col1 += dv_r S_{t-1} rows; rows += c_r k^T (now S_t);
+// col2 += do_r S_t rows.
+template <class S>
+KK_INLINE void gradient_block(S* st, int64_t ldk, const S* k, const S* c, const S* dv,
+                              const S* dout, S* col1, S* col2) {
+  using V = VecT<S>;
+  constexpr int W = Vec<S>::W;
+  for (int64_t j = 0; j < ldk; j += W) {
+    const V kv = vload(k + j);
+    V a1 = vload(col1 + j), a2 = vload(col2 + j);
+    for (int r = 0; r < R; ++r) {
+      S* ptr = st + r * ldk + j;
+      V s = vload(ptr);
+      a1 = fma(Vec<S>::broadcast(dv[r]), s, a1);
+      s = fma(Vec<S>::broadcast(c[r]), kv, s);
+      store_vec(ptr, s);
+      a2 = fma(Vec<S>::broadcast(dout[r]), s, a2);
+    }
+    store_vec(col1 + j, a1);
+    store_vec(col2 + j, a2);
+  }
+}
+
+// Reverse pass over one (b, h): dv, dbeta, dk (its beta_t G_t^T w_t part) and dh0.
+template <class S, class T>
+void reverse_head(const DeltaRuleBackwardArgs& a, int64_t b, int64_t h, Work<S>& wk) {
+  const Dims& d = wk.d;
+  const Seq<const T> q(a.q, b, h), k(a.k, b, h), beta(a.beta, b, h), dout(a.d_o, b, h);
+  const Seq<S> dk(a.dk, b, h), dv(a.dv, b, h), dbeta(a.dbeta, b, h);
+  const int64_t head = (b * a.n.heads + h) * d.dk * d.dv;
+  load_state(wk.state.data(), a.d_last ? static_cast<const S*>(a.d_last) + head : nullptr, d);
+  std::fill(wk.coef.begin(), wk.coef.end(), S(0));
+  std::fill(wk.ka.begin(), wk.ka.end(), S(0));
+  std::fill(wk.rv.begin(), wk.rv.end(), S(0));
+  S* kp = wk.ka.data();
+  S* kn = wk.kb.data();
+  S* e = wk.rv2.data();
+  const S scale = S(a.scale);
+  for (int64_t t = d.steps - 1; t >= 0; --t) {
+    stage(k.at(t), d.dk, S(1), kn);
+    stage(q.at(t), d.dk, scale, wk.q.data());
+    stage(dout.at(t), d.dv, S(1), wk.rv.data());
+    const S bt = to_compute<S>(*beta.at(t));
+    const S* w = wk.w.data() + t * d.rows;
+    for (int64_t i = 0; i < d.rows; ++i) e[i] = bt * w[i];
+    std::fill(wk.col1.begin(), wk.col1.end(), S(0));
+    for (int64_t r0 = 0; r0 < d.rows; r0 += R)
+      reverse_block<S>(wk.state.data() + r0 * d.ldk, d.ldk, kp, wk.coef.data() + r0,
+                       wk.rv.data() + r0, wk.q.data(), kn, e + r0, wk.col1.data(),
+                       wk.sum1.data() + r0);
+    S db = 0;
+    S* dvt = dv.at(t);
+    for (int64_t i = 0; i < d.rows; ++i) {
+      const S g = wk.sum1[i];
+      db += g * w[i];
+      wk.coef[i] = -bt * g;  // G_t (I - beta_t k_t k_t^T) = G_t - beta_t (G_t k_t) k_t^T
+      if (i < d.dv) dvt[i] = bt * g;
+    }
+    *dbeta.at(t) = db;
+    std::copy(wk.col1.begin(), wk.col1.begin() + d.dk, dk.at(t));
+    std::swap(kp, kn);
+  }
+  if (a.dh0 != nullptr) {
+    apply_update(wk.state.data(), wk.coef.data(), kp, d);
+    store_state(wk.state.data(), static_cast<S*>(a.dh0) + head, d);
+  }
+}
+
+// Forward-again pass over one (b, h): dk -= S_{t-1}^T dv_t and dq = scale S_t^T do_t.
+template <class S, class T>
+void gradient_head(const DeltaRuleBackwardArgs& a, int64_t b, int64_t h, Work<S>& wk) {
+  const Dims& d = wk.d;
+  const Seq<const T> k(a.k, b, h), beta(a.beta, b, h), dout(a.d_o, b, h);
+  const Seq<S> dq(a.dq, b, h), dk(a.dk, b, h), dv(a.dv, b, h);
+  const int64_t head = (b * a.n.heads + h) * d.dk * d.dv;
+  load_state(wk.state.data(), a.h0 ? static_cast<const S*>(a.h0) + head : nullptr, d);
+  std::fill(wk.rv.begin(), wk.rv.end(), S(0));
+  std::fill(wk.rv2.begin(), wk.rv2.end(), S(0));
+  const S scale = S(a.scale);
+  for (int64_t t = 0; t < d.steps; ++t) {
+    stage(k.at(t), d.dk, S(1), wk.ka.data());
+    stage(dout.at(t), d.dv, S(1), wk.rv.data());
+    std::copy(dv.at(t), dv.at(t) + d.dv, wk.rv2.data());
+    const S bt = to_compute<S>(*beta.at(t));
+    const S* w = wk.w.data() + t * d.rows;
+    for (int64_t i = 0; i < d.rows; ++i) wk.coef[i] = bt * w[i];
+    std::fill(wk.col1.begin(), wk.col1.end(), S(0));
+    std::fill(wk.col2.begin(), wk.col2.end(), S(0));
+    for (int64_t r0 = 0; r0 < d.rows; r0 += R)
+      gradient_block<S>(wk.state.data() + r0 * d.ldk, d.ldk, wk.ka.data(), wk.coef.data() + r0,
+                        wk.rv2.data() + r0, wk.rv.data() + r0, wk.col1.data(), wk.col2.data());
+    S* dkt = dk.at(t);
+    S* dqt = dq.at(t);
+    for (int64_t j = 0; j < d.dk; ++j) {
+      dkt[j] -= wk.col1[j];
+      dqt[j] = scale * wk.col2[j];
+    }
+  }
+}
+
+// Runs body(work, b, h) for every (b, h), the heads spread over the threads.
+template <class S, class Body>
+void for_each_head(const DeltaRuleSizes& n, int threads, bool backward, Body body) {
+  const int64_t heads = n.batch * n.heads;
+  const int nt = int(std::max<int64_t>(1, std::min<int64_t>(threads, heads)));
+  const Dims dims = Dims::of<S>(n);
+  // Allocated here, not in the parallel region: a failed allocation then reaches the caller.
+  std::vector<Work<S>> works;
+  works.reserve(nt);
+  for (int i = 0; i < nt; ++i) works.emplace_back(dims, backward);
+#pragma omp parallel for num_threads(nt) schedule(static, 1)
+  for (int64_t bh = 0; bh < heads; ++bh) {
+#if defined(_OPENMP)
+    Work<S>& wk = works[omp_get_thread_num()];
+#else
+    Work<S>& wk = works[0];
+#endif
+    body(wk, bh / n.heads, bh % n.heads);
+  }
+}
+
+template <class S, class T> void forward_typed(const DeltaRuleForwardArgs& a) {
+  const ForwardInputs in{a.n, a.q, a.k, a.v, a.beta, a.h0, a.scale};
+  S* last = static_cast<S*>(a.last_state);
+  for_each_head<S>(a.n, a.threads, false, [&](Work<S>& wk, int64_t b, int64_t h) {
+    forward_head<S, T, true>(in, a.o, last, b, h, wk, false);
+  });
+}
+
+template <class S, class T> void backward_typed(const DeltaRuleBackwardArgs& a) {
+  const ForwardInputs in{a.n, a.q, a.k, a.v, a.beta, a.h0, a.scale};
+  for_each_head<S>(a.n, a.threads, true, [&](Work<S>& wk, int64_t b, int64_t h) {
+    forward_head<S, T, false>(in, SeqOut{}, nullptr, b, h, wk, true);
+    reverse_head<S, T>(a, b, h, wk);
+    gradient_head<S, T>(a, b, h, wk);
+  });
+}
+
+}  // namespace delta_rule_detail
+
+void delta_rule_forward_run(const DeltaRuleForwardArgs& a) {
+  using namespace delta_rule_detail;
+  switch (a.dtype) {
+    case DType::f32: return forward_typed<float, float>(a);
+    case DType::f64: return forward_typed<double, double>(a);
+    case DType::f16: return forward_typed<float, f16_bits>(a);
+    case DType::bf16: return forward_typed<float, bf16_bits>(a);
+  }
+}
+
+void delta_rule_backward_run(const DeltaRuleBackwardArgs& a) {
+  using namespace delta_rule_detail;
+  switch (a.dtype) {
+    case DType::f32: return backward_typed<float, float>(a);
+    case DType::f64: return backward_typed<double, double>(a);
+    case DType::f16: return backward_typed<float, f16_bits>(a);
+    case DType::bf16: return backward_typed<float, bf16_bits>(a);
+  }
+}
+
+}  // namespace KK_ISA
+}  // namespace kernelkit

@@ -1,4 +1,4 @@
-"""kernelkit::delta_rule: DeltaNet's delta-rule recurrence as a torch custom op, with its backward."""
+"""kernelkit::delta_rule: the DeltaNet recurrence as a torch custom op, and its backward."""
 
 from __future__ import annotations
 

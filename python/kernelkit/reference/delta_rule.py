@@ -2,7 +2,8 @@
 
 Per (batch, head), with S_{-1} = h0^T (or zeros) of shape (d_v, d_k):
 
-    S_t = S_{t-1} (I - beta_t k_t k_t^T) + beta_t v_t k_t^T = S_{t-1} + beta_t (v_t - S_{t-1} k_t) k_t^T
+    S_t = S_{t-1} (I - beta_t k_t k_t^T) + beta_t v_t k_t^T
+        = S_{t-1} + beta_t (v_t - S_{t-1} k_t) k_t^T
     o_t = S_t (scale q_t)
 
 Layout as flash-linear-attention's ``fused_recurrent_delta_rule``: q, k (B, T, H, d_k), v and o

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <utility>
 #include <vector>
 
@@ -58,10 +59,8 @@ KK_INLINE void row_sums(const vf8* a, const vf8* b, float* sa, float* sb) {
   const vf8 ub = hadd(hadd(b[0], b[1]), hadd(b[2], b[3]));
   const vf8 r = __builtin_shuffle(ua, ub, vi8{0, 1, 2, 3, 8, 9, 10, 11}) +
                 __builtin_shuffle(ua, ub, vi8{4, 5, 6, 7, 12, 13, 14, 15});
-  for (int i = 0; i < 4; ++i) {
-    sa[i] = r[i];
-    sb[i] = r[4 + i];
-  }
+  std::memcpy(sa, &r, 4 * sizeof(float));
+  std::memcpy(sb, reinterpret_cast<const float*>(&r) + 4, 4 * sizeof(float));
 }
 
 KK_INLINE vd4 sums4(const vd4* a) {
@@ -71,10 +70,8 @@ KK_INLINE vd4 sums4(const vd4* a) {
 
 KK_INLINE void row_sums(const vd4* a, const vd4* b, double* sa, double* sb) {
   const vd4 ra = sums4(a), rb = sums4(b);
-  for (int i = 0; i < 4; ++i) {
-    sa[i] = ra[i];
-    sb[i] = rb[i];
-  }
+  std::memcpy(sa, &ra, sizeof ra);
+  std::memcpy(sb, &rb, sizeof rb);
 }
 
 template <class S> KK_INLINE VecT<S> vload(const S* p) { return load_as<S>(p); }
@@ -109,6 +106,14 @@ template <class T> struct Seq {
       : base(static_cast<T*>(x.data) + b * x.sb + h * x.sh), st(x.st) {}
   T* at(int64_t t) const { return base + t * st; }
 };
+
+// a . b over n entries, n a multiple of 4 (padded lengths): four chains, not one long one.
+template <class S> S dot4(const S* a, const S* b, int64_t n) {
+  S acc[4] = {};
+  for (int64_t i = 0; i < n; i += 4)
+    for (int r = 0; r < 4; ++r) acc[r] += a[i + r] * b[i + r];
+  return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+}
 
 template <class S, class T> void stage(const T* src, int64_t n, S mul, S* dst) {
   for (int64_t i = 0; i < n; ++i) dst[i] = to_compute<S>(src[i]) * mul;
@@ -193,16 +198,14 @@ void forward_head(const ForwardInputs& in, SeqOut o, S* last, int64_t b, int64_t
     for (int64_t r0 = 0; r0 < d.rows; r0 += R)
       forward_block<S, WITH_Q>(wk.state.data() + r0 * d.ldk, d.ldk, kp, wk.coef.data() + r0, kn,
                                wk.q.data(), wk.sum1.data() + r0, wk.sum2.data() + r0);
-    S kq = 0;
-    if (WITH_Q)
-      for (int64_t j = 0; j < d.dk; ++j) kq += kn[j] * wk.q[j];
-    S* wt = keep_w ? wk.w.data() + t * d.rows : nullptr;
-    T* ot = WITH_Q ? out.at(t) : nullptr;
-    for (int64_t i = 0; i < d.rows; ++i) {
-      const S w = wk.rv[i] - wk.sum1[i];
-      wk.coef[i] = bt * w;
-      if (wt) wt[i] = w;
-      if (WITH_Q && i < d.dv) ot[i] = StoreAs<T>::from(wk.sum2[i] + wk.coef[i] * kq);
+    const S kq = WITH_Q ? dot4(kn, wk.q.data(), d.ldk) : S(0);
+    // Separate loops over the rows, each simple enough for the compiler to vectorize.
+    S* w = keep_w ? wk.w.data() + t * d.rows : wk.rv2.data();
+    for (int64_t i = 0; i < d.rows; ++i) w[i] = wk.rv[i] - wk.sum1[i];
+    for (int64_t i = 0; i < d.rows; ++i) wk.coef[i] = bt * w[i];
+    if (WITH_Q) {
+      T* ot = out.at(t);
+      for (int64_t i = 0; i < d.dv; ++i) ot[i] = StoreAs<T>::from(wk.sum2[i] + wk.coef[i] * kq);
     }
     std::swap(kp, kn);
   }
@@ -286,15 +289,13 @@ void reverse_head(const DeltaRuleBackwardArgs& a, int64_t b, int64_t h, Work<S>&
       reverse_block<S>(wk.state.data() + r0 * d.ldk, d.ldk, kp, wk.coef.data() + r0,
                        wk.rv.data() + r0, wk.q.data(), kn, e + r0, wk.col1.data(),
                        wk.sum1.data() + r0);
-    S db = 0;
+    *dbeta.at(t) = dot4(wk.sum1.data(), w, d.rows);
     S* dvt = dv.at(t);
     for (int64_t i = 0; i < d.rows; ++i) {
       const S g = wk.sum1[i];
-      db += g * w[i];
       wk.coef[i] = -bt * g;  // G_t (I - beta_t k_t k_t^T) = G_t - beta_t (G_t k_t) k_t^T
       if (i < d.dv) dvt[i] = bt * g;
     }
-    *dbeta.at(t) = db;
     std::copy(wk.col1.begin(), wk.col1.begin() + d.dk, dk.at(t));
     std::swap(kp, kn);
   }

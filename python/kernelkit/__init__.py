@@ -12,4 +12,5 @@ from .ops.hadamard import fwht, fwht_
 
 __version__ = "0.1.0"
 
-__all__ = ["build_info", "delta_rule", "fwht", "fwht_", "nn", "reference", "use_backend", "__version__"]
+__all__ = ["build_info", "fwht", "fwht_", "nn", "reference", "use_backend", "__version__"]
+__all__ += ["delta_rule"]

@@ -35,10 +35,13 @@ def delta_rule_reference(
     # s holds S^T, (B, H, d_k, d_v): k_t^T S^T is a batched row-vector product.
     s = torch.zeros(b, h, d_k, d_v, dtype=dtype, device=q.device) if h0 is None else h0.to(dtype)
     outs = []
-    for t in range(t_len):
-        kt = k[:, t].unsqueeze(-2)  # (B, H, 1, d_k)
-        w = v[:, t].unsqueeze(-2) - kt @ s  # (B, H, 1, d_v): v_t - S_{t-1} k_t, as a row
-        s = s + kt.transpose(-1, -2) @ (beta[:, t, :, None, None] * w)
-        outs.append((scale * q[:, t].unsqueeze(-2) @ s).squeeze(-2))
+    # unbind, not k[:, t]: autograd then stacks the step gradients once, instead of writing
+    # each into a zero tensor of the whole input (quadratic in T).
+    steps = zip(q.unbind(1), k.unbind(1), v.unbind(1), beta.unbind(1), strict=True)
+    for qt, kt, vt, bt in steps:
+        kt = kt.unsqueeze(-2)  # (B, H, 1, d_k)
+        w = vt.unsqueeze(-2) - kt @ s  # (B, H, 1, d_v): v_t - S_{t-1} k_t, as a row
+        s = s + kt.transpose(-1, -2) @ (bt[..., None, None] * w)
+        outs.append((scale * qt.unsqueeze(-2) @ s).squeeze(-2))
     o = torch.stack(outs, dim=1) if outs else v.new_zeros(b, 0, h, d_v)
     return o, s

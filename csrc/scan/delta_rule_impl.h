@@ -143,19 +143,29 @@ template <class S> void apply_update(S* state, const S* coef, const S* kp, const
   }
 }
 
+// A block's R per-row coefficients, broadcast once into locals: the stores into the state
+// cannot alias locals, so the compiler need not re-read them (nor keep their addresses).
+template <class S> struct Coefs {
+  VecT<S> v[R];
+  KK_INLINE explicit Coefs(const S* c) {
+    for (int r = 0; r < R; ++r) v[r] = Vec<S>::broadcast(c[r]);
+  }
+};
+
 // Forward block of R rows: rows += c_r kp^T, then uk_r = rows . kn and (WITH_Q) uq_r = rows . qn.
 template <class S, bool WITH_Q>
 KK_INLINE void forward_block(S* st, int64_t ldk, const S* kp, const S* c, const S* kn,
                              const S* qn, S* uk, S* uq) {
   using V = VecT<S>;
   constexpr int W = Vec<S>::W;
+  const Coefs<S> cr(c);
   V ak[R] = {}, aq[R] = {};
   for (int64_t j = 0; j < ldk; j += W) {
     const V kpv = vload(kp + j), knv = vload(kn + j);
     const V qv = WITH_Q ? vload(qn + j) : V{};
     for (int r = 0; r < R; ++r) {
       S* p = st + r * ldk + j;
-      const V s = fma(Vec<S>::broadcast(c[r]), kpv, vload(p));
+      const V s = fma(cr.v[r], kpv, vload(p));
       store_vec(p, s);
       ak[r] = fma(s, knv, ak[r]);
       if (WITH_Q) aq[r] = fma(s, qv, aq[r]);
@@ -222,17 +232,18 @@ KK_INLINE void reverse_block(S* st, int64_t ldk, const S* kp, const S* p, const 
                              const S* qs, const S* kn, const S* e, S* col, S* g) {
   using V = VecT<S>;
   constexpr int W = Vec<S>::W;
+  const Coefs<S> pr(p), dr(dout), er(e);
   V ag[R] = {};
   for (int64_t j = 0; j < ldk; j += W) {
     const V kpv = vload(kp + j), qv = vload(qs + j), knv = vload(kn + j);
     V acc = vload(col + j);
     for (int r = 0; r < R; ++r) {
       S* ptr = st + r * ldk + j;
-      V s = fma(Vec<S>::broadcast(p[r]), kpv, vload(ptr));
-      s = fma(Vec<S>::broadcast(dout[r]), qv, s);
+      V s = fma(pr.v[r], kpv, vload(ptr));
+      s = fma(dr.v[r], qv, s);
       store_vec(ptr, s);
       ag[r] = fma(s, knv, ag[r]);
-      acc = fma(Vec<S>::broadcast(e[r]), s, acc);
+      acc = fma(er.v[r], s, acc);
     }
     store_vec(col + j, acc);
   }
@@ -246,16 +257,17 @@ KK_INLINE void gradient_block(S* st, int64_t ldk, const S* k, const S* c, const 
                               const S* dout, S* col1, S* col2) {
   using V = VecT<S>;
   constexpr int W = Vec<S>::W;
+  const Coefs<S> vr(dv), cr(c), dr(dout);
   for (int64_t j = 0; j < ldk; j += W) {
     const V kv = vload(k + j);
     V a1 = vload(col1 + j), a2 = vload(col2 + j);
     for (int r = 0; r < R; ++r) {
       S* ptr = st + r * ldk + j;
       V s = vload(ptr);
-      a1 = fma(Vec<S>::broadcast(dv[r]), s, a1);
-      s = fma(Vec<S>::broadcast(c[r]), kv, s);
+      a1 = fma(vr.v[r], s, a1);
+      s = fma(cr.v[r], kv, s);
       store_vec(ptr, s);
-      a2 = fma(Vec<S>::broadcast(dout[r]), s, a2);
+      a2 = fma(dr.v[r], s, a2);
     }
     store_vec(col1 + j, a1);
     store_vec(col2 + j, a2);

@@ -58,6 +58,10 @@ def _target(name: str, case_a: str, impl_a: str, case_b: str, impl_b: str, minim
     return {"name": name, "a": [case_a, impl_a], "b": [case_b, impl_b], "min": minimum}
 
 
+# 50x is the brief's figure. On a quiet machine the reference forward takes about 60 us a step
+# here (one thread; about 64 ms for this case), so 50x would need 1.3 ms, under the compute floor
+# of the recurrence at the measured matmul rate (2.8 ms): expect the forward target to fail there
+# and to pass only when the reference's thread pool is slowed by other load.
 TARGETS: list[dict[str, object]] = [
     _target(f"{c.name}: delta_rule vs reference loop", c.name, IMPL_NAMES["ours"], c.name,
             IMPL_NAMES["reference"], 50.0)

@@ -1,10 +1,11 @@
 // Delta-rule kernels, written once over the vectors of common/vec.h and compiled once per ISA.
-// One thread owns a (batch, head): its state (d_v x d_k, 16 KiB at 64 x 64 in float32) stays in
-// L1 and each step reads and writes it once, 4 rows at a time, vectorized along d_k: the rank-1
-// update of step t-1 is applied on the way in and the products with k_t and q_t are taken from
-// the updated rows (the update needs S_{t-1} k_t, known only once every row is summed). The
-// backward is three such passes (no stored states): forward again for w_t = v_t - S_{t-1} k_t,
-// backward for G_t = dL/dS_t, forward for the products with S_{t-1} and S_t.
+// One thread owns a (batch, head): its state (16 KiB at 64 x 64 in float32) stays in L1 and each
+// step reads and writes it once. The forward keeps S^T, vectorized along d_v: the rank-1 update
+// of step t-1 is applied on the way in and S_{t-1} k_t, S_{t-1} q_t are summed along the
+// vectors (the update needs S_{t-1} k_t, known only once every row is done). The backward is
+// three passes, no stored states: forward again for w_t = v_t - S_{t-1} k_t; backward for
+// G_t = dL/dS_t (S layout, 4 rows at a time, G_t k_t by horizontal sums); forward again for
+// the products with S_{t-1} and S_t, which sum along the vectors.
 #pragma once
 
 #include <algorithm>
@@ -53,49 +54,45 @@ KK_INLINE vd4 hadd(vd4 x, vd4 y) {
   return __builtin_shuffle(x, y, vl4{0, 4, 2, 6}) + __builtin_shuffle(x, y, vl4{1, 5, 3, 7});
 }
 
-// The lane sums of a[0..3] into sa[0..3] and of b[0..3] into sb[0..3].
-KK_INLINE void row_sums(const vf8* a, const vf8* b, float* sa, float* sb) {
-  const vf8 ua = hadd(hadd(a[0], a[1]), hadd(a[2], a[3]));
-  const vf8 ub = hadd(hadd(b[0], b[1]), hadd(b[2], b[3]));
-  const vf8 r = __builtin_shuffle(ua, ub, vi8{0, 1, 2, 3, 8, 9, 10, 11}) +
-                __builtin_shuffle(ua, ub, vi8{4, 5, 6, 7, 12, 13, 14, 15});
-  std::memcpy(sa, &r, 4 * sizeof(float));
-  std::memcpy(sb, reinterpret_cast<const float*>(&r) + 4, 4 * sizeof(float));
+// The lane sums of a[0..3] into out[0..3].
+KK_INLINE void row_sums(const vf8* a, float* out) {
+  const vf8 u = hadd(hadd(a[0], a[1]), hadd(a[2], a[3]));  // halves of the sums, 2 x 4 lanes
+  const vf8 r = u + __builtin_shuffle(u, vi8{4, 5, 6, 7, 0, 1, 2, 3});
+  std::memcpy(out, &r, 4 * sizeof(float));
 }
 
-KK_INLINE vd4 sums4(const vd4* a) {
+KK_INLINE void row_sums(const vd4* a, double* out) {
   const vd4 t0 = hadd(a[0], a[1]), t1 = hadd(a[2], a[3]);
-  return __builtin_shuffle(t0, t1, vl4{0, 1, 4, 5}) + __builtin_shuffle(t0, t1, vl4{2, 3, 6, 7});
-}
-
-KK_INLINE void row_sums(const vd4* a, const vd4* b, double* sa, double* sb) {
-  const vd4 ra = sums4(a), rb = sums4(b);
-  std::memcpy(sa, &ra, sizeof ra);
-  std::memcpy(sb, &rb, sizeof rb);
+  const vd4 r =
+      __builtin_shuffle(t0, t1, vl4{0, 1, 4, 5}) + __builtin_shuffle(t0, t1, vl4{2, 3, 6, 7});
+  std::memcpy(out, &r, sizeof r);
 }
 
 template <class S> KK_INLINE VecT<S> vload(const S* p) { return load_as<S>(p); }
 
 // The sizes a kernel works with: d_k padded to whole vectors, d_v to whole row blocks; the
 // padding of every staged vector and of the state stays zero, so it contributes nothing.
+// The forward keeps S^T instead (d_k rows of d_v padded to ldv, pairs of vectors).
 struct Dims {
-  int64_t steps, dk, dv, ldk, rows;
+  int64_t steps, dk, dv, ldk, rows, ldv;
   template <class S> static Dims of(const DeltaRuleSizes& n) {
     constexpr int W = Vec<S>::W;
-    return {n.steps, n.dk, n.dv, (n.dk + W - 1) / W * W, (n.dv + R - 1) / R * R};
+    return {n.steps, n.dk, n.dv, (n.dk + W - 1) / W * W, (n.dv + R - 1) / R * R,
+            (n.dv + 2 * W - 1) / (2 * W) * (2 * W)};
   }
 };
 
 // One thread's scratch: the state and the per-step vectors, allocated before the threads start.
 template <class S> struct Work {
   Dims d;
-  std::vector<S> state, ka, kb, q, col1, col2;  // state: rows x ldk; the others: ldk
-  std::vector<S> coef, rv, rv2, sum1, sum2;     // rows each
+  std::vector<S> state, ka, kb, q, col1, col2;  // state: rows x ldk or dk x ldv; others: ldk
+  std::vector<S> coef, rv, rv2, sum1, sum2;     // ldv (>= rows) each
   std::vector<S> w;                             // steps x rows (backward only)
   Work(const Dims& dims, bool backward)
-      : d(dims), state(dims.rows * dims.ldk), ka(dims.ldk), kb(dims.ldk), q(dims.ldk),
-        col1(dims.ldk), col2(dims.ldk), coef(dims.rows), rv(dims.rows), rv2(dims.rows),
-        sum1(dims.rows), sum2(dims.rows), w(backward ? dims.steps * dims.rows : 0) {}
+      : d(dims), state(std::max(dims.rows * dims.ldk, dims.dk * dims.ldv)), ka(dims.ldk),
+        kb(dims.ldk), q(dims.ldk), col1(dims.ldk), col2(dims.ldk), coef(dims.ldv),
+        rv(dims.ldv), rv2(dims.ldv), sum1(dims.ldv), sum2(dims.ldv),
+        w(backward ? dims.steps * dims.rows : 0) {}
 };
 
 // (b, h)'s slice of a (B, T, H, D) view, advanced by t steps with at(t).
@@ -161,29 +158,48 @@ template <class S> struct Coefs {
   }
 };
 
-// Forward block of R rows: rows += c_r kp^T, then uk_r = rows . kn and (WITH_Q) uq_r = rows . qn.
+// S^T (d_k x ldv) <- a (d_k, d_v) block, or zeros; and back.
+template <class S> void load_state_t(S* st, const S* block, const Dims& d) {
+  std::fill(st, st + d.dk * d.ldv, S(0));
+  if (block == nullptr) return;
+  for (int64_t j = 0; j < d.dk; ++j)
+    std::copy(block + j * d.dv, block + (j + 1) * d.dv, st + j * d.ldv);
+}
+
+template <class S> void store_state_t(const S* st, S* block, const Dims& d) {
+  for (int64_t j = 0; j < d.dk; ++j)
+    std::copy(st + j * d.ldv, st + j * d.ldv + d.dv, block + j * d.dv);
+}
+
+// Forward over the 2W state columns (entries of v) from v0, in S^T: every row j gets the
+// pending update kp_j c^T, then u += kn_j row and (WITH_Q) uq += qn_j row. The sums over j
+// run along the vectors: no horizontal sums.
 template <class S, bool WITH_Q>
-KK_INLINE void forward_block(S* st, int64_t ldk, const S* kp, const S* c, const S* kn,
-                             const S* qn, S* uk, S* uq) {
+KK_INLINE void forward_cols(S* st, const Dims& d, int64_t v0, const S* kp, const S* kn,
+                            const S* qn, const S* coef, S* u, S* uq) {
   using V = VecT<S>;
   constexpr int W = Vec<S>::W;
-  const Coefs<S> cr(c);
-  V ak[R] = {}, aq[R] = {};
-  for (int64_t j = 0; j < ldk; j += W) {
-    const V kpv = vload(kp + j), knv = vload(kn + j);
-    const V qv = WITH_Q ? vload(qn + j) : V{};
-    for (int r = 0; r < R; ++r) {
-      S* p = st + r * ldk + j;
-      const V s = fma(cr.v[r], kpv, vload(p));
-      store_vec(p, s);
-      ak[r] = fma(s, knv, ak[r]);
-      if (WITH_Q) aq[r] = fma(s, qv, aq[r]);
+  const V c0 = vload(coef + v0), c1 = vload(coef + v0 + W);
+  V u0{}, u1{}, o0{}, o1{};
+  S* row = st + v0;
+  for (int64_t j = 0; j < d.dk; ++j, row += d.ldv) {
+    const V a = Vec<S>::broadcast(kp[j]), b = Vec<S>::broadcast(kn[j]);
+    const V s0 = fma(a, c0, vload(row)), s1 = fma(a, c1, vload(row + W));
+    store_vec(row, s0);
+    store_vec(row + W, s1);
+    u0 = fma(b, s0, u0);
+    u1 = fma(b, s1, u1);
+    if (WITH_Q) {
+      const V qj = Vec<S>::broadcast(qn[j]);
+      o0 = fma(qj, s0, o0);
+      o1 = fma(qj, s1, o1);
     }
   }
+  store_vec(u + v0, u0);
+  store_vec(u + v0 + W, u1);
   if (WITH_Q) {
-    row_sums(ak, aq, uk, uq);
-  } else {
-    row_sums(ak, ak, uk, uk);
+    store_vec(uq + v0, o0);
+    store_vec(uq + v0 + W, o1);
   }
 }
 
@@ -202,13 +218,14 @@ void forward_head(const ForwardInputs& in, SeqOut o, S* last, int64_t b, int64_t
   const Seq<const T> q(in.q, b, h), k(in.k, b, h), v(in.v, b, h), beta(in.beta, b, h);
   const Seq<T> out(o, b, h);
   const int64_t head = (b * in.n.heads + h) * d.dk * d.dv;
-  load_state(wk.state.data(), in.h0 ? static_cast<const S*>(in.h0) + head : nullptr, d);
+  load_state_t(wk.state.data(), in.h0 ? static_cast<const S*>(in.h0) + head : nullptr, d);
   std::fill(wk.coef.begin(), wk.coef.end(), S(0));
   std::fill(wk.ka.begin(), wk.ka.end(), S(0));
   std::fill(wk.rv.begin(), wk.rv.end(), S(0));
   S* kp = wk.ka.data();
   S* kn = wk.kb.data();
   const S scale = S(in.scale);
+  constexpr int64_t W2 = 2 * Vec<S>::W;
   for (int64_t t = 0; t < d.steps; ++t) {
     if (t + kAhead < d.steps) {
       prefetch_row(k.at(t + kAhead), d.dk);
@@ -219,14 +236,15 @@ void forward_head(const ForwardInputs& in, SeqOut o, S* last, int64_t b, int64_t
     if (WITH_Q) stage(q.at(t), d.dk, scale, wk.q.data());
     stage(v.at(t), d.dv, S(1), wk.rv.data());
     const S bt = to_compute<S>(*beta.at(t));
-    for (int64_t r0 = 0; r0 < d.rows; r0 += R)
-      forward_block<S, WITH_Q>(wk.state.data() + r0 * d.ldk, d.ldk, kp, wk.coef.data() + r0, kn,
-                               wk.q.data(), wk.sum1.data() + r0, wk.sum2.data() + r0);
+    for (int64_t v0 = 0; v0 < d.ldv; v0 += W2)
+      forward_cols<S, WITH_Q>(wk.state.data(), d, v0, kp, kn, wk.q.data(), wk.coef.data(),
+                              wk.sum1.data(), wk.sum2.data());
     const S kq = WITH_Q ? dot4(kn, wk.q.data(), d.ldk) : S(0);
-    // Separate loops over the rows, each simple enough for the compiler to vectorize.
-    S* w = keep_w ? wk.w.data() + t * d.rows : wk.rv2.data();
-    for (int64_t i = 0; i < d.rows; ++i) w[i] = wk.rv[i] - wk.sum1[i];
-    for (int64_t i = 0; i < d.rows; ++i) wk.coef[i] = bt * w[i];
+    // Separate loops over the entries, each simple enough for the compiler to vectorize.
+    S* w = wk.rv2.data();
+    for (int64_t i = 0; i < d.ldv; ++i) w[i] = wk.rv[i] - wk.sum1[i];
+    for (int64_t i = 0; i < d.ldv; ++i) wk.coef[i] = bt * w[i];
+    if (keep_w) std::copy(w, w + d.rows, wk.w.data() + t * d.rows);
     if (WITH_Q) {
       T* ot = out.at(t);
       for (int64_t i = 0; i < d.dv; ++i) ot[i] = StoreAs<T>::from(wk.sum2[i] + wk.coef[i] * kq);
@@ -234,8 +252,9 @@ void forward_head(const ForwardInputs& in, SeqOut o, S* last, int64_t b, int64_t
     std::swap(kp, kn);
   }
   if (last != nullptr) {
-    apply_update(wk.state.data(), wk.coef.data(), kp, d);
-    store_state(wk.state.data(), last + head, d);
+    for (int64_t j = 0; j < d.dk; ++j)  // the pending update of the last step
+      for (int64_t i = 0; i < d.dv; ++i) wk.state[j * d.ldv + i] += kp[j] * wk.coef[i];
+    store_state_t(wk.state.data(), last + head, d);
   }
 }
 
@@ -261,7 +280,7 @@ KK_INLINE void reverse_block(S* st, int64_t ldk, const S* kp, const S* p, const 
     }
     store_vec(col + j, acc);
   }
-  row_sums(ag, ag, g, g);
+  row_sums(ag, g);
 }
 
 // Forward-again block of R rows of S: col1 += dv_r S_{t-1} rows; rows += c_r k^T (now S_t);

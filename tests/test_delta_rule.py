@@ -6,6 +6,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import kernelkit
 from kernelkit import _native
@@ -191,6 +193,30 @@ def test_non_contiguous_inputs_and_inputs_untouched(cpu_path):
     assert_f64_close(last, elast)
     for x, y in zip((q, k, v, beta, h0), before, strict=True):
         assert torch.equal(x, y)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    shape=st.tuples(st.integers(1, 2), st.integers(0, 9), st.integers(1, 3), st.integers(1, 20),
+                    st.integers(1, 20)),
+    with_h0=st.booleans(),
+    head_first=st.booleans(),
+    portable=st.booleans(),
+)
+def test_fuzz_shapes(shape, with_h0, head_first, portable):
+    q, k, v, beta, h0 = make(*shape, beta_max=2.0, with_h0=with_h0, seed=sum(shape))
+    if head_first:  # (B, H, T, D) storage seen as (B, T, H, D)
+        q, k, v = (x.transpose(1, 2).contiguous().transpose(1, 2) for x in (q, k, v))
+    isa = _native.ISA
+    _native.ISA = "portable" if portable else "auto"
+    try:
+        with kernelkit.use_backend("cpu"):
+            o, last = kernelkit.delta_rule(q, k, v, beta, h0, True, scale=0.9)
+    finally:
+        _native.ISA = isa
+    eo, elast = oracle(q, k, v, beta, h0, 0.9)
+    assert_f64_close(o, eo)
+    assert_f64_close(last, elast)
 
 
 def test_nan_stays_in_its_head(cpu_path):

@@ -48,8 +48,8 @@ void fwht_binding(uintptr_t src, int64_t src_row_stride, uintptr_t dst, int64_t 
   fwht(a, chosen);
 }
 
-// delta_rule: (B, T, H, D) views as (pointer, stride_b, stride_t, stride_h), sizes as
-// (B, T, H, d_k, d_v); states are contiguous compute-type (B, H, d_k, d_v) arrays or 0.
+// delta_rule: (B, T, H, D) views as (pointer, stride_b, stride_t, stride_h) (pointer 0: absent),
+// sizes as (B, T, H, d_k, d_v); states are contiguous compute-type (B, H, d_k, d_v) arrays or 0.
 using SeqTuple = std::tuple<uintptr_t, int64_t, int64_t, int64_t>;
 using SizeTuple = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t>;
 
@@ -67,7 +67,8 @@ DeltaRuleSizes delta_sizes(const SizeTuple& s) {
 
 void delta_rule_forward_binding(const SizeTuple& sizes, const std::string& dtype,
                                 const SeqTuple& q, const SeqTuple& k, const SeqTuple& v,
-                                const SeqTuple& beta, const SeqTuple& o, uintptr_t h0,
+                                const SeqTuple& beta, const SeqTuple& o, const SeqTuple& w,
+                                uintptr_t h0,
                                 uintptr_t last_state, double scale, int threads,
                                 const std::string& isa) {
   DeltaRuleForwardArgs a;
@@ -78,6 +79,7 @@ void delta_rule_forward_binding(const SizeTuple& sizes, const std::string& dtype
   a.v = seq_in(v);
   a.beta = seq_in(beta);
   a.o = seq_out(o);
+  a.w = seq_out(w);
   a.h0 = as_ptr<const void>(h0);
   a.last_state = as_ptr<void>(last_state);
   a.scale = scale;
@@ -89,7 +91,8 @@ void delta_rule_forward_binding(const SizeTuple& sizes, const std::string& dtype
 
 void delta_rule_backward_binding(const SizeTuple& sizes, const std::string& dtype,
                                  const SeqTuple& q, const SeqTuple& k, const SeqTuple& v,
-                                 const SeqTuple& beta, const SeqTuple& d_o, uintptr_t h0,
+                                 const SeqTuple& beta, const SeqTuple& d_o, const SeqTuple& w,
+                                 uintptr_t h0,
                                  uintptr_t d_last, const SeqTuple& dq, const SeqTuple& dk,
                                  const SeqTuple& dv, const SeqTuple& dbeta, uintptr_t dh0,
                                  double scale, int threads, const std::string& isa) {
@@ -101,6 +104,7 @@ void delta_rule_backward_binding(const SizeTuple& sizes, const std::string& dtyp
   a.v = seq_in(v);
   a.beta = seq_in(beta);
   a.d_o = seq_in(d_o);
+  a.w = seq_in(w);
   a.h0 = as_ptr<const void>(h0);
   a.d_last = as_ptr<const void>(d_last);
   a.dq = seq_out(dq);
@@ -149,13 +153,14 @@ PYBIND11_MODULE(_C, mod) {
           py::arg("dst_row_stride"), py::arg("rows"), py::arg("n"), py::arg("dtype"), py::arg("m"),
           py::arg("had_m"), py::arg("scale"), py::arg("threads"), py::arg("isa") = "auto");
   mod.def("delta_rule_forward", &delta_rule_forward_binding, py::arg("sizes"), py::arg("dtype"),
-          py::arg("q"), py::arg("k"), py::arg("v"), py::arg("beta"), py::arg("o"), py::arg("h0"),
-          py::arg("last_state"), py::arg("scale"), py::arg("threads"), py::arg("isa") = "auto");
+          py::arg("q"), py::arg("k"), py::arg("v"), py::arg("beta"), py::arg("o"), py::arg("w"),
+          py::arg("h0"), py::arg("last_state"), py::arg("scale"), py::arg("threads"),
+          py::arg("isa") = "auto");
   mod.def("delta_rule_backward", &delta_rule_backward_binding, py::arg("sizes"),
           py::arg("dtype"), py::arg("q"), py::arg("k"), py::arg("v"), py::arg("beta"),
-          py::arg("d_o"), py::arg("h0"), py::arg("d_last"), py::arg("dq"), py::arg("dk"),
-          py::arg("dv"), py::arg("dbeta"), py::arg("dh0"), py::arg("scale"), py::arg("threads"),
-          py::arg("isa") = "auto");
+          py::arg("d_o"), py::arg("w"), py::arg("h0"), py::arg("d_last"), py::arg("dq"),
+          py::arg("dk"), py::arg("dv"), py::arg("dbeta"), py::arg("dh0"), py::arg("scale"),
+          py::arg("threads"), py::arg("isa") = "auto");
   mod.def("build_info", &build_info);
   mod.def(
       "advise_huge_pages",

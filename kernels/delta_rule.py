@@ -7,8 +7,9 @@
 Forward: S_t = S_{t-1} + beta_t (v_t - S_{t-1} k_t) k_t^T, o_t = S_t (scale q_t), per row block.
 
 Backward (one kernel, three passes over T, no stored states): forward again for
-w_t = v_t - S_{t-1} k_t (kept in a (B, T, H, d_v) scratch); backward for G_t = dL/dS_t =
-do_t (scale q_t)^T + G_{t+1} (I - beta_{t+1} k_{t+1} k_{t+1}^T), giving dv_t = beta_t G_t k_t,
+w_t = v_t - S_{t-1} k_t into a (B, T, H, d_v) scratch (skipped when the forward kept w);
+backward for G_t = dL/dS_t = do_t (scale q_t)^T + G_{t+1} (I - beta_{t+1} k_{t+1} k_{t+1}^T),
+giving dv_t = beta_t G_t k_t,
 dbeta_t = (G_t k_t) . w_t and beta_t G_t^T w_t; forward again for -S_{t-1}^T dv_t (the rest of
 dk_t) and dq_t = scale S_t^T do_t. Sums over the rows of S (dq, dk, dbeta) are written per row
 block and added by the launcher.
@@ -31,11 +32,13 @@ _TL_TYPE = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"
 
 
 @triton.jit
-def _delta_rule_fwd_kernel(q, k, v, beta, h0, o, last, T, H, DK, DV,
+def _delta_rule_fwd_kernel(q, k, v, beta, h0, o, last, w, T, H, DK, DV,
                            sq_b, sq_t, sq_h, sk_b, sk_t, sk_h, sv_b, sv_t, sv_h,
                            sb_b, sb_t, sb_h, scale: tl.float64,
-                           BK: tl.constexpr, BV: tl.constexpr, HAS_H0: tl.constexpr):
-    # o: contiguous (B, T, H, DV) in the compute dtype; h0, last: contiguous (B, H, DK, DV).
+                           BK: tl.constexpr, BV: tl.constexpr, HAS_H0: tl.constexpr,
+                           SAVE_W: tl.constexpr):
+    # o and (SAVE_W) w: contiguous (B, T, H, DV) in the compute dtype; h0, last: contiguous
+    # (B, H, DK, DV).
     cdt = o.dtype.element_ty
     pid_bh = tl.program_id(1).to(tl.int64)
     b, h = pid_bh // H, pid_bh % H
@@ -53,15 +56,17 @@ def _delta_rule_fwd_kernel(q, k, v, beta, h0, o, last, T, H, DK, DV,
     p_k = k + b * sk_b + h * sk_h + offs_k
     p_v = v + b * sv_b + h * sv_h + offs_v
     p_b = beta + b * sb_b + h * sb_h
-    p_o = o + (b * T * H + h) * DV + offs_v
+    off_o = (b * T * H + h) * DV + offs_v  # + t * H * DV: o and w
     for t in range(T):
         kt = tl.load(p_k + t * sk_t, mask=mk, other=0.0).to(cdt)
         qt = tl.load(p_q + t * sq_t, mask=mk, other=0.0).to(cdt) * sc
         vt = tl.load(p_v + t * sv_t, mask=mv, other=0.0).to(cdt)
         bt = tl.load(p_b + t * sb_t).to(cdt)
-        w = vt - tl.sum(s * kt[None, :], axis=1)
-        s += (bt * w)[:, None] * kt[None, :]
-        tl.store(p_o + t * H * DV, tl.sum(s * qt[None, :], axis=1), mask=mv)
+        wt = vt - tl.sum(s * kt[None, :], axis=1)
+        if SAVE_W:
+            tl.store(w + off_o + t * H * DV, wt, mask=mv)
+        s += (bt * wt)[:, None] * kt[None, :]
+        tl.store(o + off_o + t * H * DV, tl.sum(s * qt[None, :], axis=1), mask=mv)
     tl.store(last + p_state, s, mask=m_state)
 
 
@@ -70,9 +75,10 @@ def _delta_rule_bwd_kernel(q, k, v, beta, d_o, h0, d_last, w, dq, dk, dv, dbeta,
                            T, H, DK, DV, sq_b, sq_t, sq_h, sk_b, sk_t, sk_h, sv_b, sv_t, sv_h,
                            sb_b, sb_t, sb_h, so_b, so_t, so_h, scale: tl.float64,
                            BK: tl.constexpr, BV: tl.constexpr, HAS_H0: tl.constexpr,
-                           HAS_DLAST: tl.constexpr):
+                           HAS_DLAST: tl.constexpr, HAS_W: tl.constexpr):
     # Compute-dtype buffers, contiguous: w, dv (B, T, H, DV); dq, dk (NV, B, T, H, DK) and
-    # dbeta (NV, B, T, H), one slice per row block; h0, d_last, dh0 (B, H, DK, DV).
+    # dbeta (NV, B, T, H), one slice per row block; h0, d_last, dh0 (B, H, DK, DV). HAS_W: w
+    # holds the forward's w_t already.
     cdt = w.dtype.element_ty
     pid_v = tl.program_id(0)
     pid_bh = tl.program_id(1).to(tl.int64)
@@ -93,19 +99,20 @@ def _delta_rule_bwd_kernel(q, k, v, beta, d_o, h0, d_last, w, dq, dk, dv, dbeta,
     p_cols = ((pid_v * n_b + b) * T * H + h) * DK + offs_k  # + t * H * DK: dq and dk
     p_db = (pid_v * n_b + b) * T * H + h  # + t * H: dbeta
 
-    # Pass 1, forward: w_t.
-    if HAS_H0:
-        s = tl.load(h0 + p_state, mask=m_state, other=0.0).to(cdt)
-    else:
-        s = tl.zeros([BV, BK], dtype=cdt)
-    for t in range(T):
-        kt = tl.load(p_k + t * sk_t, mask=mk, other=0.0).to(cdt)
-        vt = tl.load(p_v + t * sv_t, mask=mv, other=0.0).to(cdt)
-        bt = tl.load(p_b + t * sb_t).to(cdt)
-        wt = vt - tl.sum(s * kt[None, :], axis=1)
-        tl.store(w + p_rows + t * H * DV, wt, mask=mv)
-        s += (bt * wt)[:, None] * kt[None, :]
-    tl.debug_barrier()
+    # Pass 1, forward: w_t (unless the forward kept them).
+    if not HAS_W:
+        if HAS_H0:
+            s = tl.load(h0 + p_state, mask=m_state, other=0.0).to(cdt)
+        else:
+            s = tl.zeros([BV, BK], dtype=cdt)
+        for t in range(T):
+            kt = tl.load(p_k + t * sk_t, mask=mk, other=0.0).to(cdt)
+            vt = tl.load(p_v + t * sv_t, mask=mv, other=0.0).to(cdt)
+            bt = tl.load(p_b + t * sb_t).to(cdt)
+            wt = vt - tl.sum(s * kt[None, :], axis=1)
+            tl.store(w + p_rows + t * H * DV, wt, mask=mv)
+            s += (bt * wt)[:, None] * kt[None, :]
+        tl.debug_barrier()
 
     # Pass 2, backward: g holds G_{t+1} (I - beta_{t+1} k_{t+1} k_{t+1}^T) on entry to step t.
     if HAS_DLAST:
@@ -169,8 +176,10 @@ def _unit_last(t: torch.Tensor) -> torch.Tensor:
 
 def delta_rule_forward_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                               beta: torch.Tensor, h0: torch.Tensor | None, scale: float,
-                              o: torch.Tensor, last: torch.Tensor) -> None:
-    """Fills o (B, T, H, d_v; v's dtype) and last (B, H, d_k, d_v; compute dtype, contiguous).
+                              o: torch.Tensor, last: torch.Tensor,
+                              w: torch.Tensor | None = None) -> None:
+    """Fills o (B, T, H, d_v; v's dtype), last (B, H, d_k, d_v; compute dtype, contiguous) and,
+    if given, w (B, T, H, d_v; compute dtype, contiguous) with w_t = v_t - S_{t-1} k_t.
 
     q, k (B, T, H, d_k), v (B, T, H, d_v), beta (B, T, H): one dtype, one device, any strides;
     h0: None or contiguous (B, H, d_k, d_v) in the compute dtype. Validation is the caller's.
@@ -186,19 +195,22 @@ def delta_rule_forward_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     bk, bv, warps = _tiles(d_k, d_v, q.dtype)
     grid = (triton.cdiv(d_v, bv), b * h)
     _delta_rule_fwd_kernel[grid](
-        q, k, v, beta, last if h0 is None else h0, o_c, last, t_len, h, d_k, d_v,
-        *_seq_strides(q), *_seq_strides(k), *_seq_strides(v), *_seq_strides(beta), float(scale),
-        BK=bk, BV=bv, HAS_H0=h0 is not None, num_warps=warps)
+        q, k, v, beta, last if h0 is None else h0, o_c, last, o_c if w is None else w, t_len, h,
+        d_k, d_v, *_seq_strides(q), *_seq_strides(k), *_seq_strides(v), *_seq_strides(beta),
+        float(scale), BK=bk, BV=bv, HAS_H0=h0 is not None, SAVE_W=w is not None,
+        num_warps=warps)
     if o_c is not o:
         o.copy_(o_c)
 
 
 def delta_rule_backward_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                                beta: torch.Tensor, h0: torch.Tensor | None, d_o: torch.Tensor,
-                               d_last: torch.Tensor | None, scale: float):  # noqa: ANN201
+                               d_last: torch.Tensor | None, w: torch.Tensor | None,
+                               scale: float):  # noqa: ANN201
     """Gradients (dq, dk, dv, dbeta, dh0) in the compute dtype; dh0 is zeros when h0 is None.
 
-    Arguments as delta_rule_forward_triton; d_o like v, d_last None or (B, H, d_k, d_v).
+    Arguments as delta_rule_forward_triton; d_o like v, d_last None or (B, H, d_k, d_v); w None
+    (recomputed) or the forward's w.
     """
     b, t_len, h, d_k = q.shape
     d_v = v.shape[3]
@@ -207,7 +219,8 @@ def delta_rule_backward_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
     bk, bv, warps = _tiles(d_k, d_v, q.dtype)
     nv = triton.cdiv(d_v, bv)
     q, k, v, d_o = _unit_last(q), _unit_last(k), _unit_last(v), _unit_last(d_o)
-    w = torch.empty(b, t_len, h, d_v, dtype=cdt, device=dev)
+    has_w = w is not None
+    w = w.contiguous() if has_w else torch.empty(b, t_len, h, d_v, dtype=cdt, device=dev)
     dv = torch.empty(b, t_len, h, d_v, dtype=cdt, device=dev)
     dq = torch.empty(nv, b, t_len, h, d_k, dtype=cdt, device=dev)
     dk = torch.empty(nv, b, t_len, h, d_k, dtype=cdt, device=dev)
@@ -220,7 +233,8 @@ def delta_rule_backward_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
             w, dq, dk, dv, dbeta, dh0, t_len, h, d_k, d_v,
             *_seq_strides(q), *_seq_strides(k), *_seq_strides(v), *_seq_strides(beta),
             *_seq_strides(d_o), float(scale),
-            BK=bk, BV=bv, HAS_H0=h0 is not None, HAS_DLAST=d_last is not None, num_warps=warps)
+            BK=bk, BV=bv, HAS_H0=h0 is not None, HAS_DLAST=d_last is not None, HAS_W=has_w,
+            num_warps=warps)
     return dq.sum(0), dk.sum(0), dv, dbeta.sum(0), dh0
 
 
@@ -239,11 +253,13 @@ def aot_specializations():
         for d_k, d_v in _AOT_HEADS:
             bk, bv, warps = _tiles(d_k, d_v, dtype)
             ints = ["i32"] * 4
-            fwd = [inp] * 4 + [cmp] * 3 + ints + ["i64"] * 12 + ["fp64"]
+            fwd = [inp] * 4 + [cmp] * 4 + ints + ["i64"] * 12 + ["fp64"]
             bwd = [inp] * 5 + [cmp] * 8 + ints + ["i64"] * 15 + ["fp64"]
-            for has_h0 in (False, True):
-                cases = [(_delta_rule_fwd_kernel, fwd, {"HAS_H0": has_h0}),
-                         (_delta_rule_bwd_kernel, bwd, {"HAS_H0": has_h0, "HAS_DLAST": has_h0})]
+            # Each flag's code path once: h0 / d_last / w all absent, then all present.
+            for on in (False, True):
+                cases = [(_delta_rule_fwd_kernel, fwd, {"HAS_H0": on, "SAVE_W": on}),
+                         (_delta_rule_bwd_kernel, bwd,
+                          {"HAS_H0": on, "HAS_DLAST": on, "HAS_W": on})]
                 for fn, types, flags in cases:
                     consts = {"BK": bk, "BV": bv, **flags}
                     key = (fn.__name__, tuple(types), tuple(consts.items()), warps)

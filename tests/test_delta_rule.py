@@ -242,10 +242,13 @@ def test_gradcheck(cpu_path, shape, with_h0):
     assert torch.autograd.gradcheck(f, inputs)
 
 
-def test_gradcheck_output_only_and_t_zero(cpu_path):
+def test_gradcheck_output_only_recomputed_w_and_t_zero(cpu_path):
     q, k, v, beta, h0 = make(1, 4, 2, 3, 3)
     inputs = [x.requires_grad_() for x in (q, k, v, beta, h0)]
     assert torch.autograd.gradcheck(lambda *a: kernelkit.delta_rule(*a), inputs)
+    # The op called without save_w: its backward runs the forward again for w.
+    op = torch.ops.kernelkit.delta_rule
+    assert torch.autograd.gradcheck(lambda *a: op(*a, 0.5, False)[:2], inputs)
     q, k, v, beta, h0 = make(1, 0, 2, 3, 3)
     inputs = [x.requires_grad_() for x in (q, k, v, beta, h0)]
     assert torch.autograd.gradcheck(lambda *a: kernelkit.delta_rule(*a, True)[1], inputs)
@@ -271,16 +274,33 @@ def test_gradients_match_oracle_autograd(cpu_path, dtype):
 
 def test_opcheck():
     q, k, v, beta, h0 = make(2, 5, 2, 3, 4)
-    torch.library.opcheck(torch.ops.kernelkit.delta_rule.default, (q, k, v, beta, h0, 0.5))
-    torch.library.opcheck(torch.ops.kernelkit.delta_rule.default, (q, k, v, beta, None, 0.5))
+    op = torch.ops.kernelkit.delta_rule.default
+    torch.library.opcheck(op, (q, k, v, beta, h0, 0.5))
+    torch.library.opcheck(op, (q, k, v, beta, None, 0.5, True))
     grad_in = [x.requires_grad_() for x in (q, k, v, beta, h0)]
-    torch.library.opcheck(torch.ops.kernelkit.delta_rule.default, (*grad_in, 0.5))
+    torch.library.opcheck(op, (*grad_in, 0.5, True))
+    torch.library.opcheck(op, (*grad_in, 0.5))
     d_o, d_last = torch.randn_like(v), torch.randn_like(h0)
     plain = [x.detach() for x in (q, k, v, beta, h0)]
-    torch.library.opcheck(torch.ops.kernelkit.delta_rule_backward.default,
-                          (*plain, d_o, d_last, 0.5))
-    torch.library.opcheck(torch.ops.kernelkit.delta_rule_backward.default,
-                          (*plain[:4], None, d_o, None, 0.5))
+    w = op(*plain, 0.5, True)[2]
+    backward = torch.ops.kernelkit.delta_rule_backward.default
+    torch.library.opcheck(backward, (*plain, d_o, d_last, None, 0.5))
+    torch.library.opcheck(backward, (*plain, d_o, d_last, w, 0.5))
+    torch.library.opcheck(backward, (*plain[:4], None, d_o, None, None, 0.5))
+
+
+def test_saved_w_is_the_definition_and_gives_the_same_gradients(cpu_path):
+    q, k, v, beta, h0 = make(2, 9, 3, 7, 5, beta_max=2.0)
+    o, last, w = torch.ops.kernelkit.delta_rule(q, k, v, beta, h0, 0.5, True)
+    _, _, ref_w = delta_rule_reference(q, k, v, beta, h0, 0.5, return_w=True)
+    assert_f64_close(w, ref_w)
+    assert torch.ops.kernelkit.delta_rule(q, k, v, beta, h0, 0.5)[2].numel() == 0
+    d_o, d_last = torch.randn_like(o), torch.randn_like(last)
+    backward = torch.ops.kernelkit.delta_rule_backward
+    given = backward(q, k, v, beta, h0, d_o, d_last, w, 0.5)
+    recomputed = backward(q, k, v, beta, h0, d_o, d_last, None, 0.5)
+    for a, b in zip(given, recomputed, strict=True):
+        assert_f64_close(a, b)
 
 
 def test_torch_compile_fullgraph():
@@ -334,8 +354,11 @@ def test_bad_input_raises(change, exc, match):
 
 def test_backward_op_refuses_bad_gradients():
     a = _args()
+    backward = torch.ops.kernelkit.delta_rule_backward
     with pytest.raises(ValueError, match="d_o must match o"):
-        torch.ops.kernelkit.delta_rule_backward(*a.values(), torch.zeros(2, 3, 2, 4), None, 0.5)
+        backward(*a.values(), torch.zeros(2, 3, 2, 4), None, None, 0.5)
+    with pytest.raises(ValueError, match="w must be the forward's"):
+        backward(*a.values(), torch.zeros(2, 3, 2, 5), None, torch.zeros(2, 3, 2, 4), 0.5)
 
 
 def _view(t):
@@ -347,12 +370,14 @@ def test_native_refuses_bad_arguments():
     o = torch.empty(1, 2, 1, 4)
     beta = torch.rand(1, 2, 1)
     good = dict(sizes=(1, 2, 1, 4, 4), dtype="float32", q=_view(q), k=_view(q), v=_view(q),
-                beta=_view(beta), o=_view(o), h0=0, last_state=0, scale=1.0, threads=1)
+                beta=_view(beta), o=_view(o), w=(0, 0, 0, 0), h0=0, last_state=0, scale=1.0,
+                threads=1)
     for bad, match in [({"sizes": (1, 2, 1, 0, 4)}, "d_k and d_v"),
                        ({"sizes": (1, -2, 1, 4, 4)}, ">= 0"),
                        ({"threads": 0}, "threads"), ({"dtype": "int8"}, "unsupported dtype"),
                        ({"q": (0, 8, 4, 4)}, "null pointer for q"),
-                       ({"o": (o.data_ptr(), 8, -4, 4)}, "negative stride for o")]:
+                       ({"o": (o.data_ptr(), 8, -4, 4)}, "negative stride for o"),
+                       ({"w": (o.data_ptr(), 8, 4, -4)}, "negative stride for w")]:
         with pytest.raises(ValueError, match=match):
             _native._C.delta_rule_forward(**{**good, **bad})
     with pytest.raises(ValueError, match="isa"):

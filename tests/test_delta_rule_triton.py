@@ -76,6 +76,18 @@ def test_gradients_match_oracle_autograd(with_h0):
         assert_f64_close(a.grad, b.grad, 1e-11)
 
 
+def test_saved_w_gives_the_same_gradients():
+    q, k, v, beta, h0 = make(1, 6, 2, 5, 20, beta_max=2.0)
+    o, last, w = torch.ops.kernelkit.delta_rule(q, k, v, beta, h0, 0.5, True)
+    assert_f64_close(w, delta_rule_reference(q, k, v, beta, h0, 0.5, return_w=True)[2])
+    d_o, d_last = torch.randn_like(o), torch.randn_like(last)
+    backward = torch.ops.kernelkit.delta_rule_backward
+    given = backward(q, k, v, beta, h0, d_o, d_last, w, 0.5)
+    recomputed = backward(q, k, v, beta, h0, d_o, d_last, None, 0.5)
+    for a, b in zip(given, recomputed, strict=True):
+        assert_f64_close(a, b)
+
+
 def test_gradcheck_tiny():
     q, k, v, beta, h0 = make(1, 3, 1, 2, 2, beta_max=2.0)
     inputs = [x.requires_grad_() for x in (q, k, v, beta, h0)]

@@ -29,6 +29,10 @@ template <class View> void check_seq(const View& x, const char* name, bool neede
   if (x.sb < 0 || x.st < 0 || x.sh < 0) fail(std::string("negative stride for ") + name);
 }
 
+template <class View> void check_optional_seq(const View& x, const char* name, bool steps) {
+  check_seq(x, name, steps && x.data != nullptr);
+}
+
 }  // namespace
 
 void delta_rule_forward(const DeltaRuleForwardArgs& a, Isa isa) {
@@ -40,6 +44,7 @@ void delta_rule_forward(const DeltaRuleForwardArgs& a, Isa isa) {
   check_seq(a.v, "v", steps);
   check_seq(a.beta, "beta", steps);
   check_seq(a.o, "o", steps);
+  check_optional_seq(a.w, "w", steps);
   if (isa == Isa::avx2) {
 #if defined(KERNELKIT_HAVE_AVX2)
     return avx2::delta_rule_forward_run(a);
@@ -57,6 +62,7 @@ void delta_rule_backward(const DeltaRuleBackwardArgs& a, Isa isa) {
   check_seq(a.v, "v", steps);
   check_seq(a.beta, "beta", steps);
   check_seq(a.d_o, "d_o", steps);
+  check_optional_seq(a.w, "w", steps);
   check_seq(a.dq, "dq", steps);
   check_seq(a.dk, "dk", steps);
   check_seq(a.dv, "dv", steps);

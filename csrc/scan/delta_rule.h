@@ -33,6 +33,7 @@ struct DeltaRuleForwardArgs {
   SeqOut o;
   const void* h0 = nullptr;  // optional
   void* last_state = nullptr;  // optional
+  SeqOut w;  // optional, compute type (B, T, H, d_v): w_t = v_t - S_{t-1} k_t, for the backward
   double scale = 1.0;
   int threads = 1;
 };
@@ -44,6 +45,7 @@ struct DeltaRuleBackwardArgs {
   SeqView q, k, v, beta, d_o;
   const void* h0 = nullptr;  // optional
   const void* d_last = nullptr;  // optional: gradient of last_state
+  SeqView w;  // optional: the forward's w (compute type); recomputed when absent
   SeqOut dq, dk, dv, dbeta;
   void* dh0 = nullptr;  // optional
   double scale = 1.0;

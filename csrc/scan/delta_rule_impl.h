@@ -2,10 +2,10 @@
 // One thread owns a (batch, head): its state (16 KiB at 64 x 64 in float32) stays in L1 and each
 // step reads and writes it once. The forward keeps S^T, vectorized along d_v: the rank-1 update
 // of step t-1 is applied on the way in and S_{t-1} k_t, S_{t-1} q_t are summed along the
-// vectors (the update needs S_{t-1} k_t, known only once every row is done). The backward is
-// three passes, no stored states: forward again for w_t = v_t - S_{t-1} k_t; backward for
-// G_t = dL/dS_t (S layout, 4 rows at a time, G_t k_t by horizontal sums); forward again for
-// the products with S_{t-1} and S_t, which sum along the vectors.
+// vectors (the update needs S_{t-1} k_t, known only once every row is done). The backward
+// stores no states: forward again for w_t = v_t - S_{t-1} k_t (unless the forward kept them);
+// backward for G_t = dL/dS_t (S layout, 4 rows at a time, G_t k_t by horizontal sums); forward
+// again for the products with S_{t-1} and S_t, which sum along the vectors.
 #pragma once
 
 #include <algorithm>
@@ -86,13 +86,13 @@ struct Dims {
 template <class S> struct Work {
   Dims d;
   std::vector<S> state, ka, kb, q, col1, col2;  // state: rows x ldk or dk x ldv; others: ldk
-  std::vector<S> coef, rv, rv2, sum1, sum2;     // ldv (>= rows) each
-  std::vector<S> w;                             // steps x rows (backward only)
-  Work(const Dims& dims, bool backward)
+  std::vector<S> coef, rv, rv2, sum1, sum2, wt;  // ldv (>= rows) each
+  std::vector<S> w;                              // steps x rows (backward, recomputing w)
+  Work(const Dims& dims, bool recompute_w)
       : d(dims), state(std::max(dims.rows * dims.ldk, dims.dk * dims.ldv)), ka(dims.ldk),
         kb(dims.ldk), q(dims.ldk), col1(dims.ldk), col2(dims.ldk), coef(dims.ldv),
-        rv(dims.ldv), rv2(dims.ldv), sum1(dims.ldv), sum2(dims.ldv),
-        w(backward ? dims.steps * dims.rows : 0) {}
+        rv(dims.ldv), rv2(dims.ldv), sum1(dims.ldv), sum2(dims.ldv), wt(dims.ldv),
+        w(recompute_w ? dims.steps * dims.rows : 0) {}
 };
 
 // (b, h)'s slice of a (B, T, H, D) view, advanced by t steps with at(t).
@@ -203,6 +203,14 @@ KK_INLINE void forward_cols(S* st, const Dims& d, int64_t v0, const S* kp, const
   }
 }
 
+// Where the w_t rows of one (b, h) live: the forward's output, or the work buffer.
+template <class S> struct WRows {
+  S* base;
+  int64_t step;  // elements between consecutive t
+  int64_t len;   // entries kept per step (d_v, or rows in the work buffer)
+  S* at(int64_t t) const { return base + t * step; }
+};
+
 struct ForwardInputs {
   DeltaRuleSizes n;
   SeqView q, k, v, beta;
@@ -210,10 +218,10 @@ struct ForwardInputs {
   double scale;
 };
 
-// One (b, h) forward. o (when WITH_Q) gets the outputs; work.w (when keep_w) the w_t.
+// One (b, h) forward. o (when WITH_Q) gets the outputs; keep (when its base is set) the w_t.
 template <class S, class T, bool WITH_Q>
 void forward_head(const ForwardInputs& in, SeqOut o, S* last, int64_t b, int64_t h, Work<S>& wk,
-                  bool keep_w) {
+                  WRows<S> keep) {
   const Dims& d = wk.d;
   const Seq<const T> q(in.q, b, h), k(in.k, b, h), v(in.v, b, h), beta(in.beta, b, h);
   const Seq<T> out(o, b, h);
@@ -244,7 +252,7 @@ void forward_head(const ForwardInputs& in, SeqOut o, S* last, int64_t b, int64_t
     S* w = wk.rv2.data();
     for (int64_t i = 0; i < d.ldv; ++i) w[i] = wk.rv[i] - wk.sum1[i];
     for (int64_t i = 0; i < d.ldv; ++i) wk.coef[i] = bt * w[i];
-    if (keep_w) std::copy(w, w + d.rows, wk.w.data() + t * d.rows);
+    if (keep.base) std::copy(w, w + keep.len, keep.at(t));
     if (WITH_Q) {
       T* ot = out.at(t);
       for (int64_t i = 0; i < d.dv; ++i) ot[i] = StoreAs<T>::from(wk.sum2[i] + wk.coef[i] * kq);
@@ -256,6 +264,12 @@ void forward_head(const ForwardInputs& in, SeqOut o, S* last, int64_t b, int64_t
       for (int64_t i = 0; i < d.dv; ++i) wk.state[j * d.ldv + i] += kp[j] * wk.coef[i];
     store_state_t(wk.state.data(), last + head, d);
   }
+}
+
+// w_t padded with zeros to the rows of a block (the forward's rows hold only d_v entries).
+template <class S> const S* stage_w(const WRows<S>& wr, int64_t t, Work<S>& wk) {
+  std::copy(wr.at(t), wr.at(t) + wr.len, wk.wt.data());
+  return wk.wt.data();
 }
 
 // Backward block of R rows of G (reverse pass): rows += p_r kp^T + do_r qs^T (now G_t);
@@ -309,7 +323,8 @@ KK_INLINE void gradient_block(S* st, int64_t ldk, const S* k, const S* c, const 
 
 // Reverse pass over one (b, h): dv, dbeta, dk (its beta_t G_t^T w_t part) and dh0.
 template <class S, class T>
-void reverse_head(const DeltaRuleBackwardArgs& a, int64_t b, int64_t h, Work<S>& wk) {
+void reverse_head(const DeltaRuleBackwardArgs& a, int64_t b, int64_t h, Work<S>& wk,
+                  WRows<S> wr) {
   const Dims& d = wk.d;
   const Seq<const T> q(a.q, b, h), k(a.k, b, h), beta(a.beta, b, h), dout(a.d_o, b, h);
   const Seq<S> dk(a.dk, b, h), dv(a.dv, b, h), dbeta(a.dbeta, b, h);
@@ -332,7 +347,7 @@ void reverse_head(const DeltaRuleBackwardArgs& a, int64_t b, int64_t h, Work<S>&
     stage(q.at(t), d.dk, scale, wk.q.data());
     stage(dout.at(t), d.dv, S(1), wk.rv.data());
     const S bt = to_compute<S>(*beta.at(t));
-    const S* w = wk.w.data() + t * d.rows;
+    const S* w = stage_w(wr, t, wk);
     for (int64_t i = 0; i < d.rows; ++i) e[i] = bt * w[i];
     std::fill(wk.col1.begin(), wk.col1.end(), S(0));
     for (int64_t r0 = 0; r0 < d.rows; r0 += R)
@@ -357,7 +372,8 @@ void reverse_head(const DeltaRuleBackwardArgs& a, int64_t b, int64_t h, Work<S>&
 
 // Forward-again pass over one (b, h): dk -= S_{t-1}^T dv_t and dq = scale S_t^T do_t.
 template <class S, class T>
-void gradient_head(const DeltaRuleBackwardArgs& a, int64_t b, int64_t h, Work<S>& wk) {
+void gradient_head(const DeltaRuleBackwardArgs& a, int64_t b, int64_t h, Work<S>& wk,
+                   WRows<S> wr) {
   const Dims& d = wk.d;
   const Seq<const T> k(a.k, b, h), beta(a.beta, b, h), dout(a.d_o, b, h);
   const Seq<S> dq(a.dq, b, h), dk(a.dk, b, h), dv(a.dv, b, h);
@@ -376,7 +392,7 @@ void gradient_head(const DeltaRuleBackwardArgs& a, int64_t b, int64_t h, Work<S>
     stage(dout.at(t), d.dv, S(1), wk.rv.data());
     std::copy(dv.at(t), dv.at(t) + d.dv, wk.rv2.data());
     const S bt = to_compute<S>(*beta.at(t));
-    const S* w = wk.w.data() + t * d.rows;
+    const S* w = stage_w(wr, t, wk);
     for (int64_t i = 0; i < d.rows; ++i) wk.coef[i] = bt * w[i];
     std::fill(wk.col1.begin(), wk.col1.end(), S(0));
     std::fill(wk.col2.begin(), wk.col2.end(), S(0));
@@ -394,14 +410,14 @@ void gradient_head(const DeltaRuleBackwardArgs& a, int64_t b, int64_t h, Work<S>
 
 // Runs body(work, b, h) for every (b, h), the heads spread over the threads.
 template <class S, class Body>
-void for_each_head(const DeltaRuleSizes& n, int threads, bool backward, Body body) {
+void for_each_head(const DeltaRuleSizes& n, int threads, bool recompute_w, Body body) {
   const int64_t heads = n.batch * n.heads;
   const int nt = int(std::max<int64_t>(1, std::min<int64_t>(threads, heads)));
   const Dims dims = Dims::of<S>(n);
   // Allocated here, not in the parallel region: a failed allocation then reaches the caller.
   std::vector<Work<S>> works;
   works.reserve(nt);
-  for (int i = 0; i < nt; ++i) works.emplace_back(dims, backward);
+  for (int i = 0; i < nt; ++i) works.emplace_back(dims, recompute_w);
 #pragma omp parallel for num_threads(nt) schedule(static, 1)
   for (int64_t bh = 0; bh < heads; ++bh) {
 #if defined(_OPENMP)
@@ -417,16 +433,28 @@ template <class S, class T> void forward_typed(const DeltaRuleForwardArgs& a) {
   const ForwardInputs in{a.n, a.q, a.k, a.v, a.beta, a.h0, a.scale};
   S* last = static_cast<S*>(a.last_state);
   for_each_head<S>(a.n, a.threads, false, [&](Work<S>& wk, int64_t b, int64_t h) {
-    forward_head<S, T, true>(in, a.o, last, b, h, wk, false);
+    WRows<S> keep{nullptr, 0, 0};
+    if (a.w.data != nullptr) {
+      const Seq<S> w(a.w, b, h);
+      keep = {w.base, w.st, wk.d.dv};
+    }
+    forward_head<S, T, true>(in, a.o, last, b, h, wk, keep);
   });
 }
 
 template <class S, class T> void backward_typed(const DeltaRuleBackwardArgs& a) {
   const ForwardInputs in{a.n, a.q, a.k, a.v, a.beta, a.h0, a.scale};
-  for_each_head<S>(a.n, a.threads, true, [&](Work<S>& wk, int64_t b, int64_t h) {
-    forward_head<S, T, false>(in, SeqOut{}, nullptr, b, h, wk, true);
-    reverse_head<S, T>(a, b, h, wk);
-    gradient_head<S, T>(a, b, h, wk);
+  const bool given = a.w.data != nullptr;
+  for_each_head<S>(a.n, a.threads, !given, [&](Work<S>& wk, int64_t b, int64_t h) {
+    WRows<S> wr{wk.w.data(), wk.d.rows, wk.d.rows};
+    if (given) {
+      const Seq<const S> w(a.w, b, h);
+      wr = {const_cast<S*>(w.base), w.st, wk.d.dv};  // only read from here on
+    } else {
+      forward_head<S, T, false>(in, SeqOut{}, nullptr, b, h, wk, wr);
+    }
+    reverse_head<S, T>(a, b, h, wk, wr);
+    gradient_head<S, T>(a, b, h, wk, wr);
   });
 }
 

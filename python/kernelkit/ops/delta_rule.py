@@ -90,42 +90,49 @@ def _unit_last(t: torch.Tensor) -> torch.Tensor:
     return t if t.shape[-1] <= 1 or t.stride(-1) == 1 else t.contiguous()
 
 
-def _seq(t: torch.Tensor) -> tuple[int, int, int, int]:
-    """(pointer, stride_b, stride_t, stride_h) of a (B, T, H[, D]) tensor."""
-    return t.data_ptr(), t.stride(0), t.stride(1), t.stride(2)
+def _seq(t: torch.Tensor | None) -> tuple[int, int, int, int]:
+    """(pointer, stride_b, stride_t, stride_h) of a (B, T, H[, D]) tensor; zeros for None."""
+    return (0, 0, 0, 0) if t is None else (t.data_ptr(), t.stride(0), t.stride(1), t.stride(2))
 
 
 def _state(h0: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
     return None if h0 is None else h0.to(_compute_dtype(dtype)).contiguous()
 
 
-def _forward_cpu(q, k, v, beta, h0, scale, o, last) -> None:  # noqa: ANN001
+def _forward_cpu(q, k, v, beta, h0, scale, o, last, w) -> None:  # noqa: ANN001
     b, t_len, h, d_k = q.shape
     q, k, v = _unit_last(q), _unit_last(k), _unit_last(v)
     _C.delta_rule_forward(
         (b, t_len, h, d_k, v.shape[3]), _DTYPE_NAMES[q.dtype],
-        _seq(q), _seq(k), _seq(v), _seq(beta), _seq(o),
+        _seq(q), _seq(k), _seq(v), _seq(beta), _seq(o), _seq(w),
         0 if h0 is None else h0.data_ptr(), last.data_ptr(),
         float(scale), torch.get_num_threads(), _native.ISA,
     )
 
 
-def _forward(q, k, v, beta, h0, scale) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: ANN001
+def _w_shape(q: torch.Tensor, v: torch.Tensor, save_w: bool) -> tuple[int, ...]:
+    return (*q.shape[:3], v.shape[3]) if save_w else (0,)
+
+
+def _forward(q, k, v, beta, h0, scale, save_w):  # noqa: ANN001, ANN202
     b, t_len, h, d_k = q.shape
     d_v = v.shape[3]
     cdt = _compute_dtype(q.dtype)
     h0c = _state(h0, q.dtype)
     backend = resolve_backend("delta_rule", q.device)
     if backend == "reference":
-        o, last = delta_rule_reference(q.to(cdt), k, v, beta, h0c, scale)
-        return o.to(v.dtype), last
+        o, last, w = delta_rule_reference(q.to(cdt), k, v, beta, h0c, scale, return_w=True)
+        return o.to(v.dtype), last, w if save_w else w.new_empty(0)
     o = torch.empty(b, t_len, h, d_v, dtype=v.dtype, device=q.device)
     last = torch.empty(b, h, d_k, d_v, dtype=cdt, device=q.device)
+    w = torch.empty(_w_shape(q, v, save_w), dtype=cdt, device=q.device)
+    w_out = w if save_w else None
     if backend == "cpu":
-        _forward_cpu(q, k, v, beta, h0c, scale, o, last)
+        _forward_cpu(q, k, v, beta, h0c, scale, o, last, w_out)
     else:
-        triton_kernels("delta_rule").delta_rule_forward_triton(q, k, v, beta, h0c, scale, o, last)
-    return o, last
+        triton_kernels("delta_rule").delta_rule_forward_triton(q, k, v, beta, h0c, scale, o,
+                                                               last, w_out)
+    return o, last, w
 
 
 def _backward_reference(q, k, v, beta, h0c, d_o, d_last, scale):  # noqa: ANN001, ANN202
@@ -144,7 +151,7 @@ def _backward_reference(q, k, v, beta, h0c, d_o, d_last, scale):  # noqa: ANN001
     return (*got[:4], dh0)
 
 
-def _backward_cpu(q, k, v, beta, h0c, d_o, d_last, scale):  # noqa: ANN001, ANN202
+def _backward_cpu(q, k, v, beta, h0c, d_o, d_last, w, scale):  # noqa: ANN001, ANN202
     b, t_len, h, d_k = q.shape
     d_v = v.shape[3]
     cdt = _compute_dtype(q.dtype)
@@ -157,7 +164,7 @@ def _backward_cpu(q, k, v, beta, h0c, d_o, d_last, scale):  # noqa: ANN001, ANN2
     d_last = None if d_last is None else d_last.to(cdt).contiguous()
     _C.delta_rule_backward(
         (b, t_len, h, d_k, d_v), _DTYPE_NAMES[q.dtype],
-        _seq(q), _seq(k), _seq(v), _seq(beta), _seq(d_o),
+        _seq(q), _seq(k), _seq(v), _seq(beta), _seq(d_o), _seq(w),
         0 if h0c is None else h0c.data_ptr(), 0 if d_last is None else d_last.data_ptr(),
         _seq(dq), _seq(dk), _seq(dv), _seq(dbeta), dh0.data_ptr(),
         float(scale), torch.get_num_threads(), _native.ISA,
@@ -165,44 +172,48 @@ def _backward_cpu(q, k, v, beta, h0c, d_o, d_last, scale):  # noqa: ANN001, ANN2
     return dq, dk, dv, dbeta, dh0
 
 
+# w (B, T, H, d_v), w_t = v_t - S_{t-1} k_t in the compute dtype, is returned when save_w (an
+# empty tensor otherwise): autograd keeps it, so the backward need not run the forward again.
 torch.library.define(
     "kernelkit::delta_rule",
-    "(Tensor q, Tensor k, Tensor v, Tensor beta, Tensor? h0, float scale) -> (Tensor, Tensor)",
+    "(Tensor q, Tensor k, Tensor v, Tensor beta, Tensor? h0, float scale, bool save_w=False) "
+    "-> (Tensor, Tensor, Tensor)",
 )
 torch.library.define(
     "kernelkit::delta_rule_backward",
     "(Tensor q, Tensor k, Tensor v, Tensor beta, Tensor? h0, Tensor d_o, Tensor? d_last, "
-    "float scale) -> (Tensor, Tensor, Tensor, Tensor, Tensor)",
+    "Tensor? w, float scale) -> (Tensor, Tensor, Tensor, Tensor, Tensor)",
 )
 
 
 @torch.library.impl("kernelkit::delta_rule", ("cpu", "cuda"))
-def _delta_rule_impl(q, k, v, beta, h0, scale):  # noqa: ANN001, ANN202
+def _delta_rule_impl(q, k, v, beta, h0, scale, save_w=False):  # noqa: ANN001, ANN202
     check_delta_rule_args("delta_rule", q, k, v, beta, h0, scale)
-    return _forward(q, k, v, beta, h0, scale)
-
-
-def _fake_outputs(q, v):  # noqa: ANN001, ANN202
-    b, t_len, h, d_k = q.shape
-    d_v = v.shape[3]
-    o = torch.empty(b, t_len, h, d_v, dtype=v.dtype, device=q.device)
-    last = torch.empty(b, h, d_k, d_v, dtype=_compute_dtype(q.dtype), device=q.device)
-    return o, last
+    return _forward(q, k, v, beta, h0, scale, save_w)
 
 
 @torch.library.register_fake("kernelkit::delta_rule")
-def _delta_rule_fake(q, k, v, beta, h0, scale):  # noqa: ANN001, ANN202
+def _delta_rule_fake(q, k, v, beta, h0, scale, save_w=False):  # noqa: ANN001, ANN202
     check_delta_rule_args("delta_rule", q, k, v, beta, h0, scale)
-    return _fake_outputs(q, v)
+    b, t_len, h, d_k = q.shape
+    d_v = v.shape[3]
+    cdt = _compute_dtype(q.dtype)
+    o = torch.empty(b, t_len, h, d_v, dtype=v.dtype, device=q.device)
+    last = torch.empty(b, h, d_k, d_v, dtype=cdt, device=q.device)
+    return o, last, torch.empty(_w_shape(q, v, save_w), dtype=cdt, device=q.device)
 
 
-def _check_grads(q, v, d_o, d_last) -> None:  # noqa: ANN001
+def _check_grads(q, v, d_o, d_last, w) -> None:  # noqa: ANN001
     b, t_len, h, d_k = q.shape
     if d_o.shape != v.shape or d_o.dtype != v.dtype or d_o.device != q.device:
         raise ValueError("delta_rule_backward: d_o must match o (v's shape, dtype and device)")
     if d_last is not None and (d_last.shape != (b, h, d_k, v.shape[3])
                                or d_last.device != q.device or not d_last.is_floating_point()):
         raise ValueError("delta_rule_backward: d_last must be a (B, H, d_k, d_v) float tensor")
+    if w is not None and (w.shape != v.shape or w.dtype != _compute_dtype(q.dtype)
+                          or w.device != q.device):
+        raise ValueError("delta_rule_backward: w must be the forward's (B, T, H, d_v) w, in "
+                         f"{_compute_dtype(q.dtype)}")
 
 
 def _cast_grads(grads, q, beta, h0):  # noqa: ANN001, ANN202
@@ -213,25 +224,26 @@ def _cast_grads(grads, q, beta, h0):  # noqa: ANN001, ANN202
 
 
 @torch.library.impl("kernelkit::delta_rule_backward", ("cpu", "cuda"))
-def _delta_rule_backward_impl(q, k, v, beta, h0, d_o, d_last, scale):  # noqa: ANN001, ANN202
+def _delta_rule_backward_impl(q, k, v, beta, h0, d_o, d_last, w, scale):  # noqa: ANN001, ANN202
     check_delta_rule_args("delta_rule_backward", q, k, v, beta, h0, scale)
-    _check_grads(q, v, d_o, d_last)
+    _check_grads(q, v, d_o, d_last, w)
     h0c = _state(h0, q.dtype)
+    w = None if w is None else _unit_last(w)
     backend = resolve_backend("delta_rule", q.device)
     if backend == "reference":
         grads = _backward_reference(q, k, v, beta, h0c, d_o, d_last, scale)
     elif backend == "cpu":
-        grads = _backward_cpu(q, k, v, beta, h0c, d_o, d_last, scale)
+        grads = _backward_cpu(q, k, v, beta, h0c, d_o, d_last, w, scale)
     else:
         grads = triton_kernels("delta_rule").delta_rule_backward_triton(
-            q, k, v, beta, h0c, d_o, d_last, scale)
+            q, k, v, beta, h0c, d_o, d_last, w, scale)
     return _cast_grads(grads, q, beta, h0)
 
 
 @torch.library.register_fake("kernelkit::delta_rule_backward")
-def _delta_rule_backward_fake(q, k, v, beta, h0, d_o, d_last, scale):  # noqa: ANN001, ANN202
+def _delta_rule_backward_fake(q, k, v, beta, h0, d_o, d_last, w, scale):  # noqa: ANN001, ANN202
     check_delta_rule_args("delta_rule_backward", q, k, v, beta, h0, scale)
-    _check_grads(q, v, d_o, d_last)
+    _check_grads(q, v, d_o, d_last, w)
     b, _, h, d_k = q.shape
     d_v = v.shape[3]
     h0_dtype = _compute_dtype(q.dtype) if h0 is None else h0.dtype
@@ -241,19 +253,22 @@ def _delta_rule_backward_fake(q, k, v, beta, h0, d_o, d_last, scale):  # noqa: A
 
 
 def _setup_context(ctx, inputs, output) -> None:  # noqa: ANN001
-    q, k, v, beta, h0, scale = inputs
+    q, k, v, beta, h0, scale = inputs[:6]
+    save_w = inputs[6] if len(inputs) > 6 else False
     ctx.scale = scale
     ctx.has_h0 = h0 is not None
-    ctx.save_for_backward(q, k, v, beta, h0)
+    ctx.save_w = save_w
+    ctx.mark_non_differentiable(output[2])
+    ctx.save_for_backward(q, k, v, beta, h0, output[2] if save_w else None)
 
 
-def _backward(ctx, d_o, d_last):  # noqa: ANN001, ANN202
-    q, k, v, beta, h0 = ctx.saved_tensors
+def _backward(ctx, d_o, d_last, _d_w):  # noqa: ANN001, ANN202
+    q, k, v, beta, h0, w = ctx.saved_tensors
     if d_o is None:
         d_o = torch.zeros_like(v)
     dq, dk, dv, dbeta, dh0 = torch.ops.kernelkit.delta_rule_backward(
-        q, k, v, beta, h0, d_o, d_last, ctx.scale)
-    return dq, dk, dv, dbeta, (dh0 if ctx.has_h0 else None), None
+        q, k, v, beta, h0, d_o, d_last, w, ctx.scale)
+    return dq, dk, dv, dbeta, (dh0 if ctx.has_h0 else None), None, None
 
 
 torch.library.register_autograd("kernelkit::delta_rule", _backward, setup_context=_setup_context)
@@ -288,10 +303,13 @@ def delta_rule(
     Returns:
         o (B, T, H, d_v) in v's dtype, or ``(o, last_state)`` with last_state
         (B, H, d_k, d_v) in float32 (float64 for float64 inputs). Differentiable in q, k, v,
-        beta and h0; the backward recomputes the states (memory O(T (d_k + d_v)) per head).
+        beta and h0; the backward recomputes the states from h0 and w_t = v_t - S_{t-1} k_t,
+        which the forward keeps when gradients are needed (memory O(T d_v) per head).
     """
     if scale is None:
         scale = 1.0 / math.sqrt(q.shape[-1]) if isinstance(q, torch.Tensor) and q.dim() else 1.0
     check_delta_rule_args("delta_rule", q, k, v, beta, h0, scale)
-    o, last = torch.ops.kernelkit.delta_rule(q, k, v, beta, h0, float(scale))
+    inputs = (q, k, v, beta) if h0 is None else (q, k, v, beta, h0)
+    save_w = torch.is_grad_enabled() and any(t.requires_grad for t in inputs)
+    o, last, _ = torch.ops.kernelkit.delta_rule(q, k, v, beta, h0, float(scale), save_w)
     return (o, last) if return_last_state else o

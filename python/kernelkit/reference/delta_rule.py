@@ -22,11 +22,13 @@ def delta_rule_reference(
     beta: torch.Tensor,
     h0: torch.Tensor | None = None,
     scale: float = 1.0,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    return_w: bool = False,
+) -> tuple[torch.Tensor, ...]:
     """Sequential delta rule over T with batched (B, H) tensor ops; differentiable.
 
     Computes in the dtype of q (callers upcast low-precision inputs first). Returns
-    ``(o, last_state)``: o (B, T, H, d_v) in q's dtype, last_state (B, H, d_k, d_v).
+    ``(o, last_state)``: o (B, T, H, d_v) in q's dtype, last_state (B, H, d_k, d_v); with
+    return_w also w (B, T, H, d_v), w_t = v_t - S_{t-1} k_t.
     """
     b, t_len, h, d_k = q.shape
     d_v = v.shape[-1]
@@ -34,7 +36,7 @@ def delta_rule_reference(
     k, v, beta = k.to(dtype), v.to(dtype), beta.to(dtype)
     # s holds S^T, (B, H, d_k, d_v): k_t^T S^T is a batched row-vector product.
     s = torch.zeros(b, h, d_k, d_v, dtype=dtype, device=q.device) if h0 is None else h0.to(dtype)
-    outs = []
+    outs, ws = [], []
     # unbind, not k[:, t]: autograd then stacks the step gradients once, instead of writing
     # each into a zero tensor of the whole input (quadratic in T).
     steps = zip(q.unbind(1), k.unbind(1), v.unbind(1), beta.unbind(1), strict=True)
@@ -42,6 +44,9 @@ def delta_rule_reference(
         kt = kt.unsqueeze(-2)  # (B, H, 1, d_k)
         w = vt.unsqueeze(-2) - kt @ s  # (B, H, 1, d_v): v_t - S_{t-1} k_t, as a row
         s = s + kt.transpose(-1, -2) @ (bt[..., None, None] * w)
+        ws.append(w.squeeze(-2))
         outs.append((scale * qt.unsqueeze(-2) @ s).squeeze(-2))
     o = torch.stack(outs, dim=1) if outs else v.new_zeros(b, 0, h, d_v)
+    if return_w:
+        return o, s, torch.stack(ws, dim=1) if ws else v.new_zeros(b, 0, h, d_v)
     return o, s

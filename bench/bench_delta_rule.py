@@ -92,8 +92,9 @@ class _Inputs:
         assert err <= tol * max(1.0, self.expected.abs().max().item()), f"{impl}: error {err}"
 
 
-def _make(key: str, case: Case, data: _Inputs) -> tuple[Callable[[], object], Callable[[], object]]:
-    """(timed call, call returning o for the check) of an implementation."""
+def _make(key: str, case: Case, data: _Inputs) -> tuple[Callable[[], object], ...]:
+    """(timed call, call returning o for the check, untimed setup or None) of an
+    implementation."""
     if key == "fla":
         pytest.skip("flash-linear-attention's fused_recurrent_delta_rule is Triton only "
                     "(CUDA tensors, no CPU path); the Triton interpreter is never timed")
@@ -105,7 +106,7 @@ def _make(key: str, case: Case, data: _Inputs) -> tuple[Callable[[], object], Ca
         def forward() -> torch.Tensor:
             return delta_rule_reference(*ins, None, data.scale)[0]
     if not case.backward:
-        return forward, forward
+        return forward, forward, None
     d_o = data.d_o.to(case.dtype)
 
     def forward_backward() -> torch.Tensor:
@@ -117,7 +118,11 @@ def _make(key: str, case: Case, data: _Inputs) -> tuple[Callable[[], object], Ca
         with torch.no_grad():
             return forward()
 
-    return forward_backward, result
+    def setup() -> None:
+        for x in ins:  # as optimizer.zero_grad(): the next backward stores, not accumulates
+            x.grad = None
+
+    return forward_backward, result, setup
 
 
 _CACHE: dict[str, _Inputs] = {}
@@ -145,10 +150,10 @@ def test_delta_rule(bench, case: Case, key: str) -> None:  # noqa: ANN001  (benc
         compute_dtype="float32", note="", case_note="elements: (batch, step, head) triples",
     )
     data = _data(case)
-    fn, result = _make(key, case, data)
+    fn, result, setup = _make(key, case, data)
     t0 = time.perf_counter()
     data.check(result(), IMPL_NAMES[key])
     took = time.perf_counter() - t0
     if IMPL_ROLES[key] == "peer" and took * (3 if case.backward else 1) > PEER_MAX_CALL_S:
         pytest.skip(f"{IMPL_NAMES[key]} takes about {took:.1f} s per call")
-    bench.run(fn)
+    bench.run(fn, setup=setup)

@@ -259,6 +259,7 @@ def _setup_context(ctx, inputs, output) -> None:  # noqa: ANN001
     ctx.has_h0 = h0 is not None
     ctx.save_w = save_w
     ctx.mark_non_differentiable(output[2])
+    ctx.set_materialize_grads(False)  # unused outputs: None, not tensors of zeros to fill
     ctx.save_for_backward(q, k, v, beta, h0, output[2] if save_w else None)
 
 

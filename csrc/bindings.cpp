@@ -15,6 +15,7 @@
 #include "gemm/half_conv2d.h"
 #include "gemm/half_gemm.h"
 #include "hadamard/fwht.h"
+#include "scan/delta_rule.h"
 #include "scan/linear_scan_2d.h"
 #include "scan/linear_scan.h"
 #include "scan/selective_scan.h"
@@ -386,6 +387,77 @@ void selective_scan_bwd_binding(const std::vector<int64_t>& sizes,
   selective_scan_bwd(a, g, chosen);
 }
 
+// delta_rule: (B, T, H, D) views as (pointer, stride_b, stride_t, stride_h) (pointer 0: absent),
+// sizes as (B, T, H, d_k, d_v); states are contiguous compute-type (B, H, d_k, d_v) arrays or 0.
+using SeqTuple = std::tuple<uintptr_t, int64_t, int64_t, int64_t>;
+using SizeTuple = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t>;
+
+SeqView seq_in(const SeqTuple& t) {
+  return {as_ptr<const void>(std::get<0>(t)), std::get<1>(t), std::get<2>(t), std::get<3>(t)};
+}
+
+SeqOut seq_out(const SeqTuple& t) {
+  return {as_ptr<void>(std::get<0>(t)), std::get<1>(t), std::get<2>(t), std::get<3>(t)};
+}
+
+DeltaRuleSizes delta_sizes(const SizeTuple& s) {
+  return {std::get<0>(s), std::get<1>(s), std::get<2>(s), std::get<3>(s), std::get<4>(s)};
+}
+
+void delta_rule_forward_binding(const SizeTuple& sizes, const std::string& dtype,
+                                const SeqTuple& q, const SeqTuple& k, const SeqTuple& v,
+                                const SeqTuple& beta, const SeqTuple& o, const SeqTuple& w,
+                                uintptr_t h0,
+                                uintptr_t last_state, double scale, int threads,
+                                const std::string& isa) {
+  DeltaRuleForwardArgs a;
+  a.n = delta_sizes(sizes);
+  a.dtype = parse_dtype(dtype);
+  a.q = seq_in(q);
+  a.k = seq_in(k);
+  a.v = seq_in(v);
+  a.beta = seq_in(beta);
+  a.o = seq_out(o);
+  a.w = seq_out(w);
+  a.h0 = as_ptr<const void>(h0);
+  a.last_state = as_ptr<void>(last_state);
+  a.scale = scale;
+  a.threads = threads;
+  const Isa chosen = parse_isa(isa);
+  py::gil_scoped_release release;
+  delta_rule_forward(a, chosen);
+}
+
+void delta_rule_backward_binding(const SizeTuple& sizes, const std::string& dtype,
+                                 const SeqTuple& q, const SeqTuple& k, const SeqTuple& v,
+                                 const SeqTuple& beta, const SeqTuple& d_o, const SeqTuple& w,
+                                 uintptr_t h0,
+                                 uintptr_t d_last, const SeqTuple& dq, const SeqTuple& dk,
+                                 const SeqTuple& dv, const SeqTuple& dbeta, uintptr_t dh0,
+                                 double scale, int threads, const std::string& isa) {
+  DeltaRuleBackwardArgs a;
+  a.n = delta_sizes(sizes);
+  a.dtype = parse_dtype(dtype);
+  a.q = seq_in(q);
+  a.k = seq_in(k);
+  a.v = seq_in(v);
+  a.beta = seq_in(beta);
+  a.d_o = seq_in(d_o);
+  a.w = seq_in(w);
+  a.h0 = as_ptr<const void>(h0);
+  a.d_last = as_ptr<const void>(d_last);
+  a.dq = seq_out(dq);
+  a.dk = seq_out(dk);
+  a.dv = seq_out(dv);
+  a.dbeta = seq_out(dbeta);
+  a.dh0 = as_ptr<void>(dh0);
+  a.scale = scale;
+  a.threads = threads;
+  const Isa chosen = parse_isa(isa);
+  py::gil_scoped_release release;
+  delta_rule_backward(a, chosen);
+}
+
 py::dict build_info() {
   py::dict info;
 #if defined(__clang__)
@@ -469,6 +541,15 @@ PYBIND11_MODULE(_C, mod) {
           py::arg("threads"), py::arg("isa") = "auto");
   mod.def("selective_scan_bwd", &selective_scan_bwd_binding, py::arg("sizes"), py::arg("dtypes"),
           py::arg("inputs"), py::arg("outputs"), py::arg("softplus"), py::arg("negative"),
+          py::arg("threads"), py::arg("isa") = "auto");
+  mod.def("delta_rule_forward", &delta_rule_forward_binding, py::arg("sizes"), py::arg("dtype"),
+          py::arg("q"), py::arg("k"), py::arg("v"), py::arg("beta"), py::arg("o"), py::arg("w"),
+          py::arg("h0"), py::arg("last_state"), py::arg("scale"), py::arg("threads"),
+          py::arg("isa") = "auto");
+  mod.def("delta_rule_backward", &delta_rule_backward_binding, py::arg("sizes"),
+          py::arg("dtype"), py::arg("q"), py::arg("k"), py::arg("v"), py::arg("beta"),
+          py::arg("d_o"), py::arg("w"), py::arg("h0"), py::arg("d_last"), py::arg("dq"),
+          py::arg("dk"), py::arg("dv"), py::arg("dbeta"), py::arg("dh0"), py::arg("scale"),
           py::arg("threads"), py::arg("isa") = "auto");
   mod.def("build_info", &build_info);
   mod.def(

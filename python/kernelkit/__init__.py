@@ -7,6 +7,7 @@ tensors go to Triton kernels. ``use_backend`` forces one implementation.
 from . import nn, reference
 from ._backend import use_backend
 from ._native import build_info
+from .ops.delta_rule import delta_rule
 from .ops.hadamard import fwht, fwht_
 from .ops.half_conv2d import half_conv2d
 from .ops.half_linear import half_linear
@@ -20,6 +21,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "build_info",
+    "delta_rule",
     "fwht",
     "fwht_",
     "half_conv2d",

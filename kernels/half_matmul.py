@@ -12,19 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
-
-@triton.jit
-def _to_storage(x, dtype: tl.constexpr):
-    # float32 -> bfloat16 rounds to nearest even by hand, so that the interpreter (whose cast
-    # truncates) and the GPU give the same bits; NaN stays a quiet NaN.
-    if dtype == tl.bfloat16:
-        bits = x.to(tl.uint32, bitcast=True)
-        bits = (bits + (0x7FFF + ((bits >> 16) & 1))) >> 16
-        bits = tl.where(x != x, 0x7FC0, bits)
-        y = bits.to(tl.uint16).to(tl.bfloat16, bitcast=True)
-    else:
-        y = x.to(dtype)
-    return y
+from kernelkit.kernels.hadamard import _to_storage
 
 
 @triton.jit

@@ -50,13 +50,15 @@ class Case:
 CASES = (
     # The reference runs first: its timed result is the expected one for the others.
     Case("fwd L=2048", 2048, False, ("reference", "ours", "mambapy")),
-    Case("fwd+bwd L=512", 512, True, ("reference", "ours", "mambapy")),
+    Case("fwd+bwd L=512", 512, True, ("reference", "ours", "mambapy", "mamba_ref")),
 )
-SLOW_ROUNDS = {"reference": 2, "mambapy": 1}  # timed calls of the slow peers
+SLOW_ROUNDS = {"reference": 2, "mambapy": 1, "mamba_ref": 1}  # timed calls of the slow peers
 IMPL_NAMES = {"ours": "kernelkit.selective_scan", "reference": "reference algorithm",
-              "mambapy": "mambapy pscan"}
+              "mambapy": "mambapy pscan", "mamba_ref": "mamba selective_scan_ref (indexing)"}
 IMPL_NOTES = {"reference": "plain PyTorch, one step at a time (autograd for the backward)",
-              "mambapy": "mambapy 1.2.0 MambaBlock.selective_scan (pscan), its (B, L, D) layout"}
+              "mambapy": "mambapy 1.2.0 MambaBlock.selective_scan (pscan), its (B, L, D) layout",
+              "mamba_ref": "the same algorithm stepping by index as mamba-ssm's "
+                           "selective_scan_ref: an O(L**2) autograd backward"}
 
 
 def _target(name: str, case: str, impl_b: str, minimum: float) -> dict[str, object]:
@@ -67,8 +69,8 @@ def _target(name: str, case: str, impl_b: str, minimum: float) -> dict[str, obje
 TARGETS = [
     _target("fwd L=2048: vs the reference algorithm", "fwd L=2048", "reference", 100.0),
     _target("fwd L=2048: vs mambapy pscan", "fwd L=2048", "mambapy", 50.0),
-    _target("fwd+bwd L=512: vs autograd through the reference", "fwd+bwd L=512", "reference",
-            1000.0),
+    _target("fwd+bwd L=512: vs autograd through mamba's selective_scan_ref", "fwd+bwd L=512",
+            "mamba_ref", 1000.0),
 ]
 
 
@@ -107,7 +109,12 @@ def _mambapy(u, delta, A, B, C, D, z):  # noqa: ANN001, ANN202
     return y * F.silu(z)
 
 
-FNS = {"ours": _ours, "reference": _reference, "mambapy": _mambapy}
+def _mamba_ref(u, delta, A, B, C, D, z):  # noqa: ANN001, ANN202
+    return selective_scan_reference(u, delta, A, B, C, D, z, delta_softplus=True,
+                                    step_by_index=True)
+
+
+FNS = {"ours": _ours, "reference": _reference, "mambapy": _mambapy, "mamba_ref": _mamba_ref}
 
 
 def _make(case: Case, key: str) -> tuple[Callable[[], object], Callable[[object], dict]]:

@@ -35,8 +35,14 @@ def selective_scan_reference(
     *,
     h0: torch.Tensor | None = None,
     negative_eigenvalues: bool = False,
+    step_by_index: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Selective scan, same arguments and results as :func:`kernelkit.selective_scan`.
+
+    ``step_by_index=True`` reads each step as mamba-ssm's ``selective_scan_ref`` does
+    (``decay[:, :, i]``): the same values, but autograd then scatters every step's gradient
+    into a zero tensor of the full size, an O(L**2) backward. That is the baseline users of
+    Mamba on CPU run today; the default (unbind) is the fast oracle the tests use.
 
     Shapes: u, delta, z (batch, dim, L); A (dim, N); B, C (dim, N), (batch, N, L) or
     (batch, G, N, L); D, delta_bias (dim,); h0 (batch, dim, N). Computes in float32 (float64
@@ -70,8 +76,12 @@ def selective_scan_reference(
         h = h + h0.to(compute)
     # unbind, not indexing per step: autograd then stacks the per-step gradients once,
     # instead of scattering each into a zero tensor of the full size (O(L**2) for a backward).
-    steps = zip(decay.unbind(2), dbu.unbind(2),
-                [Cc] * length if Cc.dim() == 2 else Cc.unbind(-1), strict=True)
+    if step_by_index:
+        steps = ((decay[:, :, i], dbu[:, :, i], Cc if Cc.dim() == 2 else Cc[..., i])
+                 for i in range(length))
+    else:
+        steps = zip(decay.unbind(2), dbu.unbind(2),
+                    [Cc] * length if Cc.dim() == 2 else Cc.unbind(-1), strict=True)
     ys = []
     for decay_t, dbu_t, c_t in steps:
         h = decay_t * h + dbu_t

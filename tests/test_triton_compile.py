@@ -90,8 +90,8 @@ def compile_results():
     env = dict(os.environ)
     env.pop("TRITON_INTERPRET", None)
     env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # silence triton 3.9's default warning
-    path = [str(ROOT), str(ROOT / "python"), env.get("PYTHONPATH", "")]
-    env["PYTHONPATH"] = os.pathsep.join(p for p in path if p)
+    # The child imports the installed kernelkit (kernel files import kernelkit.kernels.*):
+    # the source tree's python/ would shadow it without the built extension.
     # All children at once: the compiles are independent and the machine has several cores.
     children = {
         (family, arch): subprocess.Popen(

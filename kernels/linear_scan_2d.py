@@ -18,35 +18,13 @@ import torch
 import triton
 import triton.language as tl
 
+from kernelkit.kernels.hadamard import _to_compute, _to_storage
+
 # Largest block of columns one program scans at once (registers: ~4 values per thread).
 _MAX_BLOCK = 2048
 _ELEMS_PER_THREAD = 4
 _TL_TYPE = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16",
             torch.float64: "fp64"}
-
-
-@triton.jit
-def _to_compute(x):
-    # float64 stays float64; float32 / float16 / bfloat16 are computed in float32.
-    if x.dtype == tl.float64:
-        y = x
-    else:
-        y = x.to(tl.float32)
-    return y
-
-
-@triton.jit
-def _to_storage(x, dtype: tl.constexpr):
-    # Round to the tensor dtype; bfloat16 to nearest even by hand, so that the interpreter
-    # (whose cast truncates) and the GPU give the same bits.
-    if dtype == tl.bfloat16:
-        bits = x.to(tl.uint32, bitcast=True)
-        bits = (bits + (0x7FFF + ((bits >> 16) & 1))) >> 16
-        bits = tl.where(x != x, 0x7FC0, bits)
-        y = bits.to(tl.uint16).to(tl.bfloat16, bitcast=True)
-    else:
-        y = x.to(dtype)
-    return y
 
 
 @triton.jit

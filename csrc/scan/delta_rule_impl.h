@@ -19,6 +19,7 @@
 #endif
 
 #include "common/vec.h"
+#include "common/vec_math.h"
 #include "scan/delta_rule.h"
 
 namespace kernelkit {
@@ -27,22 +28,6 @@ namespace delta_rule_detail {
 
 // State rows per block: 2 x 4 accumulators plus the operands fit the 16 vector registers.
 constexpr int R = 4;
-
-KK_INLINE vf8 fma(vf8 a, vf8 b, vf8 c) {
-#if defined(KK_ISA_AVX2)
-  return _mm256_fmadd_ps(a, b, c);
-#else
-  return a * b + c;
-#endif
-}
-
-KK_INLINE vd4 fma(vd4 a, vd4 b, vd4 c) {
-#if defined(KK_ISA_AVX2)
-  return _mm256_fmadd_pd(a, b, c);
-#else
-  return a * b + c;
-#endif
-}
 
 // Pairwise sums within 128-bit lanes, as vhaddps / vhaddpd order them.
 KK_INLINE vf8 hadd(vf8 x, vf8 y) {
@@ -145,7 +130,7 @@ template <class S> void apply_update(S* state, const S* coef, const S* kp, const
   for (int64_t i = 0; i < d.rows; ++i) {
     const V c = Vec<S>::broadcast(coef[i]);
     for (int64_t j = 0; j < d.ldk; j += W)
-      store_vec(state + i * d.ldk + j, fma(c, vload(kp + j), vload(state + i * d.ldk + j)));
+      store_vec(state + i * d.ldk + j, fmadd(c, vload(kp + j), vload(state + i * d.ldk + j)));
   }
 }
 
@@ -184,15 +169,15 @@ KK_INLINE void forward_cols(S* st, const Dims& d, int64_t v0, const S* kp, const
   S* row = st + v0;
   for (int64_t j = 0; j < d.dk; ++j, row += d.ldv) {
     const V a = Vec<S>::broadcast(kp[j]), b = Vec<S>::broadcast(kn[j]);
-    const V s0 = fma(a, c0, vload(row)), s1 = fma(a, c1, vload(row + W));
+    const V s0 = fmadd(a, c0, vload(row)), s1 = fmadd(a, c1, vload(row + W));
     store_vec(row, s0);
     store_vec(row + W, s1);
-    u0 = fma(b, s0, u0);
-    u1 = fma(b, s1, u1);
+    u0 = fmadd(b, s0, u0);
+    u1 = fmadd(b, s1, u1);
     if (WITH_Q) {
       const V qj = Vec<S>::broadcast(qn[j]);
-      o0 = fma(qj, s0, o0);
-      o1 = fma(qj, s1, o1);
+      o0 = fmadd(qj, s0, o0);
+      o1 = fmadd(qj, s1, o1);
     }
   }
   store_vec(u + v0, u0);
@@ -286,11 +271,11 @@ KK_INLINE void reverse_block(S* st, int64_t ldk, const S* kp, const S* p, const 
     V acc = vload(col + j);
     for (int r = 0; r < R; ++r) {
       S* ptr = st + r * ldk + j;
-      V s = fma(pr.v[r], kpv, vload(ptr));
-      s = fma(dr.v[r], qv, s);
+      V s = fmadd(pr.v[r], kpv, vload(ptr));
+      s = fmadd(dr.v[r], qv, s);
       store_vec(ptr, s);
-      ag[r] = fma(s, knv, ag[r]);
-      acc = fma(er.v[r], s, acc);
+      ag[r] = fmadd(s, knv, ag[r]);
+      acc = fmadd(er.v[r], s, acc);
     }
     store_vec(col + j, acc);
   }
@@ -311,10 +296,10 @@ KK_INLINE void gradient_block(S* st, int64_t ldk, const S* k, const S* c, const 
     for (int r = 0; r < R; ++r) {
       S* ptr = st + r * ldk + j;
       V s = vload(ptr);
-      a1 = fma(vr.v[r], s, a1);
-      s = fma(cr.v[r], kv, s);
+      a1 = fmadd(vr.v[r], s, a1);
+      s = fmadd(cr.v[r], kv, s);
       store_vec(ptr, s);
-      a2 = fma(dr.v[r], s, a2);
+      a2 = fmadd(dr.v[r], s, a2);
     }
     store_vec(col1 + j, a1);
     store_vec(col2 + j, a2);

@@ -208,6 +208,19 @@ void gemm_serial(const ASource& a, const BSource& b, TO* c, int64_t c_rs, int64_
       const int64_t ldc = round_up(nc, NR);
       for (int64_t p0 = 0; p0 < K; p0 += KC) {
         const int64_t kc = std::min(KC, K - p0);
+        if (mb <= MC) {
+          // One row block (few rows, e.g. a linear layer's batch): each B sliver is used once,
+          // so it is packed right before its micro-kernels, into one L1-resident slot: the
+          // stream of B from memory overlaps their arithmetic instead of preceding it.
+          for (int64_t r = 0; r < mb; r += MR)
+            a.pack(m0 + r, std::min<int64_t>(MR, mb - r), p0, kc, apack + r * kc);
+          for (int64_t s = 0; s * NR < nc; ++s) {
+            b.pack(p0, kc, j0 + s * NR, std::min<int64_t>(NR, nc - s * NR), bpack);
+            for (int64_t r = 0; r < mb; r += MR)
+              micro_kernel(kc, apack + r * kc, bpack, acc + r * ldc + s * NR, ldc, p0 > 0);
+          }
+          continue;
+        }
         for (int64_t s = 0; s * NR < nc; ++s)
           b.pack(p0, kc, j0 + s * NR, std::min<int64_t>(NR, nc - s * NR), bpack + s * kc * NR);
         for (int64_t i0 = 0; i0 < mb; i0 += MC) {

@@ -1,4 +1,4 @@
-"""The Triton GEMM (kernels/half_matmul.py) under the interpreter, through the public ops."""
+"""The Triton GEMM (kernels/half_gemm.py) under the interpreter, through the public ops."""
 
 from __future__ import annotations
 

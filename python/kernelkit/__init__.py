@@ -9,9 +9,7 @@ from ._backend import use_backend
 from ._native import build_info
 from .ops.delta_rule import delta_rule
 from .ops.hadamard import fwht, fwht_
-from .ops.half_conv2d import half_conv2d
-from .ops.half_linear import half_linear
-from .ops.half_matmul import half_matmul
+from .ops.half_gemm import half_conv2d, half_linear, half_matmul
 from .ops.linear_scan import linear_scan
 from .ops.linear_scan_2d import linear_scan_2d
 from .ops.selective_scan import selective_scan

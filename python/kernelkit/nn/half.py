@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..ops.half_conv2d import half_conv2d
-from ..ops.half_linear import half_linear
+from ..ops.half_gemm import half_conv2d, half_linear
 
 _HALF = (torch.float16, torch.bfloat16)
 

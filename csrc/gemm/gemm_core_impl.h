@@ -122,6 +122,7 @@ __attribute__((noinline)) inline void micro_kernel(int64_t kc, const float* ap, 
   vf8 acc[MR][2];
 #pragma GCC unroll 6
   for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = Vec<float>::broadcast(0.0f);
+#pragma GCC unroll 4
   for (int64_t k = 0; k < kc; ++k) {
     const vf8 b0 = load_as<float>(bp), b1 = load_as<float>(bp + 8);
 #pragma GCC unroll 6

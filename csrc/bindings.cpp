@@ -113,6 +113,16 @@ void linear_scan_2d_backward_binding(int64_t batch, int64_t T, int64_t V,
   linear_scan_2d_backward(a, chosen);
 }
 
+// linear_scan's dtype names: the real ones, or complex64 / complex128 (pairs of f32 / f64).
+bool is_complex_name(const std::string& dtype) {
+  return dtype == "complex64" || dtype == "complex128";
+}
+
+DType scan_element_dtype(const std::string& dtype) {
+  if (!is_complex_name(dtype)) return parse_dtype(dtype);
+  return dtype == "complex64" ? DType::f32 : DType::f64;
+}
+
 // Operands as (address, s0, st, s1) over (n0, len, n1); h0 as (address, s0, s1), address 0
 // for zeros. dtype names a real dtype or complex64 / complex128.
 void linear_scan_binding(uintptr_t a, int64_t a_s0, int64_t a_st, int64_t a_s1, uintptr_t x,
@@ -133,8 +143,8 @@ void linear_scan_binding(uintptr_t a, int64_t a_s0, int64_t a_st, int64_t a_s1, 
   s.n0 = n0;
   s.len = len;
   s.n1 = n1;
-  s.is_complex = dtype == "complex64" || dtype == "complex128";
-  s.dtype = s.is_complex ? (dtype == "complex64" ? DType::f32 : DType::f64) : parse_dtype(dtype);
+  s.is_complex = is_complex_name(dtype);
+  s.dtype = scan_element_dtype(dtype);
   s.reverse = reverse;
   s.conj_a = conj_a;
   s.threads = threads;
@@ -172,8 +182,8 @@ void linear_scan_backward_binding(
   s.n0 = n0;
   s.len = len;
   s.n1 = n1;
-  s.is_complex = dtype == "complex64" || dtype == "complex128";
-  s.dtype = s.is_complex ? (dtype == "complex64" ? DType::f32 : DType::f64) : parse_dtype(dtype);
+  s.is_complex = is_complex_name(dtype);
+  s.dtype = scan_element_dtype(dtype);
   s.reverse = reverse;
   s.threads = threads;
   const Isa chosen = parse_isa(isa);

@@ -263,6 +263,35 @@ def test_inf_and_nan_propagate(cpu_path):
     assert torch.isfinite(out[0, 1]).all()
 
 
+def test_exponent_range_fast_and_clamped_paths(cpu_path):
+    """Chunks whose dt * A runs past the fast exponent's range (|dt A| log2(e) > 125) take the
+    clamped one; both must match the reference, across chunk boundaries (64 steps)."""
+    inp = make_inputs(batch=1, dim=4, L=256, n=16, with_=("D", "z"), seed=3)
+    inp["delta"][0, 0, 70:120] = 300.0   # dt A down to -150: exp underflows to 0
+    inp["A"][1, 0] = 0.3                   # a growing mode: dt A > 0
+    inp["delta"][0, 2, :] = 86.0           # dt A = -86 * |A| at the range's edge
+    inp["A"][2, :] = -1.0
+    # No softplus: dt < 0 makes dt A log2(e) = 126.5, past the fast range but below float32's
+    # overflow; u = 0 up to there keeps the state at 0, so the result stays finite.
+    inp["A"][3, :] = -0.2
+    inp["delta"][0, 3, 130:140] = -126.5 / math.log2(math.e) / 0.2
+    inp["u"][0, 3, :140] = 0.0
+    out, last = run(kernelkit.selective_scan, inp)
+    exp_out, exp_last = run(selective_scan_reference, as_f64(inp))
+    assert_close_mamba(out, exp_out, torch.float32)
+    assert_close_mamba(last, exp_last, torch.float32)
+
+
+def test_nan_delta_poisons_only_its_channel(cpu_path):
+    inp = make_inputs(batch=1, dim=2, L=256, n=16, with_=("D",), seed=4)
+    inp["delta"][0, 0, 100] = float("nan")
+    out, _ = run(kernelkit.selective_scan, inp, softplus=True)
+    assert torch.isnan(out[0, 0, 100:]).all() and torch.isfinite(out[0, 0, :100]).all()
+    exp_out, _ = run(selective_scan_reference, as_f64(inp), softplus=True)
+    assert_close_mamba(out[0, 1], exp_out[0, 1], torch.float32)
+    assert_close_mamba(out[0, 0, :100], exp_out[0, 0, :100], torch.float32)
+
+
 # ---- gradients -------------------------------------------------------------------------------
 
 GRAD_NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias", "h0")

@@ -18,6 +18,7 @@
 #include <omp.h>
 #endif
 
+#include "common/memory.h"
 #include "common/vec.h"
 #include "common/vec_math.h"
 #include "scan/delta_rule.h"
@@ -104,11 +105,6 @@ template <class S, class T> void stage(const T* src, int64_t n, S mul, S* dst) {
 // Steps of one head lie H rows apart in (B, T, H, D) tensors, too far for the hardware
 // prefetchers (which stay within a 4 KiB page): fetch the rows kAhead steps on by hand.
 constexpr int64_t kAhead = 4;
-
-template <class T> void prefetch_row(const T* p, int64_t n) {
-  const char* c = reinterpret_cast<const char*>(p);
-  for (int64_t b = 0; b < n * int64_t(sizeof(T)); b += 64) __builtin_prefetch(c + b);
-}
 
 // state (S layout: rows x ldk) <- a (d_k, d_v) block, or zeros; and back.
 template <class S> void load_state(S* state, const S* block, const Dims& d) {
@@ -221,9 +217,9 @@ void forward_head(const ForwardInputs& in, SeqOut o, S* last, int64_t b, int64_t
   constexpr int64_t W2 = 2 * Vec<S>::W;
   for (int64_t t = 0; t < d.steps; ++t) {
     if (t + kAhead < d.steps) {
-      prefetch_row(k.at(t + kAhead), d.dk);
-      if (WITH_Q) prefetch_row(q.at(t + kAhead), d.dk);
-      prefetch_row(v.at(t + kAhead), d.dv);
+      prefetch_span(k.at(t + kAhead), d.dk);
+      if (WITH_Q) prefetch_span(q.at(t + kAhead), d.dk);
+      prefetch_span(v.at(t + kAhead), d.dv);
     }
     stage(k.at(t), d.dk, S(1), kn);
     if (WITH_Q) stage(q.at(t), d.dk, scale, wk.q.data());
@@ -324,9 +320,9 @@ void reverse_head(const DeltaRuleBackwardArgs& a, int64_t b, int64_t h, Work<S>&
   const S scale = S(a.scale);
   for (int64_t t = d.steps - 1; t >= 0; --t) {
     if (t >= kAhead) {
-      prefetch_row(k.at(t - kAhead), d.dk);
-      prefetch_row(q.at(t - kAhead), d.dk);
-      prefetch_row(dout.at(t - kAhead), d.dv);
+      prefetch_span(k.at(t - kAhead), d.dk);
+      prefetch_span(q.at(t - kAhead), d.dk);
+      prefetch_span(dout.at(t - kAhead), d.dv);
     }
     stage(k.at(t), d.dk, S(1), kn);
     stage(q.at(t), d.dk, scale, wk.q.data());
@@ -369,9 +365,9 @@ void gradient_head(const DeltaRuleBackwardArgs& a, int64_t b, int64_t h, Work<S>
   const S scale = S(a.scale);
   for (int64_t t = 0; t < d.steps; ++t) {
     if (t + kAhead < d.steps) {
-      prefetch_row(k.at(t + kAhead), d.dk);
-      prefetch_row(dout.at(t + kAhead), d.dv);
-      prefetch_row(dv.at(t + kAhead), d.dv);
+      prefetch_span(k.at(t + kAhead), d.dk);
+      prefetch_span(dout.at(t + kAhead), d.dv);
+      prefetch_span(dv.at(t + kAhead), d.dv);
     }
     stage(k.at(t), d.dk, S(1), wk.ka.data());
     stage(dout.at(t), d.dv, S(1), wk.rv.data());

@@ -16,6 +16,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "common/memory.h"
 #include "common/vec.h"
 #include "common/vec_math.h"
 #include "scan/selective_scan.h"
@@ -27,7 +28,7 @@ namespace selective_scan_detail {
 // Time steps staged per chunk: a multiple of every vector width, small enough that a chunk's
 // staged values and per-step lane vectors stay in L1.
 constexpr int64_t kChunk = 64;
-constexpr double kLog2e = 1.4426950408889634;
+constexpr double kEighthsLog2e = 8 * 1.4426950408889634;  // A is kept as A * 8 log2(e)
 
 template <class S> constexpr int kW = Vec<S>::W;
 template <class S> constexpr int kMaxNv = int(kSelectiveScanMaxN) / kW<S>;
@@ -136,9 +137,9 @@ template <class V> class VecBuffer {
 
 template <class S> struct Workspace {
   using V = VecT<S>;
-  // Per channel, nv vectors each: A * log2(e), A, the state, and (backward) the carried
+  // Per channel, nv vectors each: A * 8 log2(e), A, the state, and (backward) the carried
   // gradient of the state and the accumulated gradients of A and of constant B / C.
-  VecBuffer<V> a2, a, h, carry, dA, dB, dC;
+  VecBuffer<V> a8, a, h, carry, dA, dB, dC;
   // Per chunk (x, dt, dtu, u: per backward segment), kChunk values each.
   std::vector<S> x, dt, dtu, u, y, z, g, gy, s1, s2, tmp;
   VecBuffer<V> parts, parts2;  // one vector per step, reduced W steps at a time
@@ -148,10 +149,11 @@ template <class S> struct Workspace {
   std::vector<S> ys;
   VecBuffer<V> checkpoints;
   int64_t seg = 0;
+  S a8_lo = 0, a8_hi = 0;  // the channel's range of A * 8 log2(e)
 
   // segment = 0: a forward workspace.
   Workspace(int64_t nv, int64_t length, int64_t segment) : seg(segment) {
-    for (auto* v : {&a2, &a, &h, &carry, &dA, &dB, &dC}) v->assign(nv, V{});
+    for (auto* v : {&a8, &a, &h, &carry, &dA, &dB, &dC}) v->assign(nv, V{});
     // The backward keeps a whole segment's staged u, x, dt and dtu.
     for (auto* v : {&x, &dt, &dtu, &u}) v->assign(std::max(kChunk, seg), S(0));
     for (auto* v : {&y, &z, &g, &gy, &s1, &s2, &tmp}) v->assign(kChunk, S(0));
@@ -197,18 +199,21 @@ template <class S, class T> struct Problem {
 // Loads channel d's A (scaled and raw) and initial state into the workspace, zero-padded.
 template <class S, class T>
 void load_channel(const Problem<S, T>& p, int64_t b, int64_t d, Workspace<S>& ws) {
-  S a[kSelectiveScanMaxN] = {}, a2[kSelectiveScanMaxN] = {}, h[kSelectiveScanMaxN] = {};
+  S a[kSelectiveScanMaxN] = {}, a8[kSelectiveScanMaxN] = {}, h[kSelectiveScanMaxN] = {};
   const int64_t N = p.a.n_state;
   const S* A = p.param(p.a.A) + d * N;
   const S* h0 = p.a.h0 ? p.param(p.a.h0) + (b * p.a.dim + d) * N : nullptr;
+  ws.a8_lo = ws.a8_hi = A[0] * S(kEighthsLog2e);
   for (int64_t n = 0; n < N; ++n) {
     a[n] = A[n];
-    a2[n] = A[n] * S(kLog2e);
+    a8[n] = A[n] * S(kEighthsLog2e);
     h[n] = h0 ? h0[n] : S(0);
+    ws.a8_lo = std::min(ws.a8_lo, a8[n]);
+    ws.a8_hi = std::max(ws.a8_hi, a8[n]);
   }
   const size_t bytes = p.np * sizeof(S);
   std::memcpy(ws.a.data(), a, bytes);
-  std::memcpy(ws.a2.data(), a2, bytes);
+  std::memcpy(ws.a8.data(), a8, bytes);
   std::memcpy(ws.h.data(), h, bytes);
 }
 
@@ -235,14 +240,15 @@ void stage_steps(const Problem<S, T>& p, int64_t b, int64_t d, int64_t t0, int64
 // The recurrence over T steps of a chunk. kY: store C_t * h_t (a lane vector) per step in
 // parts; kStore: store every state (after h_{t0-1} at hs[0..nv)) and exp(dt A) for the
 // backward. NV > 0 fixes the vector count at compile time so the state stays in registers.
-template <class S, int NV, bool kY, bool kStore, bool kNeg>
-void run_steps(int64_t nv_rt, const VecT<S>* a2, VecT<S>* h_io, const S* dt, const S* dtu,
+// kInRange: every dt A 8 log2(e) of the chunk lies in [-1000, 1000] (see exp_args_in_range).
+template <class S, int NV, bool kY, bool kStore, bool kNeg, bool kInRange>
+void run_steps(int64_t nv_rt, const VecT<S>* a8, VecT<S>* h_io, const S* dt, const S* dtu,
                const S* B, int64_t b_step, const S* C, int64_t c_step, int64_t T_,
                VecT<S>* parts, VecT<S>* hs, VecT<S>* es) {
   using V = VecT<S>;
   constexpr int W = kW<S>;
   const int nv = NV > 0 ? NV : int(nv_rt);
-  const V two = Vec<S>::broadcast(2), one = Vec<S>::broadcast(1);
+  const V two = Vec<S>::broadcast(2), one = Vec<S>::broadcast(1), eighth = Vec<S>::broadcast(0.125);
   V h[NV > 0 ? NV : kMaxNv<S>];
   for (int k = 0; k < nv; ++k) h[k] = h_io[k];
   if constexpr (kStore)
@@ -254,7 +260,7 @@ void run_steps(int64_t nv_rt, const VecT<S>* a2, VecT<S>* h_io, const S* dt, con
     V acc{};
 #pragma GCC unroll 4
     for (int k = 0; k < nv; ++k) {
-      const V e = exp2_vec(dtv * a2[k]);
+      const V e = kInRange ? exp2_eighths_in_range(dtv * a8[k]) : exp2_vec(dtv * a8[k] * eighth);
       const V da = kNeg ? fmadd(e, two, -one) : e;
       h[k] = fmadd(da, h[k], duv * load_as<S>(Bt + k * W));
       if constexpr (kY) acc = fmadd(load_as<S>(Ct + k * W), h[k], acc);
@@ -268,26 +274,51 @@ void run_steps(int64_t nv_rt, const VecT<S>* a2, VecT<S>* h_io, const S* dt, con
   for (int k = 0; k < nv; ++k) h_io[k] = h[k];
 }
 
-template <class S, bool kY, bool kStore, bool kNeg>
-void run_steps_nv(int64_t nv, const VecT<S>* a2, VecT<S>* h, const S* dt, const S* dtu,
+template <class S, bool kY, bool kStore, bool kNeg, bool kInRange>
+void run_steps_nv(int64_t nv, const VecT<S>* a8, VecT<S>* h, const S* dt, const S* dtu,
                   const S* B, int64_t b_step, const S* C, int64_t c_step, int64_t T_,
                   VecT<S>* parts, VecT<S>* hs, VecT<S>* es) {
   switch (nv) {
-    case 1: return run_steps<S, 1, kY, kStore, kNeg>(nv, a2, h, dt, dtu, B, b_step, C, c_step, T_, parts, hs, es);
-    case 2: return run_steps<S, 2, kY, kStore, kNeg>(nv, a2, h, dt, dtu, B, b_step, C, c_step, T_, parts, hs, es);
-    case 4: return run_steps<S, 4, kY, kStore, kNeg>(nv, a2, h, dt, dtu, B, b_step, C, c_step, T_, parts, hs, es);
-    default: return run_steps<S, 0, kY, kStore, kNeg>(nv, a2, h, dt, dtu, B, b_step, C, c_step, T_, parts, hs, es);
+    case 1: return run_steps<S, 1, kY, kStore, kNeg, kInRange>(nv, a8, h, dt, dtu, B, b_step, C, c_step, T_, parts, hs, es);
+    case 2: return run_steps<S, 2, kY, kStore, kNeg, kInRange>(nv, a8, h, dt, dtu, B, b_step, C, c_step, T_, parts, hs, es);
+    case 4: return run_steps<S, 4, kY, kStore, kNeg, kInRange>(nv, a8, h, dt, dtu, B, b_step, C, c_step, T_, parts, hs, es);
+    default: return run_steps<S, 0, kY, kStore, kNeg, kInRange>(nv, a8, h, dt, dtu, B, b_step, C, c_step, T_, parts, hs, es);
   }
 }
 
-// mul = 2 selects the negative-eigenvalue transition 2 exp(dt A) - 1 (see Problem).
+// True when dt[t] * a8[n] lies in [-1000, 1000] for every step of the chunk and every n, the
+// range of exp2_eighths_in_range: a8 spans [a8_lo, a8_hi] and the product is linear in a8,
+// so both ends are checked per step. The ordered compares make a NaN or inf fail the test.
+template <class S> bool exp_args_in_range(const S* dt, int64_t T_, S a8_lo, S a8_hi) {
+  using V = VecT<S>;
+  const V lo = Vec<S>::broadcast(a8_lo), hi = Vec<S>::broadcast(a8_hi);
+  const V bound = Vec<S>::broadcast(1000);
+  auto ok = V{} == V{};  // all true
+  // Whole vectors: a stale lane past T_ can only fail the test, which is slower, never wrong.
+  for (int64_t t = 0; t < T_; t += kW<S>) {
+    const V x = load_as<S>(dt + t);
+    const V p = x * lo, q = x * hi;
+    ok &= (p >= -bound) & (p <= bound) & (q >= -bound) & (q <= bound);
+  }
+  for (int j = 0; j < kW<S>; ++j)
+    if (!ok[j]) return false;
+  return true;
+}
+
+// mul = 2 selects the negative-eigenvalue transition 2 exp(dt A) - 1 (see Problem);
+// in_range = exp_args_in_range(dt, T_, ...) selects exp2 without clamps.
 template <class S, bool kY, bool kStore>
-void run_steps_dispatch(int64_t nv, const VecT<S>* a2, VecT<S>* h, const S* dt, const S* dtu,
-                        const S* B, int64_t b_step, const S* C, int64_t c_step, S mul, S,
-                        int64_t T_, VecT<S>* parts, VecT<S>* hs, VecT<S>* es) {
-  if (mul != S(1))
-    return run_steps_nv<S, kY, kStore, true>(nv, a2, h, dt, dtu, B, b_step, C, c_step, T_, parts, hs, es);
-  run_steps_nv<S, kY, kStore, false>(nv, a2, h, dt, dtu, B, b_step, C, c_step, T_, parts, hs, es);
+void run_steps_dispatch(int64_t nv, const VecT<S>* a8, VecT<S>* h, const S* dt, const S* dtu,
+                        const S* B, int64_t b_step, const S* C, int64_t c_step, S mul,
+                        bool in_range, int64_t T_, VecT<S>* parts, VecT<S>* hs, VecT<S>* es) {
+  const bool neg = mul != S(1);
+  if (neg && in_range)
+    return run_steps_nv<S, kY, kStore, true, true>(nv, a8, h, dt, dtu, B, b_step, C, c_step, T_, parts, hs, es);
+  if (neg)
+    return run_steps_nv<S, kY, kStore, true, false>(nv, a8, h, dt, dtu, B, b_step, C, c_step, T_, parts, hs, es);
+  if (in_range)
+    return run_steps_nv<S, kY, kStore, false, true>(nv, a8, h, dt, dtu, B, b_step, C, c_step, T_, parts, hs, es);
+  run_steps_nv<S, kY, kStore, false, false>(nv, a8, h, dt, dtu, B, b_step, C, c_step, T_, parts, hs, es);
 }
 
 // y[t] = sum of the lanes of parts[t], W steps at a time (whole vectors of the buffers).
@@ -310,9 +341,10 @@ void channel_forward(const Problem<S, T>& p, int64_t b, int64_t d, Workspace<S>&
   for (int64_t t0 = 0; t0 < L; t0 += kChunk) {
     const int64_t T_ = std::min(kChunk, L - t0);
     stage_steps(p, b, d, t0, T_, ws);
-    run_steps_dispatch<S, true, false>(p.nv, ws.a2.data(), ws.h.data(), ws.dt.data(),
+    run_steps_dispatch<S, true, false>(p.nv, ws.a8.data(), ws.h.data(), ws.dt.data(),
                                        ws.dtu.data(), Bc + t0 * p.B.step(), p.B.step(),
-                                       Cc + t0 * p.C.step(), p.C.step(), p.mul, p.off, T_,
+                                       Cc + t0 * p.C.step(), p.C.step(), p.mul,
+                                       exp_args_in_range(ws.dt.data(), T_, ws.a8_lo, ws.a8_hi), T_,
                                        ws.parts.data(), nullptr, nullptr);
     reduce_parts(ws.parts.data(), T_, ws.y.data());
     if (p.a.z) load_span(p.seq(p.a.z, b, d) + t0, ws.z.data(), T_);
@@ -496,18 +528,8 @@ template <class S> int64_t segment_steps(int64_t np) {
 template <class S, class T>
 void prefetch_chunk(const Problem<S, T>& p, const SelectiveScanGrads& g, int64_t b, int64_t d,
                     int64_t t0) {
-  for (const void* base : {p.a.z, g.grad_out}) {
-    if (!base) continue;
-    const char* row = reinterpret_cast<const char*>(p.seq(base, b, d) + t0);
-    for (int64_t off = 0; off < kChunk * int64_t(sizeof(T)); off += 64) {
-#if defined(__x86_64__)
-      // (GCC 12 dropped __builtin_prefetch here at -O1 and above.)
-      asm volatile("prefetcht0 %0" : : "m"(row[off]));
-#else
-      __builtin_prefetch(row + off);
-#endif
-    }
-  }
+  for (const void* base : {p.a.z, g.grad_out})
+    if (base) prefetch_span(p.seq(base, b, d) + t0, kChunk);
 }
 
 template <class S, class T>
@@ -527,9 +549,10 @@ void channel_backward(const Problem<S, T>& p, const SelectiveScanGrads& g, int64
     if (sg + 1 == segments) break;
     for (int64_t t0 = sg * seg; t0 < (sg + 1) * seg; t0 += kChunk) {
       stage_steps(p, b, d, t0, kChunk, ws);
-      run_steps_dispatch<S, false, false>(nv, ws.a2.data(), ws.h.data(), ws.dt.data(),
+      run_steps_dispatch<S, false, false>(nv, ws.a8.data(), ws.h.data(), ws.dt.data(),
                                           ws.dtu.data(), Bc + t0 * bs, bs, Cc + t0 * cs, cs,
-                                          p.mul, p.off, kChunk, nullptr, nullptr, nullptr);
+                                          p.mul, exp_args_in_range(ws.dt.data(), kChunk, ws.a8_lo, ws.a8_hi),
+                                          kChunk, nullptr, nullptr, nullptr);
     }
   }
   // Pass 2: segments in reverse, each recomputed from its checkpoint, then stepped back
@@ -554,16 +577,17 @@ void channel_backward(const Problem<S, T>& p, const SelectiveScanGrads& g, int64
     for (int64_t t0 = s0; t0 < s1; t0 += kChunk) {
       const int64_t T_ = std::min(kChunk, s1 - t0), o = t0 - s0;
       stage_steps(p, b, d, t0, T_, ws, o);
+      const bool in_range = exp_args_in_range(ws.dt.data() + o, T_, ws.a8_lo, ws.a8_hi);
       if (a.z) {
-        run_steps_dispatch<S, true, true>(nv, ws.a2.data(), ws.h.data(), ws.dt.data() + o,
+        run_steps_dispatch<S, true, true>(nv, ws.a8.data(), ws.h.data(), ws.dt.data() + o,
                                           ws.dtu.data() + o, Bc + t0 * bs, bs, Cc + t0 * cs, cs,
-                                          p.mul, p.off, T_, ws.parts.data(),
+                                          p.mul, in_range, T_, ws.parts.data(),
                                           ws.hs.data() + o * nv, ws.es.data() + o * nv);
         reduce_parts(ws.parts.data(), T_, ws.ys.data() + o);
       } else {
-        run_steps_dispatch<S, false, true>(nv, ws.a2.data(), ws.h.data(), ws.dt.data() + o,
+        run_steps_dispatch<S, false, true>(nv, ws.a8.data(), ws.h.data(), ws.dt.data() + o,
                                            ws.dtu.data() + o, Bc + t0 * bs, bs, Cc + t0 * cs, cs,
-                                           p.mul, p.off, T_, nullptr, ws.hs.data() + o * nv,
+                                           p.mul, in_range, T_, nullptr, ws.hs.data() + o * nv,
                                            ws.es.data() + o * nv);
       }
     }

@@ -18,6 +18,7 @@
 #include <omp.h>
 #endif
 
+#include "common/aligned.h"
 #include "common/memory.h"
 #include "common/vec.h"
 #include "common/vec_math.h"
@@ -71,9 +72,9 @@ struct Dims {
 // One thread's scratch: the state and the per-step vectors, allocated before the threads start.
 template <class S> struct Work {
   Dims d;
-  std::vector<S> state, ka, kb, q, col1, col2;  // state: rows x ldk or dk x ldv; others: ldk
-  std::vector<S> coef, rv, rv2, sum1, sum2, wt;  // ldv (>= rows) each
-  std::vector<S> w;                              // steps x rows (backward, recomputing w)
+  AlignedVector<S> state, ka, kb, q, col1, col2;  // state: rows x ldk or dk x ldv; others: ldk
+  AlignedVector<S> coef, rv, rv2, sum1, sum2, wt;  // ldv (>= rows) each
+  AlignedVector<S> w;                              // steps x rows (backward, recomputing w)
   Work(const Dims& dims, bool recompute_w)
       : d(dims), state(std::max(dims.rows * dims.ldk, dims.dk * dims.ldv)), ka(dims.ldk),
         kb(dims.ldk), q(dims.ldk), col1(dims.ldk), col2(dims.ldk), coef(dims.ldv),
@@ -90,16 +91,34 @@ template <class T> struct Seq {
   T* at(int64_t t) const { return base + t * st; }
 };
 
-// a . b over n entries, n a multiple of 4 (padded lengths): four chains, not one long one.
-template <class S> S dot4(const S* a, const S* b, int64_t n) {
-  S acc[4] = {};
-  for (int64_t i = 0; i < n; i += 4)
-    for (int r = 0; r < 4; ++r) acc[r] += a[i + r] * b[i + r];
-  return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+// a . b over n entries: whole vectors, then the rest one by one.
+template <class S> S dot(const S* a, const S* b, int64_t n) {
+  constexpr int W = Vec<S>::W;
+  VecT<S> acc{};
+  int64_t i = 0;
+  for (; i + W <= n; i += W) acc = fmadd(vload(a + i), vload(b + i), acc);
+  S r = 0;
+  for (int j = 0; j < W; ++j) r += acc[j];
+  for (; i < n; ++i) r += a[i] * b[i];
+  return r;
 }
 
+// dst = mul * src over n entries, converted to the compute type.
 template <class S, class T> void stage(const T* src, int64_t n, S mul, S* dst) {
-  for (int64_t i = 0; i < n; ++i) dst[i] = to_compute<S>(src[i]) * mul;
+  constexpr int W = Vec<S>::W;
+  const VecT<S> m = Vec<S>::broadcast(mul);
+  int64_t i = 0;
+  for (; i + W <= n; i += W) store_vec(dst + i, load_as<S>(src + i) * m);
+  for (; i < n; ++i) dst[i] = to_compute<S>(src[i]) * mul;
+}
+
+// out = a + c * b over n entries, stored in out's type.
+template <class S, class T> void store_axpy(const S* a, const S* b, S c, int64_t n, T* out) {
+  constexpr int W = Vec<S>::W;
+  const VecT<S> cv = Vec<S>::broadcast(c);
+  int64_t i = 0;
+  for (; i + W <= n; i += W) store_vec_checked(out + i, fmadd(cv, vload(b + i), vload(a + i)));
+  for (; i < n; ++i) out[i] = StoreAs<T>::from(a[i] + c * b[i]);
 }
 
 // Steps of one head lie H rows apart in (B, T, H, D) tensors, too far for the hardware
@@ -152,36 +171,44 @@ template <class S> void store_state_t(const S* st, S* block, const Dims& d) {
     std::copy(st + j * d.ldv, st + j * d.ldv + d.dv, block + j * d.dv);
 }
 
-// Forward over the 2W state columns (entries of v) from v0, in S^T: every row j gets the
-// pending update kp_j c^T, then u += kn_j row and (WITH_Q) uq += qn_j row. The sums over j
-// run along the vectors: no horizontal sums.
-template <class S, bool WITH_Q>
+// Forward over NV vectors of state columns (entries of v) from v0, in S^T: every row j gets
+// the pending update kp_j c^T, then u += kn_j row and (WITH_Q) uq += qn_j row. The sums over
+// j run along the vectors: no horizontal sums. At NV = 4 a row's 12 FMAs outlast the FMA
+// latency that each sum's chain waits on, and the broadcasts serve twice the columns.
+template <class S, bool WITH_Q, int NV>
 KK_INLINE void forward_cols(S* st, const Dims& d, int64_t v0, const S* kp, const S* kn,
                             const S* qn, const S* coef, S* u, S* uq) {
   using V = VecT<S>;
   constexpr int W = Vec<S>::W;
-  const V c0 = vload(coef + v0), c1 = vload(coef + v0 + W);
-  V u0{}, u1{}, o0{}, o1{};
+  V c[NV], su[NV] = {}, sq[NV] = {};
+  for (int i = 0; i < NV; ++i) c[i] = vload(coef + v0 + i * W);
   S* row = st + v0;
-  for (int64_t j = 0; j < d.dk; ++j, row += d.ldv) {
+  const int64_t dk = d.dk, ldv = d.ldv;  // locals: the stores below could alias d
+  for (int64_t j = 0; j < dk; ++j, row += ldv) {
     const V a = Vec<S>::broadcast(kp[j]), b = Vec<S>::broadcast(kn[j]);
-    const V s0 = fmadd(a, c0, vload(row)), s1 = fmadd(a, c1, vload(row + W));
-    store_vec(row, s0);
-    store_vec(row + W, s1);
-    u0 = fmadd(b, s0, u0);
-    u1 = fmadd(b, s1, u1);
-    if (WITH_Q) {
-      const V qj = Vec<S>::broadcast(qn[j]);
-      o0 = fmadd(qj, s0, o0);
-      o1 = fmadd(qj, s1, o1);
+    const V qj = Vec<S>::broadcast(WITH_Q ? qn[j] : S(0));
+    for (int i = 0; i < NV; ++i) {
+      const V s_ = fmadd(a, c[i], vload(row + i * W));
+      store_vec(row + i * W, s_);
+      su[i] = fmadd(b, s_, su[i]);
+      if (WITH_Q) sq[i] = fmadd(qj, s_, sq[i]);
     }
   }
-  store_vec(u + v0, u0);
-  store_vec(u + v0 + W, u1);
-  if (WITH_Q) {
-    store_vec(uq + v0, o0);
-    store_vec(uq + v0 + W, o1);
+  for (int i = 0; i < NV; ++i) {
+    store_vec(u + v0 + i * W, su[i]);
+    if (WITH_Q) store_vec(uq + v0 + i * W, sq[i]);
   }
+}
+
+// forward_cols over all of S^T's columns: blocks of 4 vectors, then one of 2.
+template <class S, bool WITH_Q>
+void forward_all_cols(S* st, const Dims& d, const S* kp, const S* kn, const S* qn,
+                      const S* coef, S* u, S* uq) {
+  constexpr int W = Vec<S>::W;
+  int64_t v0 = 0;
+  for (; v0 + 4 * W <= d.ldv; v0 += 4 * W)
+    forward_cols<S, WITH_Q, 4>(st, d, v0, kp, kn, qn, coef, u, uq);
+  if (v0 < d.ldv) forward_cols<S, WITH_Q, 2>(st, d, v0, kp, kn, qn, coef, u, uq);
 }
 
 // Where the w_t rows of one (b, h) live: the forward's output, or the work buffer.
@@ -214,7 +241,6 @@ void forward_head(const ForwardInputs& in, SeqOut o, S* last, int64_t b, int64_t
   S* kp = wk.ka.data();
   S* kn = wk.kb.data();
   const S scale = S(in.scale);
-  constexpr int64_t W2 = 2 * Vec<S>::W;
   for (int64_t t = 0; t < d.steps; ++t) {
     if (t + kAhead < d.steps) {
       prefetch_span(k.at(t + kAhead), d.dk);
@@ -225,19 +251,18 @@ void forward_head(const ForwardInputs& in, SeqOut o, S* last, int64_t b, int64_t
     if (WITH_Q) stage(q.at(t), d.dk, scale, wk.q.data());
     stage(v.at(t), d.dv, S(1), wk.rv.data());
     const S bt = to_compute<S>(*beta.at(t));
-    for (int64_t v0 = 0; v0 < d.ldv; v0 += W2)
-      forward_cols<S, WITH_Q>(wk.state.data(), d, v0, kp, kn, wk.q.data(), wk.coef.data(),
-                              wk.sum1.data(), wk.sum2.data());
-    const S kq = WITH_Q ? dot4(kn, wk.q.data(), d.ldk) : S(0);
-    // Separate loops over the entries, each simple enough for the compiler to vectorize.
+    forward_all_cols<S, WITH_Q>(wk.state.data(), d, kp, kn, wk.q.data(), wk.coef.data(),
+                                wk.sum1.data(), wk.sum2.data());
     S* w = wk.rv2.data();
-    for (int64_t i = 0; i < d.ldv; ++i) w[i] = wk.rv[i] - wk.sum1[i];
-    for (int64_t i = 0; i < d.ldv; ++i) wk.coef[i] = bt * w[i];
-    if (keep.base) std::copy(w, w + keep.len, keep.at(t));
-    if (WITH_Q) {
-      T* ot = out.at(t);
-      for (int64_t i = 0; i < d.dv; ++i) ot[i] = StoreAs<T>::from(wk.sum2[i] + wk.coef[i] * kq);
+    const VecT<S> btv = Vec<S>::broadcast(bt);
+    for (int64_t i = 0; i < d.ldv; i += Vec<S>::W) {  // ldv: whole vectors
+      const VecT<S> wv = vload(wk.rv.data() + i) - vload(wk.sum1.data() + i);
+      store_vec(w + i, wv);
+      store_vec(wk.coef.data() + i, btv * wv);
     }
+    if (keep.base) std::copy(w, w + keep.len, keep.at(t));
+    if (WITH_Q)
+      store_axpy(wk.sum2.data(), wk.coef.data(), dot(kn, wk.q.data(), d.ldk), d.dv, out.at(t));
     std::swap(kp, kn);
   }
   if (last != nullptr) {
@@ -335,7 +360,7 @@ void reverse_head(const DeltaRuleBackwardArgs& a, int64_t b, int64_t h, Work<S>&
       reverse_block<S>(wk.state.data() + r0 * d.ldk, d.ldk, kp, wk.coef.data() + r0,
                        wk.rv.data() + r0, wk.q.data(), kn, e + r0, wk.col1.data(),
                        wk.sum1.data() + r0);
-    *dbeta.at(t) = dot4(wk.sum1.data(), w, d.rows);
+    *dbeta.at(t) = dot(wk.sum1.data(), w, d.rows);
     S* dvt = dv.at(t);
     for (int64_t i = 0; i < d.rows; ++i) {
       const S g = wk.sum1[i];

@@ -5,6 +5,7 @@
     python bench/report.py -k 4096x1024   # pytest -k passthrough
     python bench/report.py --json run.json          # keep pytest-benchmark's raw JSON
     python bench/report.py --from-json run.json     # re-render a kept run, no benchmarking
+    python bench/report.py --torch-isa avx2         # torch and its peers limited to AVX2
 
 The benchmarks run in a pytest subprocess (its progress goes to stderr). Every figure comes
 from that one run: ratios are "other time / our time" (> 1: ours is faster), the memory floor is
@@ -75,6 +76,12 @@ def table(header: list[str], rows: list[list[str]]) -> list[str]:
 # The run.
 
 
+# What torch (ATen, oneDNN, MKL) may use with --torch-isa avx2: the CPU the issues and the
+# README's figures describe when this machine offers AVX-512 or AMX to the peers.
+TORCH_AVX2_ONLY = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+                   "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+
+
 def run_benchmarks(json_path: Path, args: argparse.Namespace) -> int:
     case_time = args.case_time if args.case_time is not None else (0.2 if args.quick else 1.0)
     min_rounds = 3 if args.quick else 5
@@ -90,6 +97,8 @@ def run_benchmarks(json_path: Path, args: argparse.Namespace) -> int:
         cmd += ["-k", args.k]
     cmd += args.pytest_args
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    if args.torch_isa == "avx2":
+        env.update(TORCH_AVX2_ONLY)
     print("running:", " ".join(cmd), file=sys.stderr, flush=True)
     proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=sys.stderr, stderr=sys.stderr,
                           check=False)
@@ -319,6 +328,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--from-json", type=Path, help="render a kept JSON; run nothing")
     p.add_argument("-k", help="pytest -k expression (selects cases)")
     p.add_argument("--threads", type=int, default=2, help="threads for ours and peers (2)")
+    p.add_argument("--torch-isa", choices=("native", "avx2"), default="native",
+                   help="limit torch and the peers built on it to AVX2 (default: what the CPU "
+                        "offers)")
     p.add_argument("--case-time", type=float, help="seconds of rounds per benchmark")
     p.add_argument("--stat", choices=("median", "min"), default="median",
                    help="statistic of the rounds used for times and ratios (median)")

@@ -371,3 +371,24 @@ def test_matmul_4096_peak_extra_memory():
                          text=True, timeout=600).stdout
     extra = int(out.split()[-1])
     assert extra <= 16 << 20, f"peak extra memory {extra / 2**20:.1f} MiB > 16 MiB"
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/clear_refs"),
+                    reason="needs Linux /proc/self/clear_refs to reset the peak RSS")
+def test_conv2d_step_peak_memory_vs_float32():
+    """A half_conv2d training step (8x64x56x56, 3x3, forward and both gradients) keeps what
+    it saves in float16: its peak memory, inputs included, is at most 0.6x of F.conv2d's
+    float32 step (each measured in a fresh process by bench/conv2d_step_memory.py)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "conv2d_step_memory.py"
+    peaks = {}
+    for dt in ("float16", "float32"):
+        out = subprocess.run([sys.executable, str(script), dt], check=True, capture_output=True,
+                             text=True, timeout=600).stdout
+        peaks[dt] = int(out.split()[-1])
+    ratio = peaks["float16"] / peaks["float32"]
+    assert peaks["float32"] > 12 << 20, "measured less than the float32 step's 12.25 MiB inputs"
+    assert ratio <= 0.6, f"float16 step peak {peaks['float16']} B is {ratio:.2f}x of float32's"

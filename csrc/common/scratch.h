@@ -4,6 +4,9 @@
 #pragma once
 
 #include <cstdint>
+#include <new>
+
+#include "common/aligned.h"
 
 #ifndef KK_ISA
 #error "define KK_ISA (the ISA namespace) before including common/scratch.h"
@@ -15,21 +18,29 @@ namespace KK_ISA {
 // Per-thread buffers up to this size are kept; larger ones are allocated per call.
 constexpr int64_t kKeepBytes = int64_t(4) << 20;
 
-// An owning array (std::unique_ptr's inline code would be shared with the other ISA's build).
+// An owning array of a trivial type on a cache line (std::unique_ptr's inline code would be
+// shared with the other ISA's build).
 template <class S> struct Buffer {
   S* data = nullptr;
   int64_t size = 0;
   Buffer() = default;
   Buffer(const Buffer&) = delete;
   Buffer& operator=(const Buffer&) = delete;
-  ~Buffer() { delete[] data; }
+  ~Buffer() { release(); }
   S* at_least(int64_t n) {
     if (n > size) {
-      delete[] data;
-      data = new S[size_t(n)];
+      release();
+      data = static_cast<S*>(::operator new(size_t(n) * sizeof(S), std::align_val_t(kCacheLine)));
       size = n;
     }
     return data;
+  }
+
+ private:
+  void release() {
+    if (data) ::operator delete(data, std::align_val_t(kCacheLine));
+    data = nullptr;
+    size = 0;
   }
 };
 

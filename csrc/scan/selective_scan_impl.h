@@ -9,13 +9,11 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
-#include <memory>
-#include <new>
 #include <type_traits>
 #include <vector>
 
+#include "common/aligned.h"
 #include "common/memory.h"
 #include "common/vec.h"
 #include "common/vec_math.h"
@@ -44,7 +42,7 @@ inline int threads_for(int threads, int64_t work) {
 // B or C in the compute type, one time step's N values contiguous and zero-padded to Np:
 // variable (batch, G, L, Np), or constant (dim, Np) read at every step (step 0).
 template <class S> struct Panel {
-  std::vector<S> data;
+  AlignedVector<S> data;
   int64_t groups = 0, dim = 0, length = 0, np = 0;
 
   const S* channel(int64_t b, int64_t d) const {
@@ -115,39 +113,19 @@ template <class S, class T> void store_span(const S* src, T* dst, int64_t n) {
 
 // ---- per-thread state ----
 
-// A zeroed array of vectors on a 64-byte boundary (std::vector of GCC vector types does not
-// reliably honour their 32-byte alignment).
-template <class V> class VecBuffer {
- public:
-  void assign(int64_t n, V /* always zero, as in std::vector::assign(n, V{}) */) {
-    const size_t bytes = size_t(round_up(std::max<int64_t>(n, 1) * int64_t(sizeof(V)), 64));
-    ptr_.reset(static_cast<V*>(std::aligned_alloc(64, bytes)));
-    if (!ptr_) throw std::bad_alloc();
-    std::memset(static_cast<void*>(ptr_.get()), 0, bytes);
-  }
-  V* data() { return ptr_.get(); }
-  const V* data() const { return ptr_.get(); }
-
- private:
-  struct Free {
-    void operator()(V* p) const { std::free(p); }
-  };
-  std::unique_ptr<V, Free> ptr_;
-};
-
 template <class S> struct Workspace {
   using V = VecT<S>;
   // Per channel, nv vectors each: A * 8 log2(e), A, the state, and (backward) the carried
   // gradient of the state and the accumulated gradients of A and of constant B / C.
-  VecBuffer<V> a8, a, h, carry, dA, dB, dC;
+  AlignedVector<V> a8, a, h, carry, dA, dB, dC;
   // Per chunk (x, dt, dtu, u: per backward segment), kChunk values each.
-  std::vector<S> x, dt, dtu, u, y, z, g, gy, s1, s2, tmp;
-  VecBuffer<V> parts, parts2;  // one vector per step, reduced W steps at a time
+  AlignedVector<S> x, dt, dtu, u, y, z, g, gy, s1, s2, tmp;
+  AlignedVector<V> parts, parts2;  // one vector per step, reduced W steps at a time
   // Backward, per segment of `seg` steps: the states (h before the segment first), the
   // exponentials, the outputs C_t . h_t; and the state at each segment start.
-  VecBuffer<V> hs, es;
-  std::vector<S> ys;
-  VecBuffer<V> checkpoints;
+  AlignedVector<V> hs, es;
+  AlignedVector<S> ys;
+  AlignedVector<V> checkpoints;
   int64_t seg = 0;
   S a8_lo = 0, a8_hi = 0;  // the channel's range of A * 8 log2(e)
 
@@ -248,7 +226,8 @@ void run_steps(int64_t nv_rt, const VecT<S>* a8, VecT<S>* h_io, const S* dt, con
   using V = VecT<S>;
   constexpr int W = kW<S>;
   const int nv = NV > 0 ? NV : int(nv_rt);
-  const V two = Vec<S>::broadcast(2), one = Vec<S>::broadcast(1), eighth = Vec<S>::broadcast(0.125);
+  const V two = Vec<S>::broadcast(2), one = Vec<S>::broadcast(1);
+  const V eighth = Vec<S>::broadcast(0.125);
   V h[NV > 0 ? NV : kMaxNv<S>];
   for (int k = 0; k < nv; ++k) h[k] = h_io[k];
   if constexpr (kStore)

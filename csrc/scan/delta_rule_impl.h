@@ -337,6 +337,10 @@ void reverse_head(const DeltaRuleBackwardArgs& a, int64_t b, int64_t h, Work<S>&
       prefetch_span(q.at(t - kAhead), d.dk);
       prefetch_span(dout.at(t - kAhead), d.dv);
       prefetch_span(w.at(t - kAhead), d.dv);
+      prefetch_span(beta.at(t - kAhead), 1);
+      prefetch_span(dk.at(t - kAhead), d.dk);
+      prefetch_span(dv.at(t - kAhead), d.dv);
+      prefetch_span(dbeta.at(t - kAhead), 1);
     }
     stage(k.at(t), d.dk, S(1), kn);
     stage(q.at(t), d.dk, scale, wk.q.data());
@@ -389,6 +393,8 @@ void gradient_head(const DeltaRuleBackwardArgs& a, int64_t b, int64_t h, Work<S>
       prefetch_span(dv.at(t + kAhead), d.dv);
       prefetch_span(w.at(t + kAhead), d.dv);
       prefetch_span(dk.at(t + kAhead), d.dk);
+      prefetch_span(dq.at(t + kAhead), d.dk);
+      prefetch_span(beta.at(t + kAhead), 1);
     }
     stage(k.at(t), d.dk, S(1), kn);
     stage(dout.at(t), d.dv, S(1), wk.rv.data());

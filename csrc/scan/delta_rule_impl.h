@@ -287,6 +287,9 @@ void forward_head(const ForwardInputs& in, SeqOut o, S* last, int64_t b, int64_t
       prefetch_span(k.at(t + kAhead), d.dk);
       if (WITH_Q) prefetch_span(q.at(t + kAhead), d.dk);
       prefetch_span(v.at(t + kAhead), d.dv);
+      prefetch_span(beta.at(t + kAhead), 1);
+      if (WITH_Q) prefetch_span(out.at(t + kAhead), d.dv);
+      if (keep.base) prefetch_span(keep.at(t + kAhead), d.dv);
     }
     stage(k.at(t), d.dk, S(1), kn);
     if (WITH_Q) stage(q.at(t), d.dk, scale, wk.q.data());

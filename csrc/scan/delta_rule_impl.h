@@ -11,6 +11,9 @@
 // - forward again in S's layout for dk's S_{t-1}^T dv_t and dq's S_t^T do_t, taken as
 //   S_{t-1}^T do_t + (beta_t w_t . do_t) k_t: both products then use S_{t-1}, the update of
 //   step t can wait for step t + 1 as in the forward, and the forward's column kernel serves.
+// The backward reverse pass hands dv_t and its part of dk_t to the gradient pass through a
+// contiguous per-thread buffer (T x (d_k + d_v)), not through the outputs: rows H apart then
+// go to and from memory once each (the buffer, recently written, is mostly still in cache).
 #pragma once
 
 #include <algorithm>
@@ -78,12 +81,14 @@ template <class S> struct Work {
   AlignedVector<S> ka, kb, q, col1, col2;           // ldk each
   AlignedVector<S> coef, coef2, rv, rv2, sum1, sum2;  // ldv each
   AlignedVector<S> part;                            // ldk x W: the reverse's row vectors
-  AlignedVector<S> w;                               // steps x dv (backward, recomputing w)
-  Work(const Dims& dims, bool recompute_w)
+  AlignedVector<S> carry;  // steps x (ldk + ldv) (backward): G_t^T e_t and dv_t of each step
+  AlignedVector<S> w;      // steps x dv (backward, recomputing w)
+  Work(const Dims& dims, bool backward, bool recompute_w)
       : d(dims), state(std::max(dims.dk * dims.ldv, dims.dv * dims.ldk)), ka(dims.ldk),
         kb(dims.ldk), q(dims.ldk), col1(dims.ldk), col2(dims.ldk), coef(dims.ldv),
         coef2(dims.ldv), rv(dims.ldv), rv2(dims.ldv), sum1(dims.ldv), sum2(dims.ldv),
-        part(dims.ldk * Vec<S>::W), w(recompute_w ? dims.steps * dims.dv : 0) {}
+        part(dims.ldk * Vec<S>::W), carry(backward ? dims.steps * (dims.ldk + dims.ldv) : 0),
+        w(recompute_w ? dims.steps * dims.dv : 0) {}
   // Every pass over a head starts from zeros: what it stages then leaves the padding zero.
   void clear() {
     for (AlignedVector<S>* x : {&ka, &kb, &q, &col1, &col2, &coef, &coef2, &rv, &rv2, &sum1,
@@ -315,7 +320,8 @@ void forward_head(const ForwardInputs& in, SeqOut o, S* last, int64_t b, int64_t
   }
 }
 
-// Reverse pass over one (b, h): dv, dbeta, dk (its beta_t G_t^T w_t part) and dh0.
+// Reverse pass over one (b, h): dbeta and dh0, and into wk.carry dv and beta_t G_t^T w_t (dk's
+// first part).
 template <class S, class T>
 void reverse_head(const DeltaRuleBackwardArgs& a, int64_t b, int64_t h, Work<S>& wk,
                   Seq<const S> w) {
@@ -323,7 +329,7 @@ void reverse_head(const DeltaRuleBackwardArgs& a, int64_t b, int64_t h, Work<S>&
   constexpr int W = Vec<S>::W;
   const Dims& d = wk.d;
   const Seq<const T> q(a.q, b, h), k(a.k, b, h), beta(a.beta, b, h), dout(a.d_o, b, h);
-  const Seq<S> dk(a.dk, b, h), dv(a.dv, b, h), dbeta(a.dbeta, b, h);
+  const Seq<S> dbeta(a.dbeta, b, h);
   const int64_t head = (b * a.n.heads + h) * d.dk * d.dv;
   wk.clear();
   load_state_t(wk.state.data(), a.d_last ? static_cast<const S*>(a.d_last) + head : nullptr, d);
@@ -341,8 +347,6 @@ void reverse_head(const DeltaRuleBackwardArgs& a, int64_t b, int64_t h, Work<S>&
       prefetch_span(dout.at(t - kAhead), d.dv);
       prefetch_span(w.at(t - kAhead), d.dv);
       prefetch_span(beta.at(t - kAhead), 1);
-      prefetch_span(dk.at(t - kAhead), d.dk);
-      prefetch_span(dv.at(t - kAhead), d.dv);
       prefetch_span(dbeta.at(t - kAhead), 1);
     }
     stage(k.at(t), d.dk, S(1), kn);
@@ -356,11 +360,15 @@ void reverse_head(const DeltaRuleBackwardArgs& a, int64_t b, int64_t h, Work<S>&
                                            wk.part.data());
     });
     *dbeta.at(t) = dot(g, w.at(t), d.dv);
+    S* carry = wk.carry.data() + t * (d.ldk + d.ldv);  // G_t^T e_t, then dv_t
     const V btv = Vec<S>::broadcast(bt);
-    update_row(dv.at(t), d.dv, [&](V, int64_t i) { return btv * vload(g + i); });
-    // G_t (I - beta_t k_t k_t^T) = G_t - beta_t (G_t k_t) k_t^T: p for step t - 1.
-    for (int64_t i = 0; i < d.ldv; i += W) store_vec(p + i, -btv * vload(g + i));
-    update_row(dk.at(t), d.dk, [&](V, int64_t j) { return lane_sums(part + j * W); });
+    for (int64_t i = 0; i < d.ldv; i += W) {
+      // G_t (I - beta_t k_t k_t^T) = G_t - beta_t (G_t k_t) k_t^T: p for step t - 1.
+      const V gi = vload(g + i);
+      store_vec(carry + d.ldk + i, btv * gi);
+      store_vec(p + i, -btv * gi);
+    }
+    for (int64_t j = 0; j < d.ldk; j += W) store_vec(carry + j, lane_sums(part + j * W));
     std::swap(kp, kn);
   }
   if (a.dh0 != nullptr) {
@@ -369,8 +377,9 @@ void reverse_head(const DeltaRuleBackwardArgs& a, int64_t b, int64_t h, Work<S>&
   }
 }
 
-// Forward-again pass over one (b, h), in S's layout: dk -= S_{t-1}^T dv_t and
-// dq = scale S_t^T do_t = scale (S_{t-1}^T do_t + (c_t . do_t) k_t), c_t = beta_t w_t.
+// Forward-again pass over one (b, h), in S's layout: dv from wk.carry, dk = (wk.carry's part)
+// - S_{t-1}^T dv_t and dq = scale S_t^T do_t = scale (S_{t-1}^T do_t + (c_t . do_t) k_t),
+// c_t = beta_t w_t.
 template <class S, class T>
 void gradient_head(const DeltaRuleBackwardArgs& a, int64_t b, int64_t h, Work<S>& wk,
                    Seq<const S> w) {
@@ -393,8 +402,8 @@ void gradient_head(const DeltaRuleBackwardArgs& a, int64_t b, int64_t h, Work<S>
     if (t + kAhead < d.steps) {
       prefetch_span(k.at(t + kAhead), d.dk);
       prefetch_span(dout.at(t + kAhead), d.dv);
-      prefetch_span(dv.at(t + kAhead), d.dv);
       prefetch_span(w.at(t + kAhead), d.dv);
+      prefetch_span(dv.at(t + kAhead), d.dv);
       prefetch_span(dk.at(t + kAhead), d.dk);
       prefetch_span(dq.at(t + kAhead), d.dk);
       prefetch_span(beta.at(t + kAhead), 1);
@@ -402,10 +411,13 @@ void gradient_head(const DeltaRuleBackwardArgs& a, int64_t b, int64_t h, Work<S>
     stage(k.at(t), d.dk, S(1), kn);
     stage(dout.at(t), d.dv, S(1), wk.rv.data());
     stage(w.at(t), d.dv, to_compute<S>(*beta.at(t)), cn);
-    forward_all_cols<S, true>(wk.state.data(), d.dv, d.ldk, cp, kp, dv.at(t), dos,
-                              wk.col1.data(), wk.col2.data());
+    const S* carry = wk.carry.data() + t * (d.ldk + d.ldv);
+    const S* dvt = carry + d.ldk;
+    forward_all_cols<S, true>(wk.state.data(), d.dv, d.ldk, cp, kp, dvt, dos, wk.col1.data(),
+                              wk.col2.data());
     const V cdo = Vec<S>::broadcast(dot(cn, dos, d.dv));
-    update_row(dk.at(t), d.dk, [&](V old, int64_t j) { return old - vload(u + j); });
+    update_row(dv.at(t), d.dv, [&](V, int64_t i) { return vload(dvt + i); });
+    update_row(dk.at(t), d.dk, [&](V, int64_t j) { return vload(carry + j) - vload(u + j); });
     update_row(dq.at(t), d.dk,
                [&](V, int64_t j) { return scale * fmadd(cdo, vload(kn + j), vload(uq + j)); });
     std::swap(kp, kn);
@@ -415,14 +427,15 @@ void gradient_head(const DeltaRuleBackwardArgs& a, int64_t b, int64_t h, Work<S>
 
 // Runs body(work, b, h) for every (b, h), the heads spread over the threads.
 template <class S, class Body>
-void for_each_head(const DeltaRuleSizes& n, int threads, bool recompute_w, Body body) {
+void for_each_head(const DeltaRuleSizes& n, int threads, bool backward, bool recompute_w,
+                   Body body) {
   const int64_t heads = n.batch * n.heads;
   const int nt = int(std::max<int64_t>(1, std::min<int64_t>(threads, heads)));
   const Dims dims = Dims::of<S>(n);
   // Allocated here, not in the parallel region: a failed allocation then reaches the caller.
   std::vector<Work<S>> works;
   works.reserve(nt);
-  for (int i = 0; i < nt; ++i) works.emplace_back(dims, recompute_w);
+  for (int i = 0; i < nt; ++i) works.emplace_back(dims, backward, recompute_w);
 #pragma omp parallel for num_threads(nt) schedule(static, 1)
   for (int64_t bh = 0; bh < heads; ++bh) {
 #if defined(_OPENMP)
@@ -437,7 +450,7 @@ void for_each_head(const DeltaRuleSizes& n, int threads, bool recompute_w, Body 
 template <class S, class T> void forward_typed(const DeltaRuleForwardArgs& a) {
   const ForwardInputs in{a.n, a.q, a.k, a.v, a.beta, a.h0, a.scale};
   S* last = static_cast<S*>(a.last_state);
-  for_each_head<S>(a.n, a.threads, false, [&](Work<S>& wk, int64_t b, int64_t h) {
+  for_each_head<S>(a.n, a.threads, false, false, [&](Work<S>& wk, int64_t b, int64_t h) {
     const Seq<S> keep = a.w.data ? Seq<S>(a.w, b, h) : Seq<S>(nullptr, 0);
     forward_head<S, T, true>(in, a.o, last, b, h, wk, keep);
   });
@@ -446,7 +459,7 @@ template <class S, class T> void forward_typed(const DeltaRuleForwardArgs& a) {
 template <class S, class T> void backward_typed(const DeltaRuleBackwardArgs& a) {
   const ForwardInputs in{a.n, a.q, a.k, a.v, a.beta, a.h0, a.scale};
   const bool given = a.w.data != nullptr;
-  for_each_head<S>(a.n, a.threads, !given, [&](Work<S>& wk, int64_t b, int64_t h) {
+  for_each_head<S>(a.n, a.threads, true, !given, [&](Work<S>& wk, int64_t b, int64_t h) {
     Seq<const S> w(wk.w.data(), wk.d.dv);
     if (given)
       w = Seq<const S>(a.w, b, h);

@@ -1,16 +1,26 @@
 // Delta-rule kernels, written once over the vectors of common/vec.h and compiled once per ISA.
 // One thread owns a (batch, head): its state (16 KiB at 64 x 64 in float32) stays in L1 and each
-// step reads and writes it once. The forward keeps S^T, vectorized along d_v: the rank-1 update
-// of step t-1 is applied on the way in and S_{t-1} k_t, S_{t-1} q_t are summed along the
-// vectors (the update needs S_{t-1} k_t, known only once every row is done). The backward
-// stores no states: forward again for w_t = v_t - S_{t-1} k_t (unless the forward kept them);
-// backward for G_t = dL/dS_t (S layout, 4 rows at a time, G_t k_t by horizontal sums); forward
-// again for the products with S_{t-1} and S_t, which sum along the vectors.
+// step reads and writes it once, in column blocks of 4 vectors that run over all rows, so the
+// sums over the rows stay in registers and every row's broadcasts serve 4 vectors.
+// The forward keeps S^T, vectorized along d_v: the rank-1 update of step t-1 is applied on the
+// way in and S_{t-1} k_t, S_{t-1} q_t are summed along the vectors (the update needs S_{t-1} k_t,
+// known only once every row is done). The backward stores no states:
+// - forward again for w_t = v_t - S_{t-1} k_t (unless the forward kept them);
+// - backward for G_t = dL/dS_t, kept as G^T like the forward's state: G_t k_t sums along the
+//   vectors; G_t^T w_t leaves one vector per row, whose lane sums come W rows at a time;
+// - forward again in S's layout for dk's S_{t-1}^T dv_t and dq's S_t^T do_t, taken as
+//   S_{t-1}^T do_t + (beta_t w_t . do_t) k_t: both products then use S_{t-1}, the update of
+//   step t can wait for step t + 1 as in the forward, and the forward's column kernel serves.
+// The backward's reverse pass hands the gradient pass all it needs per step (k_t, do_t,
+// beta_t w_t, dv_t and dk_t's first part) in a contiguous per-thread buffer of about
+// T (2 d_k + 3 d_v) entries, not through rows H apart in the inputs and outputs: those then go
+// to or from memory once each, and the buffer, read back in the order opposite to its
+// writing, is partly still in L2 (1.25 MiB per thread at T 1024, 64 x 64, float32).
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
-#include <cstring>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -28,8 +38,7 @@ namespace kernelkit {
 namespace KK_ISA {
 namespace delta_rule_detail {
 
-// State rows per block: 2 x 4 accumulators plus the operands fit the 16 vector registers.
-constexpr int R = 4;
+template <class S> KK_INLINE VecT<S> vload(const S* p) { return load_as<S>(p); }
 
 // Pairwise sums within 128-bit lanes, as vhaddps / vhaddpd order them.
 KK_INLINE vf8 hadd(vf8 x, vf8 y) {
@@ -41,51 +50,70 @@ KK_INLINE vd4 hadd(vd4 x, vd4 y) {
   return __builtin_shuffle(x, y, vl4{0, 4, 2, 6}) + __builtin_shuffle(x, y, vl4{1, 5, 3, 7});
 }
 
-// The lane sums of a[0..3] into out[0..3].
-KK_INLINE void row_sums(const vf8* a, float* out) {
-  const vf8 u = hadd(hadd(a[0], a[1]), hadd(a[2], a[3]));  // halves of the sums, 2 x 4 lanes
-  const vf8 r = u + __builtin_shuffle(u, vi8{4, 5, 6, 7, 0, 1, 2, 3});
-  std::memcpy(out, &r, 4 * sizeof(float));
+// The lane sums of the W vectors at p, as one vector (lane r: the sum of vector r).
+KK_INLINE vf8 lane_sums(const float* p) {
+  vf8 a[8];
+  for (int r = 0; r < 8; ++r) a[r] = vload(p + 8 * r);
+  const vf8 lo = hadd(hadd(a[0], a[1]), hadd(a[2], a[3]));  // per 128-bit half: a[0..3]
+  const vf8 hi = hadd(hadd(a[4], a[5]), hadd(a[6], a[7]));
+  return __builtin_shuffle(lo, hi, vi8{0, 1, 2, 3, 8, 9, 10, 11}) +
+         __builtin_shuffle(lo, hi, vi8{4, 5, 6, 7, 12, 13, 14, 15});
 }
 
-KK_INLINE void row_sums(const vd4* a, double* out) {
-  const vd4 t0 = hadd(a[0], a[1]), t1 = hadd(a[2], a[3]);
-  const vd4 r =
-      __builtin_shuffle(t0, t1, vl4{0, 1, 4, 5}) + __builtin_shuffle(t0, t1, vl4{2, 3, 6, 7});
-  std::memcpy(out, &r, sizeof r);
+KK_INLINE vd4 lane_sums(const double* p) {
+  const vd4 t0 = hadd(vload(p), vload(p + 4)), t1 = hadd(vload(p + 8), vload(p + 12));
+  return __builtin_shuffle(t0, t1, vl4{0, 1, 4, 5}) + __builtin_shuffle(t0, t1, vl4{2, 3, 6, 7});
 }
 
-template <class S> KK_INLINE VecT<S> vload(const S* p) { return load_as<S>(p); }
-
-// The sizes a kernel works with: d_k padded to whole vectors, d_v to whole row blocks; the
-// padding of every staged vector and of the state stays zero, so it contributes nothing.
-// The forward keeps S^T instead (d_k rows of d_v padded to ldv, pairs of vectors).
+// The sizes a kernel works with: d_k and d_v padded to whole pairs of vectors (the narrowest
+// column block). S^T is d_k rows of ldv, S d_v rows of ldk. The padding of every staged vector
+// and of the state stays zero, so it contributes nothing.
 struct Dims {
-  int64_t steps, dk, dv, ldk, rows, ldv;
+  int64_t steps, dk, dv, ldk, ldv;
   template <class S> static Dims of(const DeltaRuleSizes& n) {
-    constexpr int W = Vec<S>::W;
-    return {n.steps, n.dk, n.dv, (n.dk + W - 1) / W * W, (n.dv + R - 1) / R * R,
-            (n.dv + 2 * W - 1) / (2 * W) * (2 * W)};
+    constexpr int W2 = 2 * Vec<S>::W;
+    return {n.steps, n.dk, n.dv, (n.dk + W2 - 1) / W2 * W2, (n.dv + W2 - 1) / W2 * W2};
   }
+};
+
+// One step's vectors in Work::carry, from the reverse pass to the gradient pass: k_t and
+// G_t^T e_t (ldk each), then do_t, c_t = beta_t w_t and dv_t (ldv each), their padding zero.
+struct Carry {
+  static int64_t size(const Dims& d) { return 2 * d.ldk + 3 * d.ldv; }
+  static int64_t k(const Dims&) { return 0; }
+  static int64_t gte(const Dims& d) { return d.ldk; }
+  static int64_t dout(const Dims& d) { return 2 * d.ldk; }
+  static int64_t c(const Dims& d) { return 2 * d.ldk + d.ldv; }
+  static int64_t dv(const Dims& d) { return 2 * d.ldk + 2 * d.ldv; }
 };
 
 // One thread's scratch: the state and the per-step vectors, allocated before the threads start.
 template <class S> struct Work {
   Dims d;
-  AlignedVector<S> state, ka, kb, q, col1, col2;  // state: rows x ldk or dk x ldv; others: ldk
-  AlignedVector<S> coef, rv, rv2, sum1, sum2, wt;  // ldv (>= rows) each
-  AlignedVector<S> w;                              // steps x rows (backward, recomputing w)
-  Work(const Dims& dims, bool recompute_w)
-      : d(dims), state(std::max(dims.rows * dims.ldk, dims.dk * dims.ldv)), ka(dims.ldk),
+  AlignedVector<S> state;                     // S^T (dk x ldv) or S (dv x ldk)
+  AlignedVector<S> ka, kb, q, col1, col2;     // ldk each
+  AlignedVector<S> coef, rv, rv2, sum1, sum2;  // ldv each
+  AlignedVector<S> part;                      // ldk x W: the reverse's row vectors
+  AlignedVector<S> carry;                     // steps x Carry::size (backward)
+  AlignedVector<S> w;                         // steps x dv (backward, recomputing w)
+  Work(const Dims& dims, bool backward, bool recompute_w)
+      : d(dims), state(std::max(dims.dk * dims.ldv, dims.dv * dims.ldk)), ka(dims.ldk),
         kb(dims.ldk), q(dims.ldk), col1(dims.ldk), col2(dims.ldk), coef(dims.ldv),
-        rv(dims.ldv), rv2(dims.ldv), sum1(dims.ldv), sum2(dims.ldv), wt(dims.ldv),
-        w(recompute_w ? dims.steps * dims.rows : 0) {}
+        rv(dims.ldv), rv2(dims.ldv), sum1(dims.ldv), sum2(dims.ldv),
+        part(dims.ldk * Vec<S>::W), carry(backward ? dims.steps * Carry::size(dims) : 0),
+        w(recompute_w ? dims.steps * dims.dv : 0) {}
+  // Every pass over a head starts from zeros: what it stages then leaves the padding zero.
+  void clear() {
+    for (AlignedVector<S>* x : {&ka, &kb, &q, &col1, &col2, &coef, &rv, &rv2, &sum1, &sum2, &part})
+      std::fill(x->begin(), x->end(), S(0));
+  }
 };
 
-// (b, h)'s slice of a (B, T, H, D) view, advanced by t steps with at(t).
+// (b, h)'s slice of a (B, T, H, D) view (or of a work buffer), advanced by t steps with at(t).
 template <class T> struct Seq {
   T* base;
   int64_t st;
+  Seq(T* base_, int64_t st_) : base(base_), st(st_) {}
   template <class View> Seq(const View& x, int64_t b, int64_t h)
       : base(static_cast<T*>(x.data) + b * x.sb + h * x.sh), st(x.st) {}
   T* at(int64_t t) const { return base + t * st; }
@@ -121,44 +149,33 @@ template <class S, class T> void store_axpy(const S* a, const S* b, S c, int64_t
   for (; i < n; ++i) out[i] = StoreAs<T>::from(a[i] + c * b[i]);
 }
 
+// out[i..i+W) = f(out[i..i+W), i) over n entries of a gradient row. The last, partial vector
+// goes through a zero-padded copy, so f may read its other (padded) operands as whole vectors.
+template <class S, class F> KK_INLINE void update_row(S* out, int64_t n, F f) {
+  constexpr int W = Vec<S>::W;
+  int64_t i = 0;
+  for (; i + W <= n; i += W) store_vec(out + i, f(vload(out + i), i));
+  if (i < n) {
+    alignas(kCacheLine) S tail[W] = {};
+    std::copy(out + i, out + n, tail);
+    store_vec(tail, f(vload(tail), i));
+    std::copy(tail, tail + (n - i), out + i);
+  }
+}
+
 // Steps of one head lie H rows apart in (B, T, H, D) tensors, too far for the hardware
 // prefetchers (which stay within a 4 KiB page): fetch the rows kAhead steps on by hand.
 constexpr int64_t kAhead = 4;
 
-// state (S layout: rows x ldk) <- a (d_k, d_v) block, or zeros; and back.
+// S (d_v rows of ldk) <- a (d_k, d_v) block, or zeros.
 template <class S> void load_state(S* state, const S* block, const Dims& d) {
-  std::fill(state, state + d.rows * d.ldk, S(0));
+  std::fill(state, state + d.dv * d.ldk, S(0));
   if (block == nullptr) return;
   for (int64_t j = 0; j < d.dk; ++j)
     for (int64_t i = 0; i < d.dv; ++i) state[i * d.ldk + j] = block[j * d.dv + i];
 }
 
-template <class S> void store_state(const S* state, S* block, const Dims& d) {
-  for (int64_t j = 0; j < d.dk; ++j)
-    for (int64_t i = 0; i < d.dv; ++i) block[j * d.dv + i] = state[i * d.ldk + j];
-}
-
-// rows += coef_i * kp^T: the pending rank-1 update, applied alone (after the last step).
-template <class S> void apply_update(S* state, const S* coef, const S* kp, const Dims& d) {
-  using V = VecT<S>;
-  constexpr int W = Vec<S>::W;
-  for (int64_t i = 0; i < d.rows; ++i) {
-    const V c = Vec<S>::broadcast(coef[i]);
-    for (int64_t j = 0; j < d.ldk; j += W)
-      store_vec(state + i * d.ldk + j, fmadd(c, vload(kp + j), vload(state + i * d.ldk + j)));
-  }
-}
-
-// A block's R per-row coefficients, broadcast once into locals: the stores into the state
-// cannot alias locals, so the compiler need not re-read them (nor keep their addresses).
-template <class S> struct Coefs {
-  VecT<S> v[R];
-  KK_INLINE explicit Coefs(const S* c) {
-    for (int r = 0; r < R; ++r) v[r] = Vec<S>::broadcast(c[r]);
-  }
-};
-
-// S^T (d_k x ldv) <- a (d_k, d_v) block, or zeros; and back.
+// S^T (d_k rows of ldv) <- a (d_k, d_v) block, or zeros; and back.
 template <class S> void load_state_t(S* st, const S* block, const Dims& d) {
   std::fill(st, st + d.dk * d.ldv, S(0));
   if (block == nullptr) return;
@@ -171,27 +188,45 @@ template <class S> void store_state_t(const S* st, S* block, const Dims& d) {
     std::copy(st + j * d.ldv, st + j * d.ldv + d.dv, block + j * d.dv);
 }
 
-// Forward over NV vectors of state columns (entries of v) from v0, in S^T: every row j gets
-// the pending update kp_j c^T, then u += kn_j row and (WITH_Q) uq += qn_j row. The sums over
-// j run along the vectors: no horizontal sums. At NV = 4 a row's 12 FMAs outlast the FMA
+// Rows of S^T += a_j c: the pending rank-1 update, applied alone (after the last step).
+template <class S> void apply_update_t(S* st, const S* a, const S* c, const Dims& d) {
+  constexpr int W = Vec<S>::W;
+  for (int64_t j = 0; j < d.dk; ++j) {
+    const VecT<S> aj = Vec<S>::broadcast(a[j]);
+    for (int64_t i = 0; i < d.ldv; i += W)
+      store_vec(st + j * d.ldv + i, fmadd(aj, vload(c + i), vload(st + j * d.ldv + i)));
+  }
+}
+
+// body(v0, NV) over the column blocks of rows of ld entries (whole pairs of vectors): blocks
+// of 4 vectors, then one of 2 (NV an std::integral_constant).
+template <class S, class Body> KK_INLINE void for_col_blocks(int64_t ld, Body body) {
+  constexpr int W = Vec<S>::W;
+  int64_t v0 = 0;
+  for (; v0 + 4 * W <= ld; v0 += 4 * W) body(v0, std::integral_constant<int, 4>{});
+  if (v0 < ld) body(v0, std::integral_constant<int, 2>{});
+}
+
+// Forward over NV vectors of a state's columns from v0 (rows of ld entries): every row r gets
+// the pending update a_r c, then u += b_r row and (WITH_Q) uq += q_r row. The sums over the
+// rows run along the vectors: no horizontal sums. At NV = 4 a row's 12 FMAs outlast the FMA
 // latency that each sum's chain waits on, and the broadcasts serve twice the columns.
 template <class S, bool WITH_Q, int NV>
-KK_INLINE void forward_cols(S* st, const Dims& d, int64_t v0, const S* kp, const S* kn,
-                            const S* qn, const S* coef, S* u, S* uq) {
+KK_INLINE void forward_cols(S* st, int64_t rows, int64_t ld, int64_t v0, const S* a,
+                            const S* c, const S* b, const S* q, S* u, S* uq) {
   using V = VecT<S>;
   constexpr int W = Vec<S>::W;
-  V c[NV], su[NV] = {}, sq[NV] = {};
-  for (int i = 0; i < NV; ++i) c[i] = vload(coef + v0 + i * W);
+  V cv[NV], su[NV] = {}, sq[NV] = {};
+  for (int i = 0; i < NV; ++i) cv[i] = vload(c + v0 + i * W);
   S* row = st + v0;
-  const int64_t dk = d.dk, ldv = d.ldv;  // locals: the stores below could alias d
-  for (int64_t j = 0; j < dk; ++j, row += ldv) {
-    const V a = Vec<S>::broadcast(kp[j]), b = Vec<S>::broadcast(kn[j]);
-    const V qj = Vec<S>::broadcast(WITH_Q ? qn[j] : S(0));
+  for (int64_t r = 0; r < rows; ++r, row += ld) {
+    const V ar = Vec<S>::broadcast(a[r]), br = Vec<S>::broadcast(b[r]);
+    const V qr = Vec<S>::broadcast(WITH_Q ? q[r] : S(0));
     for (int i = 0; i < NV; ++i) {
-      const V s_ = fmadd(a, c[i], vload(row + i * W));
+      const V s_ = fmadd(ar, cv[i], vload(row + i * W));
       store_vec(row + i * W, s_);
-      su[i] = fmadd(b, s_, su[i]);
-      if (WITH_Q) sq[i] = fmadd(qj, s_, sq[i]);
+      su[i] = fmadd(br, s_, su[i]);
+      if (WITH_Q) sq[i] = fmadd(qr, s_, sq[i]);
     }
   }
   for (int i = 0; i < NV; ++i) {
@@ -200,24 +235,48 @@ KK_INLINE void forward_cols(S* st, const Dims& d, int64_t v0, const S* kp, const
   }
 }
 
-// forward_cols over all of S^T's columns: blocks of 4 vectors, then one of 2.
 template <class S, bool WITH_Q>
-void forward_all_cols(S* st, const Dims& d, const S* kp, const S* kn, const S* qn,
-                      const S* coef, S* u, S* uq) {
-  constexpr int W = Vec<S>::W;
-  int64_t v0 = 0;
-  for (; v0 + 4 * W <= d.ldv; v0 += 4 * W)
-    forward_cols<S, WITH_Q, 4>(st, d, v0, kp, kn, qn, coef, u, uq);
-  if (v0 < d.ldv) forward_cols<S, WITH_Q, 2>(st, d, v0, kp, kn, qn, coef, u, uq);
+void forward_all_cols(S* st, int64_t rows, int64_t ld, const S* a, const S* c, const S* b,
+                      const S* q, S* u, S* uq) {
+  for_col_blocks<S>(ld, [&](int64_t v0, auto nv) {
+    forward_cols<S, WITH_Q, decltype(nv)::value>(st, rows, ld, v0, a, c, b, q, u, uq);
+  });
 }
 
-// Where the w_t rows of one (b, h) live: the forward's output, or the work buffer.
-template <class S> struct WRows {
-  S* base;
-  int64_t step;  // elements between consecutive t
-  int64_t len;   // entries kept per step (d_v, or rows in the work buffer)
-  S* at(int64_t t) const { return base + t * step; }
-};
+// Backward over NV vectors of G^T's columns (entries of d_v) from v0: every row j (an entry
+// of d_k) gets row += kp_j p + qs_j dout, which makes G_t of G_{t+1} (p = -beta_{t+1} G_{t+1}
+// k_{t+1}, kp = k_{t+1}, qs = scale q_t); then g += kn_j row (G_t k_t, along the vectors) and
+// part_j += e * row (e = beta_t w_t): the lane sums of part_j are (G_t^T e)_j. The first
+// block starts part_j. At NV = 4 a row's 16 FMAs outlast the chains of g.
+template <class S, int NV>
+KK_INLINE void reverse_cols(S* st, int64_t rows, int64_t ld, int64_t v0, const S* kp,
+                            const S* qs, const S* kn, const S* p, const S* dout, const S* e,
+                            S* g, S* part) {
+  using V = VecT<S>;
+  constexpr int W = Vec<S>::W;
+  V pv[NV], dv[NV], ev[NV], ag[NV] = {};
+  for (int i = 0; i < NV; ++i) {
+    pv[i] = vload(p + v0 + i * W);
+    dv[i] = vload(dout + v0 + i * W);
+    ev[i] = vload(e + v0 + i * W);
+  }
+  const bool first = v0 == 0;
+  S* row = st + v0;
+  for (int64_t j = 0; j < rows; ++j, row += ld) {
+    const V a = Vec<S>::broadcast(kp[j]), b = Vec<S>::broadcast(qs[j]);
+    const V c = Vec<S>::broadcast(kn[j]);
+    V sum = first ? V{} : vload(part + j * W);
+    for (int i = 0; i < NV; ++i) {
+      V s_ = fmadd(a, pv[i], vload(row + i * W));
+      s_ = fmadd(b, dv[i], s_);
+      store_vec(row + i * W, s_);
+      ag[i] = fmadd(c, s_, ag[i]);
+      sum = fmadd(ev[i], s_, sum);
+    }
+    store_vec(part + j * W, sum);
+  }
+  for (int i = 0; i < NV; ++i) store_vec(g + v0 + i * W, ag[i]);
+}
 
 struct ForwardInputs {
   DeltaRuleSizes n;
@@ -229,15 +288,14 @@ struct ForwardInputs {
 // One (b, h) forward. o (when WITH_Q) gets the outputs; keep (when its base is set) the w_t.
 template <class S, class T, bool WITH_Q>
 void forward_head(const ForwardInputs& in, SeqOut o, S* last, int64_t b, int64_t h, Work<S>& wk,
-                  WRows<S> keep) {
+                  Seq<S> keep) {
+  using V = VecT<S>;
   const Dims& d = wk.d;
   const Seq<const T> q(in.q, b, h), k(in.k, b, h), v(in.v, b, h), beta(in.beta, b, h);
   const Seq<T> out(o, b, h);
   const int64_t head = (b * in.n.heads + h) * d.dk * d.dv;
+  wk.clear();
   load_state_t(wk.state.data(), in.h0 ? static_cast<const S*>(in.h0) + head : nullptr, d);
-  std::fill(wk.coef.begin(), wk.coef.end(), S(0));
-  std::fill(wk.ka.begin(), wk.ka.end(), S(0));
-  std::fill(wk.rv.begin(), wk.rv.end(), S(0));
   S* kp = wk.ka.data();
   S* kn = wk.kb.data();
   const S scale = S(in.scale);
@@ -246,184 +304,143 @@ void forward_head(const ForwardInputs& in, SeqOut o, S* last, int64_t b, int64_t
       prefetch_span(k.at(t + kAhead), d.dk);
       if (WITH_Q) prefetch_span(q.at(t + kAhead), d.dk);
       prefetch_span(v.at(t + kAhead), d.dv);
+      prefetch_span(beta.at(t + kAhead), 1);
+      if (WITH_Q) prefetch_span(out.at(t + kAhead), d.dv);
+      if (keep.base) prefetch_span(keep.at(t + kAhead), d.dv);
     }
     stage(k.at(t), d.dk, S(1), kn);
     if (WITH_Q) stage(q.at(t), d.dk, scale, wk.q.data());
     stage(v.at(t), d.dv, S(1), wk.rv.data());
     const S bt = to_compute<S>(*beta.at(t));
-    forward_all_cols<S, WITH_Q>(wk.state.data(), d, kp, kn, wk.q.data(), wk.coef.data(),
-                                wk.sum1.data(), wk.sum2.data());
+    forward_all_cols<S, WITH_Q>(wk.state.data(), d.dk, d.ldv, kp, wk.coef.data(), kn,
+                                wk.q.data(), wk.sum1.data(), wk.sum2.data());
     S* w = wk.rv2.data();
-    const VecT<S> btv = Vec<S>::broadcast(bt);
+    const V btv = Vec<S>::broadcast(bt);
     for (int64_t i = 0; i < d.ldv; i += Vec<S>::W) {  // ldv: whole vectors
-      const VecT<S> wv = vload(wk.rv.data() + i) - vload(wk.sum1.data() + i);
+      const V wv = vload(wk.rv.data() + i) - vload(wk.sum1.data() + i);
       store_vec(w + i, wv);
       store_vec(wk.coef.data() + i, btv * wv);
     }
-    if (keep.base) std::copy(w, w + keep.len, keep.at(t));
+    if (keep.base) std::copy(w, w + d.dv, keep.at(t));
     if (WITH_Q)
       store_axpy(wk.sum2.data(), wk.coef.data(), dot(kn, wk.q.data(), d.ldk), d.dv, out.at(t));
     std::swap(kp, kn);
   }
   if (last != nullptr) {
-    for (int64_t j = 0; j < d.dk; ++j)  // the pending update of the last step
-      for (int64_t i = 0; i < d.dv; ++i) wk.state[j * d.ldv + i] += kp[j] * wk.coef[i];
+    apply_update_t(wk.state.data(), kp, wk.coef.data(), d);  // the last step's
     store_state_t(wk.state.data(), last + head, d);
   }
 }
 
-// w_t padded with zeros to the rows of a block (the forward's rows hold only d_v entries).
-template <class S> const S* stage_w(const WRows<S>& wr, int64_t t, Work<S>& wk) {
-  std::copy(wr.at(t), wr.at(t) + wr.len, wk.wt.data());
-  return wk.wt.data();
-}
-
-// Backward block of R rows of G (reverse pass): rows += p_r kp^T + do_r qs^T (now G_t);
-// g_r = rows . kn; col += e_r rows (e_r = beta_t w_t,r: col gathers beta_t G_t^T w_t).
-template <class S>
-KK_INLINE void reverse_block(S* st, int64_t ldk, const S* kp, const S* p, const S* dout,
-                             const S* qs, const S* kn, const S* e, S* col, S* g) {
-  using V = VecT<S>;
-  constexpr int W = Vec<S>::W;
-  const Coefs<S> pr(p), dr(dout), er(e);
-  V ag[R] = {};
-  for (int64_t j = 0; j < ldk; j += W) {
-    const V kpv = vload(kp + j), qv = vload(qs + j), knv = vload(kn + j);
-    V acc = vload(col + j);
-    for (int r = 0; r < R; ++r) {
-      S* ptr = st + r * ldk + j;
-      V s = fmadd(pr.v[r], kpv, vload(ptr));
-      s = fmadd(dr.v[r], qv, s);
-      store_vec(ptr, s);
-      ag[r] = fmadd(s, knv, ag[r]);
-      acc = fmadd(er.v[r], s, acc);
-    }
-    store_vec(col + j, acc);
-  }
-  row_sums(ag, g);
-}
-
-// Forward-again block of R rows of S: col1 += dv_r S_{t-1} rows; rows += c_r k^T (now S_t);
-// col2 += do_r S_t rows.
-template <class S>
-KK_INLINE void gradient_block(S* st, int64_t ldk, const S* k, const S* c, const S* dv,
-                              const S* dout, S* col1, S* col2) {
-  using V = VecT<S>;
-  constexpr int W = Vec<S>::W;
-  const Coefs<S> vr(dv), cr(c), dr(dout);
-  for (int64_t j = 0; j < ldk; j += W) {
-    const V kv = vload(k + j);
-    V a1 = vload(col1 + j), a2 = vload(col2 + j);
-    for (int r = 0; r < R; ++r) {
-      S* ptr = st + r * ldk + j;
-      V s = vload(ptr);
-      a1 = fmadd(vr.v[r], s, a1);
-      s = fmadd(cr.v[r], kv, s);
-      store_vec(ptr, s);
-      a2 = fmadd(dr.v[r], s, a2);
-    }
-    store_vec(col1 + j, a1);
-    store_vec(col2 + j, a2);
-  }
-}
-
-// Reverse pass over one (b, h): dv, dbeta, dk (its beta_t G_t^T w_t part) and dh0.
+// Reverse pass over one (b, h): dbeta and dh0, and wk.carry (with dv and beta_t G_t^T w_t,
+// dk's first part).
 template <class S, class T>
 void reverse_head(const DeltaRuleBackwardArgs& a, int64_t b, int64_t h, Work<S>& wk,
-                  WRows<S> wr) {
+                  Seq<const S> w) {
+  using V = VecT<S>;
+  constexpr int W = Vec<S>::W;
   const Dims& d = wk.d;
   const Seq<const T> q(a.q, b, h), k(a.k, b, h), beta(a.beta, b, h), dout(a.d_o, b, h);
-  const Seq<S> dk(a.dk, b, h), dv(a.dv, b, h), dbeta(a.dbeta, b, h);
+  const Seq<S> dbeta(a.dbeta, b, h);
   const int64_t head = (b * a.n.heads + h) * d.dk * d.dv;
-  load_state(wk.state.data(), a.d_last ? static_cast<const S*>(a.d_last) + head : nullptr, d);
-  std::fill(wk.coef.begin(), wk.coef.end(), S(0));
-  std::fill(wk.ka.begin(), wk.ka.end(), S(0));
-  std::fill(wk.rv.begin(), wk.rv.end(), S(0));
-  S* kp = wk.ka.data();
-  S* kn = wk.kb.data();
-  S* e = wk.rv2.data();
+  wk.clear();
+  load_state_t(wk.state.data(), a.d_last ? static_cast<const S*>(a.d_last) + head : nullptr, d);
+  const S* kp = wk.ka.data();  // k_{t+1}: zeros at first
+  S* p = wk.coef.data();
+  S* g = wk.sum1.data();
+  const S* part = wk.part.data();
   const S scale = S(a.scale);
   for (int64_t t = d.steps - 1; t >= 0; --t) {
+    S* carry = wk.carry.data() + t * Carry::size(d);
+    S* kn = carry + Carry::k(d);
+    S* dos = carry + Carry::dout(d);
+    S* e = carry + Carry::c(d);
     if (t >= kAhead) {
       prefetch_span(k.at(t - kAhead), d.dk);
       prefetch_span(q.at(t - kAhead), d.dk);
       prefetch_span(dout.at(t - kAhead), d.dv);
+      prefetch_span(w.at(t - kAhead), d.dv);
+      prefetch_span(beta.at(t - kAhead), 1);
+      prefetch_span(dbeta.at(t - kAhead), 1);
     }
     stage(k.at(t), d.dk, S(1), kn);
     stage(q.at(t), d.dk, scale, wk.q.data());
-    stage(dout.at(t), d.dv, S(1), wk.rv.data());
+    stage(dout.at(t), d.dv, S(1), dos);
     const S bt = to_compute<S>(*beta.at(t));
-    const S* w = stage_w(wr, t, wk);
-    for (int64_t i = 0; i < d.rows; ++i) e[i] = bt * w[i];
-    std::fill(wk.col1.begin(), wk.col1.end(), S(0));
-    for (int64_t r0 = 0; r0 < d.rows; r0 += R)
-      reverse_block<S>(wk.state.data() + r0 * d.ldk, d.ldk, kp, wk.coef.data() + r0,
-                       wk.rv.data() + r0, wk.q.data(), kn, e + r0, wk.col1.data(),
-                       wk.sum1.data() + r0);
-    *dbeta.at(t) = dot(wk.sum1.data(), w, d.rows);
-    S* dvt = dv.at(t);
-    for (int64_t i = 0; i < d.rows; ++i) {
-      const S g = wk.sum1[i];
-      wk.coef[i] = -bt * g;  // G_t (I - beta_t k_t k_t^T) = G_t - beta_t (G_t k_t) k_t^T
-      if (i < d.dv) dvt[i] = bt * g;
+    stage(w.at(t), d.dv, bt, e);
+    for_col_blocks<S>(d.ldv, [&](int64_t v0, auto nv) {
+      reverse_cols<S, decltype(nv)::value>(wk.state.data(), d.dk, d.ldv, v0, kp,
+                                           wk.q.data(), kn, p, dos, e, g, wk.part.data());
+    });
+    *dbeta.at(t) = dot(g, w.at(t), d.dv);
+    const V btv = Vec<S>::broadcast(bt);
+    for (int64_t i = 0; i < d.ldv; i += W) {
+      // G_t (I - beta_t k_t k_t^T) = G_t - beta_t (G_t k_t) k_t^T: p for step t - 1.
+      const V gi = vload(g + i);
+      store_vec(carry + Carry::dv(d) + i, btv * gi);
+      store_vec(p + i, -btv * gi);
     }
-    std::copy(wk.col1.begin(), wk.col1.begin() + d.dk, dk.at(t));
-    std::swap(kp, kn);
+    for (int64_t j = 0; j < d.ldk; j += W)
+      store_vec(carry + Carry::gte(d) + j, lane_sums(part + j * W));
+    kp = kn;
   }
   if (a.dh0 != nullptr) {
-    apply_update(wk.state.data(), wk.coef.data(), kp, d);
-    store_state(wk.state.data(), static_cast<S*>(a.dh0) + head, d);
+    apply_update_t(wk.state.data(), kp, p, d);
+    store_state_t(wk.state.data(), static_cast<S*>(a.dh0) + head, d);
   }
 }
 
-// Forward-again pass over one (b, h): dk -= S_{t-1}^T dv_t and dq = scale S_t^T do_t.
-template <class S, class T>
-void gradient_head(const DeltaRuleBackwardArgs& a, int64_t b, int64_t h, Work<S>& wk,
-                   WRows<S> wr) {
+// Forward-again pass over one (b, h), in S's layout, from wk.carry: dv, dk = (the reverse
+// pass's part) - S_{t-1}^T dv_t and dq = scale S_t^T do_t = scale (S_{t-1}^T do_t +
+// (c_t . do_t) k_t), c_t = beta_t w_t.
+template <class S>
+void gradient_head(const DeltaRuleBackwardArgs& a, int64_t b, int64_t h, Work<S>& wk) {
+  using V = VecT<S>;
   const Dims& d = wk.d;
-  const Seq<const T> k(a.k, b, h), beta(a.beta, b, h), dout(a.d_o, b, h);
   const Seq<S> dq(a.dq, b, h), dk(a.dk, b, h), dv(a.dv, b, h);
   const int64_t head = (b * a.n.heads + h) * d.dk * d.dv;
+  wk.clear();
   load_state(wk.state.data(), a.h0 ? static_cast<const S*>(a.h0) + head : nullptr, d);
-  std::fill(wk.rv.begin(), wk.rv.end(), S(0));
-  std::fill(wk.rv2.begin(), wk.rv2.end(), S(0));
-  const S scale = S(a.scale);
+  const S* kp = wk.ka.data();  // k_{t-1} and c_{t-1}: zeros at first
+  const S* cp = wk.coef.data();
+  const S* u = wk.col1.data();
+  const S* uq = wk.col2.data();
+  const V scale = Vec<S>::broadcast(S(a.scale));
   for (int64_t t = 0; t < d.steps; ++t) {
     if (t + kAhead < d.steps) {
-      prefetch_span(k.at(t + kAhead), d.dk);
-      prefetch_span(dout.at(t + kAhead), d.dv);
       prefetch_span(dv.at(t + kAhead), d.dv);
+      prefetch_span(dk.at(t + kAhead), d.dk);
+      prefetch_span(dq.at(t + kAhead), d.dk);
     }
-    stage(k.at(t), d.dk, S(1), wk.ka.data());
-    stage(dout.at(t), d.dv, S(1), wk.rv.data());
-    std::copy(dv.at(t), dv.at(t) + d.dv, wk.rv2.data());
-    const S bt = to_compute<S>(*beta.at(t));
-    const S* w = stage_w(wr, t, wk);
-    for (int64_t i = 0; i < d.rows; ++i) wk.coef[i] = bt * w[i];
-    std::fill(wk.col1.begin(), wk.col1.end(), S(0));
-    std::fill(wk.col2.begin(), wk.col2.end(), S(0));
-    for (int64_t r0 = 0; r0 < d.rows; r0 += R)
-      gradient_block<S>(wk.state.data() + r0 * d.ldk, d.ldk, wk.ka.data(), wk.coef.data() + r0,
-                        wk.rv2.data() + r0, wk.rv.data() + r0, wk.col1.data(), wk.col2.data());
-    S* dkt = dk.at(t);
-    S* dqt = dq.at(t);
-    for (int64_t j = 0; j < d.dk; ++j) {
-      dkt[j] -= wk.col1[j];
-      dqt[j] = scale * wk.col2[j];
-    }
+    const S* carry = wk.carry.data() + t * Carry::size(d);
+    const S* kn = carry + Carry::k(d);
+    const S* gte = carry + Carry::gte(d);
+    const S* dos = carry + Carry::dout(d);
+    const S* cn = carry + Carry::c(d);
+    const S* dvt = carry + Carry::dv(d);
+    forward_all_cols<S, true>(wk.state.data(), d.dv, d.ldk, cp, kp, dvt, dos, wk.col1.data(),
+                              wk.col2.data());
+    const V cdo = Vec<S>::broadcast(dot(cn, dos, d.dv));
+    update_row(dv.at(t), d.dv, [&](V, int64_t i) { return vload(dvt + i); });
+    update_row(dk.at(t), d.dk, [&](V, int64_t j) { return vload(gte + j) - vload(u + j); });
+    update_row(dq.at(t), d.dk,
+               [&](V, int64_t j) { return scale * fmadd(cdo, vload(kn + j), vload(uq + j)); });
+    kp = kn;
+    cp = cn;
   }
 }
 
 // Runs body(work, b, h) for every (b, h), the heads spread over the threads.
 template <class S, class Body>
-void for_each_head(const DeltaRuleSizes& n, int threads, bool recompute_w, Body body) {
+void for_each_head(const DeltaRuleSizes& n, int threads, bool backward, bool recompute_w,
+                   Body body) {
   const int64_t heads = n.batch * n.heads;
   const int nt = int(std::max<int64_t>(1, std::min<int64_t>(threads, heads)));
   const Dims dims = Dims::of<S>(n);
   // Allocated here, not in the parallel region: a failed allocation then reaches the caller.
   std::vector<Work<S>> works;
   works.reserve(nt);
-  for (int i = 0; i < nt; ++i) works.emplace_back(dims, recompute_w);
+  for (int i = 0; i < nt; ++i) works.emplace_back(dims, backward, recompute_w);
 #pragma omp parallel for num_threads(nt) schedule(static, 1)
   for (int64_t bh = 0; bh < heads; ++bh) {
 #if defined(_OPENMP)
@@ -438,12 +455,8 @@ void for_each_head(const DeltaRuleSizes& n, int threads, bool recompute_w, Body 
 template <class S, class T> void forward_typed(const DeltaRuleForwardArgs& a) {
   const ForwardInputs in{a.n, a.q, a.k, a.v, a.beta, a.h0, a.scale};
   S* last = static_cast<S*>(a.last_state);
-  for_each_head<S>(a.n, a.threads, false, [&](Work<S>& wk, int64_t b, int64_t h) {
-    WRows<S> keep{nullptr, 0, 0};
-    if (a.w.data != nullptr) {
-      const Seq<S> w(a.w, b, h);
-      keep = {w.base, w.st, wk.d.dv};
-    }
+  for_each_head<S>(a.n, a.threads, false, false, [&](Work<S>& wk, int64_t b, int64_t h) {
+    const Seq<S> keep = a.w.data ? Seq<S>(a.w, b, h) : Seq<S>(nullptr, 0);
     forward_head<S, T, true>(in, a.o, last, b, h, wk, keep);
   });
 }
@@ -451,16 +464,14 @@ template <class S, class T> void forward_typed(const DeltaRuleForwardArgs& a) {
 template <class S, class T> void backward_typed(const DeltaRuleBackwardArgs& a) {
   const ForwardInputs in{a.n, a.q, a.k, a.v, a.beta, a.h0, a.scale};
   const bool given = a.w.data != nullptr;
-  for_each_head<S>(a.n, a.threads, !given, [&](Work<S>& wk, int64_t b, int64_t h) {
-    WRows<S> wr{wk.w.data(), wk.d.rows, wk.d.rows};
-    if (given) {
-      const Seq<const S> w(a.w, b, h);
-      wr = {const_cast<S*>(w.base), w.st, wk.d.dv};  // only read from here on
-    } else {
-      forward_head<S, T, false>(in, SeqOut{}, nullptr, b, h, wk, wr);
-    }
-    reverse_head<S, T>(a, b, h, wk, wr);
-    gradient_head<S, T>(a, b, h, wk, wr);
+  for_each_head<S>(a.n, a.threads, true, !given, [&](Work<S>& wk, int64_t b, int64_t h) {
+    Seq<const S> w(wk.w.data(), wk.d.dv);
+    if (given)
+      w = Seq<const S>(a.w, b, h);
+    else
+      forward_head<S, T, false>(in, SeqOut{}, nullptr, b, h, wk, Seq<S>(wk.w.data(), wk.d.dv));
+    reverse_head<S, T>(a, b, h, wk, w);
+    gradient_head<S>(a, b, h, wk);
   });
 }
 

@@ -1,8 +1,9 @@
 // Implicit-GEMM convolution, written once over 256-bit vectors and compiled once per ISA
 // (half_conv2d.cpp, half_conv2d_avx2.cpp). Per image: one float32 copy of the zero-padded image
 // (converted once), from which the GEMM core's B packer reads the im2col matrix directly (per
-// kernel tap, 16 output positions are one contiguous run, or a gather at row ends and strides
-// > 1); the weight of each group is the A operand. No im2col matrix is ever stored: the image
+// kernel tap, a table gives each row's offset; 8 output positions are one contiguous run, or a
+// gather where an output row ends inside them and at strides > 1); the weight of each group is
+// the A operand. No im2col matrix is ever stored: the image
 // is read once and its padded copy stays in L2/L3 while the groups' GEMMs pack from it. The
 // weight gradient packs the transposed im2col matrix straight from x as its A operand.
 #pragma once
@@ -18,42 +19,51 @@ namespace kernelkit {
 namespace KK_ISA {
 namespace half_gemm_detail {
 
-constexpr int kSlotImage = 14;
+constexpr int kSlotImage = 14, kSlotTapOffsets = 17;
 
-// The im2col matrix of one padded image: B[k][j] with k = (channel, tap row, tap column) and
-// j = (output row, output column).
+// The im2col matrix of one padded image: B[k][j] = image[tap_offset[k] + position(j)], with
+// k = (channel, tap row, tap column) and j = (output row, output column). The per-k offsets are
+// computed once per image (no division per packed row).
 struct Im2colB {
-  const float* image;  // (channels, hp, wp), zero-padded, float32
-  int64_t hp, wp, kh, kw, out_w, stride_h, stride_w, dilation_h, dilation_w;
+  const float* image;         // (channels, hp, wp), zero-padded, float32
+  const int64_t* tap_offset;  // per k of the group: (c * hp + r * dilation_h) * wp + s * dilation_w
+  int64_t wp, out_w, stride_h, stride_w;
 
   void pack(int64_t k0, int64_t kc, int64_t j0, int64_t cols, float* out) const {
+    // Each half of the sliver (8 columns) is one vector load when its columns are consecutive
+    // in the image (unit stride, no output row end inside); otherwise a per-column gather.
     int64_t offset[NR];
-    bool contiguous = cols == NR && stride_w == 1;
-    for (int64_t jj = 0; jj < cols; ++jj) {
-      const int64_t j = j0 + jj, oh = j / out_w, ow = j % out_w;
-      offset[jj] = oh * stride_h * wp + ow * stride_w;
-      contiguous = contiguous && offset[jj] == offset[0] + jj;
-    }
-    const int64_t taps = kh * kw;
-    int64_t c = k0 / taps, tap = k0 % taps;
-    for (int64_t k = 0; k < kc; ++k) {
-      const int64_t r = tap / kw, s = tap % kw;
-      const float* src = image + (c * hp + r * dilation_h) * wp + s * dilation_w;
-      float* o = out + k * NR;
-      if (contiguous) {
-        store_vec(o, load_as<float>(src + offset[0]));
-        store_vec(o + 8, load_as<float>(src + offset[0] + 8));
-      } else {
-        for (int64_t jj = 0; jj < cols; ++jj) o[jj] = src[offset[jj]];
-        for (int64_t jj = cols; jj < NR; ++jj) o[jj] = 0.0f;
+    bool run[2];
+    for (int h = 0; h < 2; ++h) {
+      run[h] = stride_w == 1 && h * 8 + 8 <= cols;
+      for (int64_t jj = h * 8; jj < h * 8 + 8; ++jj) {
+        const int64_t j = j0 + std::min(jj, cols - 1), oh = j / out_w, ow = j % out_w;
+        offset[jj] = oh * stride_h * wp + ow * stride_w;
+        run[h] = run[h] && offset[jj] == offset[h * 8] + (jj - h * 8);
       }
-      if (++tap == taps) {
-        tap = 0;
-        ++c;
+    }
+    for (int64_t k = 0; k < kc; ++k) {
+      const float* src = image + tap_offset[k0 + k];
+      float* o = out + k * NR;
+      for (int h = 0; h < 2; ++h) {
+        if (run[h]) {
+          store_vec(o + h * 8, load_as<float>(src + offset[h * 8]));
+          continue;
+        }
+        for (int64_t jj = h * 8; jj < h * 8 + 8; ++jj) o[jj] = jj < cols ? src[offset[jj]] : 0.0f;
       }
     }
   }
 };
+
+// tap_offset[k] of Im2colB for the k_group rows of one group's im2col matrix.
+inline void fill_tap_offsets(const HalfConv2dArgs& a, int64_t hp, int64_t wp, int64_t* out) {
+  const int64_t c_group = a.channels / a.groups;
+  for (int64_t c = 0; c < c_group; ++c)
+    for (int64_t r = 0; r < a.kh; ++r)
+      for (int64_t s = 0; s < a.kw; ++s)
+        *out++ = (c * hp + r * a.dilation_h) * wp + s * a.dilation_w;
+}
 
 // The transposed im2col matrix of one image, read from x itself (no padded copy: each element
 // is packed once): A[k][l] = x[c, oh * sh + r * dh - ph, ow * sw + s * dw - pw] (0 outside the
@@ -124,9 +134,11 @@ void conv2d_forward_image(const T* x, const T* weight, T* out, const Bias& bias,
   Scratch<float, kSlotImage> scratch;
   float* image = scratch.get(a.channels * hp * wp);
   pad_image(x, a.x_strides, a, hp, wp, image, threads);
+  int64_t* tap_offset = thread_buffer<int64_t, kSlotTapOffsets>(k_group);
+  fill_tap_offsets(a, hp, wp, tap_offset);
   for (int64_t g = 0; g < a.groups; ++g) {
-    const Im2colB cols{image + g * c_group * hp * wp, hp, wp, a.kh, a.kw, a.out_w,
-                       a.stride_h, a.stride_w, a.dilation_h, a.dilation_w};
+    const Im2colB cols{image + g * c_group * hp * wp, tap_offset, wp, a.out_w, a.stride_h,
+                       a.stride_w};
     gemm_one(DenseA<T>{weight + g * out_group * k_group, k_group, 1}, cols,
              out + g * out_group * spatial, spatial, int64_t(1), bias.at(g * out_group, 0),
              Plan{out_group, spatial, k_group, threads});

@@ -5,7 +5,8 @@
 // gather where an output row ends inside them and at strides > 1); the weight of each group is
 // the A operand. No im2col matrix is ever stored: the image
 // is read once and its padded copy stays in L2/L3 while the groups' GEMMs pack from it. The
-// weight gradient packs the transposed im2col matrix straight from x as its A operand.
+// weight gradient packs the transposed im2col matrix straight from x as its A operand (inside
+// the image, 8 columns of a sliver's 6 rows at a time through a register transpose).
 #pragma once
 
 #include <algorithm>
@@ -68,51 +69,80 @@ inline void fill_tap_offsets(const HalfConv2dArgs& a, int64_t hp, int64_t wp, in
 // The transposed im2col matrix of one image, read from x itself (no padded copy: each element
 // is packed once): A[k][l] = x[c, oh * sh + r * dh - ph, ow * sw + s * dw - pw] (0 outside the
 // image), with rows k = (channel, tap row, tap column) and columns l = (output row, column).
+// A sliver's MR rows are packed together, run by run along an output row: where 8 columns of
+// every row lie inside the image at unit stride, MR row vectors are loaded and transposed into
+// 8 k-steps; elsewhere (image borders, strides > 1) column by column.
 template <class T> struct Im2colA {
   const T* x;
   const int64_t* xs;  // strides of (batch, channel, row, column)
   const HalfConv2dArgs* a;
 
+  // Where row k of A reads: its channel's plane and its tap's displacement.
+  struct Tap {
+    const T* plane;  // null for the zero rows that pad a sliver to MR
+    int64_t dh, dw;
+  };
+
+  // A[i0:i0+rows, k0:k0+kc] into out[l * MR + i]; out needs 2 floats of slack at its end (the
+  // transposed stores write 8 floats per column, the last 2 of which the next one overwrites).
   void pack(int64_t i0, int64_t rows, int64_t k0, int64_t kc, float* out) const {
     const int64_t taps = a->kh * a->kw;
+    Tap tap[MR];
     for (int64_t i = 0; i < MR; ++i) {
-      float* o = out + i;
-      if (i >= rows) {
-        for (int64_t k = 0; k < kc; ++k) o[k * MR] = 0.0f;
-        continue;
-      }
-      const int64_t tap = (i0 + i) % taps, c = (i0 + i) / taps;
-      const int64_t r = tap / a->kw, s = tap % a->kw;
-      for (int64_t l = k0; l < k0 + kc;) {
-        const int64_t oh = l / a->out_w, ow = l % a->out_w;
-        const int64_t run = std::min(k0 + kc - l, a->out_w - ow);
-        pack_run(c, oh * a->stride_h + r * a->dilation_h - a->pad_h,
-                 ow * a->stride_w + s * a->dilation_w - a->pad_w, run, o + (l - k0) * MR);
-        l += run;
-      }
+      const int64_t k = i0 + std::min(i, rows - 1), c = k / taps, rs = k % taps;
+      tap[i] = {i < rows ? x + c * xs[1] : nullptr, rs / a->kw * a->dilation_h - a->pad_h,
+                rs % a->kw * a->dilation_w - a->pad_w};
+    }
+    for (int64_t l = k0; l < k0 + kc;) {
+      const int64_t oh = l / a->out_w, ow = l % a->out_w;
+      const int64_t run = std::min(k0 + kc - l, a->out_w - ow);
+      pack_run(tap, oh, ow, run, out + (l - k0) * MR);
+      l += run;
     }
   }
 
-  // run values of image row ih from column iw0 on (stepping by the stride), to o[t * MR].
-  void pack_run(int64_t c, int64_t ih, int64_t iw0, int64_t run, float* o) const {
-    if (ih < 0 || ih >= a->height) {
-      for (int64_t t = 0; t < run; ++t) o[t * MR] = 0.0f;
-      return;
-    }
-    const T* row = x + c * xs[1] + ih * xs[2];
-    const int64_t sw = a->stride_w;
-    int64_t t = 0;
-    if (sw == 1 && xs[3] == 1) {
-      for (; t < run && iw0 + t < 0; ++t) o[t * MR] = 0.0f;
-      for (; t + 8 <= run && iw0 + t + 8 <= a->width; t += 8) {
-        const vf8 v = load_as<float>(row + iw0 + t);
-        for (int e = 0; e < 8; ++e) o[(t + e) * MR] = v[e];
+  // Output columns ow .. ow + run of output row oh, for all MR rows, into o[t * MR + i], in
+  // increasing t (a transposed store's 2 extra floats land on a column written after it).
+  void pack_run(const Tap* tap, int64_t oh, int64_t ow, int64_t run, float* o) const {
+    const T* row[MR];  // the image row each packed row reads (null: all zeros)
+    int64_t iw0[MR];   // and the image column of its first output column
+    int64_t lo = 0, hi = 0;  // bounds of iw0 over the rows read (widened to include 0)
+    for (int i = 0; i < MR; ++i) {
+      const int64_t ih = oh * a->stride_h + tap[i].dh;
+      const bool inside = tap[i].plane != nullptr && ih >= 0 && ih < a->height;
+      row[i] = inside ? tap[i].plane + ih * xs[2] : nullptr;
+      iw0[i] = ow * a->stride_w + tap[i].dw;
+      if (inside) {
+        lo = std::min(lo, iw0[i]);
+        hi = std::max(hi, iw0[i]);
       }
     }
-    for (; t < run; ++t) {
-      const int64_t iw = iw0 + t * sw;
-      o[t * MR] = iw >= 0 && iw < a->width ? element(row + iw * xs[3]) : 0.0f;
+    int64_t t = 0;
+    if (a->stride_w == 1 && xs[3] == 1) {
+      t = std::min(run, -lo);  // the first column every row reads inside the image
+      pack_columns(row, iw0, 0, t, o);
+      for (; t + 8 <= run && hi + t + 8 <= a->width; t += 8) {
+        vf8 v[8];
+        for (int i = 0; i < MR; ++i)
+          v[i] = row[i] != nullptr ? load_as<float>(row[i] + iw0[i] + t)
+                                   : Vec<float>::broadcast(0.0f);
+        v[6] = v[7] = Vec<float>::broadcast(0.0f);
+        transpose(v);
+        for (int e = 0; e < 8; ++e) store_vec(o + (t + e) * MR, v[e]);
+      }
     }
+    pack_columns(row, iw0, t, run, o);
+  }
+
+  // Columns [t0, t1) of pack_run one element at a time, zero outside the image.
+  void pack_columns(const T* const* row, const int64_t* iw0, int64_t t0, int64_t t1,
+                    float* o) const {
+    for (int64_t t = t0; t < t1; ++t)
+      for (int i = 0; i < MR; ++i) {
+        const int64_t iw = iw0[i] + t * a->stride_w;
+        o[t * MR + i] =
+            row[i] != nullptr && iw >= 0 && iw < a->width ? element(row[i] + iw * xs[3]) : 0.0f;
+      }
   }
 };
 

@@ -3,10 +3,10 @@
 // (converted once), from which the GEMM core's B packer reads the im2col matrix directly (per
 // kernel tap, a table gives each row's offset; 8 output positions are one contiguous run, or a
 // gather where an output row ends inside them and at strides > 1); the weight of each group is
-// the A operand. No im2col matrix is ever stored: the image
-// is read once and its padded copy stays in L2/L3 while the groups' GEMMs pack from it. The
-// weight gradient packs the transposed im2col matrix straight from x as its A operand (inside
-// the image, 8 columns of a sliver's 6 rows at a time through a register transpose).
+// the A operand. No im2col matrix is ever stored: the image is read once and its padded copy
+// stays in L2/L3 while the groups' GEMMs pack from it. The weight gradient packs the
+// transposed im2col matrix straight from x as its A operand, 8 columns of a sliver's MR rows
+// at a time through a register transpose.
 #pragma once
 
 #include <algorithm>
@@ -69,9 +69,9 @@ inline void fill_tap_offsets(const HalfConv2dArgs& a, int64_t hp, int64_t wp, in
 // The transposed im2col matrix of one image, read from x itself (no padded copy: each element
 // is packed once): A[k][l] = x[c, oh * sh + r * dh - ph, ow * sw + s * dw - pw] (0 outside the
 // image), with rows k = (channel, tap row, tap column) and columns l = (output row, column).
-// A sliver's MR rows are packed together, run by run along an output row: where 8 columns of
-// every row lie inside the image at unit stride, MR row vectors are loaded and transposed into
-// 8 k-steps; elsewhere (image borders, strides > 1) column by column.
+// A sliver's MR rows are packed together, 8 columns of an output row at a time: a vector per
+// row (one load inside the image at unit stride, else gathered in the storage type and
+// converted as a vector), transposed into 8 k-steps.
 template <class T> struct Im2colA {
   const T* x;
   const int64_t* xs;  // strides of (batch, channel, row, column)
@@ -106,43 +106,31 @@ template <class T> struct Im2colA {
   void pack_run(const Tap* tap, int64_t oh, int64_t ow, int64_t run, float* o) const {
     const T* row[MR];  // the image row each packed row reads (null: all zeros)
     int64_t iw0[MR];   // and the image column of its first output column
-    int64_t lo = 0, hi = 0;  // bounds of iw0 over the rows read (widened to include 0)
     for (int i = 0; i < MR; ++i) {
       const int64_t ih = oh * a->stride_h + tap[i].dh;
       const bool inside = tap[i].plane != nullptr && ih >= 0 && ih < a->height;
       row[i] = inside ? tap[i].plane + ih * xs[2] : nullptr;
       iw0[i] = ow * a->stride_w + tap[i].dw;
-      if (inside) {
-        lo = std::min(lo, iw0[i]);
-        hi = std::max(hi, iw0[i]);
-      }
     }
-    int64_t t = 0;
-    if (a->stride_w == 1 && xs[3] == 1) {
-      t = std::min(run, -lo);  // the first column every row reads inside the image
-      pack_columns(row, iw0, 0, t, o);
-      for (; t + 8 <= run && hi + t + 8 <= a->width; t += 8) {
-        vf8 v[8];
-        for (int i = 0; i < MR; ++i)
-          v[i] = row[i] != nullptr ? load_as<float>(row[i] + iw0[i] + t)
-                                   : Vec<float>::broadcast(0.0f);
-        v[6] = v[7] = Vec<float>::broadcast(0.0f);
-        transpose(v);
-        for (int e = 0; e < 8; ++e) store_vec(o + (t + e) * MR, v[e]);
-      }
+    for (int64_t t = 0; t < run; t += 8) {
+      const int64_t n = std::min<int64_t>(8, run - t);
+      vf8 v[8];
+      for (int i = 0; i < MR; ++i) v[i] = columns(row[i], iw0[i] + t * a->stride_w, n);
+      v[6] = v[7] = Vec<float>::broadcast(0.0f);
+      transpose(v);
+      for (int e = 0; e < n; ++e) store_vec(o + (t + e) * MR, v[e]);
     }
-    pack_columns(row, iw0, t, run, o);
   }
 
-  // Columns [t0, t1) of pack_run one element at a time, zero outside the image.
-  void pack_columns(const T* const* row, const int64_t* iw0, int64_t t0, int64_t t1,
-                    float* o) const {
-    for (int64_t t = t0; t < t1; ++t)
-      for (int i = 0; i < MR; ++i) {
-        const int64_t iw = iw0[i] + t * a->stride_w;
-        o[t * MR + i] =
-            row[i] != nullptr && iw >= 0 && iw < a->width ? element(row[i] + iw * xs[3]) : 0.0f;
-      }
+  // Image columns iw, iw + sw, ... of row (the first n of 8 wanted; 0 outside the image).
+  vf8 columns(const T* row, int64_t iw, int64_t n) const {
+    if (row == nullptr) return Vec<float>::broadcast(0.0f);
+    const int64_t sw = a->stride_w;
+    if (sw == 1 && xs[3] == 1 && iw >= 0 && iw + 8 <= a->width) return load_as<float>(row + iw);
+    T gathered[8] = {};  // zero bits: +0 in float16 and bfloat16
+    for (int64_t e = 0; e < n; ++e)
+      if (iw + e * sw >= 0 && iw + e * sw < a->width) gathered[e] = row[(iw + e * sw) * xs[3]];
+    return load_as<float>(gathered);
   }
 };
 

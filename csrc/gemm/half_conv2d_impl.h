@@ -1,12 +1,13 @@
 // Implicit-GEMM convolution, written once over 256-bit vectors and compiled once per ISA
 // (half_conv2d.cpp, half_conv2d_avx2.cpp). Per image: one float32 copy of the zero-padded image
-// (converted once), from which the GEMM core's B packer reads the im2col matrix directly (per
-// kernel tap, a table gives each row's offset; 8 output positions are one contiguous run, or a
-// gather where an output row ends inside them and at strides > 1); the weight of each group is
-// the A operand. No im2col matrix is ever stored: the image is read once and its padded copy
-// stays in L2/L3 while the groups' GEMMs pack from it. The weight gradient packs the
-// transposed im2col matrix straight from x as its A operand, 8 columns of a sliver's MR rows
-// at a time through a register transpose.
+// (converted once, read sequentially), from which the GEMM core's packers read the im2col
+// matrix directly (a table gives each im2col row's offset in the copy). Forward: the im2col
+// matrix is B (per kernel tap, 8 output positions are one contiguous run, or a gather where an
+// output row ends inside them and at strides > 1); the weight of each group is A. Weight
+// gradient: the transposed im2col matrix is A, 8 columns of a sliver's MR rows at a time
+// through a register transpose; the output gradient is B. No im2col matrix is ever stored:
+// the image is read once and its padded copy stays in L2/L3 while the GEMMs pack from it
+// (packing straight from x instead left the weight gradient's packing waiting on cache misses).
 #pragma once
 
 #include <algorithm>
@@ -66,71 +67,49 @@ inline void fill_tap_offsets(const HalfConv2dArgs& a, int64_t hp, int64_t wp, in
         *out++ = (c * hp + r * a.dilation_h) * wp + s * a.dilation_w;
 }
 
-// The transposed im2col matrix of one image, read from x itself (no padded copy: each element
-// is packed once): A[k][l] = x[c, oh * sh + r * dh - ph, ow * sw + s * dw - pw] (0 outside the
-// image), with rows k = (channel, tap row, tap column) and columns l = (output row, column).
-// A sliver's MR rows are packed together, 8 columns of an output row at a time: a vector per
-// row (one load inside the image at unit stride, else gathered in the storage type and
-// converted as a vector), transposed into 8 k-steps.
-template <class T> struct Im2colA {
-  const T* x;
-  const int64_t* xs;  // strides of (batch, channel, row, column)
-  const HalfConv2dArgs* a;
-
-  // Where row k of A reads: its channel's plane and its tap's displacement.
-  struct Tap {
-    const T* plane;  // null for the zero rows that pad a sliver to MR
-    int64_t dh, dw;
-  };
+// The transposed im2col matrix of one padded image (Im2colB's layout and offsets): A[k][l] =
+// image[tap_offset[k] + position(l)]. A sliver's MR rows are packed together, 8 columns of an
+// output row at a time: a vector per row (one load at unit stride, else gathered), transposed
+// into 8 k-steps.
+struct Im2colA {
+  const float* image;
+  const int64_t* tap_offset;
+  int64_t wp, out_w, stride_h, stride_w;
 
   // A[i0:i0+rows, k0:k0+kc] into out[l * MR + i]; out needs 2 floats of slack at its end (the
   // transposed stores write 8 floats per column, the last 2 of which the next one overwrites).
   void pack(int64_t i0, int64_t rows, int64_t k0, int64_t kc, float* out) const {
-    const int64_t taps = a->kh * a->kw;
-    Tap tap[MR];
-    for (int64_t i = 0; i < MR; ++i) {
-      const int64_t k = i0 + std::min(i, rows - 1), c = k / taps, rs = k % taps;
-      tap[i] = {i < rows ? x + c * xs[1] : nullptr, rs / a->kw * a->dilation_h - a->pad_h,
-                rs % a->kw * a->dilation_w - a->pad_w};
-    }
+    const float* tap[MR];  // null for the zero rows that pad a sliver to MR
+    for (int64_t i = 0; i < MR; ++i) tap[i] = i < rows ? image + tap_offset[i0 + i] : nullptr;
     for (int64_t l = k0; l < k0 + kc;) {
-      const int64_t oh = l / a->out_w, ow = l % a->out_w;
-      const int64_t run = std::min(k0 + kc - l, a->out_w - ow);
-      pack_run(tap, oh, ow, run, out + (l - k0) * MR);
+      const int64_t oh = l / out_w, ow = l % out_w, run = std::min(k0 + kc - l, out_w - ow);
+      pack_run(tap, oh * stride_h * wp + ow * stride_w, run, out + (l - k0) * MR);
       l += run;
     }
   }
 
-  // Output columns ow .. ow + run of output row oh, for all MR rows, into o[t * MR + i], in
-  // increasing t (a transposed store's 2 extra floats land on a column written after it).
-  void pack_run(const Tap* tap, int64_t oh, int64_t ow, int64_t run, float* o) const {
-    const T* row[MR];  // the image row each packed row reads (null: all zeros)
-    int64_t iw0[MR];   // and the image column of its first output column
-    for (int i = 0; i < MR; ++i) {
-      const int64_t ih = oh * a->stride_h + tap[i].dh;
-      const bool inside = tap[i].plane != nullptr && ih >= 0 && ih < a->height;
-      row[i] = inside ? tap[i].plane + ih * xs[2] : nullptr;
-      iw0[i] = ow * a->stride_w + tap[i].dw;
-    }
+  // run output columns of one output row (image offset `position` for the first) into
+  // o[t * MR + i], in increasing t (a transposed store's 2 extra floats land on a column
+  // written after it).
+  void pack_run(const float* const* tap, int64_t position, int64_t run, float* o) const {
     for (int64_t t = 0; t < run; t += 8) {
       const int64_t n = std::min<int64_t>(8, run - t);
       vf8 v[8];
-      for (int i = 0; i < MR; ++i) v[i] = columns(row[i], iw0[i] + t * a->stride_w, n);
+      for (int i = 0; i < MR; ++i) {
+        v[i] = Vec<float>::broadcast(0.0f);
+        if (tap[i] == nullptr) continue;
+        const float* src = tap[i] + position + t * stride_w;
+        if (stride_w == 1 && n == 8) {
+          v[i] = load_as<float>(src);
+          continue;
+        }
+        // A short tail (a full load could pass the image's end) or a stride: gathered.
+        for (int64_t e = 0; e < n; ++e) v[i][e] = src[e * stride_w];
+      }
       v[6] = v[7] = Vec<float>::broadcast(0.0f);
       transpose(v);
       for (int e = 0; e < n; ++e) store_vec(o + (t + e) * MR, v[e]);
     }
-  }
-
-  // Image columns iw, iw + sw, ... of row (the first n of 8 wanted; 0 outside the image).
-  vf8 columns(const T* row, int64_t iw, int64_t n) const {
-    if (row == nullptr) return Vec<float>::broadcast(0.0f);
-    const int64_t sw = a->stride_w;
-    if (sw == 1 && xs[3] == 1 && iw >= 0 && iw + 8 <= a->width) return load_as<float>(row + iw);
-    T gathered[8] = {};  // zero bits: +0 in float16 and bfloat16
-    for (int64_t e = 0; e < n; ++e)
-      if (iw + e * sw >= 0 && iw + e * sw < a->width) gathered[e] = row[(iw + e * sw) * xs[3]];
-    return load_as<float>(gathered);
   }
 };
 
@@ -190,11 +169,17 @@ template <class T> void conv2d_weight_grad_typed(const HalfConv2dWeightGradArgs&
   const T* x = static_cast<const T*>(a.x);
   const T* grad = static_cast<const T*>(w.grad);
   if (a.groups == a.channels) return depthwise_weight_grad(x, grad, w.grad_weight, a);
+  const int64_t hp = a.height + 2 * a.pad_h, wp = a.width + 2 * a.pad_w;
+  Scratch<float, kSlotImage> scratch;
+  float* image = scratch.get(a.channels * hp * wp);
+  int64_t* tap_offset = thread_buffer<int64_t, kSlotTapOffsets>(k_group);
+  fill_tap_offsets(a, hp, wp, tap_offset);
   // dW[g]^T (k_group x out_group) += im2col(x[n, g]) @ grad[n, g]^T, image after image.
   for (int64_t n = 0; n < a.batch; ++n) {
+    pad_image(x + n * a.x_strides[0], a.x_strides, a, hp, wp, image, a.threads);
     for (int64_t g = 0; g < a.groups; ++g) {
-      const Im2colA<T> cols{x + n * a.x_strides[0] + g * c_group * a.x_strides[1], a.x_strides,
-                            &a};
+      const Im2colA cols{image + g * c_group * hp * wp, tap_offset, wp, a.out_w, a.stride_h,
+                         a.stride_w};
       const T* grad_g = grad + (n * a.out_channels + g * out_group) * spatial;
       Plan plan{k_group, out_group, spatial, a.threads};
       plan.accumulate = true;

@@ -8,6 +8,8 @@
 // through a register transpose; the output gradient is B. No im2col matrix is ever stored:
 // the image is read once and its padded copy stays in L2/L3 while the GEMMs pack from it
 // (packing straight from x instead left the weight gradient's packing waiting on cache misses).
+// Threads take whole images when the batch allows (forward: one at a time; weight gradient:
+// fixed runs, each summed into its own float32 dW, added in order), else split each GEMM.
 #pragma once
 
 #include <algorithm>
@@ -161,32 +163,57 @@ template <class T> void conv2d_forward_typed(const HalfConv2dArgs& a) {
                          a.threads);
 }
 
-template <class T> void conv2d_weight_grad_typed(const HalfConv2dWeightGradArgs& w) {
-  const HalfConv2dArgs& a = w.conv;
+// dW^T += im2col(x[n]) @ grad[n]^T for images n0 .. n1, image after image and group by group
+// (dW[g]^T is k_group x out_group), on `threads` threads (the padded copy is the calling
+// thread's).
+template <class T>
+void weight_grad_images(const T* x, const T* grad, float* grad_weight, const HalfConv2dArgs& a,
+                        int64_t n0, int64_t n1, int threads) {
   const int64_t c_group = a.channels / a.groups, out_group = a.out_channels / a.groups;
   const int64_t k_group = c_group * a.kh * a.kw, spatial = a.out_h * a.out_w;
-  std::fill(w.grad_weight, w.grad_weight + a.out_channels * k_group, 0.0f);
-  const T* x = static_cast<const T*>(a.x);
-  const T* grad = static_cast<const T*>(w.grad);
-  if (a.groups == a.channels) return depthwise_weight_grad(x, grad, w.grad_weight, a);
   const int64_t hp = a.height + 2 * a.pad_h, wp = a.width + 2 * a.pad_w;
   Scratch<float, kSlotImage> scratch;
   float* image = scratch.get(a.channels * hp * wp);
   int64_t* tap_offset = thread_buffer<int64_t, kSlotTapOffsets>(k_group);
   fill_tap_offsets(a, hp, wp, tap_offset);
-  // dW[g]^T (k_group x out_group) += im2col(x[n, g]) @ grad[n, g]^T, image after image.
-  for (int64_t n = 0; n < a.batch; ++n) {
-    pad_image(x + n * a.x_strides[0], a.x_strides, a, hp, wp, image, a.threads);
+  for (int64_t n = n0; n < n1; ++n) {
+    pad_image(x + n * a.x_strides[0], a.x_strides, a, hp, wp, image, threads);
     for (int64_t g = 0; g < a.groups; ++g) {
       const Im2colA cols{image + g * c_group * hp * wp, tap_offset, wp, a.out_w, a.stride_h,
                          a.stride_w};
       const T* grad_g = grad + (n * a.out_channels + g * out_group) * spatial;
-      Plan plan{k_group, out_group, spatial, a.threads};
+      Plan plan{k_group, out_group, spatial, threads};
       plan.accumulate = true;
-      gemm_one(cols, DenseB<T>{grad_g, 1, spatial}, w.grad_weight + g * out_group * k_group,
+      gemm_one(cols, DenseB<T>{grad_g, 1, spatial}, grad_weight + g * out_group * k_group,
                int64_t(1), k_group, Bias{}, plan);
     }
   }
+}
+
+template <class T> void conv2d_weight_grad_typed(const HalfConv2dWeightGradArgs& w) {
+  const HalfConv2dArgs& a = w.conv;
+  const int64_t size = a.out_channels * (a.channels / a.groups) * a.kh * a.kw;
+  std::fill(w.grad_weight, w.grad_weight + size, 0.0f);
+  const T* x = static_cast<const T*>(a.x);
+  const T* grad = static_cast<const T*>(w.grad);
+  if (a.groups == a.channels) return depthwise_weight_grad(x, grad, w.grad_weight, a);
+  if (a.batch < a.threads)
+    return weight_grad_images(x, grad, w.grad_weight, a, 0, a.batch, a.threads);
+  // Fixed, equal runs of images per part, each summed into its own float32 dW (the first
+  // part's is grad_weight itself), then added in part order: one parallel region per call (no
+  // barrier per image for a descheduled thread to stall), and a result that does not depend
+  // on timing.
+  const int parts = a.threads;
+  Buffer<float> partial;
+  float* rest = partial.at_least((parts - 1) * size);
+#pragma omp parallel for num_threads(parts) schedule(static, 1)
+  for (int part = 0; part < parts; ++part) {
+    float* dw = part == 0 ? w.grad_weight : rest + (part - 1) * size;
+    if (part > 0) std::fill(dw, dw + size, 0.0f);
+    weight_grad_images(x, grad, dw, a, a.batch * part / parts, a.batch * (part + 1) / parts, 1);
+  }
+  for (int part = 1; part < parts; ++part)
+    for (int64_t e = 0; e < size; ++e) w.grad_weight[e] += rest[(part - 1) * size + e];
 }
 
 }  // namespace half_gemm_detail

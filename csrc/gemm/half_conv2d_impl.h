@@ -25,14 +25,19 @@ namespace half_gemm_detail {
 
 constexpr int kSlotImage = 14, kSlotTapOffsets = 17;
 
-// The im2col matrix of one padded image: B[k][j] = image[tap_offset[k] + position(j)], with
-// k = (channel, tap row, tap column) and j = (output row, output column). The per-k offsets are
-// computed once per image (no division per packed row).
-struct Im2colB {
+// The im2col matrix of one padded image, M[k][j] = image[tap_offset[k] + position(j)], with
+// k = (channel, tap row, tap column) and j = (output row, output column). The per-k offsets
+// are a table computed once per image (no division per packed row).
+struct PaddedIm2col {
   const float* image;         // (channels, hp, wp), zero-padded, float32
   const int64_t* tap_offset;  // per k of the group: (c * hp + r * dilation_h) * wp + s * dilation_w
   int64_t wp, out_w, stride_h, stride_w;
 
+  int64_t position(int64_t j) const { return j / out_w * stride_h * wp + j % out_w * stride_w; }
+};
+
+// The forward's B operand: the im2col matrix itself.
+struct Im2colB : PaddedIm2col {
   void pack(int64_t k0, int64_t kc, int64_t j0, int64_t cols, float* out) const {
     // Each half of the sliver (8 columns) is one vector load when its columns are consecutive
     // in the image (unit stride, no output row end inside); otherwise a per-column gather.
@@ -41,8 +46,7 @@ struct Im2colB {
     for (int h = 0; h < 2; ++h) {
       run[h] = stride_w == 1 && h * 8 + 8 <= cols;
       for (int64_t jj = h * 8; jj < h * 8 + 8; ++jj) {
-        const int64_t j = j0 + std::min(jj, cols - 1), oh = j / out_w, ow = j % out_w;
-        offset[jj] = oh * stride_h * wp + ow * stride_w;
+        offset[jj] = position(j0 + std::min(jj, cols - 1));
         run[h] = run[h] && offset[jj] == offset[h * 8] + (jj - h * 8);
       }
     }
@@ -60,32 +64,18 @@ struct Im2colB {
   }
 };
 
-// tap_offset[k] of Im2colB for the k_group rows of one group's im2col matrix.
-inline void fill_tap_offsets(const HalfConv2dArgs& a, int64_t hp, int64_t wp, int64_t* out) {
-  const int64_t c_group = a.channels / a.groups;
-  for (int64_t c = 0; c < c_group; ++c)
-    for (int64_t r = 0; r < a.kh; ++r)
-      for (int64_t s = 0; s < a.kw; ++s)
-        *out++ = (c * hp + r * a.dilation_h) * wp + s * a.dilation_w;
-}
-
-// The transposed im2col matrix of one padded image (Im2colB's layout and offsets): A[k][l] =
-// image[tap_offset[k] + position(l)]. A sliver's MR rows are packed together, 8 columns of an
-// output row at a time: a vector per row (one load at unit stride, else gathered), transposed
-// into 8 k-steps.
-struct Im2colA {
-  const float* image;
-  const int64_t* tap_offset;
-  int64_t wp, out_w, stride_h, stride_w;
-
+// The weight gradient's A operand: the transposed im2col matrix, A[k][l] = M[k][l]. A sliver's
+// MR rows are packed together, 8 columns of an output row at a time: a vector per row (one
+// load at unit stride, else gathered), transposed into 8 k-steps.
+struct Im2colA : PaddedIm2col {
   // A[i0:i0+rows, k0:k0+kc] into out[l * MR + i]; out needs 2 floats of slack at its end (the
   // transposed stores write 8 floats per column, the last 2 of which the next one overwrites).
   void pack(int64_t i0, int64_t rows, int64_t k0, int64_t kc, float* out) const {
     const float* tap[MR];  // null for the zero rows that pad a sliver to MR
     for (int64_t i = 0; i < MR; ++i) tap[i] = i < rows ? image + tap_offset[i0 + i] : nullptr;
     for (int64_t l = k0; l < k0 + kc;) {
-      const int64_t oh = l / out_w, ow = l % out_w, run = std::min(k0 + kc - l, out_w - ow);
-      pack_run(tap, oh * stride_h * wp + ow * stride_w, run, out + (l - k0) * MR);
+      const int64_t run = std::min(k0 + kc - l, out_w - l % out_w);
+      pack_run(tap, position(l), run, out + (l - k0) * MR);
       l += run;
     }
   }
@@ -115,29 +105,50 @@ struct Im2colA {
   }
 };
 
-// out (channels, hp, wp) = every channel of one image, padded.
-template <class T>
-void pad_image(const T* x, const int64_t* xs, const HalfConv2dArgs& a, int64_t hp, int64_t wp,
-               float* out, int threads) {
+// The calling thread's padded float32 copy of one image at a time, and the im2col offsets
+// into it.
+struct PaddedImage {
+  const HalfConv2dArgs& a;
+  int64_t hp, wp;
+  Scratch<float, kSlotImage> scratch;
+  float* image;
+  int64_t* tap_offset;
+
+  explicit PaddedImage(const HalfConv2dArgs& args)
+      : a(args), hp(a.height + 2 * a.pad_h), wp(a.width + 2 * a.pad_w),
+        image(scratch.get(a.channels * hp * wp)),
+        tap_offset(thread_buffer<int64_t, kSlotTapOffsets>(a.channels / a.groups * a.kh * a.kw)) {
+    int64_t* o = tap_offset;
+    for (int64_t c = 0; c < a.channels / a.groups; ++c)
+      for (int64_t r = 0; r < a.kh; ++r)
+        for (int64_t s = 0; s < a.kw; ++s)
+          *o++ = (c * hp + r * a.dilation_h) * wp + s * a.dilation_w;
+  }
+
+  // Every channel of image x (strides a.x_strides), padded, on `threads` threads.
+  template <class T> void load(const T* x, int threads) {
 #pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t c = 0; c < a.channels; ++c) pad_plane(x + c * xs[1], xs, a, hp, wp, out + c * hp * wp);
-}
+    for (int64_t c = 0; c < a.channels; ++c)
+      pad_plane(x + c * a.x_strides[1], a.x_strides, a, hp, wp, image + c * hp * wp);
+  }
+
+  // The im2col matrix of group g.
+  PaddedIm2col group(int64_t g) const {
+    return {image + g * (a.channels / a.groups) * hp * wp, tap_offset, wp, a.out_w, a.stride_h,
+            a.stride_w};
+  }
+};
 
 // One image, all groups, on `threads` threads (the padded copy is the calling thread's).
 template <class T>
 void conv2d_forward_image(const T* x, const T* weight, T* out, const Bias& bias,
                           const HalfConv2dArgs& a, int threads) {
-  const int64_t hp = a.height + 2 * a.pad_h, wp = a.width + 2 * a.pad_w;
-  const int64_t c_group = a.channels / a.groups, out_group = a.out_channels / a.groups;
-  const int64_t k_group = c_group * a.kh * a.kw, spatial = a.out_h * a.out_w;
-  Scratch<float, kSlotImage> scratch;
-  float* image = scratch.get(a.channels * hp * wp);
-  pad_image(x, a.x_strides, a, hp, wp, image, threads);
-  int64_t* tap_offset = thread_buffer<int64_t, kSlotTapOffsets>(k_group);
-  fill_tap_offsets(a, hp, wp, tap_offset);
+  const int64_t out_group = a.out_channels / a.groups;
+  const int64_t k_group = a.channels / a.groups * a.kh * a.kw, spatial = a.out_h * a.out_w;
+  PaddedImage padded(a);
+  padded.load(x, threads);
   for (int64_t g = 0; g < a.groups; ++g) {
-    const Im2colB cols{image + g * c_group * hp * wp, tap_offset, wp, a.out_w, a.stride_h,
-                       a.stride_w};
+    const Im2colB cols{padded.group(g)};
     gemm_one(DenseA<T>{weight + g * out_group * k_group, k_group, 1}, cols,
              out + g * out_group * spatial, spatial, int64_t(1), bias.at(g * out_group, 0),
              Plan{out_group, spatial, k_group, threads});
@@ -171,16 +182,11 @@ void weight_grad_images(const T* x, const T* grad, float* grad_weight, const Hal
                         int64_t n0, int64_t n1, int threads) {
   const int64_t c_group = a.channels / a.groups, out_group = a.out_channels / a.groups;
   const int64_t k_group = c_group * a.kh * a.kw, spatial = a.out_h * a.out_w;
-  const int64_t hp = a.height + 2 * a.pad_h, wp = a.width + 2 * a.pad_w;
-  Scratch<float, kSlotImage> scratch;
-  float* image = scratch.get(a.channels * hp * wp);
-  int64_t* tap_offset = thread_buffer<int64_t, kSlotTapOffsets>(k_group);
-  fill_tap_offsets(a, hp, wp, tap_offset);
+  PaddedImage padded(a);
   for (int64_t n = n0; n < n1; ++n) {
-    pad_image(x + n * a.x_strides[0], a.x_strides, a, hp, wp, image, threads);
+    padded.load(x + n * a.x_strides[0], threads);
     for (int64_t g = 0; g < a.groups; ++g) {
-      const Im2colA cols{image + g * c_group * hp * wp, tap_offset, wp, a.out_w, a.stride_h,
-                         a.stride_w};
+      const Im2colA cols{padded.group(g)};
       const T* grad_g = grad + (n * a.out_channels + g * out_group) * spatial;
       Plan plan{k_group, out_group, spatial, threads};
       plan.accumulate = true;

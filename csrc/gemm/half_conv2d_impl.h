@@ -68,8 +68,8 @@ struct Im2colB : PaddedIm2col {
 // MR rows are packed together, 8 columns of an output row at a time: a vector per row (one
 // load at unit stride, else gathered), transposed into 8 k-steps.
 struct Im2colA : PaddedIm2col {
-  // A[i0:i0+rows, k0:k0+kc] into out[l * MR + i]; out needs 2 floats of slack at its end (the
-  // transposed stores write 8 floats per column, the last 2 of which the next one overwrites).
+  // A[i0:i0+rows, k0:k0+kc] into out[l * MR + i]; out needs 2 floats of slack at its end
+  // (store_a_steps).
   void pack(int64_t i0, int64_t rows, int64_t k0, int64_t kc, float* out) const {
     const float* tap[MR];  // null for the zero rows that pad a sliver to MR
     for (int64_t i = 0; i < MR; ++i) tap[i] = i < rows ? image + tap_offset[i0 + i] : nullptr;
@@ -81,8 +81,7 @@ struct Im2colA : PaddedIm2col {
   }
 
   // run output columns of one output row (image offset `position` for the first) into
-  // o[t * MR + i], in increasing t (a transposed store's 2 extra floats land on a column
-  // written after it).
+  // o[t * MR + i], in increasing t (as store_a_steps needs).
   void pack_run(const float* const* tap, int64_t position, int64_t run, float* o) const {
     for (int64_t t = 0; t < run; t += 8) {
       const int64_t n = std::min<int64_t>(8, run - t);
@@ -98,9 +97,7 @@ struct Im2colA : PaddedIm2col {
         // A short tail (a full load could pass the image's end) or a stride: gathered.
         for (int64_t e = 0; e < n; ++e) v[i][e] = src[e * stride_w];
       }
-      v[6] = v[7] = Vec<float>::broadcast(0.0f);
-      transpose(v);
-      for (int e = 0; e < n; ++e) store_vec(o + (t + e) * MR, v[e]);
+      store_a_steps(v, n, o + t * MR);
     }
   }
 };

@@ -77,8 +77,17 @@ void pack_b_sliver(const T* b, int64_t rs, int64_t cs, int64_t kc, int64_t cols,
       out[k * NR + j] = j < cols ? element(b + k * rs + j * cs) : 0.0f;
 }
 
-// A[0:rows, 0:kc] (rows <= MR) into out[k * MR + i]. out needs 2 floats of slack at its end:
-// the transposed path stores 8 floats per k, the last 2 of which the next k overwrites.
+// r[0:MR] (8 k-steps of MR rows) transposed into out[k * MR + i] for k < n (n <= 8). Each k
+// stores 8 floats, the last 2 of which the next k overwrites: out needs 2 floats of slack past
+// k = n - 1, and the next k must be written after this one.
+KK_INLINE void store_a_steps(vf8* r, int64_t n, float* out) {
+  r[6] = r[7] = Vec<float>::broadcast(0.0f);
+  transpose(r);
+  for (int64_t k = 0; k < n; ++k) store_vec(out + k * MR, r[k]);
+}
+
+// A[0:rows, 0:kc] (rows <= MR) into out[k * MR + i]. out needs 2 floats of slack at its end
+// (store_a_steps).
 template <class T>
 void pack_a_sliver(const T* a, int64_t rs, int64_t cs, int64_t kc, int64_t rows, float* out) {
   int64_t k = 0;
@@ -86,9 +95,7 @@ void pack_a_sliver(const T* a, int64_t rs, int64_t cs, int64_t kc, int64_t rows,
     for (; k + 8 <= kc; k += 8) {
       vf8 r[8];
       for (int i = 0; i < MR; ++i) r[i] = load_as<float>(a + i * rs + k);
-      r[6] = r[7] = Vec<float>::broadcast(0.0f);
-      transpose(r);
-      for (int t = 0; t < 8; ++t) store_vec(out + (k + t) * MR, r[t]);
+      store_a_steps(r, 8, out + k * MR);
     }
   }
   for (; k < kc; ++k)

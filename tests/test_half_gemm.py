@@ -235,10 +235,11 @@ CONV_CASES = [
 @pytest.mark.parametrize("dtype", HALF)
 @pytest.mark.parametrize("case", CONV_CASES)
 @pytest.mark.parametrize("batch", [1, 3])
-def test_conv2d_forward_backward(cpu_path, dtype, case, batch):
+@pytest.mark.parametrize("width", [9, 37])  # 37: rows long enough for the 8-column vector paths
+def test_conv2d_forward_backward(cpu_path, dtype, case, batch, width):
     c_in, c_out, kernel, stride, padding, dilation, groups = case
     gen = torch.Generator().manual_seed(11)
-    x = random_half(batch, c_in, 11, 9, dtype=dtype, gen=gen).requires_grad_()
+    x = random_half(batch, c_in, 11, width, dtype=dtype, gen=gen).requires_grad_()
     w = random_half(c_out, c_in // groups, *kernel, dtype=dtype, gen=gen).mul(0.3).requires_grad_()
     b = random_half(c_out, dtype=dtype, gen=gen).requires_grad_()
     y = kernelkit.half_conv2d(x, w, b, stride, padding, dilation, groups)

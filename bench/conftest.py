@@ -155,14 +155,21 @@ class Bench:
         """Time fn: one call per round (setup, if any, runs before each round, untimed)."""
         if not self.info:
             raise RuntimeError("call bench.describe(...) before bench.run(...)")
-        # Estimate the time of one call (the second call: the first may pay one-off costs).
-        est = []
-        for _ in range(2):
+        # Warm up until three calls in a row agree within 10% (at most 20 calls or 3 case
+        # times): first calls pay one-off costs, and on this VM the first few calls of a
+        # process that fault in large fresh outputs take up to 10x longer. The timed rounds
+        # then measure the steady state a training loop runs in, for ours and peers alike.
+        est: list[float] = []
+        while True:
             if setup is not None:
                 setup()
             t0 = time.perf_counter()
             fn()
             est.append(time.perf_counter() - t0)
+            last = est[-3:]
+            settled = len(last) == 3 and max(last) <= 1.1 * min(last)
+            if settled or len(est) >= 20 or sum(est) > 3 * self.case_time:
+                break
         rounds = int(self.case_time / max(est[-1], 1e-7))
         rounds = max(self.min_rounds, min(self.max_rounds, rounds))
         before = cpu_snapshot()

@@ -11,7 +11,6 @@
 #include <vector>
 
 #include "common/cpu_features.h"
-#include "common/memory.h"
 #include "gemm/half_conv2d.h"
 #include "gemm/half_gemm.h"
 #include "hadamard/fwht.h"
@@ -562,9 +561,4 @@ PYBIND11_MODULE(_C, mod) {
           py::arg("dk"), py::arg("dv"), py::arg("dbeta"), py::arg("dh0"), py::arg("scale"),
           py::arg("threads"), py::arg("isa") = "auto");
   mod.def("build_info", &build_info);
-  mod.def(
-      "advise_huge_pages",
-      [](uintptr_t address, size_t nbytes) { advise_huge_pages(as_ptr<void>(address), nbytes); },
-      py::arg("address"), py::arg("nbytes"),
-      "Hint that a fresh buffer be backed by transparent huge pages (Linux).");
 }

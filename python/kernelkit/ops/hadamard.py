@@ -139,7 +139,7 @@ torch.library.define("kernelkit::fwht_", "(Tensor(a!) x, float scale, int dim) -
 @torch.library.impl("kernelkit::fwht", ("cpu", "cuda"))
 def _fwht_impl(x: torch.Tensor, scale: float, dim: int) -> torch.Tensor:
     dim = check_fwht_args("fwht", x, scale, dim)  # the op is public too (torch.ops.kernelkit)
-    out = _native.new_output(x.shape, x.dtype, x.device)
+    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
     _transform_into(x, out, scale, dim)
     return out
 

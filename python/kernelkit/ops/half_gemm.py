@@ -135,7 +135,7 @@ def _half_matmul_impl(a: torch.Tensor, b: torch.Tensor,
                       out_dtype: torch.dtype | None) -> torch.Tensor:
     out_dtype = _check_matmul(a, b, out_dtype)
     ae, be, shape = _matmul_shapes(a, b)
-    out = _native.new_output(torch.Size((*ae.shape[:-1], be.shape[-1])), out_dtype, a.device)
+    out = torch.empty(torch.Size((*ae.shape[:-1], be.shape[-1])), dtype=out_dtype, device=a.device)
     matmul_into(ae, be, out)
     return out.view(shape)
 
@@ -233,7 +233,7 @@ def _half_linear_impl(x: torch.Tensor, weight: torch.Tensor,
                       bias: torch.Tensor | None) -> torch.Tensor:
     _check_linear(x, weight, bias)
     x2 = _rows(x)
-    out = _native.new_output(torch.Size((x2.shape[0], weight.shape[0])), x.dtype, x.device)
+    out = torch.empty(torch.Size((x2.shape[0], weight.shape[0])), dtype=x.dtype, device=x.device)
     bias32 = None if bias is None else bias.float().contiguous()
     gemm_into(x2.unsqueeze(0), weight.t().unsqueeze(0), out.unsqueeze(0), bias32)
     return out.view(*x.shape[:-1], weight.shape[0])
@@ -361,7 +361,7 @@ def _half_conv2d_impl(x, weight, bias, stride, padding, dilation, groups):  # no
     stride, padding, dilation = tuple(stride), tuple(padding), tuple(dilation)
     out_h, out_w = _check_conv(x, weight, bias, stride, padding, dilation, groups)
     batch, c_out = x.shape[0], weight.shape[0]
-    out = _native.new_output(torch.Size((batch, c_out, out_h * out_w)), x.dtype, x.device)
+    out = torch.empty(torch.Size((batch, c_out, out_h * out_w)), dtype=x.dtype, device=x.device)
     if out.numel() == 0:
         return out.view(batch, c_out, out_h, out_w)
     if resolve_backend("half_conv2d", x.device) == "cpu":

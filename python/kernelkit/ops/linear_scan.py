@@ -136,13 +136,12 @@ def _layout(a: torch.Tensor, x: torch.Tensor, out: torch.Tensor, h0: torch.Tenso
     return ScanLayout(n0, length, n1, s_a, s_x, s_out, s_h0)
 
 
-def _new_like(x: torch.Tensor, fake: bool = False) -> torch.Tensor:
+def _new_like(x: torch.Tensor) -> torch.Tensor:
     """A fresh dense tensor of x's shape and dtype, its dims in x's memory order (the fake
     impls describe the same layout)."""
     order = sorted(range(x.dim()), key=lambda d: -x.stride(d))
     shape = torch.Size(x.shape[d] for d in order)
-    out = (torch.empty(shape, dtype=x.dtype, device=x.device) if fake
-           else _native.new_output(shape, x.dtype, x.device))
+    out = torch.empty(shape, dtype=x.dtype, device=x.device)
     return out.permute(sorted(range(x.dim()), key=order.__getitem__))
 
 
@@ -223,7 +222,7 @@ def _linear_scan_impl(a: torch.Tensor, x: torch.Tensor, h0: torch.Tensor | None,
 def _linear_scan_fake(a: torch.Tensor, x: torch.Tensor, h0: torch.Tensor | None, reverse: bool,
                       dim: int) -> torch.Tensor:
     check_linear_scan_args("linear_scan", a, x, h0, reverse, dim)
-    return _new_like(x, fake=True)
+    return _new_like(x)
 
 
 @torch.library.impl("kernelkit::linear_scan_backward", ("cpu", "cuda"))
@@ -289,8 +288,8 @@ def _linear_scan_backward_fake(
     reverse: bool, dim: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     dim = check_linear_scan_args("linear_scan_backward", a, h, h0, reverse, dim)
-    da = _new_like(h, fake=True)
-    return (_new_like(h, fake=True), _reduced_like(da, a),
+    da = _new_like(h)
+    return (_new_like(h), _reduced_like(da, a),
             h.new_empty(h.shape[:dim] + h.shape[dim + 1 :]))
 
 

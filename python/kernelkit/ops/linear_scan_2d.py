@@ -183,7 +183,7 @@ torch.library.define(
 @torch.library.impl("kernelkit::linear_scan_2d", ("cpu", "cuda"))
 def _impl(a_t, a_v, x, h0_t, h0_v):  # noqa: ANN001, ANN202
     check_linear_scan_2d_args(a_t, a_v, x, h0_t, h0_v)  # the op is public too
-    out = _native.new_output(x.shape, x.dtype, x.device)
+    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
     _forward(a_t, a_v, x, h0_t, h0_v, out)
     return out
 
@@ -196,7 +196,7 @@ def _fake(a_t, a_v, x, h0_t, h0_v):  # noqa: ANN001, ANN202
 
 def _grad_outputs(grad, need_da_t, need_da_v):  # noqa: ANN001, ANN202
     """dx, da_t, da_v: x's shape; an unneeded one is an empty (0,) tensor."""
-    full = lambda: _native.new_output(grad.shape, grad.dtype, grad.device)  # noqa: E731
+    full = lambda: torch.empty(grad.shape, dtype=grad.dtype, device=grad.device)  # noqa: E731
     none = lambda: torch.empty(0, dtype=grad.dtype, device=grad.device)  # noqa: E731
     return full(), full() if need_da_t else none(), full() if need_da_v else none()
 

@@ -136,7 +136,7 @@ def selective_scan_fwd_cpu(u, delta, A, B, C, D, z, delta_bias, h0,  # noqa: ANN
     """The C++ forward, with the Triton kernel's signature: prepared inputs in,
     (out, last_state) out."""
     batch, dim, L = u.shape
-    out = _native.new_output(u.shape, u.dtype, u.device)
+    out = torch.empty(u.shape, dtype=u.dtype, device=u.device)
     last = torch.empty(batch, dim, A.shape[1], dtype=A.dtype, device=u.device)
     _cpu_call(_C.selective_scan_fwd, (u, delta, A, B, C, D, z, delta_bias, h0), (out, last),
               delta_softplus, negative_eigenvalues)

@@ -33,16 +33,23 @@ template <class View> void check_optional_seq(const View& x, const char* name, b
   check_seq(x, name, steps && x.data != nullptr);
 }
 
-}  // namespace
-
-void delta_rule_forward(const DeltaRuleForwardArgs& a, Isa isa) {
-  check_sizes(a.n, a.threads);
-  if (a.n.batch == 0 || a.n.heads == 0) return;
+// The views both directions read: q, k, v and beta. Returns whether there are steps (views
+// of zero steps may be null).
+template <class Args> bool check_inputs(const Args& a) {
   const bool steps = a.n.steps > 0;
   check_seq(a.q, "q", steps);
   check_seq(a.k, "k", steps);
   check_seq(a.v, "v", steps);
   check_seq(a.beta, "beta", steps);
+  return steps;
+}
+
+}  // namespace
+
+void delta_rule_forward(const DeltaRuleForwardArgs& a, Isa isa) {
+  check_sizes(a.n, a.threads);
+  if (a.n.batch == 0 || a.n.heads == 0) return;
+  const bool steps = check_inputs(a);
   check_seq(a.o, "o", steps);
   check_optional_seq(a.w, "w", steps);
   if (isa == Isa::avx2) {
@@ -56,11 +63,7 @@ void delta_rule_forward(const DeltaRuleForwardArgs& a, Isa isa) {
 void delta_rule_backward(const DeltaRuleBackwardArgs& a, Isa isa) {
   check_sizes(a.n, a.threads);
   if (a.n.batch == 0 || a.n.heads == 0) return;
-  const bool steps = a.n.steps > 0;
-  check_seq(a.q, "q", steps);
-  check_seq(a.k, "k", steps);
-  check_seq(a.v, "v", steps);
-  check_seq(a.beta, "beta", steps);
+  const bool steps = check_inputs(a);
   check_seq(a.d_o, "d_o", steps);
   check_optional_seq(a.w, "w", steps);
   check_seq(a.dq, "dq", steps);

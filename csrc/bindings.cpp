@@ -1,5 +1,5 @@
-// The only pybind11 file: raw pointers, sizes and strides in, no torch; the GIL is released
-// around every kernel.
+// pybind11 module: raw pointers, sizes and strides in, no torch; the GIL is released around
+// every kernel. Families with many ops keep their bindings in their own file (bind_<family>).
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "common/cpu_features.h"
@@ -22,6 +23,10 @@
 
 namespace py = pybind11;
 using namespace kernelkit;
+
+namespace kernelkit {
+void bind_binary(py::module_& mod);  // csrc/binary/binary_bindings.cpp
+}  // namespace kernelkit
 
 namespace {
 
@@ -479,12 +484,29 @@ py::dict build_info() {
   py::list compiled;
   compiled.append("portable");
   if (avx2_compiled()) compiled.append("avx2");
+  if (avx512_compiled()) compiled.append("avx512");
   info["isa_compiled"] = compiled;
   info["isa_in_use"] = isa_name(best_isa());
   const CpuFeatures& f = cpu_features();
   info["cpu_avx2"] = f.avx2;
   info["cpu_fma"] = f.fma;
   info["cpu_f16c"] = f.f16c;
+  py::dict cpu;
+  const std::pair<const char*, bool> flags[] = {
+      {"avx2", f.avx2}, {"fma", f.fma}, {"f16c", f.f16c}, {"bmi2", f.bmi2}, {"popcnt", f.popcnt},
+      {"os_ymm", f.os_ymm}, {"os_zmm", f.os_zmm}, {"avx512f", f.avx512f},
+      {"avx512bw", f.avx512bw}, {"avx512vl", f.avx512vl}, {"avx512dq", f.avx512dq},
+      {"avx512_vpopcntdq", f.avx512_vpopcntdq}, {"avx512_bitalg", f.avx512_bitalg},
+      {"avx512_vnni", f.avx512_vnni}, {"avx512_bf16", f.avx512_bf16},
+      {"avx512_fp16", f.avx512_fp16}, {"amx_tile", f.amx_tile}, {"amx_bf16", f.amx_bf16},
+      {"amx_int8", f.amx_int8}};
+  for (const auto& [name, present] : flags) cpu[name] = present;
+  info["cpu_features"] = cpu;
+  py::list usable;
+  usable.append("portable");
+  if (avx2_usable()) usable.append("avx2");
+  if (avx512_usable()) usable.append("avx512");
+  info["isa_usable"] = usable;
 #if defined(_OPENMP)
   info["openmp"] = std::to_string(_OPENMP);
 #else
@@ -561,4 +583,5 @@ PYBIND11_MODULE(_C, mod) {
           py::arg("dk"), py::arg("dv"), py::arg("dbeta"), py::arg("dh0"), py::arg("scale"),
           py::arg("threads"), py::arg("isa") = "auto");
   mod.def("build_info", &build_info);
+  bind_binary(mod);
 }

@@ -1,22 +1,46 @@
-// Which instruction-set path runs: detected once at run time, overridable per call.
+// Which instruction-set path runs: detected once at run time (cpuid, and the register state
+// the OS saves: XCR0), overridable per call. One wheel runs on any x86-64.
 #pragma once
 
 #include <string>
 
 namespace kernelkit {
 
-enum class Isa { portable, avx2 };
+// Ordered: a path includes what the ones before it use. Ops without an AVX-512 build run
+// their AVX2 code under Isa::avx512 (isa >= Isa::avx2).
+enum class Isa { portable, avx2, avx512 };
 
 struct CpuFeatures {
   bool avx2 = false;
   bool fma = false;
   bool f16c = false;
+  bool bmi2 = false;
+  bool popcnt = false;
+  bool os_ymm = false;        // XCR0: the OS saves SSE and AVX state
+  bool os_zmm = false;        // XCR0: ... and the opmask and all 512-bit registers
+  bool avx512f = false;
+  bool avx512bw = false;
+  bool avx512vl = false;
+  bool avx512dq = false;
+  bool avx512_vpopcntdq = false;
+  bool avx512_bitalg = false;
+  bool avx512_vnni = false;
+  bool avx512_bf16 = false;
+  bool avx512_fp16 = false;
+  bool amx_tile = false;
+  bool amx_bf16 = false;
+  bool amx_int8 = false;
 };
 
 const CpuFeatures& cpu_features();
 bool avx2_compiled();
+bool avx512_compiled();
+// AVX2 + FMA + F16C + POPCNT with OS support; AVX-512 F/BW/VL/DQ with OS support of ZMM state.
+bool avx2_usable();
+bool avx512_usable();
 Isa best_isa();
-// "auto" -> best_isa(); "portable"; "avx2" (refused when not compiled or not supported here).
+// "auto" -> best_isa(); "portable"; "avx2"; "avx512" (refused with a clear message when not
+// compiled or not supported by this CPU and OS).
 Isa parse_isa(const std::string& name);
 const char* isa_name(Isa isa);
 

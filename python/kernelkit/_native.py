@@ -7,19 +7,39 @@ from typing import Any
 
 from . import _C  # noqa: F401  (re-exported for the ops modules)
 
-# Which C++ ISA path the ops run: "auto" (the best this CPU supports), "avx2" or "portable".
-# Set KERNELKIT_ISA before import, or assign kernelkit._native.ISA (the tests do, to cover
-# the portable path on AVX2 machines).
+# Which C++ ISA path the ops run: "auto" (the best this CPU supports), "avx512", "avx2" or
+# "portable". Set KERNELKIT_ISA before import, or assign kernelkit._native.ISA (the tests do,
+# to cover every path the machine can run). Ops without an AVX-512 build run their AVX2 code
+# under "avx512".
 ISA: str = os.environ.get("KERNELKIT_ISA", "auto")
 
 
-def build_info() -> dict[str, Any]:
-    """Compiler, ISA paths compiled, ISA path in use on this CPU, and OpenMP version.
+def usable_isas() -> list[str]:
+    """The ISA paths this build has and this CPU (and OS) can run, worst first."""
+    return list(_C.build_info()["isa_usable"])
 
-    Returns a dict with keys ``compiler``, ``isa_compiled`` (list), ``isa_in_use``,
-    ``cpu_avx2``, ``cpu_fma``, ``cpu_f16c`` and ``openmp`` (version string or None).
+
+def _check_isa_setting() -> None:
+    if ISA != "auto" and ISA not in usable_isas():
+        compiled = list(_C.build_info()["isa_compiled"])
+        why = "this CPU (or OS) does not support it" if ISA in compiled else (
+            f"expected auto or one of the paths compiled, {compiled}")
+        raise RuntimeError(f"KERNELKIT_ISA={ISA!r} cannot be used: {why}; "
+                           f"usable here: {usable_isas()}")
+
+
+_check_isa_setting()
+
+
+def build_info() -> dict[str, Any]:
+    """Compiler, ISA paths compiled and usable, the ISA path in use, CPU features, OpenMP.
+
+    Returns a dict with keys ``compiler``, ``isa_compiled`` (list), ``isa_usable`` (list),
+    ``isa_in_use``, ``cpu_features`` (dict of cpuid + XCR0 flags), ``cpu_avx2``, ``cpu_fma``,
+    ``cpu_f16c`` and ``openmp`` (version string or None).
     """
     info = dict(_C.build_info())
+    info["cpu_features"] = dict(info["cpu_features"])
     if ISA != "auto":
         info["isa_in_use"] = ISA
     return info

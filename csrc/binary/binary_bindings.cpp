@@ -41,23 +41,25 @@ bool gemm_dtype(const std::string& name, DType& dtype) {
   return false;
 }
 
-// One operand: (address, batch stride, row stride, column stride) and its dtype name.
-using GemmOperand = std::tuple<uintptr_t, int64_t, int64_t, int64_t>;
+// One operand: (address, batch stride, row stride, column stride, extent along K: elements,
+// or words when packed) and its dtype name.
+using GemmOperand = std::tuple<uintptr_t, int64_t, int64_t, int64_t, int64_t>;
+using GemmOutput = std::tuple<uintptr_t, int64_t, int64_t, int64_t>;
 
-BinaryOperand gemm_operand(const GemmOperand& t, const std::string& dtype, int64_t K) {
+BinaryOperand gemm_operand(const GemmOperand& t, const std::string& dtype) {
   BinaryOperand op;
   op.p = binary_ptr<const void>(std::get<0>(t));
   op.bs = std::get<1>(t);
   op.rs = std::get<2>(t);
   op.cs = std::get<3>(t);
   op.packed = gemm_dtype(dtype, op.dtype);
-  op.words = op.packed ? (K + 31) / 32 : 0;
+  op.k_extent = std::get<4>(t);
   return op;
 }
 
 void binary_gemm_binding(int64_t batch, int64_t M, int64_t N, int64_t K, const GemmOperand& a,
                          const std::string& a_dtype, const GemmOperand& b,
-                         const std::string& b_dtype, const GemmOperand& c,
+                         const std::string& b_dtype, const GemmOutput& c,
                          const std::string& out_dtype, uintptr_t scale, double scale_value,
                          uintptr_t bias, int threads, const std::string& isa) {
   BinaryGemmArgs g;
@@ -65,8 +67,8 @@ void binary_gemm_binding(int64_t batch, int64_t M, int64_t N, int64_t K, const G
   g.M = M;
   g.N = N;
   g.K = K;
-  g.a = gemm_operand(a, a_dtype, K);
-  g.b = gemm_operand(b, b_dtype, K);
+  g.a = gemm_operand(a, a_dtype);
+  g.b = gemm_operand(b, b_dtype);
   g.c = binary_ptr<void>(std::get<0>(c));
   g.c_bs = std::get<1>(c);
   g.c_rs = std::get<2>(c);
@@ -100,7 +102,7 @@ void bind_binary(py::module_& mod) {
           py::arg("c"), py::arg("out_dtype"), py::arg("scale"), py::arg("scale_value"),
           py::arg("bias"), py::arg("threads"), py::arg("isa"),
           "C = sign(A) @ sign(B) by XNOR-popcount; operands (address, batch, row, column "
-          "strides), int32 = packed sign words; C * scale + bias for a float C");
+          "strides, extent along K), int32 = packed sign words; C * scale + bias for a float C");
   mod.def("binary_popcount_peak", [](int threads, const std::string& isa) {
     const Isa chosen = parse_binary_isa(isa);
     py::gil_scoped_release release;

@@ -20,10 +20,14 @@ static void check_binary_gemm_args(const BinaryGemmArgs& g) {
   if (g.out_int32 && (g.scale != nullptr || g.bias != nullptr || g.scale_value != 1.0))
     fail("scale and bias need a float output");
   const int64_t words = (g.K + 31) / 32;
-  for (const BinaryOperand* op : {&g.a, &g.b})
-    if (op->packed && op->words != words)
-      fail("a packed operand has " + std::to_string(op->words) + " words; K = " +
+  for (const BinaryOperand* op : {&g.a, &g.b}) {
+    if (op->packed && op->k_extent != words)
+      fail("a packed operand has " + std::to_string(op->k_extent) + " words; K = " +
            std::to_string(g.K) + " bits need " + std::to_string(words));
+    if (!op->packed && op->k_extent != g.K)
+      fail("a float operand has " + std::to_string(op->k_extent) + " elements along K = " +
+           std::to_string(g.K));
+  }
   if (g.batch == 0 || g.M == 0 || g.N == 0) return;
   if (g.c == nullptr) fail("null output pointer");
   if (g.K > 0 && (g.a.p == nullptr || g.b.p == nullptr)) fail("null input pointer");

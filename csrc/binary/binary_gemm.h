@@ -19,7 +19,7 @@ struct BinaryOperand {
   int64_t bs = 0, rs = 0, cs = 0;
   bool packed = false;
   DType dtype = DType::f32;  // of a float operand
-  int64_t words = 0;         // of a packed operand: must be ceil(K / 32)
+  int64_t k_extent = 0;      // the operand's size along K: K, or ceil(K / 32) words if packed
 };
 
 struct BinaryGemmArgs {

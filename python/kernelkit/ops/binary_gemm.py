@@ -71,6 +71,26 @@ def _raise_nan(err: ValueError, names: tuple[str, str], op: str) -> None:
     raise err
 
 
+def _cpu_gemm(shape: tuple[int, int, int], k: int, a: tuple, a_dtype: torch.dtype, b: tuple,
+              b_dtype: torch.dtype, c: tuple, c_dtype: torch.dtype,
+              scale: torch.Tensor | None, scale_value: float, bias: torch.Tensor | None,
+              names: tuple[str, str], op: str) -> None:
+    """The C++ kernel on (address, batch, row, column strides) operands of a (B, M, N) C."""
+    try:
+        _C.binary_gemm(shape[0], shape[1], shape[2], k, a, _NAMES[a_dtype], b, _NAMES[b_dtype],
+                       c, _NAMES[c_dtype], 0 if scale is None else scale.data_ptr(),
+                       scale_value, 0 if bias is None else bias.data_ptr(),
+                       torch.get_num_threads(), _native.ISA)
+    except ValueError as err:
+        _raise_nan(err, names, op)
+
+
+def _view3(t: torch.Tensor, k_dim: int | None) -> tuple[int, ...]:
+    """(address, strides) of a 3-D view, and its size along K (k_dim) for an operand."""
+    view = (t.data_ptr(), t.stride(0), t.stride(1), t.stride(2))
+    return view if k_dim is None else (*view, t.shape[k_dim])
+
+
 def _gemm_into(a: torch.Tensor, b: torch.Tensor, k: int, out: torch.Tensor,
                scale: torch.Tensor | None, scale_value: float, bias: torch.Tensor | None,
                names: tuple[str, str], op: str) -> None:
@@ -78,16 +98,8 @@ def _gemm_into(a: torch.Tensor, b: torch.Tensor, k: int, out: torch.Tensor,
     b (B, K or words, N), out (B, M, N); scale and bias (N,) in the compute dtype."""
     backend = resolve_backend(op, a.device)
     if backend == "cpu":
-        try:
-            _C.binary_gemm(
-                out.shape[0], out.shape[1], out.shape[2], k,
-                (a.data_ptr(), a.stride(0), a.stride(1), a.stride(2)), _NAMES[a.dtype],
-                (b.data_ptr(), b.stride(0), b.stride(1), b.stride(2)), _NAMES[b.dtype],
-                (out.data_ptr(), out.stride(0), out.stride(1), out.stride(2)), _NAMES[out.dtype],
-                0 if scale is None else scale.data_ptr(), scale_value,
-                0 if bias is None else bias.data_ptr(), torch.get_num_threads(), _native.ISA)
-        except ValueError as err:
-            _raise_nan(err, names, op)
+        _cpu_gemm(tuple(out.shape), k, _view3(a, 2), a.dtype, _view3(b, 1), b.dtype,
+                  _view3(out, None), out.dtype, scale, scale_value, bias, names, op)
     elif backend == "triton":
         try:
             triton_kernels("binary_gemm").binary_gemm_triton(a, b, k, out, scale, scale_value,
@@ -227,6 +239,8 @@ def _binary_matmul_setup(ctx, inputs, output) -> None:  # noqa: ANN001
     a, b, k, _ = inputs
     ctx.save_for_backward(a, b)
     ctx.k = k
+    if not output.is_floating_point():  # int32 counts carry no gradient
+        ctx.mark_non_differentiable(output)
 
 
 def _binary_matmul_backward(ctx, grad: torch.Tensor):  # noqa: ANN001, ANN202
@@ -271,6 +285,21 @@ def binary_matmul(a: torch.Tensor, b: torch.Tensor, *, k: int | None = None,
 
 
 # ---- binary_linear -------------------------------------------------------------------------
+
+def _plain_eager(*tensors: torch.Tensor | None) -> bool:
+    """Whether the op's forward may run without the dispatcher: plain tensors, eager mode, no
+    gradient to record, no dispatch mode or functorch transform to honour. At M = 1 the
+    dispatcher's 10-20 us are most of the call (the kernel streams 2 MiB in about 20 us)."""
+    if torch.compiler.is_compiling() or torch._C._len_torch_dispatch_stack() > 0:
+        return False
+    if torch._C._are_functorch_transforms_active():
+        return False
+    grad = torch.is_grad_enabled()
+    for t in tensors:
+        if t is not None and (type(t) is not torch.Tensor or (grad and t.requires_grad)):
+            return False
+    return True
+
 
 def _check_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                   scale: torch.Tensor | None) -> None:
@@ -320,19 +349,35 @@ torch.library.define(
     "(Tensor x, Tensor weight, Tensor? bias, Tensor? scale, float scale_value) -> Tensor")
 
 
-@torch.library.impl("kernelkit::binary_linear", ("cpu", "cuda"))
-def _binary_linear_impl(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                        scale: torch.Tensor | None, scale_value: float) -> torch.Tensor:
-    _check_linear(x, weight, bias, scale)
+def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+            scale: torch.Tensor | None, scale_value: float) -> torch.Tensor:
+    """The forward of binary_linear on validated arguments."""
     k, n = x.shape[-1], weight.shape[0]
     x2 = x.reshape(-1, k)
     out = torch.empty((x2.shape[0], n), dtype=x.dtype, device=x.device)
     if out.numel() > 0:
         compute = _compute_dtype(x.dtype)
-        _gemm_into(x2.unsqueeze(0), weight.t().unsqueeze(0), k, out.unsqueeze(0),
-                   _per_feature(scale, compute), scale_value, _per_feature(bias, compute),
-                   ("x", "weight"), "binary_linear")
+        scale, bias = _per_feature(scale, compute), _per_feature(bias, compute)
+        names = ("x", "weight")
+        if resolve_backend("binary_linear", x.device) == "cpu":
+            # B = weight^T: (k, n) element (or word) strides are weight's (1, 0) strides.
+            _cpu_gemm((1, x2.shape[0], n), k,
+                      (x2.data_ptr(), 0, x2.stride(0), x2.stride(1), k), x.dtype,
+                      (weight.data_ptr(), 0, weight.stride(1), weight.stride(0),
+                       weight.shape[1]), weight.dtype,
+                      (out.data_ptr(), 0, n, 1), x.dtype, scale, scale_value, bias, names,
+                      "binary_linear")
+        else:
+            _gemm_into(x2.unsqueeze(0), weight.t().unsqueeze(0), k, out.unsqueeze(0), scale,
+                       scale_value, bias, names, "binary_linear")
     return out.view(*x.shape[:-1], n)
+
+
+@torch.library.impl("kernelkit::binary_linear", ("cpu", "cuda"))
+def _binary_linear_impl(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                        scale: torch.Tensor | None, scale_value: float) -> torch.Tensor:
+    _check_linear(x, weight, bias, scale)
+    return _linear(x, weight, bias, scale, scale_value)
 
 
 @torch.library.register_fake("kernelkit::binary_linear")
@@ -440,4 +485,6 @@ def binary_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
                             f"tensor; got {scale!r}")
         scale_value = float(scale)
     _check_linear(x, weight, bias, scale_tensor)
+    if _plain_eager(x, weight, bias, scale_tensor):
+        return _linear(x, weight, bias, scale_tensor, scale_value)
     return torch.ops.kernelkit.binary_linear(x, weight, bias, scale_tensor, scale_value)

@@ -20,7 +20,7 @@ def sign_words_reference(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     1 where x < 0, the last word padded with 0 bits. Shape: x's with dim -> ceil(n / 32)."""
     bits = (signs_reference(x, torch.float64) < 0).movedim(dim, -1).to(torch.int64)
     n = bits.shape[-1]
-    bits = F.pad(bits, (0, -n % 32)).reshape(*bits.shape[:-1], -1, 32)
+    bits = F.pad(bits, (0, -n % 32)).reshape(*bits.shape[:-1], (n + 31) // 32, 32)
     words = (bits << torch.arange(32)).sum(-1)  # < 2**32, exact in int64
     words = torch.where(words >= 2**31, words - 2**32, words).to(torch.int32)
     return words.movedim(-1, dim).contiguous()
@@ -31,7 +31,7 @@ def words_to_signs_reference(words: torch.Tensor, n: int, dim: int = -1,
     """The inverse of sign_words_reference: n values of +-1 along dim, in dtype."""
     w = words.movedim(dim, -1).to(torch.int64) & 0xFFFFFFFF
     bits = (w.unsqueeze(-1) >> torch.arange(32, device=words.device)) & 1
-    bits = bits.reshape(*w.shape[:-1], -1)[..., :n]
+    bits = bits.reshape(*w.shape[:-1], 32 * w.shape[-1])[..., :n]
     return (1 - 2 * bits).to(dtype).movedim(-1, dim)
 
 
@@ -56,10 +56,14 @@ def binary_linear_reference(x: torch.Tensor, weight: torch.Tensor,
                             bias: torch.Tensor | None = None,
                             scale: float | torch.Tensor | None = None) -> torch.Tensor:
     """``F.linear(sign(x), sign(weight)) * scale + bias`` in float64, rounded once to x's
-    dtype; weight float (out, in) or packed int32 (out, ceil(in/32))."""
+    dtype; weight float (out, in) or packed int32 (out, ceil(in/32)). scale and bias are
+    taken in the op's compute dtype (float32, float64 for float64 x), as the kernels read
+    them."""
+    compute = torch.float64 if x.dtype == torch.float64 else torch.float32
     dot = F.linear(signs_reference(x), _operand_signs(weight, x.shape[-1], -1))
     if scale is not None:
-        dot = dot * (scale.double() if isinstance(scale, torch.Tensor) else float(scale))
+        scale = torch.as_tensor(scale, dtype=torch.float64).to(compute)
+        dot = dot * scale.double()
     if bias is not None:
-        dot = dot + bias.double()
+        dot = dot + bias.to(compute).double()
     return dot.to(x.dtype)

@@ -599,19 +599,23 @@ double binary_popcount_peak_run(int threads) {
     }
     steps *= 4;
   }
-  double bits = 0;
-  const double t0 = now_seconds();
+  // The best of three timed runs on all threads: a peak, not an average over interruptions.
+  double best = 0;
+  for (int run = 0; run < 3; ++run) {
+    double bits = 0;
+    const double t0 = now_seconds();
 #pragma omp parallel num_threads(threads) reduction(+ : bits)
-  {
-    uint64_t local = 0;
-    bits += popcount_loop(steps, seeds, &local);
+    {
+      uint64_t local = 0;
+      bits += popcount_loop(steps, seeds, &local);
 #pragma omp atomic
-    sink ^= local;
+      sink ^= local;
+    }
+    best = std::max(best, bits / (now_seconds() - t0));
   }
-  const double dt = now_seconds() - t0;
   volatile uint64_t keep = sink;  // the sums are used
   (void)keep;
-  return bits / dt;
+  return best;
 }
 
 }  // namespace KK_ISA

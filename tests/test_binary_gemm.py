@@ -346,6 +346,16 @@ def test_torch_compile():
     assert torch.equal(compiled(x, w, b), f(x, w, b))
 
 
+def test_meta_and_fake_tensors():
+    x, w = torch.empty(3, 100, device="meta"), torch.empty(8, 4, dtype=torch.int32, device="meta")
+    assert kernelkit.binary_linear(x, w).shape == (3, 8)
+    assert kernelkit.binary_matmul(x, w.t(), out_dtype=torch.float16).dtype == torch.float16
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    with FakeTensorMode():
+        y = kernelkit.binary_linear(torch.empty(2, 5, 100), torch.empty(8, 100), scale=2.0)
+    assert y.shape == (2, 5, 8)
+
+
 # ---- fuzzing --------------------------------------------------------------------------------
 
 @settings(max_examples=40, deadline=None)

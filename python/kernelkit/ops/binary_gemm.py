@@ -296,7 +296,8 @@ def _plain_eager(*tensors: torch.Tensor | None) -> bool:
         return False
     grad = torch.is_grad_enabled()
     for t in tensors:
-        if t is not None and (type(t) is not torch.Tensor or (grad and t.requires_grad)):
+        if t is not None and (type(t) is not torch.Tensor or t.device.type != "cpu"
+                              or (grad and t.requires_grad)):
             return False
     return True
 

@@ -63,6 +63,13 @@ KK_INLINE BitVec popcount_lanes(BitVec v) {
   return BitVec(_mm512_popcnt_epi64(__m512i(v)));
 #elif defined(KK_ISA_AVX2)
   return BitVec(_mm256_sad_epu8(popcount_bytes(__m256i(v)), _mm256_setzero_si256()));
+#elif defined(__x86_64__) && !defined(__POPCNT__)
+  // Baseline x86-64 has no popcnt instruction (__builtin_popcountll is a library call there):
+  // bit-parallel sums of pairs, nibbles, bytes, on both lanes at once.
+  v -= (v >> 1) & 0x5555555555555555ull;
+  v = (v & 0x3333333333333333ull) + ((v >> 2) & 0x3333333333333333ull);
+  v = (v + (v >> 4)) & 0x0f0f0f0f0f0f0f0full;
+  return (v * 0x0101010101010101ull) >> 56;
 #else
   BitVec r;
   for (int i = 0; i < kBitVecWords; ++i) r[i] = uint64_t(__builtin_popcountll(v[i]));

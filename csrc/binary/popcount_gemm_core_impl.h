@@ -6,6 +6,15 @@
 // broadcast(a word) ^ B words): no horizontal sums). A is read N / NC times, B once; counts go
 // from registers through an L1 tile straight to the epilogue (an int32 block of C only when
 // K spans several KC panels).
+//
+// Reuse (binary_conv2d): an A source with pack(i0, rows, kw0, kwc, uint64_t* out) writing
+// out[kw * MR + i] (rows past `rows` zero), a B source with pack(kw0, kwc, j0, cols, out)
+// writing out[kw * NR + j] (BitsA / BitsB pack pack_signs words; an im2col source packs its
+// patches the same way), bits past K equal in both operands (zero), and an epilogue with
+// store(counts, ldc, i0, j0, rows, cols). Then Split sp = split(plan, threads), Blocking
+// bl = blocking(plan, sp), bl.words() uint64 of scratch per thread allocated before the
+// parallel region, and gemm_share(a, b, ep, plan, sp, bl, carve(scratch_t, bl), t) on
+// threads t < sp.threads.
 #pragma once
 
 #include <algorithm>

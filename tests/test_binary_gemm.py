@@ -132,12 +132,19 @@ def test_matmul_broadcast(isa_path, a_shape, b_shape, pack_a, pack_b):
 def test_matmul_dtypes(isa_path, dtype, out_dtype):
     gen = torch.Generator().manual_seed(6)
     a, b = signs(37, 1000, gen=gen, dtype=dtype, zeros=0.2), signs(1000, 21, gen=gen,
-                                                                    dtype=torch.float16)
+                                                                    dtype=dtype, zeros=0.2)
     got = kernelkit.binary_matmul(a, b, out_dtype=out_dtype)
     assert got.dtype == out_dtype
     assert torch.equal(got, exact(a, b).to(out_dtype))  # |result| <= 1000: exact in float16
     row = kernelkit.binary_matmul(a[:1], b, out_dtype=out_dtype)  # the gemv path
     assert torch.equal(row, exact(a[:1], b).to(out_dtype))
+
+
+def test_matmul_mixed_dtypes(isa_path):
+    gen = torch.Generator().manual_seed(60)
+    a, b = signs(9, 300, gen=gen, dtype=torch.bfloat16), signs(300, 40, gen=gen,
+                                                                dtype=torch.float64)
+    assert torch.equal(kernelkit.binary_matmul(a, b), exact(a, b).to(torch.int32))
 
 
 def test_matmul_rounds_large_results_once(isa_path):
@@ -169,6 +176,12 @@ def test_nan_raises(isa_path, dtype):
     badb[39, 5] = float("nan")
     with pytest.raises(ValueError, match="b contains NaN"):
         kernelkit.binary_matmul(a, badb)
+    wide = torch.randn(40, 37).to(dtype)  # 16 columns at a time, then the rest
+    for j in (3, 20, 36):
+        bad_wide = wide.clone()
+        bad_wide[11, j] = float("nan")
+        with pytest.raises(ValueError, match="b contains NaN"):
+            kernelkit.binary_matmul(a, bad_wide)
     with pytest.raises(ValueError, match="x contains NaN"):
         kernelkit.binary_linear(bad[2:3], b.t())
     with pytest.raises(ValueError, match="weight contains NaN"):

@@ -5,8 +5,11 @@
 #include <pybind11/stl.h>
 
 #include <cstdint>
+#include <stdexcept>
 #include <string>
+#include <tuple>
 
+#include "binary/binary_gemm.h"
 #include "binary/binary_isa.h"
 
 namespace py = pybind11;
@@ -26,6 +29,60 @@ Isa parse_binary_isa(const std::string& name) { return binary_isa(parse_isa(name
 
 // ---- binary_gemm (binary_matmul, binary_linear) ----------------------------------------------
 
+// "int32" (packed sign words, or an int32 output) or a float dtype name.
+bool gemm_dtype(const std::string& name, DType& dtype) {
+  if (name == "int32") return true;
+  if (name == "float32") dtype = DType::f32;
+  else if (name == "float64") dtype = DType::f64;
+  else if (name == "float16") dtype = DType::f16;
+  else if (name == "bfloat16") dtype = DType::bf16;
+  else throw std::invalid_argument("binary_gemm: unsupported dtype '" + name +
+                                   "'; expected int32, float32, float64, float16 or bfloat16");
+  return false;
+}
+
+// One operand: (address, batch stride, row stride, column stride, extent along K: elements,
+// or words when packed) and its dtype name.
+using GemmOperand = std::tuple<uintptr_t, int64_t, int64_t, int64_t, int64_t>;
+using GemmOutput = std::tuple<uintptr_t, int64_t, int64_t, int64_t>;
+
+BinaryOperand gemm_operand(const GemmOperand& t, const std::string& dtype) {
+  BinaryOperand op;
+  op.p = binary_ptr<const void>(std::get<0>(t));
+  op.bs = std::get<1>(t);
+  op.rs = std::get<2>(t);
+  op.cs = std::get<3>(t);
+  op.packed = gemm_dtype(dtype, op.dtype);
+  op.k_extent = std::get<4>(t);
+  return op;
+}
+
+void binary_gemm_binding(int64_t batch, int64_t M, int64_t N, int64_t K, const GemmOperand& a,
+                         const std::string& a_dtype, const GemmOperand& b,
+                         const std::string& b_dtype, const GemmOutput& c,
+                         const std::string& out_dtype, uintptr_t scale, double scale_value,
+                         uintptr_t bias, int threads, const std::string& isa) {
+  BinaryGemmArgs g;
+  g.batch = batch;
+  g.M = M;
+  g.N = N;
+  g.K = K;
+  g.a = gemm_operand(a, a_dtype);
+  g.b = gemm_operand(b, b_dtype);
+  g.c = binary_ptr<void>(std::get<0>(c));
+  g.c_bs = std::get<1>(c);
+  g.c_rs = std::get<2>(c);
+  g.c_cs = std::get<3>(c);
+  g.out_int32 = gemm_dtype(out_dtype, g.out_dtype);
+  g.scale = binary_ptr<const void>(scale);
+  g.scale_value = scale_value;
+  g.bias = binary_ptr<const void>(bias);
+  g.threads = threads;
+  const Isa chosen = parse_binary_isa(isa);
+  py::gil_scoped_release release;
+  binary_gemm(g, chosen);
+}
+
 // ---- binary_conv2d ---------------------------------------------------------------------------
 
 // ---- bi_attention ----------------------------------------------------------------------------
@@ -40,6 +97,19 @@ void bind_binary(py::module_& mod) {
   // ---- quantizers ----
   // ---- pack_signs / unpack_signs ----
   // ---- binary_gemm ----
+  mod.def("binary_gemm", &binary_gemm_binding, py::arg("batch"), py::arg("M"), py::arg("N"),
+          py::arg("K"), py::arg("a"), py::arg("a_dtype"), py::arg("b"), py::arg("b_dtype"),
+          py::arg("c"), py::arg("out_dtype"), py::arg("scale"), py::arg("scale_value"),
+          py::arg("bias"), py::arg("threads"), py::arg("isa"),
+          "C = sign(A) @ sign(B) by XNOR-popcount; operands (address, batch, row, column "
+          "strides, extent along K), int32 = packed sign words; C * scale + bias for a float C");
+  mod.def("binary_popcount_peak", [](int threads, const std::string& isa) {
+    const Isa chosen = parse_binary_isa(isa);
+    py::gil_scoped_release release;
+    return binary_popcount_peak(threads, chosen);
+  }, py::arg("threads"), py::arg("isa") = "auto",
+     "Measured rate of the popcount GEMM's inner operation (register-resident xor + popcount "
+     "+ add), in bit-pair multiply-accumulates per second");
   // ---- binary_conv2d ----
   // ---- bi_attention ----
 }

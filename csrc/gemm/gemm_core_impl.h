@@ -13,13 +13,10 @@
 #include <type_traits>
 
 #include "common/scratch.h"
+#include "common/tiling.h"
 #include "common/vec.h"
 #include "common/vec_transpose.h"
 #include "gemm/half_gemm.h"  // MatrixView
-
-#if defined(_OPENMP)
-#include <omp.h>
-#endif
 
 namespace kernelkit {
 namespace KK_ISA {
@@ -35,16 +32,6 @@ constexpr int64_t NC = 2048; // a KC x NC panel of B (2 MiB) in L2/L3
 constexpr int64_t kAccumulatorFloats = int64_t(1) << 20;
 // thread_buffer slots (distinct from the ones other kernels keep).
 constexpr int kSlotAccumulator = 10, kSlotPackedB = 11, kSlotPackedA = 12, kSlotVector = 13;
-
-inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
-
-inline int omp_thread_index() {
-#if defined(_OPENMP)
-  return omp_get_thread_num();
-#else
-  return 0;
-#endif
-}
 
 template <class T> KK_INLINE float element(const T* p) { return to_compute<float>(*p); }
 

@@ -7,6 +7,7 @@ tensors go to Triton kernels. ``use_backend`` forces one implementation.
 from . import nn, reference
 from ._backend import use_backend
 from ._native import build_info
+from .ops.binary_gemm import binary_linear, binary_matmul
 from .ops.delta_rule import delta_rule
 from .ops.hadamard import fwht, fwht_
 from .ops.half_gemm import half_conv2d, half_linear, half_matmul
@@ -18,6 +19,8 @@ from .ops.selective_state_update import selective_state_update
 __version__ = "0.1.0"
 
 __all__ = [
+    "binary_linear",
+    "binary_matmul",
     "build_info",
     "delta_rule",
     "fwht",

@@ -1,11 +1,14 @@
 """Plain-PyTorch references written from the math: the oracles for tests and benchmarks."""
 
+from .binary_gemm import binary_linear_reference, binary_matmul_reference
 from .hadamard import fwht_reference, hadamard_matrix
 from .half_gemm import half_conv2d_reference, half_linear_reference, half_matmul_reference
 from .linear_scan import linear_scan_reference
 from .selective_scan import selective_scan_reference
 
 __all__ = [
+    "binary_linear_reference",
+    "binary_matmul_reference",
     "fwht_reference",
     "hadamard_matrix",
     "half_conv2d_reference",

@@ -1,0 +1,622 @@
+// binary_gemm for one ISA (binary_gemm.cpp, _avx2.cpp, _avx512.cpp): float operands binarized
+// into pack_signs' int32 words first (one read of the floats, NaN detected on the way), then
+// the popcount core (popcount_gemm_core_impl.h) with an epilogue that writes K - 2 count (or
+// that times scale plus bias) in the output dtype; M == 1 or N == 1 takes a matrix-vector
+// pass that streams the packed matrix once (memory-bound: 2 MiB for 4096 x 4096 bits).
+#pragma once
+
+#include <chrono>
+#include <cmath>
+#include <string>
+#include <stdexcept>
+#include <type_traits>
+
+#include "binary/binary_gemm.h"
+#include "binary/popcount_gemm_core_impl.h"
+#include "common/vec.h"
+
+namespace kernelkit {
+namespace KK_ISA {
+namespace binary_gemm_detail {
+
+using namespace popcount_gemm;
+
+// thread_buffer / Scratch slots (distinct from the ones other kernels keep).
+constexpr int kSlotCore = 40, kSlotSigns = 41, kSlotVector = 42;
+
+// ---- sign bits of float elements: 1 where x < 0 (not for -0.0), NaN detected ----
+
+// The raw bits of an element type, the sign bit, and the magnitude above which it is a NaN.
+template <class T> struct SignTraits;
+template <> struct SignTraits<float> {
+  using U = uint32_t;
+  static constexpr U sign = 0x80000000u, inf = 0x7f800000u;
+};
+template <> struct SignTraits<double> {
+  using U = uint64_t;
+  static constexpr U sign = uint64_t(1) << 63, inf = uint64_t(0x7ff) << 52;
+};
+template <> struct SignTraits<f16_bits> {
+  using U = uint16_t;
+  static constexpr U sign = 0x8000u, inf = 0x7c00u;
+};
+template <> struct SignTraits<bf16_bits> {
+  using U = uint16_t;
+  static constexpr U sign = 0x8000u, inf = 0x7f80u;
+};
+
+template <class T> KK_INLINE typename SignTraits<T>::U raw_bits(const T* p) {
+  typename SignTraits<T>::U u;
+  std::memcpy(&u, p, sizeof u);
+  return u;
+}
+
+// x < 0 for the raw bits u: the sign bit and a nonzero magnitude (-0.0 is +1).
+template <class T, class U> KK_INLINE bool is_negative(U u) {
+  return u > SignTraits<T>::sign;
+}
+template <class T, class U> KK_INLINE bool is_nan(U u) {
+  return U(u & U(SignTraits<T>::sign - 1)) > SignTraits<T>::inf;
+}
+
+// The sign word of n <= 32 elements p[0], p[s], ...; sets nan when one is NaN.
+template <class T>
+KK_INLINE uint32_t sign_word_strided(const T* p, int64_t s, int64_t n, bool& nan) {
+  uint32_t w = 0;
+  for (int64_t e = 0; e < n; ++e) {
+    const auto u = raw_bits(p + e * s);
+    w |= uint32_t(is_negative<T>(u)) << e;
+    nan |= is_nan<T>(u);
+  }
+  return w;
+}
+
+// The sign word of 32 contiguous elements (compare masks instead of per-element bits).
+template <class T> KK_INLINE uint32_t sign_word(const T* p, bool& nan) {
+#if defined(KK_ISA_AVX512)
+  if constexpr (std::is_same_v<T, float>) {
+    const __m512 z = _mm512_setzero_ps();
+    const __m512 x0 = _mm512_loadu_ps(p), x1 = _mm512_loadu_ps(p + 16);
+    nan |= (_mm512_cmp_ps_mask(x0, x0, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(x1, x1, _CMP_UNORD_Q))
+           != 0;
+    return uint32_t(_mm512_cmp_ps_mask(x0, z, _CMP_LT_OQ)) |
+           uint32_t(_mm512_cmp_ps_mask(x1, z, _CMP_LT_OQ)) << 16;
+  } else if constexpr (std::is_same_v<T, double>) {
+    const __m512d z = _mm512_setzero_pd();
+    uint32_t w = 0;
+    for (int q = 0; q < 4; ++q) {
+      const __m512d x = _mm512_loadu_pd(p + 8 * q);
+      nan |= _mm512_cmp_pd_mask(x, x, _CMP_UNORD_Q) != 0;
+      w |= uint32_t(_mm512_cmp_pd_mask(x, z, _CMP_LT_OQ)) << (8 * q);
+    }
+    return w;
+  } else {
+    // 16-bit floats: the raw bits compared as unsigned integers, 32 at once.
+    const __m512i u = _mm512_loadu_si512(p);
+    const __m512i magnitude = _mm512_and_si512(u, _mm512_set1_epi16(0x7fff));
+    nan |= _mm512_cmpgt_epu16_mask(magnitude, _mm512_set1_epi16(short(SignTraits<T>::inf))) != 0;
+    return uint32_t(_mm512_cmpgt_epu16_mask(u, _mm512_set1_epi16(short(0x8000))));
+  }
+#elif defined(KK_ISA_AVX2)
+  if constexpr (std::is_same_v<T, double>) {
+    const __m256d z = _mm256_setzero_pd();
+    uint32_t w = 0;
+    for (int q = 0; q < 8; ++q) {
+      const __m256d x = _mm256_loadu_pd(p + 4 * q);
+      nan |= _mm256_movemask_pd(_mm256_cmp_pd(x, x, _CMP_UNORD_Q)) != 0;
+      w |= uint32_t(_mm256_movemask_pd(_mm256_cmp_pd(x, z, _CMP_LT_OQ))) << (4 * q);
+    }
+    return w;
+  } else {
+    // float, or 16-bit floats widened exactly (vec.h): 8 at a time.
+    const __m256 z = _mm256_setzero_ps();
+    uint32_t w = 0;
+    for (int q = 0; q < 4; ++q) {
+      const __m256 x = load_as<float>(p + 8 * q);
+      nan |= _mm256_movemask_ps(_mm256_cmp_ps(x, x, _CMP_UNORD_Q)) != 0;
+      w |= uint32_t(_mm256_movemask_ps(_mm256_cmp_ps(x, z, _CMP_LT_OQ))) << (8 * q);
+    }
+    return w;
+  }
+#else
+  return sign_word_strided(p, 1, 32, nan);
+#endif
+}
+
+// Vectors of raw bits across lines (lines contiguous, the packed dim strided).
+constexpr int kAcross = 16;
+typedef uint32_t WordLanes __attribute__((vector_size(kAcross * 4)));
+
+template <class T> KK_INLINE WordLanes negative_lanes(const T* p, WordLanes& nan) {
+  using U = typename SignTraits<T>::U;
+  typedef U Lanes __attribute__((vector_size(kAcross * sizeof(U))));
+  Lanes u;
+  std::memcpy(&u, p, sizeof u);
+  const Lanes magnitude = u & U(SignTraits<T>::sign - 1);
+  nan |= __builtin_convertvector(magnitude > SignTraits<T>::inf, WordLanes);
+  return __builtin_convertvector(u > SignTraits<T>::sign, WordLanes);  // -1 where negative
+}
+
+// A view of float elements to binarize along one dim: element e of line l at
+// p + l * line_stride + e * elem_stride, n elements per line.
+template <class T> struct FloatLines {
+  const T* p;
+  int64_t line_stride, elem_stride, n;
+};
+
+// Lines [l0, l1) of x into pack_signs words: word w of line l at out.p[l * out.line_stride +
+// w * out.word_stride]. Returns whether a NaN was seen.
+template <class T>
+bool binarize_lines(const FloatLines<T>& x, int64_t l0, int64_t l1, int32_t* out,
+                    int64_t out_line_stride, int64_t out_word_stride) {
+  bool nan = false;
+  const int64_t words = ceil_div(x.n, 32), full = x.n / 32;
+  int64_t l = l0;
+  if (x.line_stride == 1 && x.elem_stride != 1) {
+    // Lines contiguous (e.g. the columns of a row-major B): kAcross lines per vector.
+    WordLanes nan_lanes{};
+    for (; l + kAcross <= l1; l += kAcross) {
+      for (int64_t w = 0; w < words; ++w) {
+        WordLanes bits{};
+        const int64_t e1 = std::min<int64_t>(32, x.n - 32 * w);
+        for (int64_t e = 0; e < e1; ++e)
+          bits |= negative_lanes(x.p + l + (32 * w + e) * x.elem_stride, nan_lanes) &
+                  (1u << e);
+        for (int j = 0; j < kAcross; ++j)
+          out[(l + j) * out_line_stride + w * out_word_stride] = int32_t(bits[j]);
+      }
+    }
+    for (int j = 0; j < kAcross; ++j) nan |= nan_lanes[j] != 0;
+  }
+  for (; l < l1; ++l) {
+    const T* line = x.p + l * x.line_stride;
+    int32_t* dst = out + l * out_line_stride;
+    int64_t w = 0;
+    if (x.elem_stride == 1)
+      for (; w < full; ++w) dst[w * out_word_stride] = int32_t(sign_word(line + 32 * w, nan));
+    for (; w < words; ++w)
+      dst[w * out_word_stride] = int32_t(sign_word_strided(
+          line + 32 * w * x.elem_stride, x.elem_stride, std::min<int64_t>(32, x.n - 32 * w),
+          nan));
+  }
+  return nan;
+}
+
+// ---- the epilogue: counts into C ----
+
+// C[i, j] = K - 2 count (int32), or (K - 2 count) * scale[j] + bias[j] in the compute type S
+// (one fma), stored as TO. scale and bias have stride 0 when they are one value.
+template <class TO> using ComputeOf = std::conditional_t<std::is_same_v<TO, double>, double, float>;
+
+template <class TO> struct ProductEpilogue {
+  using S = ComputeOf<TO>;
+  TO* c;
+  int64_t rs, cs;
+  int32_t K;
+  const S* scale;
+  int64_t scale_stride;
+  const S* bias;
+  int64_t bias_stride;
+
+  KK_INLINE TO value(int32_t count, int64_t j) const {
+    const int32_t dot = K - 2 * count;
+    if constexpr (std::is_same_v<TO, int32_t>) {
+      return dot;
+    } else {
+      return StoreAs<TO>::from(std::fma(S(dot), scale[j * scale_stride], bias[j * bias_stride]));
+    }
+  }
+
+  void store_row(const int32_t* counts, int64_t i, int64_t j0, int64_t cols) const {
+    TO* row = c + i * rs + j0 * cs;
+    int64_t j = 0;
+    if constexpr (std::is_same_v<TO, int32_t>) {
+      if (cs == 1) {
+        for (; j < cols; ++j) row[j] = K - 2 * counts[j];
+        return;
+      }
+    } else if constexpr (!std::is_same_v<TO, double>) {
+      if (cs == 1) {
+        const vi8 k = vi8{} + K;
+        for (; j + 8 <= cols; j += 8) {
+          vi8 n;
+          std::memcpy(&n, counts + j, sizeof n);
+          const vf8 dot = __builtin_convertvector(k - 2 * n, vf8);
+          const vf8 s = scale_stride ? load_as<float>(scale + j0 + j)
+                                     : Vec<float>::broadcast(scale[0]);
+          const vf8 b = bias_stride ? load_as<float>(bias + j0 + j)
+                                    : Vec<float>::broadcast(bias[0]);
+          store_vec_checked(row + j, fma8(dot, s, b));
+        }
+      }
+    }
+    for (; j < cols; ++j) row[j * cs] = value(counts[j], j0 + j);
+  }
+
+  void store(const int32_t* counts, int64_t ldc, int64_t i0, int64_t j0, int64_t rows,
+             int64_t cols) const {
+    for (int64_t i = 0; i < rows; ++i) store_row(counts + i * ldc, i0 + i, j0, cols);
+  }
+
+  // a * b + c with one rounding per lane.
+  KK_INLINE static vf8 fma8(vf8 a, vf8 b, vf8 c) {
+#if defined(KK_ISA_AVX2)
+    return _mm256_fmadd_ps(a, b, c);
+#else
+    vf8 r;
+    for (int l = 0; l < 8; ++l) r[l] = std::fma(a[l], b[l], c[l]);
+    return r;
+#endif
+  }
+};
+
+// ---- matrix-vector products: M == 1 (or N == 1) ----
+
+// counts[l - l0] = popcount(x xor line l) for lines [l0, l1) of m, any strides.
+inline void gemv_generic(const uint64_t* x, const PackedBits& m, int64_t l0, int64_t l1,
+                         int32_t* counts) {
+  for (int64_t l = l0; l < l1; ++l) {
+    int64_t n = 0;
+    for (int64_t w = 0; w < m.kwords(); ++w) n += popcount_word(x[w] ^ m.kword(l, w));
+    counts[l - l0] = int32_t(n);
+  }
+}
+
+// The same for lines whose words are contiguous (m.word_stride == 1), x as 64-bit k-words
+// zero-padded to a whole BitVec: BitVec loads along each line, 4 lines at a time.
+inline void gemv_lines(const uint64_t* x, const PackedBits& m, int64_t l0, int64_t l1,
+                       int32_t* counts) {
+  const int64_t full = m.words / 2, vec_words = full / kBitVecWords * kBitVecWords;
+  const bool odd = m.words % 2 != 0;
+  constexpr int kLines = 4;  // independent dot products in flight
+  int64_t l = l0;
+  for (; l + kLines <= l1; l += kLines) {
+    const int32_t* line[kLines];
+    BitVec acc[kLines];
+    for (int r = 0; r < kLines; ++r) {
+      line[r] = m.p + (l + r) * m.line_stride;
+      acc[r] = broadcast_bits(0);
+    }
+    for (int64_t w = 0; w < vec_words; w += kBitVecWords) {
+      const BitVec xv = load_bits(x + w);
+#pragma GCC unroll 4
+      for (int r = 0; r < kLines; ++r) {
+        BitVec mv;
+        std::memcpy(&mv, line[r] + 2 * w, sizeof mv);
+        acc[r] += popcount_lanes(xv ^ mv);
+      }
+    }
+    for (int r = 0; r < kLines; ++r) {
+      int64_t n = int64_t(sum_lanes(acc[r]));
+      for (int64_t w = vec_words; w < full; ++w) {
+        uint64_t mw;
+        std::memcpy(&mw, line[r] + 2 * w, 8);
+        n += popcount_word(x[w] ^ mw);
+      }
+      if (odd) n += popcount_word(uint32_t(x[full]) ^ uint32_t(line[r][2 * full]));
+      counts[l - l0 + r] = int32_t(n);
+    }
+  }
+  gemv_generic(x, m, l, l1, counts + (l - l0));
+}
+
+// The same for lines contiguous per word (m.line_stride == 1): 32-bit lanes across lines.
+inline void gemv_words(const uint64_t* x, const PackedBits& m, int64_t l0, int64_t l1,
+                       int32_t* counts) {
+  constexpr int64_t kLanes = 2 * kBitVecWords, kVecs = 4, kStrip = kLanes * kVecs;
+  int64_t l = l0;
+  for (; l + kStrip <= l1; l += kStrip) {
+    BitVec acc[kVecs];
+    for (int v = 0; v < kVecs; ++v) acc[v] = broadcast_bits(0);
+    for (int64_t w = 0; w < m.words; ++w) {
+      const BitVec xv = broadcast_bits32(reinterpret_cast<const uint32_t*>(x)[w]);
+      const int32_t* row = m.p + w * m.word_stride + l;
+#pragma GCC unroll 4
+      for (int v = 0; v < kVecs; ++v) {
+        BitVec mv;
+        std::memcpy(&mv, row + v * kLanes, sizeof mv);
+        acc[v] += popcount_lanes32(xv ^ mv);
+      }
+    }
+    std::memcpy(counts + (l - l0), acc, sizeof acc);
+  }
+  gemv_generic(x, m, l, l1, counts + (l - l0));
+}
+
+// ---- the operands of one call ----
+
+template <class T> struct FloatOperand {
+  const T* p;
+  int64_t bs, rs, cs;
+};
+
+// The pack_signs words of one operand's batch entries (distinct entries only: a broadcast
+// operand, bs == 0, is binarized once): the packed input itself, or a buffer filled from a
+// float input by binarize().
+struct OperandBits {
+  PackedBits bits;   // entry 0
+  int64_t entry_stride = 0;
+  int64_t entries = 0;  // distinct entries to binarize (0 for a packed input)
+  PackedBits at(int64_t t) const {
+    PackedBits b = bits;
+    b.p += t * entry_stride;
+    return b;
+  }
+};
+
+// Lines of an operand: rows of A (lines = M, along K = cs) or columns of B (lines = N,
+// along K = rs).
+struct LineGeometry {
+  int64_t lines, line_stride, k_stride;
+};
+
+inline LineGeometry a_lines(const BinaryGemmArgs& g) { return {g.M, g.a.rs, g.a.cs}; }
+inline LineGeometry b_lines(const BinaryGemmArgs& g) { return {g.N, g.b.cs, g.b.rs}; }
+
+// Where a float operand's words go: line-major (each line's words contiguous) when its
+// elements are contiguous along K, else word-major (lines contiguous per word).
+inline OperandBits plan_bits(const BinaryOperand& op, const LineGeometry& lg, int64_t K,
+                             int64_t batch, int32_t* buffer) {
+  OperandBits ob;
+  const int64_t words = ceil_div(K, 32);
+  if (op.packed) {
+    ob.bits = {static_cast<const int32_t*>(op.p), lg.line_stride, lg.k_stride, words};
+    ob.entry_stride = op.bs;
+    return ob;
+  }
+  ob.entries = op.bs == 0 ? 1 : batch;
+  ob.entry_stride = op.bs == 0 ? 0 : lg.lines * words;
+  const bool line_major = lg.k_stride == 1 || lg.line_stride != 1;
+  ob.bits = line_major ? PackedBits{buffer, words, 1, words}
+                       : PackedBits{buffer, 1, lg.lines, words};
+  return ob;
+}
+
+inline int64_t buffer_words(const BinaryOperand& op, const LineGeometry& lg, int64_t K,
+                            int64_t batch) {
+  return op.packed ? 0 : (op.bs == 0 ? 1 : batch) * lg.lines * ceil_div(K, 32);
+}
+
+// Thread t of T binarizes its share of every distinct entry's lines. Returns NaN seen.
+template <class T>
+bool binarize_share(const FloatOperand<T>& f, const LineGeometry& lg, int64_t K,
+                    const OperandBits& ob, int t, int T_) {
+  bool nan = false;
+  const int64_t l0 = lg.lines * t / T_, l1 = lg.lines * (t + 1) / T_;
+  for (int64_t e = 0; e < ob.entries; ++e) {
+    const PackedBits dst = ob.at(e);
+    const FloatLines<T> x{f.p + e * f.bs, lg.line_stride, lg.k_stride, K};
+    nan |= binarize_lines(x, l0, l1, const_cast<int32_t*>(dst.p), dst.line_stride,
+                          dst.word_stride);
+  }
+  return nan;
+}
+
+template <class F> void with_float_type(DType d, F&& f) {
+  switch (d) {
+    case DType::f64: return f(static_cast<double*>(nullptr));
+    case DType::f16: return f(static_cast<f16_bits*>(nullptr));
+    case DType::bf16: return f(static_cast<bf16_bits*>(nullptr));
+    default: return f(static_cast<float*>(nullptr));
+  }
+}
+
+template <class T> FloatOperand<T> float_operand(const BinaryOperand& op) {
+  return {static_cast<const T*>(op.p), op.bs, op.rs, op.cs};
+}
+
+// ---- one call ----
+
+// The work of thread t of T on batch entry `entry`, split `share` ways (t < share).
+template <class TO>
+void product_share(const BinaryGemmArgs& g, const OperandBits& ab, const OperandBits& bb,
+                   const ProductEpilogue<TO>& ep_all, int64_t entry, uint64_t* scratch,
+                   int t, int share) {
+  ProductEpilogue<TO> ep = ep_all;
+  ep.c += entry * g.c_bs;
+  const PackedBits a = ab.at(entry), b = bb.at(entry);
+  const Plan p{g.M, g.N, g.K};
+  if (g.M == 1 || g.N == 1) {
+    // One vector (row 0 of A, or column 0 of B) against the lines of the other operand.
+    const bool row = g.M == 1;
+    const PackedBits& x = row ? a : b;
+    const PackedBits& m = row ? b : a;
+    const int64_t lines = row ? g.N : g.M;
+    uint64_t* xw = scratch;
+    const int64_t xwords = round_up(p.kwords() + 1, kBitVecWords);
+    for (int64_t w = 0; w < xwords; ++w) xw[w] = w < p.kwords() ? x.kword(0, w) : 0;
+    int32_t* counts = reinterpret_cast<int32_t*>(scratch + xwords);
+    constexpr int64_t kChunk = 256;
+    const int64_t l0 = lines * t / share, l1 = lines * (t + 1) / share;
+    for (int64_t c0 = l0; c0 < l1; c0 += kChunk) {
+      const int64_t c1 = std::min(l1, c0 + kChunk);
+      if (m.word_stride == 1)
+        gemv_lines(xw, m, c0, c1, counts);
+      else if (m.line_stride == 1)
+        gemv_words(xw, m, c0, c1, counts);
+      else
+        gemv_generic(xw, m, c0, c1, counts);
+      if (row)
+        ep.store(counts, 0, 0, c0, 1, c1 - c0);
+      else
+        ep.store(counts, 1, c0, 0, c1 - c0, 1);
+    }
+    return;
+  }
+  const Split sp = split(p, share);
+  if (t >= sp.threads) return;
+  const Blocking bl = blocking(p, sp);
+  gemm_share(BitsA{a}, BitsB{b}, ep, p, sp, bl, carve(scratch, bl), t);
+}
+
+// Scratch words one thread needs for an entry split `share` ways.
+inline int64_t share_words(const BinaryGemmArgs& g, int share) {
+  const Plan p{g.M, g.N, g.K};
+  if (g.M == 1 || g.N == 1) return round_up(p.kwords() + 1, kBitVecWords) + 256 / 2 + 8;
+  return blocking(p, split(p, share)).words() + 8;
+}
+
+template <class TO> void run_typed(const BinaryGemmArgs& g) {
+  using S = ComputeOf<TO>;
+  // The scale and bias of the epilogue: arrays, or one value with stride 0.
+  static const S zero = 0;
+  const S scale_value = S(g.scale_value);
+  const ProductEpilogue<TO> ep{static_cast<TO*>(g.c), g.c_rs, g.c_cs, int32_t(g.K),
+                               g.scale ? static_cast<const S*>(g.scale) : &scale_value,
+                               g.scale ? 1 : 0,
+                               g.bias ? static_cast<const S*>(g.bias) : &zero,
+                               g.bias ? 1 : 0};
+  const LineGeometry la = a_lines(g), lb = b_lines(g);
+  // Threads: split every entry's product when there are fewer entries than threads, else
+  // give each thread whole entries.
+  const int64_t work = g.M * g.N * std::max<int64_t>(1, ceil_div(g.K, 64));
+#if defined(_OPENMP)
+  const int threads = int(std::max<int64_t>(1, std::min<int64_t>(g.threads, work / 65536 + 1)));
+#else
+  const int threads = 1;
+#endif
+  const bool split_entries = g.batch < threads;
+  const int share = split_entries ? threads : 1;
+  // All scratch before the parallel region: the binarized operands, then per-thread blocks.
+  Scratch<int32_t, kSlotSigns> sign_scratch;
+  const int64_t a_words = buffer_words(g.a, la, g.K, g.batch);
+  int32_t* signs = sign_scratch.get(a_words + buffer_words(g.b, lb, g.K, g.batch) + 1);
+  const OperandBits ab = plan_bits(g.a, la, g.K, g.batch, signs);
+  const OperandBits bb = plan_bits(g.b, lb, g.K, g.batch, signs + a_words);
+  const int64_t per_thread = round_up(share_words(g, share), 8);
+  Scratch<uint64_t, kSlotCore> core_scratch;
+  uint64_t* scratch = core_scratch.get(per_thread * threads);
+  bool nan_a[64] = {}, nan_b[64] = {};  // per thread (threads <= 64 take part in binarizing)
+  const bool binarize = ab.entries > 0 || bb.entries > 0;
+  bool any_nan = false;
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_thread_index();
+    if (binarize) {
+      const int bt = std::min(t, 63), bT = std::min(threads, 64);
+      if (t < bT) {
+        if (ab.entries)
+          with_float_type(g.a.dtype, [&](auto* tag) {
+            using T = std::remove_pointer_t<decltype(tag)>;
+            nan_a[bt] = binarize_share(float_operand<T>(g.a), la, g.K, ab, bt, bT);
+          });
+        if (bb.entries)
+          with_float_type(g.b.dtype, [&](auto* tag) {
+            using T = std::remove_pointer_t<decltype(tag)>;
+            nan_b[bt] = binarize_share(float_operand<T>(g.b), lb, g.K, bb, bt, bT);
+          });
+      }
+#pragma omp barrier
+#pragma omp single
+      for (int i = 0; i < 64; ++i) any_nan |= nan_a[i] || nan_b[i];
+      // (the single's implied barrier publishes any_nan)
+    }
+    if (!any_nan) {
+      uint64_t* mine = scratch + per_thread * t;
+      if (split_entries) {
+        for (int64_t e = 0; e < g.batch; ++e) product_share(g, ab, bb, ep, e, mine, t, share);
+      } else {
+        const int64_t e0 = g.batch * t / threads, e1 = g.batch * (t + 1) / threads;
+        for (int64_t e = e0; e < e1; ++e) product_share(g, ab, bb, ep, e, mine, 0, 1);
+      }
+    }
+  }
+  if (any_nan) {
+    bool in_a = false;
+    for (int i = 0; i < 64; ++i) in_a |= nan_a[i];
+    throw std::invalid_argument(std::string("binary_gemm: ") + (in_a ? "a" : "b") +
+                                " contains NaN, whose sign is undefined");
+  }
+}
+
+}  // namespace binary_gemm_detail
+
+void binary_gemm_run(const BinaryGemmArgs& g) {
+  using namespace binary_gemm_detail;
+  if (g.out_int32) return run_typed<int32_t>(g);
+  switch (g.out_dtype) {
+    case DType::f64: return run_typed<double>(g);
+    case DType::f16: return run_typed<f16_bits>(g);
+    case DType::bf16: return run_typed<bf16_bits>(g);
+    default: return run_typed<float>(g);
+  }
+}
+
+// ---- the compute floor ----
+
+namespace binary_gemm_detail {
+
+inline double now_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// kAcc independent accumulators += partial_popcount(x_i ^ y), y reloaded every step from
+// memory (so the compiler cannot fold the loop), partial counts widened as the micro-kernel
+// does. Returns the bit pairs processed.
+__attribute__((noinline)) inline double popcount_loop(int64_t steps, const uint64_t* seeds,
+                                                      uint64_t* sink) {
+  constexpr int kAcc = 12;
+  BitVec x[kAcc], total[kAcc];
+  for (int i = 0; i < kAcc; ++i) {
+    x[i] = broadcast_bits(seeds[i % 4] * uint64_t(i + 1));
+    total[i] = broadcast_bits(0);
+  }
+  for (int64_t s0 = 0; s0 < steps; s0 += kPartialSums) {
+    const int64_t s1 = std::min(steps, s0 + kPartialSums);
+    BitVec part[kAcc];
+    for (int i = 0; i < kAcc; ++i) part[i] = broadcast_bits(0);
+    for (int64_t s = s0; s < s1; ++s) {
+      const BitVec y = load_bits(seeds + kBitVecWords * (s & 1));
+#pragma GCC unroll 12
+      for (int i = 0; i < kAcc; ++i) part[i] += partial_popcount(x[i] ^ y);
+    }
+    for (int i = 0; i < kAcc; ++i) total[i] += widen_partial(part[i]);
+  }
+  BitVec all = total[0];
+  for (int i = 1; i < kAcc; ++i) all += total[i];
+  *sink = sum_lanes(all);
+  return double(steps) * kAcc * 64 * kBitVecWords;
+}
+
+}  // namespace binary_gemm_detail
+
+double binary_popcount_peak_run(int threads) {
+  using namespace binary_gemm_detail;
+  alignas(64) uint64_t seeds[2 * kBitVecWords + 4];
+  for (int i = 0; i < 2 * kBitVecWords + 4; ++i)
+    seeds[i] = 0x9e3779b97f4a7c15ull * uint64_t(i + 1);
+  uint64_t sink = 0;
+  // Steps for about 20 ms on one thread, from a short calibration run.
+  int64_t steps = 1 << 14;
+  for (;;) {
+    const double t0 = now_seconds();
+    popcount_loop(steps, seeds, &sink);
+    const double dt = now_seconds() - t0;
+    if (dt > 0.005 || steps > (int64_t(1) << 40)) {
+      steps = int64_t(double(steps) * 0.02 / std::max(dt, 1e-9)) + 1;
+      break;
+    }
+    steps *= 4;
+  }
+  // The best of three timed runs on all threads: a peak, not an average over interruptions.
+  double best = 0;
+  for (int run = 0; run < 3; ++run) {
+    double bits = 0;
+    const double t0 = now_seconds();
+#pragma omp parallel num_threads(threads) reduction(+ : bits)
+    {
+      uint64_t local = 0;
+      bits += popcount_loop(steps, seeds, &local);
+#pragma omp atomic
+      sink ^= local;
+    }
+    best = std::max(best, bits / (now_seconds() - t0));
+  }
+  volatile uint64_t keep = sink;  // the sums are used
+  (void)keep;
+  return best;
+}
+
+}  // namespace KK_ISA
+}  // namespace kernelkit

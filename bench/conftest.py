@@ -10,7 +10,11 @@ Conventions every family file follows, so that bench/report.py stays generic:
   ``inplace``. The memory floor of an out-of-place case is ``clone``, of an in-place one ``copy_``.
 * A module may define ``FAMILY`` (its name) and ``TARGETS`` (list of dicts, see report.py);
   both are copied into the JSON written by ``--benchmark-json``, together with the skipped
-  cases, the build info and the measured matmul roofline.
+  cases, the build info and the measured rooflines (matmul FLOP/s; popcount bit-pair MAC/s).
+* Every row records ``isa``: for ``ours`` the kernelkit path that ran (``build_info()``'s
+  ``isa_in_use``, or ``_C.binary_isa_in_use`` for ops declared ``binary_isa=True``), taken when
+  the row is timed, so a case that assigns ``kernelkit._native.ISA`` is recorded as it ran; a
+  peer may name its own (bnn-lab's kernel, say); otherwise None.
 """
 
 from __future__ import annotations
@@ -26,6 +30,10 @@ import torch
 
 # Square matmul used to measure the machine's arithmetic throughput (the compute roofline).
 _ROOFLINE_N = 2048
+
+# What report.py --torch-isa avx2 sets (its TORCH_AVX2_ONLY): all three limit torch to AVX2.
+_TORCH_AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "avx2",
+                   "MKL_ENABLE_INSTRUCTIONS": "avx2"}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -101,7 +109,58 @@ def measure_roofline(reps: int) -> dict[str, Any]:
             "times_s": times,
             "others_cpu": others_load(before, cpu_snapshot()),
         }
+    popcount = measure_popcount_peak(out["threads"], reps)
+    if popcount:
+        out["popcount"] = popcount
     return out
+
+
+def measure_popcount_peak(threads: int, reps: int) -> dict[str, Any]:
+    """Bit-pair MACs per second of kernelkit's popcount inner loop, per binary ISA path.
+
+    ``kernelkit._C.binary_popcount_peak(threads, isa)`` runs a register-resident
+    xor/popcount/add loop; the best of reps calls is the peak (as for the matmul). Keyed by the
+    path that ran (``binary_isa_in_use``), for every path this build and CPU can use; empty
+    when kernelkit or the function is missing (the popcount cases then have no compute floor).
+    """
+    try:
+        from kernelkit import _C, _native
+    except Exception:  # noqa: BLE001  (no kernelkit: no floor; the cases say why)
+        return {}
+    peak = getattr(_C, "binary_popcount_peak", None)
+    if peak is None:
+        return {}
+    out: dict[str, Any] = {}
+    for requested in _native.usable_isas():
+        isa = _C.binary_isa_in_use(requested)
+        if isa in out:
+            continue
+        before = cpu_snapshot()
+        rates = [float(peak(threads, isa)) for _ in range(reps)]
+        out[isa] = {"macs_per_s": max(rates), "rates": rates,
+                    "others_cpu": others_load(before, cpu_snapshot())}
+    return out
+
+
+def torch_isa_limit() -> str:
+    """``avx2`` when the environment limits torch to AVX2 (report.py --torch-isa avx2), else
+    ``native``."""
+    limited = all(os.environ.get(k, "").lower() == v for k, v in _TORCH_AVX2_ENV.items())
+    return "avx2" if limited else "native"
+
+
+def kernelkit_isa(binary: bool) -> str | None:
+    """The ISA path kernelkit's ops run now (``kernelkit._native.ISA`` as set at this moment).
+
+    binary: the op dispatches like the binary family (AVX-512 only with VPOPCNTDQ + BITALG)."""
+    try:
+        import kernelkit
+        from kernelkit import _C, _native
+    except Exception:  # noqa: BLE001
+        return None
+    if binary and hasattr(_C, "binary_isa_in_use"):
+        return str(_C.binary_isa_in_use(_native.ISA))
+    return str(kernelkit.build_info()["isa_in_use"])
 
 
 @pytest.fixture(scope="session")
@@ -123,38 +182,57 @@ class Bench:
         self.min_rounds: int = config.getoption("--bench-min-rounds")
         self.max_rounds: int = config.getoption("--bench-max-rounds")
         self.info: dict[str, Any] = {}
+        self._binary_isa = False
 
     def describe(self, *, family: str, op: str, case: str, impl: str, role: str, variant: str,
                  shape: tuple[int, ...], dtype: str, elements: int, nbytes: int,
                  flops: float, flop_kind: str, compute_dtype: str, note: str = "",
-                 case_note: str = "") -> None:
+                 case_note: str = "", isa: str | None = None, binary_isa: bool = False) -> None:
         """Record the case's metadata.
 
         nbytes: bytes the operation must move (read + write); flops: arithmetic operations of
-        the case; flop_kind: ``add`` (each counted op is one add/sub) or ``fma`` (two flops per
-        FMA, like a GEMM); compute_dtype: the dtype the arithmetic runs in (the roofline used);
-        note: about this implementation; case_note: about the case (same for all its rows).
+        the case; flop_kind: ``add`` (each counted op is one add/sub), ``fma`` (two flops per
+        FMA, like a GEMM) or ``bitop`` (one per bit-pair multiply-accumulate, xor + popcount);
+        compute_dtype: the dtype the arithmetic runs in (the roofline used: ``float32``,
+        ``float64``, or ``popcount`` for the popcount peak of the row's ISA path);
+        note: about this implementation; case_note: about the case (same for all its rows);
+        isa: the ISA path a peer ran, if it says (ours: recorded by ``run``); binary_isa: our
+        op dispatches like the binary family (its ISA is ``_C.binary_isa_in_use``).
         """
         if role not in ("ours", "peer", "floor"):
             raise ValueError(f"role must be ours, peer or floor; got {role!r}")
         if variant not in ("out", "inplace"):
             raise ValueError(f"variant must be out or inplace; got {variant!r}")
-        if flop_kind not in ("add", "fma"):
-            raise ValueError(f"flop_kind must be add or fma; got {flop_kind!r}")
+        if flop_kind not in ("add", "fma", "bitop"):
+            raise ValueError(f"flop_kind must be add, fma or bitop; got {flop_kind!r}")
+        if (flop_kind == "bitop") != (compute_dtype == "popcount"):
+            raise ValueError("flop_kind bitop goes with compute_dtype popcount, and only it")
         self.info = {
             "family": family, "op": op, "case": case, "impl": impl, "role": role,
             "variant": variant, "shape": list(shape), "dtype": dtype, "elements": int(elements),
             "bytes": int(nbytes), "flops": float(flops), "flop_kind": flop_kind,
             "compute_dtype": compute_dtype, "threads": self.threads, "note": note,
-            "case_note": case_note,
+            "case_note": case_note, "isa": isa,
         }
+        self._binary_isa = binary_isa
         self.benchmark.group = f"{family}: {case}"
         self.benchmark.extra_info.update(self.info)
+
+    def amend(self, **fields: Any) -> None:
+        """Update metadata recorded by describe with what the case learnt building the row
+        (a peer's ``note`` or the ``isa`` it picked)."""
+        if not self.info:
+            raise RuntimeError("call bench.describe(...) before bench.amend(...)")
+        self.info.update(fields)
+        self.benchmark.extra_info.update(fields)
 
     def run(self, fn: Callable[[], object], setup: Callable[[], None] | None = None) -> None:
         """Time fn: one call per round (setup, if any, runs before each round, untimed)."""
         if not self.info:
             raise RuntimeError("call bench.describe(...) before bench.run(...)")
+        if self.info["role"] == "ours":
+            self.info["isa"] = kernelkit_isa(self._binary_isa)
+            self.benchmark.extra_info["isa"] = self.info["isa"]
         # Warm up until three calls in a row agree within 10% (at most 20 calls or 3 case
         # times): first calls pay one-off costs, and on this VM the first few calls of a
         # process that fault in large fresh outputs take up to 10x longer. The timed rounds
@@ -218,6 +296,8 @@ def pytest_benchmark_update_json(config: pytest.Config, benchmarks: Any,
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch_isa": torch_isa_limit(),
+        "kernelkit_isa_setting": os.environ.get("KERNELKIT_ISA", "auto"),
         "case_time": config.getoption("--bench-case-time"),
         "min_rounds": config.getoption("--bench-min-rounds"),
         "roofline": roof,

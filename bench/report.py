@@ -6,12 +6,14 @@
     python bench/report.py --json run.json          # keep pytest-benchmark's raw JSON
     python bench/report.py --from-json run.json     # re-render a kept run, no benchmarking
     python bench/report.py --torch-isa avx2         # torch and its peers limited to AVX2
+    python bench/report.py --isa avx2               # kernelkit's AVX2 path (KERNELKIT_ISA)
 
 The benchmarks run in a pytest subprocess (its progress goes to stderr). Every figure comes
 from that one run: ratios are "other time / our time" (> 1: ours is faster), the memory floor is
 the case's measured copy_ (in place) or clone (out of place), and the compute floor is the
-case's arithmetic at the throughput of a torch.matmul measured in the same run. Nothing here
-reads a network; it only needs the bench/bench_<family>.py files and their conftest.py.
+case's arithmetic at the throughput of a torch.matmul measured in the same run (for popcount
+cases: kernelkit's measured popcount peak on the row's ISA path). Nothing here reads a network;
+it only needs the bench/bench_<family>.py files and their conftest.py.
 """
 
 from __future__ import annotations
@@ -99,6 +101,8 @@ def run_benchmarks(json_path: Path, args: argparse.Namespace) -> int:
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     if args.torch_isa == "avx2":
         env.update(TORCH_AVX2_ONLY)
+    if args.isa is not None:
+        env["KERNELKIT_ISA"] = args.isa
     print("running:", " ".join(cmd), file=sys.stderr, flush=True)
     proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=sys.stderr, stderr=sys.stderr,
                           check=False)
@@ -144,9 +148,21 @@ def peak_flops(kk: dict[str, Any], dtype: str) -> float | None:
     return max(vals) if vals else None
 
 
+def peak_popcount(kk: dict[str, Any], isa: str | None) -> float | None:
+    """Best bit-pair MAC/s of kernelkit's popcount loop on isa, start or end measurement."""
+    vals = [m["popcount"][isa]["macs_per_s"] for m in kk.get("roofline", {}).values()
+            if isa in m.get("popcount", {})]
+    return max(vals) if vals else None
+
+
 def compute_floor_s(row: Row, kk: dict[str, Any]) -> float | None:
+    if not row.info.get("flops"):
+        return None
+    if row.info.get("compute_dtype") == "popcount":  # one bit-pair MAC per counted op
+        peak = peak_popcount(kk, row.info.get("isa"))
+        return row.info["flops"] / peak if peak else None
     peak = peak_flops(kk, row.info.get("compute_dtype", "float32"))
-    if peak is None or not row.info.get("flops"):
+    if peak is None:
         return None
     # A GEMM's FLOPs count an FMA as two; an add/sub is one op at the FMA's instruction rate.
     rate = peak if row.info.get("flop_kind") == "fma" else peak / 2
@@ -178,8 +194,11 @@ def header_lines(data: dict[str, Any], stat: str) -> list[str]:
                  f"{kk.get('case_time', '?')} s of rounds per benchmark, "
                  f"min {kk.get('min_rounds', '?')} rounds")
     lines.append(f"- kernelkit: {kk.get('kernelkit_file', '?')}; ISA in use "
-                 f"{bi.get('isa_in_use', '?')} (compiled {bi.get('isa_compiled', '?')}); "
-                 f"{bi.get('compiler', '?')}; OpenMP {bi.get('openmp', '?')}")
+                 f"{bi.get('isa_in_use', '?')} (KERNELKIT_ISA "
+                 f"{kk.get('kernelkit_isa_setting', '?')}; compiled "
+                 f"{bi.get('isa_compiled', '?')}); {bi.get('compiler', '?')}; "
+                 f"OpenMP {bi.get('openmp', '?')}; torch ISA {kk.get('torch_isa', '?')} "
+                 "(avx2: limited by --torch-isa avx2)")
     roof = kk.get("roofline", {})
     for dtype in ("float32", "float64"):
         parts = [f"{when} {m[dtype]['flops_per_s'] / 1e9:.0f}"
@@ -192,6 +211,15 @@ def header_lines(data: dict[str, Any], stat: str) -> list[str]:
                      f"{' / '.join(parts)} GFLOP/s (start / end of run); best "
                      f"{peak / 1e9:.0f} GFLOP/s = {peak / 2e9:.0f} G add/s (an add and an FMA "
                      "have the same instruction throughput, so add/s = FLOP/s / 2)")
+    isas = sorted({isa for m in roof.values() for isa in m.get("popcount", {})})
+    for isa in isas:
+        parts = [f"{when} {m['popcount'][isa]['macs_per_s'] / 1e9:.0f}"
+                 for when, m in roof.items() if isa in m.get("popcount", {})]
+        lines.append(f"- compute roofline, popcount {isa}: kernelkit._C.binary_popcount_peak "
+                     f"{' / '.join(parts)} G bit-pair MAC/s (start / end of run)")
+    if roof and not isas:
+        lines.append("- compute roofline, popcount: not measured (this kernelkit has no "
+                     "_C.binary_popcount_peak): the popcount cases have no compute floor")
     lines.append(f"- times: the {stat} of the rounds; ratios: other time / our time from this "
                  "one run; > 1 means ours is faster; a floor ratio is the fraction of the floor's "
                  "speed we reach")
@@ -214,40 +242,50 @@ def summary_lines(cases: dict[tuple[str, str], list[Row]], kk: dict[str, Any],
                       for f in same if f.role == "floor"]
             cf = compute_floor_s(ours, kk)
             rows.append([
-                f"{family}: {case}", ours.impl, fmt_time(ours.t), f"{ours.gbps():.1f}",
+                f"{family}: {case}", ours.impl, ours.info.get("isa") or "-", fmt_time(ours.t),
+                f"{ours.gbps():.1f}",
                 f"{ours.geps():.3f}", "; ".join(peers) or "-", "; ".join(floors) or "-",
                 fmt_ratio(cf / ours.t if cf else None), fmt_load([ours, *same]),
             ])
-    head = ["case", "ours", stat, "GB/s", "Gelem/s", "vs peers, same variant",
+    head = ["case", "ours", "ISA", stat, "GB/s", "Gelem/s", "vs peers, same variant",
             "vs memory floor", "vs compute floor", "others' CPU"]
     return ["## Summary", ""] + table(head, rows)
+
+
+def compute_floor_rows(group: list[Row], kk: dict[str, Any]) -> list[Row]:
+    """The case's compute floor: one row, or for popcount cases one per ISA our rows ran."""
+    floors: dict[str | None, Row] = {}
+    for r in [x for x in group if x.role == "ours"] or group[:1]:
+        cf = compute_floor_s(r, kk)
+        isa = r.info.get("isa") if r.info.get("compute_dtype") == "popcount" else None
+        if cf is None or isa in floors:
+            continue
+        floors[isa] = Row(dict(r.info, impl="compute floor" + (f" {isa}" if isa else ""),
+                               role="floor", variant="any", isa=isa,
+                               note=f"{r.info['flop_kind']} ops at the measured rate"), None, cf)
+    return list(floors.values())
 
 
 def case_lines(family: str, case: str, group: list[Row], kk: dict[str, Any],
                stat: str) -> list[str]:
     first = group[0].info
     ours = [r for r in group if r.role == "ours"]
-    cf = compute_floor_s(group[0], kk)
+    floors = compute_floor_rows(group, kk)
     lines = [f"### {family}: {case}", ""]
     lines.append(f"shape {tuple(first['shape'])} {first['dtype']}, "
                  f"{fmt_count(first['elements'])} elements, "
                  f"{fmt_count(first['bytes'])}B moved (read + write), "
                  f"{fmt_count(first['flops'])} {first['flop_kind']} ops "
                  f"in {first['compute_dtype']}"
-                 + (f"; compute floor {fmt_time(cf)}" if cf else "")
+                 + "".join(f"; {f.impl} {fmt_time(f.t)}" for f in floors)
                  + (f". {first['case_note']}" if first.get("case_note") else ""))
     lines.append("")
-    head = ["impl", "role", "variant", stat, "IQR/median", "rounds", "others' CPU", "GB/s",
-            "Gelem/s"]
+    head = ["impl", "role", "variant", "ISA", stat, "IQR/median", "rounds", "others' CPU",
+            "GB/s", "Gelem/s"]
     head += [f"vs {o.impl}" for o in ours] + ["note"]
     out = []
-    all_rows = list(group)
-    if cf:
-        all_rows.append(Row(dict(first, impl="compute floor", role="floor", variant="any",
-                                 note=f"{first['flop_kind']} ops at the measured rate"),
-                            None, cf))
-    for r in all_rows:
-        cells = [r.impl, r.role, r.variant, fmt_time(r.t)]
+    for r in list(group) + floors:
+        cells = [r.impl, r.role, r.variant, r.info.get("isa") or "-", fmt_time(r.t)]
         if r.stats:
             cells += [f"{100 * r.stats['iqr'] / r.stats['median']:.0f}%", str(r.stats["rounds"]),
                       fmt_load([r])]
@@ -275,6 +313,21 @@ def skipped_lines(kk: dict[str, Any]) -> list[str]:
     return ["## Skipped", ""] + table(["case", "impl", "reason"], rows)
 
 
+def target_condition_unmet(t: dict[str, Any], ra: Row | None,
+                           kk: dict[str, Any]) -> str | None:
+    """Why target t does not apply to this run, or None when it does.
+
+    A target may carry ``when``: ``torch_isa`` (``native`` or ``avx2``: the run's
+    --torch-isa) and ``isa`` (the ISA path row a ran, e.g. ``avx512``)."""
+    when = t.get("when", {})
+    if "torch_isa" in when and kk.get("torch_isa", "native") != when["torch_isa"]:
+        return (f"applies to runs with --torch-isa {when['torch_isa']}; this run's torch: "
+                f"{kk.get('torch_isa', 'native')}")
+    if "isa" in when and ra is not None and ra.info.get("isa") != when["isa"]:
+        return f"applies where {ra.impl} runs {when['isa']}; it ran {ra.info.get('isa')}"
+    return None
+
+
 def target_results(cases: dict[tuple[str, str], list[Row]],
                    kk: dict[str, Any]) -> list[Result]:
     by_key = {r.key: r for group in cases.values() for r in group}
@@ -286,6 +339,10 @@ def target_results(cases: dict[tuple[str, str], list[Row]],
         for t in module.get("targets", []):
             ka, kb = (family, *t["a"]), (family, *t["b"])
             ra, rb = by_key.get(ka), by_key.get(kb)
+            unmet = target_condition_unmet(t, ra, kk)
+            if unmet:
+                results.append((t, None, f"N/A ({unmet})", "-"))
+                continue
             if ra is None or rb is None:
                 missing = kb if ra is not None else ka
                 why = skipped.get(missing, "not run")
@@ -331,6 +388,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--torch-isa", choices=("native", "avx2"), default="native",
                    help="limit torch and the peers built on it to AVX2 (default: what the CPU "
                         "offers)")
+    p.add_argument("--isa", choices=("auto", "portable", "avx2", "avx512"),
+                   help="kernelkit's ISA path for the run (sets KERNELKIT_ISA; default: the "
+                        "environment's, else auto)")
     p.add_argument("--case-time", type=float, help="seconds of rounds per benchmark")
     p.add_argument("--stat", choices=("median", "min"), default="median",
                    help="statistic of the rounds used for times and ratios (median)")

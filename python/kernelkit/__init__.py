@@ -7,6 +7,7 @@ tensors go to Triton kernels. ``use_backend`` forces one implementation.
 from . import nn, reference
 from ._backend import use_backend
 from ._native import build_info
+from .ops.bit_packing import pack_signs, unpack_signs
 from .ops.delta_rule import delta_rule
 from .ops.hadamard import fwht, fwht_
 from .ops.half_gemm import half_conv2d, half_linear, half_matmul
@@ -28,9 +29,11 @@ __all__ = [
     "linear_scan",
     "linear_scan_2d",
     "nn",
+    "pack_signs",
     "reference",
     "selective_scan",
     "selective_state_update",
+    "unpack_signs",
     "use_backend",
     "__version__",
 ]

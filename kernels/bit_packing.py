@@ -60,13 +60,24 @@ def _line_offsets(line, inner, stride_o, stride_i):
 
 @triton.jit
 def _negative_bits(x, nan_ptr):
-    # 1 where x < 0 (not -0.0), as int32; flags a NaN. 16-bit floats are compared as float32
-    # (exact), which the interpreter also handles for bfloat16.
-    if x.dtype != tl.float64:
-        x = x.to(tl.float32)
-    has_nan = tl.max((x != x).to(tl.int32))
+    # 1 where x < 0, as int32, decided on the raw bits: the sign set and a nonzero magnitude
+    # (-0.0 is +1; exact for subnormals, which a flushing compare or the interpreter's bfloat16
+    # conversion would lose). Flags a NaN (compared in float32 or float64).
+    if x.dtype == tl.float64:
+        u = x.to(tl.uint64, bitcast=True)
+        top: tl.constexpr = 63
+        wide = x
+    elif x.dtype == tl.float32:
+        u = x.to(tl.uint32, bitcast=True)
+        top: tl.constexpr = 31
+        wide = x
+    else:
+        u = x.to(tl.uint16, bitcast=True)
+        top: tl.constexpr = 15
+        wide = x.to(tl.float32)
+    has_nan = tl.max((wide != wide).to(tl.int32))
     tl.store(nan_ptr, has_nan, mask=has_nan > 0)
-    return (x < 0).to(tl.int32)
+    return ((u >> top) & ((u << 1) != 0)).to(tl.int32)
 
 
 @triton.jit

@@ -71,7 +71,8 @@ struct View3 {
 void check_disjoint(const char* op, const View3& in, const View3& out) {
   const char* a = static_cast<const char*>(in.p);
   const char* b = static_cast<const char*>(out.p);
-  if (a < b + out.span(op) && b < a + in.span(op))
+  const int64_t in_span = in.span(op), out_span = out.span(op);
+  if (a < b + out_span && b < a + in_span)
     fail(op, std::string(out.name) + " overlaps " + in.name);
 }
 

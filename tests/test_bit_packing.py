@@ -338,6 +338,26 @@ def test_opcheck(dim):
                           (words, x.shape[dim], dim, torch.float16))
 
 
+def test_dispatch_modes_see_the_ops():
+    # plain eager calls skip the dispatcher; a dispatch mode must still see the ops
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    seen = []
+
+    class Log(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            seen.append(func)
+            return func(*args, **(kwargs or {}))
+
+    x = signed_randn((3, 40), torch.float32)
+    with Log():
+        words = kernelkit.pack_signs(x)
+        kernelkit.unpack_signs(words, 40)
+    assert torch.ops.kernelkit.pack_signs.default in seen
+    assert torch.ops.kernelkit.unpack_signs.default in seen
+    assert torch.equal(words, pack_signs_reference(x))
+
+
 def test_meta_tensors():
     x = torch.empty(3, 70, 5, device="meta")
     assert kernelkit.pack_signs(x, 1).shape == (3, 3, 5)

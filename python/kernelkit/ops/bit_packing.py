@@ -8,6 +8,7 @@ padded with 0 bits; a word with bit 31 set is a negative int32. Neither op is di
 
 from __future__ import annotations
 
+import math
 import operator
 
 import torch
@@ -101,7 +102,11 @@ def _merged(sizes: tuple[int, ...], strides: tuple[int, ...]) -> tuple[int, int]
 
 def _view3(t: torch.Tensor, dim: int) -> tuple[Sizes3, Sizes3] | None:
     """t as (outer, t.shape[dim], inner) sizes and strides, or None if its dims do not merge."""
-    shape, strides = tuple(t.shape), t.stride()
+    shape = tuple(t.shape)
+    if t.is_contiguous():
+        n, inner = shape[dim], math.prod(shape[dim + 1:])
+        return (math.prod(shape[:dim]), n, inner), (n * inner, inner, 1)
+    strides = t.stride()
     outer = _merged(shape[:dim], strides[:dim])
     inner = _merged(shape[dim + 1:], strides[dim + 1:])
     if outer is None or inner is None:
@@ -172,14 +177,18 @@ torch.library.define(
 )
 
 
-@torch.library.impl("kernelkit::pack_signs", ("cpu", "cuda"))
-def _pack_signs_impl(x: torch.Tensor, dim: int) -> torch.Tensor:
-    dim = check_pack_args(x, dim)  # the op is public too (torch.ops.kernelkit)
+def _pack(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """pack_signs for checked arguments (dim in [0, x.dim()))."""
     out = torch.empty(_packed_shape(x.shape, dim, _word_count(x.shape[dim])), dtype=torch.int32,
                       device=x.device)
     if out.numel() > 0:
         _pack_into(x, dim, out)
     return out
+
+
+@torch.library.impl("kernelkit::pack_signs", ("cpu", "cuda"))
+def _pack_signs_impl(x: torch.Tensor, dim: int) -> torch.Tensor:
+    return _pack(x, check_pack_args(x, dim))  # the op is public too (torch.ops.kernelkit)
 
 
 @torch.library.register_fake("kernelkit::pack_signs")
@@ -188,19 +197,33 @@ def _pack_signs_fake(x: torch.Tensor, dim: int) -> torch.Tensor:
     return x.new_empty(_packed_shape(x.shape, dim, _word_count(x.shape[dim])), dtype=torch.int32)
 
 
-@torch.library.impl("kernelkit::unpack_signs", ("cpu", "cuda"))
-def _unpack_signs_impl(words: torch.Tensor, n: int, dim: int, dtype: torch.dtype) -> torch.Tensor:
-    dim = check_unpack_args(words, n, dim, dtype)
+def _unpack(words: torch.Tensor, n: int, dim: int, dtype: torch.dtype) -> torch.Tensor:
+    """unpack_signs for checked arguments (dim in [0, words.dim()))."""
     out = torch.empty(_packed_shape(words.shape, dim, n), dtype=dtype, device=words.device)
     if out.numel() > 0:
         _unpack_into(words, dim, out)
     return out
 
 
+@torch.library.impl("kernelkit::unpack_signs", ("cpu", "cuda"))
+def _unpack_signs_impl(words: torch.Tensor, n: int, dim: int, dtype: torch.dtype) -> torch.Tensor:
+    return _unpack(words, n, check_unpack_args(words, n, dim, dtype), dtype)
+
+
 @torch.library.register_fake("kernelkit::unpack_signs")
 def _unpack_signs_fake(words: torch.Tensor, n: int, dim: int, dtype: torch.dtype) -> torch.Tensor:
     dim = check_unpack_args(words, n, dim, dtype)
     return words.new_empty(_packed_shape(words.shape, dim, n), dtype=dtype)
+
+
+def _plain_eager(t: torch.Tensor) -> bool:
+    """Whether a call may skip the dispatcher (about 10 us, most of a small call): a plain CPU
+    tensor in eager mode with no dispatch mode or functorch transform to honour. Neither op
+    has a gradient, so autograd needs nothing from the dispatcher."""
+    return (type(t) is torch.Tensor and t.device.type == "cpu"
+            and not torch.compiler.is_compiling()
+            and torch._C._len_torch_dispatch_stack() == 0
+            and not torch._C._are_functorch_transforms_active())
 
 
 def pack_signs(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
@@ -221,6 +244,8 @@ def pack_signs(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
         ValueError: x contains NaN (found by the kernel on its way, not by a separate pass).
     """
     dim = check_pack_args(x, dim)
+    if _plain_eager(x):
+        return _pack(x, dim)
     return torch.ops.kernelkit.pack_signs(x, dim)
 
 
@@ -240,4 +265,6 @@ def unpack_signs(
         is set, +1 elsewhere, so ``unpack_signs(pack_signs(x), n) == where(x < 0, -1, 1)``.
     """
     dim = check_unpack_args(words, n, dim, dtype)
+    if _plain_eager(words):
+        return _unpack(words, n, dim, dtype)
     return torch.ops.kernelkit.unpack_signs(words, n, dim, dtype)

@@ -50,7 +50,8 @@ struct View3 {
         fail(op, std::string(name) + " is too large to index");
     }
     int64_t end;
-    if (__builtin_mul_overflow(last + 1, bytes, &end)) fail(op, std::string(name) + " is too large");
+    if (__builtin_mul_overflow(last + 1, bytes, &end))
+      fail(op, std::string(name) + " is too large");
     return end;
   }
 

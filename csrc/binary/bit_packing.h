@@ -46,7 +46,8 @@ void unpack_signs(const UnpackSignsArgs& args, Isa isa);
 // binary_conv2d): no validation. *_run use up to args.threads threads (OpenMP, from 256 KiB);
 // the line and lane packers run on the calling thread and return whether an element was NaN.
 // T is float, double, f16_bits or bf16_bits.
-//   pack_sign_line:  n elements x[0], x[stride], .. into ceil(n / 32) words w[0], w[word_stride], ..
+//   pack_sign_line:  n elements x[0], x[stride], .. into ceil(n / 32) words w[0],
+//                    w[word_stride], ..
 //   pack_sign_lanes: `lanes` lines side by side (element e of lane i at x[e * n_stride + i];
 //                    e.g. the channels of an NCHW image, lanes = H * W) into words
 //                    w[k * word_stride + i], k < ceil(n / 32).

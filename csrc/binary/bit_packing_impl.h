@@ -1,9 +1,10 @@
 // Bit packing kernels (bit_packing.h), written once and compiled per ISA (bit_packing.cpp,
 // _avx2.cpp, _avx512.cpp). Pack reads every element once and writes its bit once: along a
 // contiguous dim a word is two AVX-512 compare masks (four AVX2 movemasks) of the raw bits;
-// across a contiguous inner dim (packing a non-last dim) every vector lane builds its own word
-// from 32 rows (w = 2 w + bit), the rows streamed through an L1-resident chunk of words.
-// Unpack mirrors both: one mask blend (AVX-512) or variable shift (AVX2) per vector of +-1.
+// across a contiguous inner dim (packing a non-last dim) every vector lane ORs row j's bit into
+// its own partial word (16-bit formats: two 16-bit halves), the 32 rows read in order against
+// an L1-resident chunk of partial words. Unpack mirrors both: one mask blend (AVX-512) or
+// variable shift (AVX2) per vector of +-1.
 #pragma once
 
 #include <algorithm>
@@ -118,6 +119,7 @@ struct NanSeen {
 #else
   bool any() const { return seen; }
 #endif
+  KK_INLINE void merge(const NanSeen& other) { seen |= other.any(); }
 };
 
 #if defined(KK_ISA_AVX512)
@@ -211,48 +213,48 @@ template <class T> KK_INLINE void unpack_word_tail(uint32_t word, int count, T* 
 
 #if defined(KK_ISA_AVX2)
 
-// Movemasks of 8 (float), 4 (double) or 32 (16-bit, after a pack) compare lanes at a time;
-// the compares are integer (see is_negative). NaN: one unordered compare per pair of vectors.
-template <class T> KK_INLINE uint32_t sign_word(const T* x, NanSeen& nan) {
+// The bits of one 256-bit vector of elements (8 float, 4 double, 16 half): a movemask of an
+// integer compare (see is_negative), the 16-bit masks packed to bytes first; NaN by an
+// unordered compare (16-bit: magnitude above infinity).
+template <class T> KK_INLINE uint32_t sign_bits_vector(const T* p, NanSeen& nan) {
+  const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
   const __m256i zero = _mm256_setzero_si256();
-  const __m256i* v = reinterpret_cast<const __m256i*>(x);
   if constexpr (sizeof(T) == 2) {
+    nan.add(_mm256_cmpgt_epi16(_mm256_and_si256(v, _mm256_set1_epi16(0x7fff)),
+                               _mm256_set1_epi16(short(Format<T>::inf))));
     const __m256i sign = _mm256_set1_epi16(short(kSign<T>));
-    const __m256i magnitude = _mm256_set1_epi16(0x7fff);
-    const __m256i inf = _mm256_set1_epi16(short(Format<T>::inf));
-    const __m256i a = _mm256_loadu_si256(v), b = _mm256_loadu_si256(v + 1);
-    nan.add(_mm256_cmpgt_epi16(_mm256_and_si256(a, magnitude), inf));
-    nan.add(_mm256_cmpgt_epi16(_mm256_and_si256(b, magnitude), inf));
-    const __m256i na = _mm256_cmpgt_epi16(_mm256_xor_si256(a, sign), zero);
-    const __m256i nb = _mm256_cmpgt_epi16(_mm256_xor_si256(b, sign), zero);
-    // packs interleaves the 128-bit halves (a0-7 b0-7 a8-15 b8-15); the permute restores order.
-    return uint32_t(_mm256_movemask_epi8(
-        _mm256_permute4x64_epi64(_mm256_packs_epi16(na, nb), 0xd8)));
+    const __m256i neg = _mm256_cmpgt_epi16(_mm256_xor_si256(v, sign), zero);
+    return uint32_t(_mm_movemask_epi8(
+        _mm_packs_epi16(_mm256_castsi256_si128(neg), _mm256_extracti128_si256(neg, 1))));
+  } else if constexpr (sizeof(T) == 4) {
+    const __m256 f = _mm256_castsi256_ps(v);
+    nan.add(_mm256_castps_si256(_mm256_cmp_ps(f, f, _CMP_UNORD_Q)));
+    const __m256i sign = _mm256_set1_epi32(int(kSign<float>));
+    return uint32_t(_mm256_movemask_ps(
+        _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_xor_si256(v, sign), zero))));
   } else {
-    constexpr int kPerVector = 32 / int(sizeof(T));
-    uint32_t word = 0;
-    for (int q = 0; q < 32 / kPerVector; q += 2) {
-      const __m256i a = _mm256_loadu_si256(v + q), b = _mm256_loadu_si256(v + q + 1);
-      if constexpr (sizeof(T) == 4) {
-        const __m256i sign = _mm256_set1_epi32(int(kSign<float>));
-        nan.add(_mm256_castps_si256(
-            _mm256_cmp_ps(_mm256_castsi256_ps(a), _mm256_castsi256_ps(b), _CMP_UNORD_Q)));
-        word |= uint32_t(_mm256_movemask_ps(_mm256_castsi256_ps(
-                    _mm256_cmpgt_epi32(_mm256_xor_si256(a, sign), zero)))) << (8 * q) |
-                uint32_t(_mm256_movemask_ps(_mm256_castsi256_ps(
-                    _mm256_cmpgt_epi32(_mm256_xor_si256(b, sign), zero)))) << (8 * q + 8);
-      } else {
-        const __m256i sign = _mm256_set1_epi64x(int64_t(kSign<double>));
-        nan.add(_mm256_castpd_si256(
-            _mm256_cmp_pd(_mm256_castsi256_pd(a), _mm256_castsi256_pd(b), _CMP_UNORD_Q)));
-        word |= uint32_t(_mm256_movemask_pd(_mm256_castsi256_pd(
-                    _mm256_cmpgt_epi64(_mm256_xor_si256(a, sign), zero)))) << (4 * q) |
-                uint32_t(_mm256_movemask_pd(_mm256_castsi256_pd(
-                    _mm256_cmpgt_epi64(_mm256_xor_si256(b, sign), zero)))) << (4 * q + 4);
-      }
-    }
-    return word;
+    const __m256d d = _mm256_castsi256_pd(v);
+    nan.add(_mm256_castpd_si256(_mm256_cmp_pd(d, d, _CMP_UNORD_Q)));
+    const __m256i sign = _mm256_set1_epi64x(int64_t(kSign<double>));
+    return uint32_t(_mm256_movemask_pd(
+        _mm256_castsi256_pd(_mm256_cmpgt_epi64(_mm256_xor_si256(v, sign), zero))));
   }
+}
+
+template <class T> constexpr int kPerVector = 32 / int(sizeof(T));
+
+template <class T> KK_INLINE uint32_t sign_word(const T* x, NanSeen& nan) {
+  uint32_t word = 0;
+  for (int q = 0; q < 32; q += kPerVector<T>) word |= sign_bits_vector(x + q, nan) << q;
+  return word;
+}
+
+// A tail of count < 32 elements: whole vectors, then the rest one by one.
+template <class T> KK_INLINE uint32_t sign_word_tail(const T* x, int count, NanSeen& nan) {
+  uint32_t word = 0;
+  int q = 0;
+  for (; q + kPerVector<T> <= count; q += kPerVector<T>) word |= sign_bits_vector(x + q, nan) << q;
+  return word | sign_word_strided(x + q, 1, count - q, nan.seen) << q;
 }
 
 #else
@@ -260,16 +262,11 @@ template <class T> KK_INLINE uint32_t sign_word(const T* x, NanSeen& nan) {
 template <class T> KK_INLINE uint32_t sign_word(const T* x, NanSeen& nan) {
   return sign_word_strided(x, 1, 32, nan.seen);
 }
+template <class T> KK_INLINE uint32_t sign_word_tail(const T* x, int count, NanSeen& nan) {
+  return sign_word_strided(x, 1, count, nan.seen);
+}
 
 #endif
-
-// A tail of count < 32 elements through a zeroed copy (zeros pack as 0 bits, never NaN).
-template <class T> KK_INLINE uint32_t sign_word_tail(const T* x, int count, NanSeen& nan) {
-  T padded[32];
-  std::memset(padded, 0, sizeof padded);
-  std::memcpy(padded, x, size_t(count) * sizeof(T));
-  return sign_word(padded, nan);
-}
 
 #if defined(KK_ISA_AVX2)
 
@@ -332,16 +329,19 @@ template <class T> KK_INLINE void unpack_word_tail(uint32_t word, int count, T* 
 template <class T>
 KK_INLINE void pack_line_words(const T* x, int64_t stride, int64_t n, int64_t w0, int64_t w1,
                                int32_t* words, int64_t word_stride, NanSeen& nan) {
+  NanSeen seen;  // a local stays in registers: the stores of words cannot alias it
   int64_t w = w0;
   if (stride == 1) {
     const int64_t full = std::min(w1, n / 32);
-    for (; w < full; ++w) words[w * word_stride] = int32_t(sign_word(x + 32 * w, nan));
-    if (w < w1) words[w * word_stride] = int32_t(sign_word_tail(x + 32 * w, int(n - 32 * w), nan));
-    return;
+    for (; w < full; ++w) words[w * word_stride] = int32_t(sign_word(x + 32 * w, seen));
+    if (w < w1)
+      words[w * word_stride] = int32_t(sign_word_tail(x + 32 * w, int(n - 32 * w), seen));
+  } else {
+    for (; w < w1; ++w)
+      words[w * word_stride] = int32_t(sign_word_strided(
+          x + 32 * w * stride, stride, int(std::min<int64_t>(32, n - 32 * w)), seen.seen));
   }
-  for (; w < w1; ++w)
-    words[w * word_stride] = int32_t(sign_word_strided(
-        x + 32 * w * stride, stride, int(std::min<int64_t>(32, n - 32 * w)), nan.seen));
+  nan.merge(seen);
 }
 
 template <class T>
@@ -505,7 +505,9 @@ struct Walk {
     }
     across = inner > 1 && elems.inner == 1 && (n == 1 || elems.along != 1);
   }
-  int64_t blocks() const { return across ? ceil_div(inner, kLaneChunk) : ceil_div(words, kLineBlock); }
+  int64_t blocks() const {
+    return across ? ceil_div(inner, kLaneChunk) : ceil_div(words, kLineBlock);
+  }
   int64_t tasks() const { return (across ? outer * words : outer * inner) * blocks(); }
 };
 
@@ -548,8 +550,17 @@ template <class T> bool pack_typed(const PackSignsArgs& a) {
   const Strides3 xs = wk.elems, ws = wk.word_strides;
   const int64_t blocks = wk.blocks();
   const int64_t bytes = a.outer * a.n * a.inner * int64_t(sizeof(T));
+  // Contiguous lines of one block each (rows of a matrix packed along its last dim): a plain
+  // loop, which short rows (n = 33: two words a line) notice.
+  const bool rows = !wk.across && wk.inner == 1 && blocks == 1 && xs.along == 1;
   return run_split(wk.tasks(), walk_threads(a.threads, bytes), [&](int64_t t0, int64_t t1) {
     NanSeen nan;
+    if (rows) {
+      for (int64_t o = t0; o < t1; ++o)
+        pack_line_words(x + o * xs.outer, 1, wk.n, 0, wk.words, a.words + o * ws.outer,
+                        ws.along, nan);
+      return nan.any();
+    }
     TaskCursor at(t0, wk.across ? wk.words : wk.inner, blocks);
     for (int64_t t = t0; t < t1; ++t, at.next()) {
       if (wk.across) {

@@ -270,41 +270,43 @@ template <class T> KK_INLINE uint32_t sign_word_tail(const T* x, int count, NanS
 
 #if defined(KK_ISA_AVX2)
 
-// 32 values of +-1 from the bits of word: 32- and 64-bit lanes shift their bit to the sign
-// (vpsllv), 16-bit lanes (no such shift in AVX2) compare their bit of a broadcast half-word.
-template <class T> KK_INLINE void unpack_word(uint32_t word, T* x) {
-  __m256i* out = reinterpret_cast<__m256i*>(x);
+// One 256-bit vector of +-1 (kPerVector<T> values) from the low bits of `bits`: 32- and 64-bit
+// lanes shift their bit to the sign (vpsllv), 16-bit lanes (no such shift in AVX2) compare
+// their bit of the broadcast half-word.
+template <class T> KK_INLINE void unpack_bits_vector(uint32_t bits, T* x) {
+  __m256i v;
   if constexpr (sizeof(T) == 2) {
     const __m256i select = _mm256_setr_epi16(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048,
                                              4096, 8192, 16384, short(0x8000));
-    const __m256i sign = _mm256_set1_epi16(short(kSign<T>));
-    const __m256i one = _mm256_set1_epi16(short(Format<T>::one));
-    for (int h = 0; h < 2; ++h) {
-      const __m256i half = _mm256_set1_epi16(short(word >> (16 * h)));
-      const __m256i set = _mm256_cmpeq_epi16(_mm256_and_si256(half, select), select);
-      _mm256_storeu_si256(out + h, _mm256_or_si256(_mm256_and_si256(set, sign), one));
-    }
+    const __m256i half = _mm256_set1_epi16(short(bits));
+    v = _mm256_and_si256(_mm256_cmpeq_epi16(_mm256_and_si256(half, select), select),
+                         _mm256_set1_epi16(short(kSign<T>)));
   } else if constexpr (sizeof(T) == 4) {
-    const __m256i all = _mm256_set1_epi32(int(word));
-    const __m256i sign = _mm256_set1_epi32(int(kSign<float>));
-    const __m256i one = _mm256_set1_epi32(int(Format<float>::one));
-    for (int q = 0; q < 4; ++q) {
-      const int s = 31 - 8 * q;
-      const __m256i shift = _mm256_setr_epi32(s, s - 1, s - 2, s - 3, s - 4, s - 5, s - 6, s - 7);
-      const __m256i v = _mm256_and_si256(_mm256_sllv_epi32(all, shift), sign);
-      _mm256_storeu_si256(out + q, _mm256_or_si256(v, one));
-    }
+    const __m256i shift = _mm256_setr_epi32(31, 30, 29, 28, 27, 26, 25, 24);
+    v = _mm256_and_si256(_mm256_sllv_epi32(_mm256_set1_epi32(int(bits)), shift),
+                         _mm256_set1_epi32(int(kSign<float>)));
   } else {
-    const __m256i all = _mm256_set1_epi64x(int64_t(word));
-    const __m256i sign = _mm256_set1_epi64x(int64_t(kSign<double>));
-    const __m256i one = _mm256_set1_epi64x(int64_t(Format<double>::one));
-    for (int q = 0; q < 8; ++q) {
-      const int s = 63 - 4 * q;
-      const __m256i shift = _mm256_setr_epi64x(s, s - 1, s - 2, s - 3);
-      const __m256i v = _mm256_and_si256(_mm256_sllv_epi64(all, shift), sign);
-      _mm256_storeu_si256(out + q, _mm256_or_si256(v, one));
-    }
+    const __m256i shift = _mm256_setr_epi64x(63, 62, 61, 60);
+    v = _mm256_and_si256(_mm256_sllv_epi64(_mm256_set1_epi64x(int64_t(bits)), shift),
+                         _mm256_set1_epi64x(int64_t(kSign<double>)));
   }
+  const Raw<T> one = Format<T>::one;
+  __m256i ones;
+  if constexpr (sizeof(T) == 2) ones = _mm256_set1_epi16(short(one));
+  else if constexpr (sizeof(T) == 4) ones = _mm256_set1_epi32(int(one));
+  else ones = _mm256_set1_epi64x(int64_t(one));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(x), _mm256_or_si256(v, ones));
+}
+
+template <class T> KK_INLINE void unpack_word(uint32_t word, T* x) {
+  for (int q = 0; q < 32; q += kPerVector<T>) unpack_bits_vector(word >> q, x + q);
+}
+
+// A tail of count < 32 values: whole vectors, then the rest one by one.
+template <class T> KK_INLINE void unpack_word_tail(uint32_t word, int count, T* x) {
+  int q = 0;
+  for (; q + kPerVector<T> <= count; q += kPerVector<T>) unpack_bits_vector(word >> q, x + q);
+  unpack_word_strided(word >> q, count - q, x + q, 1);
 }
 
 #else
@@ -312,14 +314,11 @@ template <class T> KK_INLINE void unpack_word(uint32_t word, T* x) {
 template <class T> KK_INLINE void unpack_word(uint32_t word, T* x) {
   unpack_word_strided(word, 32, x, 1);
 }
+template <class T> KK_INLINE void unpack_word_tail(uint32_t word, int count, T* x) {
+  unpack_word_strided(word, count, x, 1);
+}
 
 #endif
-
-template <class T> KK_INLINE void unpack_word_tail(uint32_t word, int count, T* x) {
-  T values[32];
-  unpack_word(word, values);
-  std::memcpy(x, values, size_t(count) * sizeof(T));
-}
 
 #endif
 
@@ -586,7 +585,14 @@ template <class T> void unpack_typed(const UnpackSignsArgs& a) {
   const Strides3 xs = wk.elems, ws = wk.word_strides;
   const int64_t blocks = wk.blocks();
   const int64_t bytes = a.outer * a.n * a.inner * int64_t(sizeof(T));
+  const bool rows = !wk.across && wk.inner == 1 && blocks == 1 && xs.along == 1;  // see pack
   run_split(wk.tasks(), walk_threads(a.threads, bytes), [&](int64_t t0, int64_t t1) {
+    if (rows) {
+      for (int64_t o = t0; o < t1; ++o)
+        unpack_line_words(a.words + o * ws.outer, ws.along, 0, wk.words, wk.n, x + o * xs.outer,
+                          1);
+      return false;
+    }
     TaskCursor at(t0, wk.across ? wk.words : wk.inner, blocks);
     for (int64_t t = t0; t < t1; ++t, at.next()) {
       if (wk.across) {

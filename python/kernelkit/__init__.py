@@ -8,6 +8,7 @@ from . import nn, reference
 from ._backend import use_backend
 from ._native import build_info
 from .ops.binary_gemm import binary_linear, binary_matmul
+from .ops.bit_packing import pack_signs, unpack_signs
 from .ops.delta_rule import delta_rule
 from .ops.hadamard import fwht, fwht_
 from .ops.half_gemm import half_conv2d, half_linear, half_matmul
@@ -31,9 +32,11 @@ __all__ = [
     "linear_scan",
     "linear_scan_2d",
     "nn",
+    "pack_signs",
     "reference",
     "selective_scan",
     "selective_state_update",
+    "unpack_signs",
     "use_backend",
     "__version__",
 ]

@@ -1,6 +1,7 @@
 """Plain-PyTorch references written from the math: the oracles for tests and benchmarks."""
 
 from .binary_gemm import binary_linear_reference, binary_matmul_reference
+from .bit_packing import pack_signs_reference, unpack_signs_reference
 from .hadamard import fwht_reference, hadamard_matrix
 from .half_gemm import half_conv2d_reference, half_linear_reference, half_matmul_reference
 from .linear_scan import linear_scan_reference
@@ -15,5 +16,7 @@ __all__ = [
     "half_linear_reference",
     "half_matmul_reference",
     "linear_scan_reference",
+    "pack_signs_reference",
     "selective_scan_reference",
+    "unpack_signs_reference",
 ]

@@ -3,8 +3,8 @@
 One program per (BLOCK_M x BLOCK_N) tile of C and batch entry: BLOCK_W words of A's rows and
 B's columns per step, xor-ed pairwise, popcount by SWAR arithmetic on uint32 (logical
 shifts), summed along the words; the epilogue writes K - 2 count, or that times scale plus
-bias (one fma) in the output dtype. Float operands are first binarized by a small packing
-kernel of this file (pack_signs' layout, NaN flagged): one read of the floats, 1/32 written.
+bias (one fma) in the output dtype. Float operands are first binarized by pack_signs' Triton
+kernels (kernels/bit_packing.py, NaN flagged): one read of the floats, 1/32 written.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import torch
 import triton
 import triton.language as tl
 
+from kernelkit.kernels.bit_packing import pack_signs_triton
 from kernelkit.kernels.hadamard import _to_storage
 
 
@@ -25,30 +26,6 @@ def _popcount32(x):
     v = (v & 0x33333333) + ((v >> 2) & 0x33333333)
     v = (v + (v >> 4)) & 0x0F0F0F0F
     return (v * 0x01010101) >> 24
-
-
-@triton.jit
-def _pack_signs_kernel(x_ptr, out_ptr, nan_ptr, L, E, W, stride_xb, stride_xl, stride_xe,
-                       BLOCK_L: tl.constexpr, BLOCK_W: tl.constexpr):
-    # out[b, l, w] = sign word w of line l (bit j: element 32 w + j < 0); out contiguous.
-    pid_l = tl.program_id(0)
-    pid_w = tl.program_id(1)
-    batch = tl.program_id(2).to(tl.int64)
-    rl = pid_l * BLOCK_L + tl.arange(0, BLOCK_L)
-    rw = pid_w * BLOCK_W + tl.arange(0, BLOCK_W)
-    bit = tl.arange(0, 32)
-    e = rw[None, :, None].to(tl.int64) * 32 + bit[None, None, :]
-    mask = (rl[:, None, None] < L) & (e < E)
-    x = tl.load(x_ptr + batch * stride_xb + rl[:, None, None].to(tl.int64) * stride_xl
-                + e * stride_xe, mask=mask, other=0.0)
-    if x_ptr.dtype.element_ty != tl.float64:
-        x = x.to(tl.float32)  # exact; the interpreter compares bfloat16 wrongly
-    bits = tl.where(x < 0, 1, 0).to(tl.int64) << bit[None, None, :].to(tl.int64)
-    words = tl.sum(bits, axis=2).to(tl.int32)  # distinct bits: the sum is their or
-    out = out_ptr + (batch * L + rl[:, None].to(tl.int64)) * W + rw[None, :]
-    tl.store(out, words, mask=(rl[:, None] < L) & (rw[None, :] < W))
-    nan = tl.max(tl.max(tl.max(tl.where(x != x, 1, 0), axis=2), axis=1), axis=0)
-    tl.atomic_max(nan_ptr, nan)
 
 
 @triton.jit
@@ -95,7 +72,6 @@ def _binary_gemm_kernel(a_ptr, b_ptr, c_ptr, scale_ptr, bias_ptr, M, N, W, K,
 
 # (BLOCK_M, BLOCK_N, BLOCK_W, num_warps) of the GEMM; (BLOCK_L, BLOCK_W) of the packer.
 _CONFIGS = {"large": (64, 64, 2, 4), "small": (16, 32, 4, 4)}
-_PACK = (16, 4, 4)
 
 
 def _config(m: int, n: int) -> tuple[int, int, int, int]:
@@ -103,26 +79,22 @@ def _config(m: int, n: int) -> tuple[int, int, int, int]:
 
 
 def _packed_words(t: torch.Tensor, k: int, k_dim: int, name: str) -> torch.Tensor:
-    """A (B, M, K) float operand (k_dim 2; B (B, K, N): k_dim 1) as sign words with strides
-    (batch, line, word); packed (int32) operands are returned as they are."""
+    """A (B, M, K) float operand (k_dim 2) as (B, M, ceil(K/32)) sign words, B (B, K, N)
+    (k_dim 1) as (B, ceil(K/32), N): pack_signs' layouts; packed (int32) operands are returned
+    as they are. A broadcast batch (stride 0) is packed once."""
     if t.dtype == torch.int32:
         return t
-    line_dim = 3 - k_dim
     batch = 1 if t.stride(0) == 0 else t.shape[0]
-    lines, words = t.shape[line_dim], (k + 31) // 32
-    out = torch.empty((batch, lines, words), dtype=torch.int32, device=t.device)
-    nan = torch.zeros(1, dtype=torch.int32, device=t.device)
-    block_l, block_w, warps = _PACK
-    grid = (triton.cdiv(lines, block_l), triton.cdiv(words, block_w), batch)
-    if out.numel() > 0:
-        _pack_signs_kernel[grid](t, out, nan, lines, k, words, t.stride(0), t.stride(line_dim),
-                                 t.stride(k_dim), BLOCK_L=block_l, BLOCK_W=block_w,
-                                 num_warps=warps)
-    if nan.item():
-        raise ValueError(f"binary_gemm: {name} contains NaN")
-    if batch != t.shape[0]:
-        out = out.expand(t.shape[0], lines, words)
-    return out if k_dim == 2 else out.transpose(1, 2)
+    shape = list(t.shape)
+    shape[0], shape[k_dim] = batch, (k + 31) // 32
+    out = torch.empty(shape, dtype=torch.int32, device=t.device)
+    for i in range(batch):
+        # (outer, n, inner) views: rows of A are lines (inner 1), columns of B are lanes.
+        x, words = (t[i].unsqueeze(-1), out[i].unsqueeze(-1)) if k_dim == 2 else (
+            t[i].unsqueeze(0), out[i].unsqueeze(0))
+        if pack_signs_triton(x, words):
+            raise ValueError(f"binary_gemm: {name} contains NaN")
+    return out if batch == t.shape[0] else out.expand(t.shape[0], *shape[1:])
 
 
 def binary_gemm_triton(a: torch.Tensor, b: torch.Tensor, k: int, out: torch.Tensor,
@@ -149,14 +121,8 @@ def binary_gemm_triton(a: torch.Tensor, b: torch.Tensor, k: int, out: torch.Tens
 
 
 def aot_specializations():
-    """(jit_fn, signature, constexprs, num_warps) of every launch configuration: the packer
-    for each float dtype, the GEMM for each output dtype and scale/bias mode."""
-    block_l, block_w, warps = _PACK
-    for dtype in ("fp32", "fp64", "fp16", "bf16"):
-        signature = dict(zip(_pack_signs_kernel.arg_names, [
-            f"*{dtype}", "*i32", "*i32", *["i32"] * 6, "constexpr", "constexpr"], strict=True))
-        yield (_pack_signs_kernel, signature, {"BLOCK_L": block_l, "BLOCK_W": block_w},
-               warps)
+    """(jit_fn, signature, constexprs, num_warps) of every launch configuration: the GEMM for
+    each output dtype and scale/bias mode (the packer's are kernels/bit_packing.py's)."""
     for out in ("i32", "fp32", "fp64", "fp16", "bf16"):
         compute = "fp64" if out == "fp64" else "fp32"
         modes = [(False, False)] if out == "i32" else [(False, False), (True, False),

@@ -12,12 +12,8 @@ from hypothesis import strategies as st
 
 import kernelkit
 from kernelkit import _C
-from kernelkit.reference.binary_gemm import (
-    binary_linear_reference,
-    binary_matmul_reference,
-    sign_words_reference,
-    words_to_signs_reference,
-)
+from kernelkit.reference.binary_gemm import binary_linear_reference, binary_matmul_reference
+from kernelkit.reference.bit_packing import pack_signs_reference, unpack_signs_reference
 
 FLOATS = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 OUTS = [torch.int32, *FLOATS]
@@ -40,20 +36,8 @@ def exact(a, b):
 
 
 def operands(a, b, pack_a, pack_b):
-    return (sign_words_reference(a, -1) if pack_a else a,
-            sign_words_reference(b, -2) if pack_b else b)
-
-
-# ---- the packed layout itself ---------------------------------------------------------------
-
-def test_sign_words_layout():
-    x = torch.zeros(70)
-    x[[0, 2, 31, 32, 69]] = -1.0
-    x[5] = -0.0  # sign(-0.0) = +1: bit 0
-    words = sign_words_reference(x)
-    assert words.dtype == torch.int32 and words.tolist() == [5 - 2**31, 1, 1 << 5]
-    back = words_to_signs_reference(words, 70)
-    assert torch.equal(back, torch.where(x < 0, -1.0, 1.0).double())
+    return (pack_signs_reference(a, -1) if pack_a else a,
+            pack_signs_reference(b, -2) if pack_b else b)
 
 
 # ---- binary_matmul --------------------------------------------------------------------------
@@ -94,15 +78,15 @@ def test_matmul_views(isa_path):
     want = exact(a, b).to(torch.int32)
     assert torch.equal(kernelkit.binary_matmul(a, b), want)
     # Packed operands stored the other way round, and strided slices.
-    ap = sign_words_reference(a.t().contiguous(), 0).t()      # (45, 3) with word stride 45
-    bp = sign_words_reference(b.t().contiguous(), -1).t()     # (3, 33): the linear weight layout
+    ap = pack_signs_reference(a.t().contiguous(), 0).t()      # (45, 3) with word stride 45
+    bp = pack_signs_reference(b.t().contiguous(), -1).t()     # (3, 33): the linear weight layout
     assert ap.stride(-1) != 1 and bp.stride(-2) == 1
     assert torch.equal(kernelkit.binary_matmul(ap, bp, k=k), want)
     base = signs(90, 2 * k, gen=gen)
     a2, b2 = base[::2, ::2], signs(3 * k, 40, gen=gen)[::3, 5:35]
     assert torch.equal(kernelkit.binary_matmul(a2, b2), exact(a2, b2).to(torch.int32))
-    words = sign_words_reference(signs(60, 2 * 64, gen=gen))[:, ::2]  # every other word
-    bits = words_to_signs_reference(words, 64)
+    words = pack_signs_reference(signs(60, 2 * 64, gen=gen))[:, ::2]  # every other word
+    bits = unpack_signs_reference(words, 64, dtype=torch.float64)
     b3 = signs(64, 9, gen=gen)
     assert torch.equal(kernelkit.binary_matmul(words, b3), exact(bits, b3).to(torch.int32))
 
@@ -209,7 +193,7 @@ def test_linear(isa_path, dtype, packed, scale_kind, with_bias):
     for rows, k, n in ((1, 100, 37), (5, 33, 17), (64, 1000, 65)):
         x = signs(rows, k, gen=gen, dtype=dtype, zeros=0.1)
         w = signs(n, k, gen=gen, dtype=dtype)
-        weight = sign_words_reference(w) if packed else w
+        weight = pack_signs_reference(w) if packed else w
         scale = {"none": None, "float": 0.37,
                  "tensor": torch.rand(n, generator=gen, dtype=torch.float64).to(dtype)}[
                      scale_kind]
@@ -237,7 +221,7 @@ def test_linear_shapes_and_views(isa_path):
     assert torch.equal(kernelkit.binary_linear(xt, w_t.t()), binary_linear_reference(xt, w_t.t()))
     empty = kernelkit.binary_linear(torch.empty(0, 70), w_t.t())
     assert empty.shape == (0, 11)
-    packed_t = sign_words_reference(w_t.t().contiguous()).t().contiguous().t()  # word stride
+    packed_t = pack_signs_reference(w_t.t().contiguous()).t().contiguous().t()  # word stride
     assert torch.equal(kernelkit.binary_linear(x, packed_t), binary_linear_reference(x, w_t.t()))
 
 
@@ -246,7 +230,7 @@ def test_linear_single_output(isa_path):
     x, w = signs(300, 65, gen=gen), signs(1, 65, gen=gen)
     bias = torch.tensor([0.5])
     scale = torch.tensor([2.0])
-    got = kernelkit.binary_linear(x, sign_words_reference(w), bias, scale=scale)
+    got = kernelkit.binary_linear(x, pack_signs_reference(w), bias, scale=scale)
     assert torch.equal(got, binary_linear_reference(x, w, bias, scale))
 
 
@@ -277,7 +261,7 @@ def test_matmul_packed_operand_gets_no_gradient():
     gen = torch.Generator().manual_seed(12)
     a = signs(4, 64, gen=gen).requires_grad_()
     b = signs(64, 3, gen=gen)
-    out = kernelkit.binary_matmul(a, sign_words_reference(b, -2), out_dtype=torch.float32)
+    out = kernelkit.binary_matmul(a, pack_signs_reference(b, -2), out_dtype=torch.float32)
     grad = torch.randn(4, 3, generator=gen)
     (ga,) = torch.autograd.grad(out, a, grad)
     assert torch.allclose(ga.double(), ste_matmul(a.detach(), b, grad)[0], atol=1e-6)
@@ -289,7 +273,7 @@ def test_linear_gradients(packed):
     gen = torch.Generator().manual_seed(13)
     x = signs(2, 3, 50, gen=gen).requires_grad_()
     w = signs(6, 50, gen=gen)
-    weight = sign_words_reference(w) if packed else w.clone().requires_grad_()
+    weight = pack_signs_reference(w) if packed else w.clone().requires_grad_()
     scale = torch.rand(6, generator=gen).requires_grad_()
     bias = torch.randn(6, generator=gen).requires_grad_()
     out = kernelkit.binary_linear(x, weight, bias, scale=scale)
@@ -320,7 +304,7 @@ def test_linear_float_scale_gradient():
 def test_gradcheck_scale_and_bias():
     gen = torch.Generator().manual_seed(15)
     x = signs(5, 40, gen=gen, dtype=torch.float64)
-    w = sign_words_reference(signs(7, 40, gen=gen))
+    w = pack_signs_reference(signs(7, 40, gen=gen))
     scale = torch.rand(7, generator=gen, dtype=torch.float64, requires_grad=True)
     bias = torch.randn(7, generator=gen, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda s, b: kernelkit.binary_linear(x, w, b, scale=s),
@@ -336,19 +320,19 @@ def test_opcheck():
     torch.library.opcheck(torch.ops.kernelkit.binary_matmul.default,
                           (a, b, 70, torch.float64))
     torch.library.opcheck(torch.ops.kernelkit.binary_matmul.default,
-                          (sign_words_reference(a.detach()), b.detach(), 70, torch.int32))
+                          (pack_signs_reference(a.detach()), b.detach(), 70, torch.int32))
     x = signs(3, 70, gen=gen).requires_grad_()
     w = signs(6, 70, gen=gen).requires_grad_()
     scale = torch.rand(6, generator=gen).requires_grad_()
     bias = torch.randn(6, generator=gen).requires_grad_()
     torch.library.opcheck(torch.ops.kernelkit.binary_linear.default, (x, w, bias, scale, 1.0))
     torch.library.opcheck(torch.ops.kernelkit.binary_linear.default,
-                          (x.detach(), sign_words_reference(w.detach()), None, None, 0.5))
+                          (x.detach(), pack_signs_reference(w.detach()), None, None, 0.5))
 
 
 def test_torch_compile():
     gen = torch.Generator().manual_seed(17)
-    x, w = signs(4, 100, gen=gen), sign_words_reference(signs(8, 100, gen=gen))
+    x, w = signs(4, 100, gen=gen), pack_signs_reference(signs(8, 100, gen=gen))
     b = signs(100, 3, gen=gen)
 
     def f(x, w, b):
@@ -409,7 +393,7 @@ def test_popcount_peak(isa_path):
 
 def test_bad_input():
     a, b = torch.randn(4, 40), torch.randn(40, 3)
-    ap, bp = sign_words_reference(a), sign_words_reference(b, -2)
+    ap, bp = pack_signs_reference(a), pack_signs_reference(b, -2)
     bm, bl = kernelkit.binary_matmul, kernelkit.binary_linear
     with pytest.raises(TypeError, match="a must be a torch.Tensor"):
         bm(a.tolist(), b)
@@ -439,7 +423,7 @@ def test_bad_input():
     with pytest.raises(ValueError, match="in_features"):
         bl(a, w[:, :39])
     with pytest.raises(ValueError, match="ceil"):
-        bl(a, sign_words_reference(w)[:, :1])
+        bl(a, pack_signs_reference(w)[:, :1])
     with pytest.raises(ValueError, match="2-D"):
         bl(a, w[0])
     with pytest.raises(ValueError, match=r"bias must have shape \(3,\)"):
@@ -455,7 +439,7 @@ def test_bad_input():
 
 
 def test_cpp_refuses_inconsistent_sizes():
-    ap = sign_words_reference(torch.randn(4, 40))
+    ap = pack_signs_reference(torch.randn(4, 40))
     out = torch.empty(4, 4, dtype=torch.int32)
 
     def call(k, out_dtype="int32", scale=0, words=2):
@@ -474,4 +458,5 @@ def test_cpp_refuses_inconsistent_sizes():
     with pytest.raises(ValueError, match="unsupported dtype"):
         call(40, out_dtype="int64")
     call(40)
-    assert torch.equal(out, F.linear(*(words_to_signs_reference(ap, 40),) * 2).to(torch.int32))
+    signs = unpack_signs_reference(ap, 40, dtype=torch.float64)
+    assert torch.equal(out, F.linear(signs, signs).to(torch.int32))

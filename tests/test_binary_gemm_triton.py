@@ -9,11 +9,8 @@ import pytest
 import torch
 
 import kernelkit
-from kernelkit.reference.binary_gemm import (
-    binary_linear_reference,
-    binary_matmul_reference,
-    sign_words_reference,
-)
+from kernelkit.reference.binary_gemm import binary_linear_reference, binary_matmul_reference
+from kernelkit.reference.bit_packing import pack_signs_reference
 
 pytest.importorskip("triton")
 
@@ -36,8 +33,8 @@ def test_matmul(m, n, k):
     a, b = signs(m, k, gen=gen), signs(k, n, gen=gen)
     want = binary_matmul_reference(a, b)
     for pack_a, pack_b in itertools.product([False, True], repeat=2):
-        aa = sign_words_reference(a, -1) if pack_a else a
-        bb = sign_words_reference(b, -2) if pack_b else b
+        aa = pack_signs_reference(a, -1) if pack_a else a
+        bb = pack_signs_reference(b, -2) if pack_b else b
         assert torch.equal(kernelkit.binary_matmul(aa, bb, k=k), want)
 
 
@@ -57,7 +54,7 @@ def test_linear(dtype):
     x, w = signs(2, 5, 70, gen=gen, dtype=dtype), signs(12, 70, gen=gen, dtype=dtype)
     scale = torch.rand(12, generator=gen).to(dtype)
     bias = torch.randn(12, generator=gen).to(dtype)
-    for weight in (w, sign_words_reference(w)):
+    for weight in (w, pack_signs_reference(w)):
         for sc, bi in ((None, None), (scale, bias), (0.25, None), (None, bias)):
             got = kernelkit.binary_linear(x, weight, bi, scale=sc)
             want = binary_linear_reference(x, w, bi, sc)

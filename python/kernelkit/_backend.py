@@ -54,6 +54,23 @@ def resolve_backend(op: str, device: torch.device) -> str:
     return name
 
 
+def plain_eager(*tensors: torch.Tensor | None) -> bool:
+    """Whether an op's forward may run without the dispatcher: plain CPU tensors, eager mode,
+    no gradient to record, no dispatch mode or functorch transform to honour. On small calls
+    the dispatcher's 10-20 us are most of the time (binary_linear at M = 1, pack_signs of a
+    small tensor)."""
+    if torch.compiler.is_compiling() or torch._C._len_torch_dispatch_stack() > 0:
+        return False
+    if torch._C._are_functorch_transforms_active():
+        return False
+    grad = torch.is_grad_enabled()
+    for t in tensors:
+        if t is not None and (type(t) is not torch.Tensor or t.device.type != "cpu"
+                              or (grad and t.requires_grad)):
+            return False
+    return True
+
+
 def triton_kernels(family: str):  # noqa: ANN201  (a module)
     """Imports kernelkit.kernels.<family> lazily, with a clear error if triton is missing."""
     try:

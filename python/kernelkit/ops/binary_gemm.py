@@ -17,9 +17,10 @@ import operator
 import torch
 
 from .. import _native
-from .._backend import resolve_backend, triton_kernels
+from .._backend import plain_eager, resolve_backend, triton_kernels
 from .._native import _C
-from ..reference.binary_gemm import signs_reference, words_to_signs_reference
+from ..reference.binary_gemm import signs_reference
+from ..reference.bit_packing import unpack_signs_reference
 from .half_gemm import _batched_views
 
 FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
@@ -107,7 +108,7 @@ def _gemm_into(a: torch.Tensor, b: torch.Tensor, k: int, out: torch.Tensor,
         except ValueError as err:
             _raise_nan(err, names, op)
     else:
-        exact = _signs(a, k, -1, torch.float64) @ _signs(b, k, -2, torch.float64)
+        exact = _reference_signs(a, k, -1) @ _reference_signs(b, k, -2)
         if scale is not None:
             exact = exact * scale.double()
         elif scale_value != 1.0:
@@ -117,15 +118,34 @@ def _gemm_into(a: torch.Tensor, b: torch.Tensor, k: int, out: torch.Tensor,
         out.copy_(exact)
 
 
-def _signs(t: torch.Tensor, k: int, dim: int, dtype: torch.dtype) -> torch.Tensor:
-    """The +-1 values of an operand (dim: its K dim): binarized floats, or packed words
-    unpacked along dim. A NaN raises the C++ kernel's error for that operand."""
+def _reference_signs(t: torch.Tensor, k: int, dim: int) -> torch.Tensor:
+    """The +-1 values of an operand in float64 from the references (dim: its K dim):
+    binarized floats, or packed words unpacked along dim. A NaN raises the C++ kernel's error
+    for that operand."""
     if t.dtype == torch.int32:
-        return words_to_signs_reference(t, k, dim, dtype)
+        return unpack_signs_reference(t, k, dim, torch.float64)
     try:
-        return signs_reference(t, dtype)
+        return signs_reference(t, torch.float64)
     except ValueError:
         raise ValueError(f"binary_gemm: {'a' if dim == -1 else 'b'} contains NaN") from None
+
+
+def _sign_bits(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """What the backward keeps of an operand: its sign words along its K dim (dim), 1/32 of
+    a float32 operand; packed operands as they are. Under torch.compile the operand itself:
+    AOTAutograd does not trace ops run in setup_context (its partitioner picks what to save),
+    so the backward then binarizes it (_signs takes either)."""
+    if t.dtype == torch.int32 or torch.compiler.is_compiling():
+        return t
+    return torch.ops.kernelkit.pack_signs(t, dim)
+
+
+def _signs(bits: torch.Tensor, k: int, dim: int, dtype: torch.dtype) -> torch.Tensor:
+    """The +-1 values of a saved operand (sign words with k bits along dim, or the float
+    operand itself, see _sign_bits) in dtype, for the backward GEMMs."""
+    if bits.dtype != torch.int32:
+        return torch.where(bits < 0, -1.0, 1.0).to(dtype)
+    return torch.ops.kernelkit.unpack_signs(bits, k, dim, dtype)
 
 
 # ---- binary_matmul -------------------------------------------------------------------------
@@ -210,48 +230,65 @@ def _sum_to(t: torch.Tensor, shape: torch.Size, dtype: torch.dtype) -> torch.Ten
 
 torch.library.define(
     "kernelkit::binary_matmul_backward",
-    "(Tensor grad, Tensor a, Tensor b, int k, bool need_a, bool need_b) -> (Tensor, Tensor)")
+    "(Tensor grad, Tensor a_bits, Tensor b_bits, int k, bool need_a, bool need_b) -> "
+    "(Tensor, Tensor)")
 
 
 @torch.library.impl("kernelkit::binary_matmul_backward", ("cpu", "cuda"))
-def _binary_matmul_backward_impl(grad: torch.Tensor, a: torch.Tensor, b: torch.Tensor, k: int,
-                                 need_a: bool, need_b: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _binary_matmul_backward_impl(grad: torch.Tensor, a_bits: torch.Tensor, b_bits: torch.Tensor,
+                                 k: int, need_a: bool,
+                                 need_b: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradients of the float operands from their sign words (a_bits (..., M, ceil(k/32)),
+    b_bits (..., ceil(k/32), N)), in the compute dtype and the broadcast batch shape of grad
+    (the autograd formula sums them to the operands' shapes)."""
     compute = _compute_dtype(grad.dtype)
     g = grad.to(compute)
     grad_a = grad_b = grad.new_empty(0)
     if need_a:
-        sb = _signs(b, k, -2, compute)
-        grad_a = _sum_to(g @ sb.mT, a.shape, a.dtype)
+        grad_a = g @ _signs(b_bits, k, -2, compute).mT
     if need_b:
-        sa = _signs(a, k, -1, compute)
-        grad_b = _sum_to(sa.mT @ g, b.shape, b.dtype)
+        grad_b = _signs(a_bits, k, -1, compute).mT @ g
     return grad_a, grad_b
 
 
 @torch.library.register_fake("kernelkit::binary_matmul_backward")
-def _binary_matmul_backward_fake(grad: torch.Tensor, a: torch.Tensor, b: torch.Tensor, k: int,
-                                 need_a: bool, need_b: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _binary_matmul_backward_fake(grad: torch.Tensor, a_bits: torch.Tensor, b_bits: torch.Tensor,
+                                 k: int, need_a: bool,
+                                 need_b: bool) -> tuple[torch.Tensor, torch.Tensor]:
     empty = grad.new_empty(0)
-    return (a.new_empty(a.shape) if need_a else empty), (b.new_empty(b.shape) if need_b else empty)
+    compute = _compute_dtype(grad.dtype)
+    return (grad.new_empty((*grad.shape[:-1], k), dtype=compute) if need_a else empty,
+            grad.new_empty((*grad.shape[:-2], k, grad.shape[-1]), dtype=compute) if need_b
+            else empty)
 
 
 def _binary_matmul_setup(ctx, inputs, output) -> None:  # noqa: ANN001
     a, b, k, _ = inputs
-    ctx.save_for_backward(a, b)
+    # Sign words, not the float operands: the backward needs only the signs.
+    needs = ctx.needs_input_grad
+    ctx.save_for_backward(_sign_bits(a, -1) if needs[1] else None,
+                          _sign_bits(b, -2) if needs[0] else None)
     ctx.k = k
+    ctx.dtypes = (a.dtype, b.dtype)
+    ctx.shapes = (a.shape, b.shape)
     if not output.is_floating_point():  # int32 counts carry no gradient
         ctx.mark_non_differentiable(output)
 
 
 def _binary_matmul_backward(ctx, grad: torch.Tensor):  # noqa: ANN001, ANN202
-    a, b = ctx.saved_tensors
-    need_a = ctx.needs_input_grad[0] and a.dtype != torch.int32
-    need_b = ctx.needs_input_grad[1] and b.dtype != torch.int32
+    a_bits, b_bits = ctx.saved_tensors
+    a_dtype, b_dtype = ctx.dtypes
+    need_a = ctx.needs_input_grad[0] and a_dtype != torch.int32
+    need_b = ctx.needs_input_grad[1] and b_dtype != torch.int32
     if not (need_a or need_b):
         return None, None, None, None
-    grad_a, grad_b = torch.ops.kernelkit.binary_matmul_backward(grad, a, b, ctx.k, need_a,
-                                                                need_b)
-    return (grad_a if need_a else None), (grad_b if need_b else None), None, None
+    empty = grad.new_empty(0, dtype=torch.int32)
+    grad_a, grad_b = torch.ops.kernelkit.binary_matmul_backward(
+        grad, empty if a_bits is None else a_bits, empty if b_bits is None else b_bits, ctx.k,
+        need_a, need_b)
+    a_shape, b_shape = ctx.shapes
+    return (_sum_to(grad_a, a_shape, a_dtype) if need_a else None,
+            _sum_to(grad_b, b_shape, b_dtype) if need_b else None, None, None)
 
 
 torch.library.register_autograd("kernelkit::binary_matmul", _binary_matmul_backward,
@@ -285,22 +322,6 @@ def binary_matmul(a: torch.Tensor, b: torch.Tensor, *, k: int | None = None,
 
 
 # ---- binary_linear -------------------------------------------------------------------------
-
-def _plain_eager(*tensors: torch.Tensor | None) -> bool:
-    """Whether the op's forward may run without the dispatcher: plain tensors, eager mode, no
-    gradient to record, no dispatch mode or functorch transform to honour. At M = 1 the
-    dispatcher's 10-20 us are most of the call (the kernel streams 2 MiB in about 20 us)."""
-    if torch.compiler.is_compiling() or torch._C._len_torch_dispatch_stack() > 0:
-        return False
-    if torch._C._are_functorch_transforms_active():
-        return False
-    grad = torch.is_grad_enabled()
-    for t in tensors:
-        if t is not None and (type(t) is not torch.Tensor or t.device.type != "cpu"
-                              or (grad and t.requires_grad)):
-            return False
-    return True
-
 
 def _check_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                   scale: torch.Tensor | None) -> None:
@@ -390,28 +411,32 @@ def _binary_linear_fake(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
 
 torch.library.define(
     "kernelkit::binary_linear_backward",
-    "(Tensor grad, Tensor x, Tensor weight, Tensor? scale, float scale_value, bool need_x, "
-    "bool need_weight, bool need_scale, bool need_bias) -> (Tensor, Tensor, Tensor, Tensor)")
+    "(Tensor grad, Tensor x_bits, Tensor weight_bits, int k, Tensor? scale, float scale_value, "
+    "bool need_x, bool need_weight, bool need_scale, bool need_bias) -> "
+    "(Tensor, Tensor, Tensor, Tensor)")
 
 
 @torch.library.impl("kernelkit::binary_linear_backward", ("cpu", "cuda"))
 def _binary_linear_backward_impl(
-        grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor | None,
-        scale_value: float, need_x: bool, need_weight: bool, need_scale: bool,
-        need_bias: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    k = x.shape[-1]
+        grad: torch.Tensor, x_bits: torch.Tensor, weight_bits: torch.Tensor, k: int,
+        scale: torch.Tensor | None, scale_value: float, need_x: bool, need_weight: bool,
+        need_scale: bool, need_bias: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gradients in the compute dtype from the sign words of x (rows, ceil(k/32)) and of the
+    weight (out_features, ceil(k/32)); grad_x (..., k) in grad's dtype (x's)."""
     compute = _compute_dtype(grad.dtype)
-    g2 = grad.reshape(-1, weight.shape[0]).to(compute)
+    g2 = grad.reshape(-1, weight_bits.shape[0]).to(compute)
     empty = grad.new_empty(0)
     grad_x = grad_w = grad_scale = grad_bias = empty
     if need_x or need_weight:
         gs = g2 * (scale.to(compute) if scale is not None else scale_value)
         if need_x:
-            grad_x = (gs @ _signs(weight, k, -1, compute)).to(x.dtype).view(x.shape)
+            grad_x = (gs @ _signs(weight_bits, k, -1, compute)).to(grad.dtype).view(
+                *grad.shape[:-1], k)
         if need_weight:
-            grad_w = (gs.t() @ _signs(x.reshape(-1, k), k, -1, compute)).to(weight.dtype)
+            grad_w = gs.t() @ _signs(x_bits, k, -1, compute)
     if need_scale:
-        dot = torch.ops.kernelkit.binary_matmul(x.reshape(-1, k), weight.t(), k, compute)
+        dot = torch.ops.kernelkit.binary_matmul(x_bits, weight_bits.t(), k, compute)
         grad_scale = (g2 * dot).sum(0).to(scale.dtype)
     if need_bias:
         grad_bias = g2.sum(0)
@@ -420,34 +445,40 @@ def _binary_linear_backward_impl(
 
 @torch.library.register_fake("kernelkit::binary_linear_backward")
 def _binary_linear_backward_fake(
-        grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor | None,
-        scale_value: float, need_x: bool, need_weight: bool, need_scale: bool,
-        need_bias: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        grad: torch.Tensor, x_bits: torch.Tensor, weight_bits: torch.Tensor, k: int,
+        scale: torch.Tensor | None, scale_value: float, need_x: bool, need_weight: bool,
+        need_scale: bool, need_bias: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     empty = grad.new_empty(0)
     compute = _compute_dtype(grad.dtype)
-    n = weight.shape[0]
-    return (x.new_empty(x.shape) if need_x else empty,
-            weight.new_empty(weight.shape) if need_weight else empty,
+    n = weight_bits.shape[0]
+    return (grad.new_empty((*grad.shape[:-1], k)) if need_x else empty,
+            grad.new_empty((n, k), dtype=compute) if need_weight else empty,
             scale.new_empty((n,)) if need_scale else empty,
             grad.new_empty((n,), dtype=compute) if need_bias else empty)
 
 
 def _binary_linear_setup(ctx, inputs, output) -> None:  # noqa: ANN001
     x, weight, bias, scale, scale_value = inputs
-    ctx.save_for_backward(x, weight, scale)
+    # Sign words of x and of the weight (1/32 of float32), not the float operands.
+    ctx.save_for_backward(_sign_bits(x.reshape(-1, x.shape[-1]), -1), _sign_bits(weight, -1),
+                          scale)
+    ctx.k = int(x.shape[-1])
     ctx.scale_value = scale_value
+    ctx.weight_dtype = weight.dtype
     ctx.bias_dtype = None if bias is None else bias.dtype
 
 
 def _binary_linear_backward(ctx, grad: torch.Tensor):  # noqa: ANN001, ANN202
-    x, weight, scale = ctx.saved_tensors
+    x_bits, weight_bits, scale = ctx.saved_tensors
     need_x, need_w, need_b, need_s = ctx.needs_input_grad[:4]
-    need_w = need_w and weight.dtype != torch.int32
+    need_w = need_w and ctx.weight_dtype != torch.int32
     if not (need_x or need_w or need_b or need_s):
         return None, None, None, None, None
     gx, gw, gs, gb = torch.ops.kernelkit.binary_linear_backward(
-        grad, x, weight, scale, ctx.scale_value, need_x, need_w, need_s, need_b)
-    return (gx if need_x else None, gw if need_w else None,
+        grad, x_bits, weight_bits, ctx.k, scale, ctx.scale_value, need_x, need_w, need_s,
+        need_b)
+    return (gx if need_x else None, gw.to(ctx.weight_dtype) if need_w else None,
             gb.to(ctx.bias_dtype) if need_b else None, gs if need_s else None, None)
 
 
@@ -486,6 +517,6 @@ def binary_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
                             f"tensor; got {scale!r}")
         scale_value = float(scale)
     _check_linear(x, weight, bias, scale_tensor)
-    if _plain_eager(x, weight, bias, scale_tensor):
+    if plain_eager(x, weight, bias, scale_tensor):
         return _linear(x, weight, bias, scale_tensor, scale_value)
     return torch.ops.kernelkit.binary_linear(x, weight, bias, scale_tensor, scale_value)

@@ -14,7 +14,7 @@ import operator
 import torch
 
 from .. import _native
-from .._backend import resolve_backend, triton_kernels
+from .._backend import plain_eager, resolve_backend, triton_kernels
 from .._native import _C
 from ..reference.bit_packing import pack_signs_reference, unpack_signs_reference
 
@@ -216,16 +216,6 @@ def _unpack_signs_fake(words: torch.Tensor, n: int, dim: int, dtype: torch.dtype
     return words.new_empty(_packed_shape(words.shape, dim, n), dtype=dtype)
 
 
-def _plain_eager(t: torch.Tensor) -> bool:
-    """Whether a call may skip the dispatcher (about 10 us, most of a small call): a plain CPU
-    tensor in eager mode with no dispatch mode or functorch transform to honour. Neither op
-    has a gradient, so autograd needs nothing from the dispatcher."""
-    return (type(t) is torch.Tensor and t.device.type == "cpu"
-            and not torch.compiler.is_compiling()
-            and torch._C._len_torch_dispatch_stack() == 0
-            and not torch._C._are_functorch_transforms_active())
-
-
 def pack_signs(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """Signs of ``x`` packed along ``dim`` into int32 words (larq-compute-engine's layout).
 
@@ -244,7 +234,7 @@ def pack_signs(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
         ValueError: x contains NaN (found by the kernel on its way, not by a separate pass).
     """
     dim = check_pack_args(x, dim)
-    if _plain_eager(x):
+    if plain_eager(x):
         return _pack(x, dim)
     return torch.ops.kernelkit.pack_signs(x, dim)
 
@@ -265,6 +255,6 @@ def unpack_signs(
         is set, +1 elsewhere, so ``unpack_signs(pack_signs(x), n) == where(x < 0, -1, 1)``.
     """
     dim = check_unpack_args(words, n, dim, dtype)
-    if _plain_eager(words):
+    if plain_eager(words):
         return _unpack(words, n, dim, dtype)
     return torch.ops.kernelkit.unpack_signs(words, n, dim, dtype)

@@ -1,11 +1,13 @@
 """References for the XNOR-popcount products, from their definitions: float64 products of the
-signs (sign(0) = +1), and the packed-bit layout (int32 words, LSB first, bit = 1 where x < 0)
-read back bit by bit."""
+signs (sign(0) = +1); packed operands (int32 words, LSB first, bit = 1 where x < 0) are read
+back by the bit-packing reference."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from .bit_packing import unpack_signs_reference
 
 
 def signs_reference(x: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
@@ -15,29 +17,9 @@ def signs_reference(x: torch.Tensor, dtype: torch.dtype = torch.float64) -> torc
     return torch.where(x < 0, -1.0, 1.0).to(dtype)
 
 
-def sign_words_reference(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    """The signs of x packed along dim: int32 words, bit j of word w = element 32 w + j,
-    1 where x < 0, the last word padded with 0 bits. Shape: x's with dim -> ceil(n / 32)."""
-    bits = (signs_reference(x, torch.float64) < 0).movedim(dim, -1).to(torch.int64)
-    n = bits.shape[-1]
-    bits = F.pad(bits, (0, -n % 32)).reshape(*bits.shape[:-1], (n + 31) // 32, 32)
-    words = (bits << torch.arange(32)).sum(-1)  # < 2**32, exact in int64
-    words = torch.where(words >= 2**31, words - 2**32, words).to(torch.int32)
-    return words.movedim(-1, dim).contiguous()
-
-
-def words_to_signs_reference(words: torch.Tensor, n: int, dim: int = -1,
-                             dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """The inverse of sign_words_reference: n values of +-1 along dim, in dtype."""
-    w = words.movedim(dim, -1).to(torch.int64) & 0xFFFFFFFF
-    bits = (w.unsqueeze(-1) >> torch.arange(32, device=words.device)) & 1
-    bits = bits.reshape(*w.shape[:-1], 32 * w.shape[-1])[..., :n]
-    return (1 - 2 * bits).to(dtype).movedim(-1, dim)
-
-
 def _operand_signs(t: torch.Tensor, k: int, dim: int) -> torch.Tensor:
     if t.dtype == torch.int32:
-        return words_to_signs_reference(t, k, dim)
+        return unpack_signs_reference(t, k, dim, torch.float64)
     return signs_reference(t)
 
 

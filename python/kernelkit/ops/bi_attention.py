@@ -20,6 +20,7 @@ import torch
 
 from .._backend import resolve_backend
 from ..reference.bi_attention import bi_attention_reference
+from .binary_gemm import _sum_to
 
 FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 OP = "bi_attention"
@@ -206,14 +207,6 @@ def _backward_fake(grad: torch.Tensor, q_bits: torch.Tensor, k_bits: torch.Tenso
             grad.new_empty((*batch, lk, d), dtype=compute),
             grad.new_empty((*batch, lk, dv), dtype=compute),
             grad.new_empty((*batch, lq, lk), dtype=compute))
-
-
-def _sum_to(t: torch.Tensor, shape: torch.Size, dtype: torch.dtype) -> torch.Tensor:
-    """The gradient of a broadcast operand: t summed over the dims it was broadcast along."""
-    lead = t.dim() - len(shape)
-    dims = [i for i in range(t.dim()) if i < lead or (shape[i - lead] == 1 and t.shape[i] != 1)]
-    summed = t.sum(dims, keepdim=True) if dims else t
-    return summed.reshape(shape).to(dtype)
 
 
 def _setup(ctx, inputs, output) -> None:  # noqa: ANN001

@@ -7,6 +7,7 @@ tensors go to Triton kernels. ``use_backend`` forces one implementation.
 from . import nn, reference
 from ._backend import use_backend
 from ._native import build_info
+from .ops.binary_conv2d import binary_conv2d
 from .ops.binary_gemm import binary_linear, binary_matmul
 from .ops.bit_packing import pack_signs, unpack_signs
 from .ops.delta_rule import delta_rule
@@ -20,6 +21,7 @@ from .ops.selective_state_update import selective_state_update
 __version__ = "0.1.0"
 
 __all__ = [
+    "binary_conv2d",
     "binary_linear",
     "binary_matmul",
     "build_info",

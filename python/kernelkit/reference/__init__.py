@@ -1,5 +1,6 @@
 """Plain-PyTorch references written from the math: the oracles for tests and benchmarks."""
 
+from .binary_conv2d import binary_conv2d_reference
 from .binary_gemm import binary_linear_reference, binary_matmul_reference
 from .bit_packing import pack_signs_reference, unpack_signs_reference
 from .hadamard import fwht_reference, hadamard_matrix
@@ -8,6 +9,7 @@ from .linear_scan import linear_scan_reference
 from .selective_scan import selective_scan_reference
 
 __all__ = [
+    "binary_conv2d_reference",
     "binary_linear_reference",
     "binary_matmul_reference",
     "fwht_reference",

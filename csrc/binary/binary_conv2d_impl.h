@@ -81,8 +81,10 @@ struct PatchB {
 // only, those of a column on ow only). Class 0 of rows and columns is "no tap padded" when
 // such a row / column exists.
 struct PadClasses {
-  std::vector<int32_t> pixel_class;        // (P,)
-  std::vector<std::vector<char>> rows, cols;  // per class: valid[dy] / valid[dx]
+  std::vector<int32_t> pixel_class;           // (P,)
+  std::vector<std::vector<char>> rows, cols;  // per row / column class: valid[dy] / valid[dx]
+  std::vector<int32_t> padded, first;         // class c's padded taps: padded[first[c] ..
+                                              // first[c + 1])
   int64_t count() const { return int64_t(rows.size() * cols.size()); }
 };
 
@@ -112,6 +114,14 @@ inline PadClasses pad_classes(const BinaryConv2dArgs& g) {
     for (int64_t ow = 0; ow < g.OW; ++ow)
       pc.pixel_class[size_t(oh * g.OW + ow)] =
           r[size_t(oh)] * int32_t(pc.cols.size()) + c[size_t(ow)];
+  for (int64_t k = 0; k < pc.count(); ++k) {
+    pc.first.push_back(int32_t(pc.padded.size()));
+    const std::vector<char>& vr = pc.rows[size_t(k) / pc.cols.size()];
+    const std::vector<char>& vc = pc.cols[size_t(k) % pc.cols.size()];
+    for (int64_t t = 0; t < g.KH * g.KW; ++t)
+      if (!(vr[size_t(t / g.KW)] && vc[size_t(t % g.KW)])) pc.padded.push_back(int32_t(t));
+  }
+  pc.first.push_back(int32_t(pc.padded.size()));
   return pc;
 }
 
@@ -138,15 +148,17 @@ template <class TO> struct ConvEpilogue {
       const int32_t* n = counts + i * ldc;
       TO* dst = out + o * P + j0;
       const S s = scale[o * scale_stride], b = bias[o * bias_stride];
+      // The integer sums first (a gather of the corrections), then one fma each: both loops
+      // vectorize.
+      int32_t dot[NR];
       if (corr) {
         const int32_t* cr = corr + o * classes;
         const int32_t* pcls = pixel_class + j0;
-        for (int64_t j = 0; j < cols; ++j)
-          dst[j] = StoreAs<TO>::from(std::fma(S(K - 2 * n[j] - cr[pcls[j]]), s, b));
+        for (int64_t j = 0; j < cols; ++j) dot[j] = K - 2 * n[j] - cr[pcls[j]];
       } else {
-        for (int64_t j = 0; j < cols; ++j)
-          dst[j] = StoreAs<TO>::from(std::fma(S(K - 2 * n[j]), s, b));
+        for (int64_t j = 0; j < cols; ++j) dot[j] = K - 2 * n[j];
       }
+      for (int64_t j = 0; j < cols; ++j) dst[j] = StoreAs<TO>::from(std::fma(S(dot[j]), s, b));
     }
   }
 };
@@ -244,18 +256,17 @@ bool binarize_weight(const BinaryConv2dArgs& g, const Geometry& ge, int64_t o0, 
 }
 
 // corr[o, class] = sum over the class's padded taps of wsum[o, tap], for o in [o0, o1).
-inline void pad_corrections(const BinaryConv2dArgs& g, const Geometry& ge, const PadClasses& pc,
-                            const int32_t* wsum, int64_t o0, int64_t o1, int32_t* corr) {
-  const int64_t ncols = int64_t(pc.cols.size());
-  for (int64_t o = o0; o < o1; ++o)
+inline void pad_corrections(const Geometry& ge, const PadClasses& pc, const int32_t* wsum,
+                            int64_t o0, int64_t o1, int32_t* corr) {
+  for (int64_t o = o0; o < o1; ++o) {
+    const int32_t* ws = wsum + o * ge.taps;
     for (int64_t c = 0; c < pc.count(); ++c) {
-      const std::vector<char>& vr = pc.rows[size_t(c / ncols)];
-      const std::vector<char>& vc = pc.cols[size_t(c % ncols)];
       int32_t sum = 0;
-      for (int64_t t = 0; t < ge.taps; ++t)
-        if (!(vr[size_t(t / g.KW)] && vc[size_t(t % g.KW)])) sum += wsum[o * ge.taps + t];
+      for (int32_t q = pc.first[size_t(c)]; q < pc.first[size_t(c) + 1]; ++q)
+        sum += ws[pc.padded[size_t(q)]];
       corr[o * pc.count() + c] = sum;
     }
+  }
 }
 
 // ---- one call ----
@@ -326,7 +337,7 @@ template <class TO> void run_typed(const BinaryConv2dArgs& g) {
           nan_w[bt] = binarize_weight<T>(g, ge, o0, o1, wbits, wsum);
         });
       }
-      if (correct) pad_corrections(g, ge, pc, wsum, o0, o1, corr);
+      if (correct) pad_corrections(ge, pc, wsum, o0, o1, corr);
     }
 #pragma omp barrier
 #pragma omp single

@@ -43,32 +43,35 @@ struct Geometry {
 
 // ---- the B operand: output pixels' patches gathered from the bit image ----
 
-// img: one (image, group)'s bits, (H, W, cw) 64-bit words (channel words of a pixel
-// contiguous). Column p of B is output pixel p; its k-word k = tap * cw + c is channel word c
-// of the input pixel under tap, zero (+1 signs) where that pixel is padding.
+// img: one (image, group)'s bits, (H * W + 1, cw) 64-bit words (channel words of a pixel
+// contiguous; the extra pixel is zero). Column p of B is output pixel p; its k-word
+// k = tap * cw + c is channel word c of the input pixel under tap, or of the zero pixel (+1
+// signs) where the tap reads padding. Per tap, each column's source pixel is found once, then
+// the sliver is written k-word by k-word (contiguous stores; the reads hit a bit image of
+// H * W * C / 8 bytes, in L1 for the usual layer sizes).
 struct PatchB {
   const uint64_t* img;
   int64_t H, W, OW, cw, KW, sh, sw, ph, pw, dh, dw;
   void pack(int64_t kw0, int64_t kwc, int64_t j0, int64_t cols, uint64_t* out) const {
+    int64_t ih0[NR], iw0[NR], off[NR];
     for (int64_t j = 0; j < NR; ++j) {
-      if (j >= cols) {
-        for (int64_t k = 0; k < kwc; ++k) out[k * NR + j] = 0;
-        continue;
+      const int64_t p = j0 + std::min(j, cols - 1);
+      ih0[j] = p / OW * sh - ph;
+      iw0[j] = p % OW * sw - pw;
+    }
+    const int64_t zero = H * W * cw;
+    int64_t tap = kw0 / cw, c = kw0 % cw;
+    for (int64_t k = 0; k < kwc; ++tap, c = 0) {
+      const int64_t dy = tap / KW * dh, dx = tap % KW * dw;
+      for (int64_t j = 0; j < NR; ++j) {
+        const int64_t ih = ih0[j] + dy, iw = iw0[j] + dx;
+        const bool inside = j < cols && ih >= 0 && ih < H && iw >= 0 && iw < W;
+        off[j] = inside ? (ih * W + iw) * cw : zero;
       }
-      const int64_t p = j0 + j, ih0 = p / OW * sh - ph, iw0 = p % OW * sw - pw;
-      int64_t tap = kw0 / cw, c = kw0 % cw;
-      for (int64_t k = 0; k < kwc;) {
-        const int64_t ih = ih0 + tap / KW * dh, iw = iw0 + tap % KW * dw;
-        const int64_t n = std::min(cw - c, kwc - k);
-        if (ih >= 0 && ih < H && iw >= 0 && iw < W) {
-          const uint64_t* src = img + (ih * W + iw) * cw + c;
-          for (int64_t q = 0; q < n; ++q) out[(k + q) * NR + j] = src[q];
-        } else {
-          for (int64_t q = 0; q < n; ++q) out[(k + q) * NR + j] = 0;
-        }
-        k += n;
-        c = 0;
-        ++tap;
+      const int64_t n = std::min(cw - c, kwc - k);
+      for (int64_t q = 0; q < n; ++q, ++k) {
+        uint64_t* dst = out + k * NR;
+        for (int64_t j = 0; j < NR; ++j) dst[j] = img[off[j] + c + q];
       }
     }
   }
@@ -85,6 +88,7 @@ struct PadClasses {
   std::vector<std::vector<char>> rows, cols;  // per row / column class: valid[dy] / valid[dx]
   std::vector<int32_t> padded, first;         // class c's padded taps: padded[first[c] ..
                                               // first[c + 1])
+  std::vector<int32_t> border;                // pixels with a padded tap, ascending
   int64_t count() const { return int64_t(rows.size() * cols.size()); }
 };
 
@@ -122,43 +126,53 @@ inline PadClasses pad_classes(const BinaryConv2dArgs& g) {
       if (!(vr[size_t(t / g.KW)] && vc[size_t(t % g.KW)])) pc.padded.push_back(int32_t(t));
   }
   pc.first.push_back(int32_t(pc.padded.size()));
+  for (int64_t p = 0; p < g.OH * g.OW; ++p) {
+    const int32_t c = pc.pixel_class[size_t(p)];
+    if (pc.first[size_t(c) + 1] > pc.first[size_t(c)]) pc.border.push_back(int32_t(p));
+  }
   return pc;
 }
 
 // ---- the epilogue ----
 
-// out[o, p] = (taps * Cg - 2 count - corr[o, class(p)]) * scale[o] + bias[o], one fma in S.
+// out[o, p] = (taps * Cg - 2 count - corr[o, class(p)]) * scale[o] + bias[o], one fma in S;
+// corr is nonzero only on the border pixels (a few of a layer's), subtracted from those alone.
 template <class TO> struct ConvEpilogue {
   using S = ComputeOf<TO>;
   TO* out;  // this entry's (Og, P) block
   int64_t P;
   int32_t K;
-  const int32_t* corr;  // (Og, classes) or null (no padded taps counted)
-  int64_t classes;
+  const int32_t* corr;  // corr[class * corr_stride + o], or null (no padded taps counted)
+  int64_t corr_stride;
   const int32_t* pixel_class;
+  const int32_t* border;  // border pixels, ascending: border[0 .. borders)
+  int64_t borders;
   const S* scale;
   int64_t scale_stride;
   const S* bias;
   int64_t bias_stride;
 
+  // rows <= MR, cols <= NR (one register tile).
   void store(const int32_t* counts, int64_t ldc, int64_t i0, int64_t j0, int64_t rows,
              int64_t cols) const {
+    int32_t dot[MR][NR];
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t j = 0; j < cols; ++j) dot[i][j] = K - 2 * counts[i * ldc + j];
+    if (corr) {
+      // The border pixels of columns [j0, j0 + cols): their classes' corrections, the tile's
+      // rows contiguous.
+      const int32_t* q = std::lower_bound(border, border + borders, int32_t(j0));
+      for (; q < border + borders && *q < j0 + cols; ++q) {
+        const int32_t* c = corr + pixel_class[*q] * corr_stride + i0;
+        for (int64_t i = 0; i < rows; ++i) dot[i][*q - j0] -= c[i];
+      }
+    }
     for (int64_t i = 0; i < rows; ++i) {
       const int64_t o = i0 + i;
-      const int32_t* n = counts + i * ldc;
-      TO* dst = out + o * P + j0;
       const S s = scale[o * scale_stride], b = bias[o * bias_stride];
-      // The integer sums first (a gather of the corrections), then one fma each: both loops
-      // vectorize.
-      int32_t dot[NR];
-      if (corr) {
-        const int32_t* cr = corr + o * classes;
-        const int32_t* pcls = pixel_class + j0;
-        for (int64_t j = 0; j < cols; ++j) dot[j] = K - 2 * n[j] - cr[pcls[j]];
-      } else {
-        for (int64_t j = 0; j < cols; ++j) dot[j] = K - 2 * n[j];
-      }
-      for (int64_t j = 0; j < cols; ++j) dst[j] = StoreAs<TO>::from(std::fma(S(dot[j]), s, b));
+      TO* dst = out + o * P + j0;
+      for (int64_t j = 0; j < cols; ++j)
+        dst[j] = StoreAs<TO>::from(std::fma(S(dot[i][j]), s, b));
     }
   }
 };
@@ -193,7 +207,8 @@ inline XPass x_pass(const BinaryConv2dArgs& g) {
   return xp;
 }
 
-// Items [i0, i1) of the x pass into img ((N, groups, H, W, cw) 64-bit words). Returns NaN seen.
+// Items [i0, i1) of the x pass into img ((N, groups, H * W + 1, cw) 64-bit words; the last
+// pixel of each image is the zero pixel, cleared by the caller). Returns NaN seen.
 template <class T>
 bool binarize_x(const BinaryConv2dArgs& g, const Geometry& ge, const XPass& xp, int64_t i0,
                 int64_t i1, uint64_t* img) {
@@ -208,7 +223,7 @@ bool binarize_x(const BinaryConv2dArgs& g, const Geometry& ge, const XPass& xp, 
     const FloatLines<T> lines{x + n * g.x_strides[0] + grp * ge.Cg * g.x_strides[1] +
                                   h * g.x_strides[2],
                               g.x_strides[3], g.x_strides[1], ge.Cg};
-    int32_t* dst = bits + ((ng * g.H + h) * g.W) * ge.cw * 2;
+    int32_t* dst = bits + (ng * (g.H * g.W + 1) + h * g.W) * ge.cw * 2;
     const int64_t l0 = chunk * kChunk, l1 = std::min(xp.lines, l0 + kChunk);
     nan |= binarize_lines(lines, l0, l1, dst, ge.cw * 2, 1);
     if (odd)
@@ -218,7 +233,7 @@ bool binarize_x(const BinaryConv2dArgs& g, const Geometry& ge, const XPass& xp, 
 }
 
 // Output channels [o0, o1) of the weight into sign lines wbits (O, taps, cw) 64-bit words
-// and their sums wsum (O, taps) = sum over channels of sign(w). Returns NaN seen.
+// and their sums wsum (taps, O) = sum over channels of sign(w). Returns NaN seen.
 template <class T>
 bool binarize_weight(const BinaryConv2dArgs& g, const Geometry& ge, int64_t o0, int64_t o1,
                      uint64_t* wbits, int32_t* wsum) {
@@ -249,22 +264,22 @@ bool binarize_weight(const BinaryConv2dArgs& g, const Geometry& ge, int64_t o0, 
       if (words % 2) line[t * stride + stride - 1] = 0;
       int64_t neg = 0;
       for (int64_t q = 0; q < words; ++q) neg += popcount_word(uint32_t(line[t * stride + q]));
-      wsum[o * ge.taps + t] = int32_t(ge.Cg - 2 * neg);
+      wsum[t * g.O + o] = int32_t(ge.Cg - 2 * neg);
     }
   }
   return nan;
 }
 
-// corr[o, class] = sum over the class's padded taps of wsum[o, tap], for o in [o0, o1).
-inline void pad_corrections(const Geometry& ge, const PadClasses& pc, const int32_t* wsum,
-                            int64_t o0, int64_t o1, int32_t* corr) {
-  for (int64_t o = o0; o < o1; ++o) {
-    const int32_t* ws = wsum + o * ge.taps;
-    for (int64_t c = 0; c < pc.count(); ++c) {
-      int32_t sum = 0;
-      for (int32_t q = pc.first[size_t(c)]; q < pc.first[size_t(c) + 1]; ++q)
-        sum += ws[pc.padded[size_t(q)]];
-      corr[o * pc.count() + c] = sum;
+// corr[class * O + o] = sum over the class's padded taps of wsum[tap * O + o], for o in
+// [o0, o1): contiguous runs of output channels (vectorized).
+inline void pad_corrections(const PadClasses& pc, const int32_t* wsum, int64_t O, int64_t o0,
+                            int64_t o1, int32_t* corr) {
+  for (int64_t c = 0; c < pc.count(); ++c) {
+    int32_t* dst = corr + c * O;
+    std::fill(dst + o0, dst + o1, 0);
+    for (int32_t q = pc.first[size_t(c)]; q < pc.first[size_t(c) + 1]; ++q) {
+      const int32_t* ws = wsum + pc.padded[size_t(q)] * O;
+      for (int64_t o = o0; o < o1; ++o) dst[o] += ws[o];
     }
   }
 }
@@ -298,7 +313,8 @@ template <class TO> void run_typed(const BinaryConv2dArgs& g) {
   }
   // All scratch before the parallel region: bit image, weight lines, sums, corrections, then
   // the per-thread core blocks.
-  const int64_t img_words = entries * g.H * g.W * ge.cw, w_words = g.O * ge.taps * ge.cw;
+  const int64_t pixels = g.H * g.W + 1;  // and the zero pixel
+  const int64_t img_words = entries * pixels * ge.cw, w_words = g.O * ge.taps * ge.cw;
   const int64_t sum_words = ceil_div(g.O * ge.taps, 2);
   const int64_t corr_words = correct ? ceil_div(g.O * pc.count(), 2) : 0;
   Scratch<uint64_t, kSlotBits> bits_scratch;
@@ -306,6 +322,8 @@ template <class TO> void run_typed(const BinaryConv2dArgs& g) {
   uint64_t* wbits = img + img_words;
   int32_t* wsum = reinterpret_cast<int32_t*>(wbits + w_words);
   int32_t* corr = reinterpret_cast<int32_t*>(wbits + w_words + sum_words);
+  for (int64_t e = 0; e < entries; ++e)
+    std::fill_n(img + (e * pixels + g.H * g.W) * ge.cw, ge.cw, uint64_t(0));
   Scratch<uint64_t, kSlotCore> core_scratch;
   uint64_t* scratch = core_scratch.get(per_thread * threads);
 
@@ -337,7 +355,7 @@ template <class TO> void run_typed(const BinaryConv2dArgs& g) {
           nan_w[bt] = binarize_weight<T>(g, ge, o0, o1, wbits, wsum);
         });
       }
-      if (correct) pad_corrections(ge, pc, wsum, o0, o1, corr);
+      if (correct) pad_corrections(pc, wsum, g.O, o0, o1, corr);
     }
 #pragma omp barrier
 #pragma omp single
@@ -350,12 +368,14 @@ template <class TO> void run_typed(const BinaryConv2dArgs& g) {
         const BitsA a{PackedBits{reinterpret_cast<const int32_t*>(wbits) +
                                      grp * ge.Og * ge.line(),
                                  ge.line(), 1, ge.line()}};
-        const PatchB b{img + e * g.H * g.W * ge.cw, g.H, g.W, g.OW, ge.cw, g.KW,
+        const PatchB b{img + e * pixels * ge.cw, g.H, g.W, g.OW, ge.cw, g.KW,
                        g.stride_h, g.stride_w, g.pad_h, g.pad_w, g.dil_h, g.dil_w};
         const ConvEpilogue<TO> ep{static_cast<TO*>(g.out) + (n * g.O + grp * ge.Og) * ge.P,
                                   ge.P, int32_t(ge.taps * ge.Cg),
-                                  correct ? corr + grp * ge.Og * pc.count() : nullptr,
-                                  pc.count(), correct ? pc.pixel_class.data() : nullptr,
+                                  correct ? corr + grp * ge.Og : nullptr, g.O,
+                                  correct ? pc.pixel_class.data() : nullptr,
+                                  correct ? pc.border.data() : nullptr,
+                                  int64_t(pc.border.size()),
                                   scale + grp * ge.Og * ss, ss, bias + grp * ge.Og * bs, bs};
         gemm_share(a, b, ep, plan, sp, bl, ts, part);
       };

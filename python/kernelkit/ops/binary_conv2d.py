@@ -119,9 +119,8 @@ def _per_channel(t: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | N
 def _conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
           scale: torch.Tensor | None, scale_value: float, stride: tuple[int, int],
           padding: tuple[int, int], dilation: tuple[int, int], groups: int,
-          pad_value: float) -> torch.Tensor:
-    """The forward on validated arguments."""
-    shape = _check(x, weight, bias, scale, stride, padding, dilation, groups, pad_value)
+          pad_value: float, shape: tuple[int, ...]) -> torch.Tensor:
+    """The forward on validated arguments (shape: the output's, from _check)."""
     out = torch.empty(shape, dtype=x.dtype, device=x.device)
     if out.numel() == 0:
         return out
@@ -158,8 +157,10 @@ def _binary_conv2d_impl(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
                         scale: torch.Tensor | None, scale_value: float, stride: list[int],
                         padding: list[int], dilation: list[int], groups: int,
                         pad_value: float) -> torch.Tensor:
-    return _conv(x, weight, bias, scale, scale_value, tuple(stride), tuple(padding),
-                 tuple(dilation), groups, pad_value)
+    stride, padding, dilation = tuple(stride), tuple(padding), tuple(dilation)
+    shape = _check(x, weight, bias, scale, stride, padding, dilation, groups, pad_value)
+    return _conv(x, weight, bias, scale, scale_value, stride, padding, dilation, groups,
+                 pad_value, shape)
 
 
 @torch.library.register_fake("kernelkit::binary_conv2d")
@@ -321,9 +322,9 @@ def binary_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     if isinstance(pad_value, bool) or not isinstance(pad_value, numbers.Real):
         raise TypeError(f"{_OP}: pad_value must be 0.0 or 1.0; got {pad_value!r}")
     pad_value = float(pad_value)
-    _check(x, weight, bias, scale_tensor, stride, padding, dilation, groups, pad_value)
+    shape = _check(x, weight, bias, scale_tensor, stride, padding, dilation, groups, pad_value)
     if plain_eager(x, weight, bias, scale_tensor):
         return _conv(x, weight, bias, scale_tensor, scale_value, stride, padding, dilation,
-                     groups, pad_value)
+                     groups, pad_value, shape)
     return torch.ops.kernelkit.binary_conv2d(x, weight, bias, scale_tensor, scale_value,
                                              stride, padding, dilation, groups, pad_value)

@@ -246,12 +246,23 @@ bool binarize_weight(const BinaryConv2dArgs& g, const Geometry& ge, int64_t o0, 
       // Packed words: copied, the tail's padding bits cleared (the kernel relies on them).
       const int32_t* w = static_cast<const int32_t*>(g.weight) + o * g.w_strides[0];
       const uint32_t tail = ge.Cg % 32 ? (uint32_t(1) << (ge.Cg % 32)) - 1 : ~uint32_t(0);
-      for (int64_t t = 0; t < ge.taps; ++t)
-        for (int64_t q = 0; q < words; ++q)
-          line[t * stride + q] = int32_t(
-              uint32_t(w[q * g.w_strides[1] + t / g.KW * g.w_strides[2] +
-                         t % g.KW * g.w_strides[3]]) &
-              (q == words - 1 ? tail : ~uint32_t(0)));
+      // Word-major: the taps of a word are contiguous in pack_signs' (O, words, kh, kw), one
+      // strided run when kh and kw merge.
+      const bool merged = g.w_strides[2] == g.KW * g.w_strides[3];
+      for (int64_t q = 0; q < words; ++q) {
+        const int32_t* wq = w + q * g.w_strides[1];
+        const uint32_t mask = q == words - 1 ? tail : ~uint32_t(0);
+        if (merged) {
+          const int64_t ts = g.w_strides[3];
+          for (int64_t t = 0; t < ge.taps; ++t)
+            line[t * stride + q] = int32_t(uint32_t(wq[t * ts]) & mask);
+        } else {
+          for (int64_t dy = 0, t = 0; dy < g.KH; ++dy)
+            for (int64_t dx = 0; dx < g.KW; ++dx, ++t)
+              line[t * stride + q] =
+                  int32_t(uint32_t(wq[dy * g.w_strides[2] + dx * g.w_strides[3]]) & mask);
+        }
+      }
     } else {
       const T* w = static_cast<const T*>(g.weight) + o * g.w_strides[0];
       for (int64_t dy = 0; dy < g.KH; ++dy) {
@@ -262,8 +273,9 @@ bool binarize_weight(const BinaryConv2dArgs& g, const Geometry& ge, int64_t o0, 
     }
     for (int64_t t = 0; t < ge.taps; ++t) {
       if (words % 2) line[t * stride + stride - 1] = 0;
+      const uint64_t* lw = wbits + o * ge.taps * ge.cw + t * ge.cw;
       int64_t neg = 0;
-      for (int64_t q = 0; q < words; ++q) neg += popcount_word(uint32_t(line[t * stride + q]));
+      for (int64_t q = 0; q < ge.cw; ++q) neg += popcount_word(lw[q]);
       wsum[t * g.O + o] = int32_t(ge.Cg - 2 * neg);
     }
   }

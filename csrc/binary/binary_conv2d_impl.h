@@ -369,11 +369,13 @@ template <class TO> void run_typed(const BinaryConv2dArgs& g) {
       }
       if (correct) pad_corrections(pc, wsum, g.O, o0, o1, corr);
     }
+    // One barrier publishes the bits and the NaN flags; each thread then reads the flags
+    // itself (no second synchronisation: on a loaded machine each one can cost a time slice).
 #pragma omp barrier
-#pragma omp single
-    for (int i = 0; i < 64; ++i) any_nan |= nan_x[i] || nan_w[i];
-    // (the single's implied barrier publishes any_nan and the bits)
-    if (!any_nan) {
+    bool nan_seen = false;
+    for (int i = 0; i < 64; ++i) nan_seen |= nan_x[i] || nan_w[i];
+    if (t == 0) any_nan = nan_seen;
+    if (!nan_seen) {
       const ThreadScratch ts = carve(scratch + per_thread * t, bl);
       auto entry = [&](int64_t e, int part) {
         const int64_t n = e / g.groups, grp = e % g.groups;

@@ -137,6 +137,15 @@ def test_empty_batch_and_views(isa_path):
     check(signs(2, 33, 5, 5, gen=gen), wt, None, 1, 1, packed=True)
 
 
+@pytest.mark.parametrize("where", ["x", "weight"])
+def test_reference_backend_names_the_nan(where):
+    x, w = torch.randn(1, 3, 5, 5), torch.randn(4, 3, 3, 3)
+    (x if where == "x" else w)[0, 0, 0, 0] = float("nan")
+    with kernelkit.use_backend("reference"), pytest.raises(
+            ValueError, match=f"binary_conv2d: {where} contains NaN"):
+        kernelkit.binary_conv2d(x, w)
+
+
 def test_packed_weight_padding_bits_ignored(isa_path):
     gen = torch.Generator().manual_seed(9)
     x, w = signs(1, 33, 5, 5, gen=gen), signs(4, 33, 3, 3, gen=gen)
@@ -327,6 +336,8 @@ def test_bad_input():
         conv(x.to(torch.int32), w)
     with pytest.raises(TypeError, match="weight must be a float tensor or int32"):
         conv(x, w.to(torch.int64))
+    with pytest.raises(ValueError, match="x must have C, H, W >= 1"):
+        conv(torch.randn(2, 0, 5, 5), torch.randn(4, 0, 3, 3))
     with pytest.raises(ValueError, match="x must be 4-D"):
         conv(x[0], w)
     with pytest.raises(ValueError, match="weight must be 4-D"):

@@ -83,8 +83,8 @@ def _check(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
     if o == 0 or kh == 0 or kw == 0:
         raise ValueError(f"{_OP}: weight must have out_channels, kh, kw >= 1; got shape "
                          f"{tuple(weight.shape)}")
-    if h == 0 or w == 0:
-        raise ValueError(f"{_OP}: x must have H, W >= 1; got shape {tuple(x.shape)}")
+    if c == 0 or h == 0 or w == 0:
+        raise ValueError(f"{_OP}: x must have C, H, W >= 1; got shape {tuple(x.shape)}")
     for name, t in (("bias", bias), ("scale", scale)):
         if t is None:
             continue
@@ -140,6 +140,9 @@ def _conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                                                  stride, padding, dilation, groups,
                                                  pad_value == 1.0)
     else:
+        for name, t in (("x", x), ("weight", weight)):
+            if t.is_floating_point() and torch.isnan(t).any():
+                raise ValueError(f"{_OP}: {name} contains NaN, whose sign is undefined")
         out.copy_(binary_conv2d_reference(x, weight, bias, stride, padding, dilation, groups,
                                           pad_value=pad_value,
                                           scale=scale if scale is not None else scale_value))

@@ -278,6 +278,8 @@ def _conv_runner(impl: str, ctx: Ctx) -> Runner:
     if impl.startswith("kernelkit.binary_conv2d"):
         conv, pack = _op("binary_conv2d"), _op("pack_signs")
         pad = 1.0 if impl.endswith("pad_value=1") else 0.0
+        if impl.endswith("avx2"):
+            _ours_avx2(ctx)
         wp = pack(w, dim=1)
 
         def ours() -> torch.Tensor:
@@ -522,11 +524,13 @@ CASES = (
     Case(CONV, "binary_conv2d", (1, 256, 14, 14), _conv_outputs(1),
          8 * _conv_outputs(1) + 256 * 256 * 9 // 8, _conv_outputs(1) * 256 * 9.0, "bitop",
          "popcount",
-         ("kernelkit.binary_conv2d", "kernelkit.binary_conv2d pad_value=1", "F.conv2d float32",
+         ("kernelkit.binary_conv2d", "kernelkit.binary_conv2d pad_value=1",
+          "kernelkit.binary_conv2d avx2", "F.conv2d float32",
           "LCE LceBconv2d indirect BGEMM zero-padding",
           "LCE LceBconv2d indirect BGEMM one-padding", "LCE LceBconv2d im2col BGEMM one-padding"),
          _conv_runner, "256 3x3 filters packed once; float32 x binarized and packed in the "
-         "call; pad_value=1 / one-padding pads the signs with +1 (LCE's fast mode)"),
+         "call; pad_value=1 / one-padding pads the signs with +1 (LCE's fast mode); the avx2 row "
+         "runs that path on any CPU"),
     Case(ATT, "bi_attention", (8, 12, 128, 64), 8 * 12 * 128 * 64,
          4 * (4 * 8 * 12 * 128 * 64 + 8 * 128), 2.0 * 8 * 12 * 128 * 128 * 64, "bitop",
          "popcount",

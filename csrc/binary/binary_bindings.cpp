@@ -9,6 +9,7 @@
 #include <string>
 #include <tuple>
 
+#include "binary/binary_conv2d.h"
 #include "binary/binary_gemm.h"
 #include "binary/binary_isa.h"
 #include "binary/bit_packing.h"
@@ -133,6 +134,49 @@ void binary_gemm_binding(int64_t batch, int64_t M, int64_t N, int64_t K, const G
 
 // ---- binary_conv2d ---------------------------------------------------------------------------
 
+using Sizes4 = std::tuple<int64_t, int64_t, int64_t, int64_t>;
+using Pair = std::tuple<int64_t, int64_t>;
+
+void binary_conv2d_binding(uintptr_t x, const std::string& x_dtype, const Sizes4& x_sizes,
+                           const Sizes4& x_strides, uintptr_t weight,
+                           const std::string& w_dtype, const Sizes4& w_sizes,
+                           const Sizes4& w_strides, int64_t groups, const Pair& stride,
+                           const Pair& padding, const Pair& dilation, bool pad_plus1,
+                           uintptr_t out, const std::string& out_dtype, const Pair& out_size,
+                           uintptr_t scale, double scale_value, uintptr_t bias, int threads,
+                           const std::string& isa) {
+  BinaryConv2dArgs g;
+  g.x = binary_ptr<const void>(x);
+  gemm_dtype(x_dtype, g.x_dtype);
+  std::tie(g.N, g.C, g.H, g.W) = x_sizes;
+  std::tie(g.x_strides[0], g.x_strides[1], g.x_strides[2], g.x_strides[3]) = x_strides;
+  g.weight = binary_ptr<const void>(weight);
+  g.weight_packed = gemm_dtype(w_dtype, g.weight_dtype);
+  int64_t w_in = 0;
+  std::tie(g.O, w_in, g.KH, g.KW) = w_sizes;
+  std::tie(g.w_strides[0], g.w_strides[1], g.w_strides[2], g.w_strides[3]) = w_strides;
+  g.groups = groups;
+  const int64_t cg = groups > 0 ? g.C / groups : 0;
+  if (w_in != (g.weight_packed ? (cg + 31) / 32 : cg))
+    throw std::invalid_argument("binary_conv2d: weight's dim 1 does not match C / groups");
+  std::tie(g.stride_h, g.stride_w) = stride;
+  std::tie(g.pad_h, g.pad_w) = padding;
+  std::tie(g.dil_h, g.dil_w) = dilation;
+  g.pad_plus1 = pad_plus1;
+  g.out = binary_ptr<void>(out);
+  if (gemm_dtype(out_dtype, g.out_dtype))
+    throw std::invalid_argument("binary_conv2d: the output must be a float dtype");
+  std::tie(g.OH, g.OW) = out_size;
+  g.scale = binary_ptr<const void>(scale);
+  g.scale_value = scale_value;
+  g.bias = binary_ptr<const void>(bias);
+  g.threads = threads;
+  const Isa chosen = parse_binary_isa(isa);
+  py::gil_scoped_release release;
+  binary_conv2d(g, chosen);
+}
+
+
 // ---- bi_attention ----------------------------------------------------------------------------
 
 }  // namespace
@@ -169,6 +213,14 @@ void bind_binary(py::module_& mod) {
      "Measured rate of the popcount GEMM's inner operation (register-resident xor + popcount "
      "+ add), in bit-pair multiply-accumulates per second");
   // ---- binary_conv2d ----
+  mod.def("binary_conv2d", &binary_conv2d_binding, py::arg("x"), py::arg("x_dtype"),
+          py::arg("x_sizes"), py::arg("x_strides"), py::arg("weight"), py::arg("w_dtype"),
+          py::arg("w_sizes"), py::arg("w_strides"), py::arg("groups"), py::arg("stride"),
+          py::arg("padding"), py::arg("dilation"), py::arg("pad_plus1"), py::arg("out"),
+          py::arg("out_dtype"), py::arg("out_size"), py::arg("scale"), py::arg("scale_value"),
+          py::arg("bias"), py::arg("threads"), py::arg("isa"),
+          "out = conv2d(sign(x), sign(w)) * scale + bias by XNOR-popcount: x NCHW (any "
+          "strides), weight float or int32 sign words packed along dim 1; out contiguous");
   // ---- bi_attention ----
 }
 

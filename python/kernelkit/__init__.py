@@ -8,6 +8,7 @@ from . import nn, reference
 from ._backend import use_backend
 from ._native import build_info
 from .ops.bi_attention import bi_attention
+from .ops.binary_conv2d import binary_conv2d
 from .ops.binary_gemm import binary_linear, binary_matmul
 from .ops.bit_packing import pack_signs, unpack_signs
 from .ops.delta_rule import delta_rule
@@ -22,6 +23,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "bi_attention",
+    "binary_conv2d",
     "binary_linear",
     "binary_matmul",
     "build_info",

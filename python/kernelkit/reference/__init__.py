@@ -1,6 +1,7 @@
 """Plain-PyTorch references written from the math: the oracles for tests and benchmarks."""
 
 from .bi_attention import bi_attention_reference
+from .binary_conv2d import binary_conv2d_reference
 from .binary_gemm import binary_linear_reference, binary_matmul_reference
 from .bit_packing import pack_signs_reference, unpack_signs_reference
 from .hadamard import fwht_reference, hadamard_matrix
@@ -10,6 +11,7 @@ from .selective_scan import selective_scan_reference
 
 __all__ = [
     "bi_attention_reference",
+    "binary_conv2d_reference",
     "binary_linear_reference",
     "binary_matmul_reference",
     "fwht_reference",

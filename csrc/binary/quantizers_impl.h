@@ -1,0 +1,189 @@
+// Quantizer kernels (quantizers.h), written once and compiled per ISA (quantizers.cpp, _avx2.cpp,
+// _avx512.cpp). One pass: every element read once and written once, plus one mask bit (1/32 of
+// a float32's bytes). Blocks of 32 elements are computed in a branch-free loop the compiler
+// vectorizes for the TU's ISA (the transcendental surrogates stay scalar libm calls), then
+// their 32 bits are packed into one word.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+#include "binary/quantizers.h"
+#include "common/half_scalar.h"
+
+#ifndef KK_ISA
+#error "define KK_ISA (the ISA namespace) before including binary/quantizers_impl.h"
+#endif
+
+namespace kernelkit {
+namespace KK_ISA {
+namespace quantizers_detail {
+
+// Calls that move fewer bytes run on one thread (thread start-up costs more than the pass).
+constexpr int64_t kParallelBytes = int64_t(256) << 10;
+constexpr int64_t kBlock = 32;  // elements per mask word
+
+template <class T> struct Compute { using type = float; };
+template <> struct Compute<double> { using type = double; };
+
+// sign with sign(0) = 0 (tf.sign), for ste_tern's formula.
+template <class S> inline S sign0(S v) { return S(v > 0) - S(v < 0); }
+
+// One element of the forward; sets *bit to the element's mask bit.
+template <class S>
+inline S forward_one(QuantKind kind, S x, S param, S clip, bool clipped, bool* bit) {
+  const S ax = std::fabs(x);
+  const bool in_clip = !clipped || ax <= clip;
+  S v;
+  switch (kind) {
+    case QuantKind::ste_heaviside:
+      v = x > 0 ? S(1) : S(0);
+      *bit = in_clip;
+      break;
+    case QuantKind::ste_tern:
+      v = sign0(sign0(x + param) + sign0(x - param));
+      *bit = in_clip;
+      break;
+    case QuantKind::dorefa: {
+      const S c = std::min(std::max(x, S(0)), S(1));
+      v = std::nearbyint(c * param) / param;  // default rounding mode: half to even
+      *bit = x >= 0 && x <= 1;
+      break;
+    }
+    case QuantKind::periodic_sign:
+      v = std::sin(param * x) >= 0 ? S(1) : S(-1);
+      *bit = false;
+      break;
+    default:  // ste_sign, approx_sign, swish_sign
+      v = x >= 0 ? S(1) : S(-1);
+      *bit = in_clip;
+      break;
+  }
+  return x == x ? v : x;  // NaN in, NaN out
+}
+
+template <class S> inline S backward_one(QuantKind kind, S g, S x, S param) {
+  switch (kind) {
+    case QuantKind::approx_sign: {
+      const S ax = std::fabs(x);
+      return ax <= 1 ? g * (2 - 2 * ax) : S(0);
+    }
+    case QuantKind::swish_sign: {
+      const S bx = param * x;
+      return g * (param * (2 - bx * std::tanh(bx / 2)) / (1 + std::cosh(bx)));
+    }
+    default:  // periodic_sign
+      return g * param * std::cos(param * x);
+  }
+}
+
+// The blocks [b0, b1) of n elements; f(begin, end, word) handles one block.
+template <class F> void split_blocks(int64_t n, int64_t bytes, int threads, const F& f) {
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
+  if (bytes < kParallelBytes) threads = 1;
+  const int64_t nt = std::max<int64_t>(1, std::min<int64_t>(threads, blocks));
+  auto range = [&](int64_t t) {
+    const int64_t b0 = blocks * t / nt, b1 = blocks * (t + 1) / nt;
+    for (int64_t b = b0; b < b1; ++b) f(b * kBlock, std::min(n, (b + 1) * kBlock), b);
+  };
+#if defined(_OPENMP)
+  if (nt > 1) {
+#pragma omp parallel for num_threads(int(nt)) schedule(static)
+    for (int64_t t = 0; t < nt; ++t) range(t);
+    return;
+  }
+#endif
+  range(0);
+}
+
+template <class T> void forward(const QuantizeArgs& a) {
+  using S = typename Compute<T>::type;
+  const T* x = static_cast<const T*>(a.x);
+  T* out = static_cast<T*>(a.out);
+  const S* scale = static_cast<const S*>(a.scale);
+  const S param = S(a.param), clip = S(a.clip);
+  const QuantKind kind = a.kind;
+  split_blocks(a.n, a.n * int64_t(sizeof(T)), a.threads, [&](int64_t i0, int64_t i1, int64_t w) {
+    S v[kBlock];
+    bool bits[kBlock];
+    const int64_t m = i1 - i0;
+    for (int64_t j = 0; j < m; ++j)
+      v[j] = forward_one(kind, to_compute<S>(x[i0 + j]), param, clip, a.clipped, &bits[j]);
+    if (scale != nullptr) {
+      int64_t c = i0 % a.channels;
+      for (int64_t j = 0; j < m; ++j) {
+        v[j] *= scale[c];
+        if (++c == a.channels) c = 0;
+      }
+    }
+    for (int64_t j = 0; j < m; ++j) out[i0 + j] = StoreAs<T>::template from<S>(v[j]);
+    if (a.mask != nullptr) {
+      uint32_t word = 0;
+      for (int64_t j = 0; j < m; ++j) word |= uint32_t(bits[j]) << j;
+      a.mask[w] = int32_t(word);
+    }
+  });
+}
+
+template <class T> void backward(const QuantizeBackwardArgs& a) {
+  using S = typename Compute<T>::type;
+  const T* g = static_cast<const T*>(a.grad);
+  const T* x = static_cast<const T*>(a.x);
+  T* out = static_cast<T*>(a.out);
+  const S* scale = static_cast<const S*>(a.scale);
+  const S param = S(a.param);
+  const QuantKind kind = a.kind;
+  split_blocks(a.n, a.n * int64_t(sizeof(T)), a.threads, [&](int64_t i0, int64_t i1, int64_t w) {
+    S v[kBlock];
+    const int64_t m = i1 - i0;
+    if (a.mask == nullptr) {
+      for (int64_t j = 0; j < m; ++j)
+        v[j] = backward_one(kind, to_compute<S>(g[i0 + j]), to_compute<S>(x[i0 + j]), param);
+      for (int64_t j = 0; j < m; ++j) out[i0 + j] = StoreAs<T>::template from<S>(v[j]);
+      return;
+    }
+    for (int64_t j = 0; j < m; ++j) v[j] = to_compute<S>(g[i0 + j]);
+    if (scale != nullptr) {
+      int64_t c = i0 % a.channels;
+      for (int64_t j = 0; j < m; ++j) {
+        v[j] *= scale[c];
+        if (++c == a.channels) c = 0;
+      }
+    }
+    // The mask after the scale: a blocked element's gradient is 0 even where scale is NaN.
+    const uint32_t word = uint32_t(a.mask[w]);
+    for (int64_t j = 0; j < m; ++j) v[j] = (word >> j) & 1u ? v[j] : S(0);
+    for (int64_t j = 0; j < m; ++j) out[i0 + j] = StoreAs<T>::template from<S>(v[j]);
+  });
+}
+
+template <template <class> class K, class A> void by_dtype(const A& a) {
+  switch (a.dtype) {
+    case DType::f32: return K<float>::run(a);
+    case DType::f64: return K<double>::run(a);
+    case DType::f16: return K<f16_bits>::run(a);
+    case DType::bf16: return K<bf16_bits>::run(a);
+  }
+}
+template <class T> struct Forward { static void run(const QuantizeArgs& a) { forward<T>(a); } };
+template <class T> struct Backward {
+  static void run(const QuantizeBackwardArgs& a) { backward<T>(a); }
+};
+
+}  // namespace quantizers_detail
+
+void quantize_run(const QuantizeArgs& a) {
+  quantizers_detail::by_dtype<quantizers_detail::Forward>(a);
+}
+
+void quantize_backward_run(const QuantizeBackwardArgs& a) {
+  quantizers_detail::by_dtype<quantizers_detail::Backward>(a);
+}
+
+}  // namespace KK_ISA
+}  // namespace kernelkit

@@ -55,8 +55,11 @@ void quantize_backward(const QuantizeBackwardArgs& a, Isa isa) {
   check_kind(op, a.kind);
   if (a.n < 0 || a.threads < 1 || a.channels < 1) fail(op, "n, threads, channels out of range");
   if (a.n == 0) return;
-  if (a.grad == nullptr || a.out == nullptr || (a.mask == nullptr && a.x == nullptr))
-    fail(op, "null data pointer");
+  const bool surrogate = a.kind == QuantKind::approx_sign || a.kind == QuantKind::swish_sign ||
+                         a.kind == QuantKind::periodic_sign;
+  if (a.grad == nullptr || a.out == nullptr || (a.mask == nullptr && !surrogate) ||
+      (a.mask == nullptr && a.x == nullptr))
+    fail(op, "null data pointer (the clipped kinds need mask, the surrogates x or mask)");
   const int64_t bytes = a.n * element_bytes(a.dtype), words = (a.n + 31) / 32 * 4;
   if (overlap(a.grad, bytes, a.out, bytes) || overlap(a.x, bytes, a.out, bytes) ||
       overlap(a.mask, words, a.out, bytes))

@@ -34,51 +34,41 @@ template <> struct Compute<double> { using type = double; };
 // sign with sign(0) = 0 (tf.sign), for ste_tern's formula.
 template <class S> inline S sign0(S v) { return S(v > 0) - S(v < 0); }
 
-// One element of the forward; sets *bit to the element's mask bit.
-template <class S>
-inline S forward_one(QuantKind kind, S x, S param, S clip, bool clipped, bool* bit) {
-  const S ax = std::fabs(x);
-  const bool in_clip = !clipped || ax <= clip;
+// One element of the forward; sets *bit to the element's mask bit. K is a template argument
+// so that each kind's block loop is its own branch-free (vectorizable) loop.
+template <QuantKind K, class S>
+inline S forward_one(S x, S param, S clip, bool clipped, uint32_t* bit) {
+  const bool in_clip = !clipped || std::fabs(x) <= clip;
   S v;
-  switch (kind) {
-    case QuantKind::ste_heaviside:
-      v = x > 0 ? S(1) : S(0);
-      *bit = in_clip;
-      break;
-    case QuantKind::ste_tern:
-      v = sign0(sign0(x + param) + sign0(x - param));
-      *bit = in_clip;
-      break;
-    case QuantKind::dorefa: {
-      const S c = std::min(std::max(x, S(0)), S(1));
-      v = std::nearbyint(c * param) / param;  // default rounding mode: half to even
-      *bit = x >= 0 && x <= 1;
-      break;
-    }
-    case QuantKind::periodic_sign:
-      v = std::sin(param * x) >= 0 ? S(1) : S(-1);
-      *bit = false;
-      break;
-    default:  // ste_sign, approx_sign, swish_sign
-      v = x >= 0 ? S(1) : S(-1);
-      *bit = in_clip;
-      break;
+  if constexpr (K == QuantKind::ste_heaviside) {
+    v = x > 0 ? S(1) : S(0);
+    *bit = in_clip;
+  } else if constexpr (K == QuantKind::ste_tern) {
+    v = sign0(sign0(x + param) + sign0(x - param));
+    *bit = in_clip;
+  } else if constexpr (K == QuantKind::dorefa) {
+    const S c = std::min(std::max(x, S(0)), S(1));
+    v = std::nearbyint(c * param) / param;  // default rounding mode: half to even
+    *bit = x >= 0 && x <= 1;
+  } else if constexpr (K == QuantKind::periodic_sign) {
+    v = std::sin(param * x) >= 0 ? S(1) : S(-1);
+    *bit = 0;
+  } else {  // ste_sign, approx_sign, swish_sign
+    v = x >= 0 ? S(1) : S(-1);
+    *bit = in_clip;
   }
   return x == x ? v : x;  // NaN in, NaN out
 }
 
-template <class S> inline S backward_one(QuantKind kind, S g, S x, S param) {
-  switch (kind) {
-    case QuantKind::approx_sign: {
-      const S ax = std::fabs(x);
-      return ax <= 1 ? g * (2 - 2 * ax) : S(0);
-    }
-    case QuantKind::swish_sign: {
-      const S bx = param * x;
-      return g * (param * (2 - bx * std::tanh(bx / 2)) / (1 + std::cosh(bx)));
-    }
-    default:  // periodic_sign
-      return g * param * std::cos(param * x);
+template <QuantKind K, class S> inline S backward_one(S g, S x, S param) {
+  if constexpr (K == QuantKind::approx_sign) {
+    const S ax = std::fabs(x);
+    return ax <= 1 ? g * (2 - 2 * ax) : S(0);
+  } else if constexpr (K == QuantKind::swish_sign) {
+    const S bx = param * x;
+    return g * (param * (2 - bx * std::tanh(bx / 2)) / (1 + std::cosh(bx)));
+  } else {  // periodic_sign
+    return g * param * std::cos(param * x);
   }
 }
 
@@ -101,19 +91,19 @@ template <class F> void split_blocks(int64_t n, int64_t bytes, int threads, cons
   range(0);
 }
 
-template <class T> void forward(const QuantizeArgs& a) {
+template <QuantKind K, class T> void forward(const QuantizeArgs& a) {
   using S = typename Compute<T>::type;
   const T* x = static_cast<const T*>(a.x);
   T* out = static_cast<T*>(a.out);
   const S* scale = static_cast<const S*>(a.scale);
   const S param = S(a.param), clip = S(a.clip);
-  const QuantKind kind = a.kind;
+  const bool clipped = a.clipped;
   split_blocks(a.n, a.n * int64_t(sizeof(T)), a.threads, [&](int64_t i0, int64_t i1, int64_t w) {
     S v[kBlock];
-    bool bits[kBlock];
+    uint32_t bits[kBlock];
     const int64_t m = i1 - i0;
     for (int64_t j = 0; j < m; ++j)
-      v[j] = forward_one(kind, to_compute<S>(x[i0 + j]), param, clip, a.clipped, &bits[j]);
+      v[j] = forward_one<K>(to_compute<S>(x[i0 + j]), param, clip, clipped, &bits[j]);
     if (scale != nullptr) {
       int64_t c = i0 % a.channels;
       for (int64_t j = 0; j < m; ++j) {
@@ -124,26 +114,25 @@ template <class T> void forward(const QuantizeArgs& a) {
     for (int64_t j = 0; j < m; ++j) out[i0 + j] = StoreAs<T>::template from<S>(v[j]);
     if (a.mask != nullptr) {
       uint32_t word = 0;
-      for (int64_t j = 0; j < m; ++j) word |= uint32_t(bits[j]) << j;
+      for (int j = 0; j < int(m); ++j) word |= bits[j] << j;
       a.mask[w] = int32_t(word);
     }
   });
 }
 
-template <class T> void backward(const QuantizeBackwardArgs& a) {
+template <QuantKind K, class T> void backward(const QuantizeBackwardArgs& a) {
   using S = typename Compute<T>::type;
   const T* g = static_cast<const T*>(a.grad);
   const T* x = static_cast<const T*>(a.x);
   T* out = static_cast<T*>(a.out);
   const S* scale = static_cast<const S*>(a.scale);
   const S param = S(a.param);
-  const QuantKind kind = a.kind;
   split_blocks(a.n, a.n * int64_t(sizeof(T)), a.threads, [&](int64_t i0, int64_t i1, int64_t w) {
     S v[kBlock];
     const int64_t m = i1 - i0;
     if (a.mask == nullptr) {
       for (int64_t j = 0; j < m; ++j)
-        v[j] = backward_one(kind, to_compute<S>(g[i0 + j]), to_compute<S>(x[i0 + j]), param);
+        v[j] = backward_one<K>(to_compute<S>(g[i0 + j]), to_compute<S>(x[i0 + j]), param);
       for (int64_t j = 0; j < m; ++j) out[i0 + j] = StoreAs<T>::template from<S>(v[j]);
       return;
     }
@@ -162,27 +151,43 @@ template <class T> void backward(const QuantizeBackwardArgs& a) {
   });
 }
 
-template <template <class> class K, class A> void by_dtype(const A& a) {
+template <QuantKind K> struct Forward {
+  template <class T> static void run(const QuantizeArgs& a) { forward<K, T>(a); }
+};
+template <QuantKind K> struct Backward {
+  template <class T> static void run(const QuantizeBackwardArgs& a) { backward<K, T>(a); }
+};
+
+template <class F, class A> void by_dtype(const A& a) {
   switch (a.dtype) {
-    case DType::f32: return K<float>::run(a);
-    case DType::f64: return K<double>::run(a);
-    case DType::f16: return K<f16_bits>::run(a);
-    case DType::bf16: return K<bf16_bits>::run(a);
+    case DType::f32: return F::template run<float>(a);
+    case DType::f64: return F::template run<double>(a);
+    case DType::f16: return F::template run<f16_bits>(a);
+    case DType::bf16: return F::template run<bf16_bits>(a);
   }
 }
-template <class T> struct Forward { static void run(const QuantizeArgs& a) { forward<T>(a); } };
-template <class T> struct Backward {
-  static void run(const QuantizeBackwardArgs& a) { backward<T>(a); }
-};
+
+// The clipped kinds' backward is the mask's (whichever kind made it): one instance.
+template <template <QuantKind> class F, class A> void by_kind(const A& a) {
+  switch (a.kind) {
+    case QuantKind::ste_sign: return by_dtype<F<QuantKind::ste_sign>>(a);
+    case QuantKind::approx_sign: return by_dtype<F<QuantKind::approx_sign>>(a);
+    case QuantKind::swish_sign: return by_dtype<F<QuantKind::swish_sign>>(a);
+    case QuantKind::ste_heaviside: return by_dtype<F<QuantKind::ste_heaviside>>(a);
+    case QuantKind::ste_tern: return by_dtype<F<QuantKind::ste_tern>>(a);
+    case QuantKind::dorefa: return by_dtype<F<QuantKind::dorefa>>(a);
+    case QuantKind::periodic_sign: return by_dtype<F<QuantKind::periodic_sign>>(a);
+  }
+}
 
 }  // namespace quantizers_detail
 
-void quantize_run(const QuantizeArgs& a) {
-  quantizers_detail::by_dtype<quantizers_detail::Forward>(a);
-}
+void quantize_run(const QuantizeArgs& a) { quantizers_detail::by_kind<quantizers_detail::Forward>(a); }
 
 void quantize_backward_run(const QuantizeBackwardArgs& a) {
-  quantizers_detail::by_dtype<quantizers_detail::Backward>(a);
+  using namespace quantizers_detail;
+  if (a.mask != nullptr) return by_dtype<Backward<QuantKind::ste_sign>>(a);
+  by_kind<Backward>(a);
 }
 
 }  // namespace KK_ISA

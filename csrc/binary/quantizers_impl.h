@@ -8,7 +8,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
+#if defined(KK_ISA_AVX2)
+#include <immintrin.h>
+#endif
 #if defined(_OPENMP)
 #include <omp.h>
 #endif
@@ -72,6 +76,56 @@ template <QuantKind K, class S> inline S backward_one(S g, S x, S param) {
   }
 }
 
+// The float32 sign kinds (ste_sign, approx_sign, swish_sign, ste_heaviside) on a whole block of
+// 32, unscaled: compares into masks (AVX-512 mask registers, AVX2 movemasks), blends of the
+// constants, NaN lanes blended back in. Returns the block's mask word.
+template <QuantKind K> constexpr bool kSignKind =
+    K == QuantKind::ste_sign || K == QuantKind::approx_sign || K == QuantKind::swish_sign ||
+    K == QuantKind::ste_heaviside;
+
+#if defined(KK_ISA_AVX512)
+template <QuantKind K>
+inline uint32_t sign_block(const float* x, float* out, float clip, bool clipped) {
+  constexpr bool heaviside = K == QuantKind::ste_heaviside;
+  const __m512 hi = _mm512_set1_ps(1.0f), lo = _mm512_set1_ps(heaviside ? 0.0f : -1.0f);
+  const __m512 vclip = _mm512_set1_ps(clip);
+  uint32_t word = 0;
+  for (int k = 0; k < 2; ++k) {
+    const __m512 v = _mm512_loadu_ps(x + 16 * k);
+    const __mmask16 up = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), heaviside ? _CMP_GT_OQ : _CMP_GE_OQ);
+    const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    __m512 r = _mm512_mask_blend_ps(up, lo, hi);
+    r = _mm512_mask_blend_ps(nan, r, v);
+    _mm512_storeu_ps(out + 16 * k, r);
+    const __mmask16 in = clipped ? _mm512_cmp_ps_mask(_mm512_abs_ps(v), vclip, _CMP_LE_OQ)
+                                 : __mmask16(0xffff);
+    word |= uint32_t(in) << (16 * k);
+  }
+  return word;
+}
+#elif defined(KK_ISA_AVX2)
+template <QuantKind K>
+inline uint32_t sign_block(const float* x, float* out, float clip, bool clipped) {
+  constexpr bool heaviside = K == QuantKind::ste_heaviside;
+  const __m256 hi = _mm256_set1_ps(1.0f), lo = _mm256_set1_ps(heaviside ? 0.0f : -1.0f);
+  const __m256 vclip = _mm256_set1_ps(clip);
+  const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  uint32_t word = 0;
+  for (int k = 0; k < 4; ++k) {
+    const __m256 v = _mm256_loadu_ps(x + 8 * k);
+    const __m256 up = _mm256_cmp_ps(v, _mm256_setzero_ps(), heaviside ? _CMP_GT_OQ : _CMP_GE_OQ);
+    const __m256 nan = _mm256_cmp_ps(v, v, _CMP_UNORD_Q);
+    __m256 r = _mm256_blendv_ps(lo, hi, up);
+    r = _mm256_blendv_ps(r, v, nan);
+    _mm256_storeu_ps(out + 8 * k, r);
+    const int in = clipped ? _mm256_movemask_ps(
+        _mm256_cmp_ps(_mm256_and_ps(v, magnitude), vclip, _CMP_LE_OQ)) : 0xff;
+    word |= uint32_t(in) << (8 * k);
+  }
+  return word;
+}
+#endif
+
 // The blocks [b0, b1) of n elements; f(begin, end, word) handles one block.
 template <class F> void split_blocks(int64_t n, int64_t bytes, int threads, const F& f) {
   const int64_t blocks = (n + kBlock - 1) / kBlock;
@@ -99,9 +153,18 @@ template <QuantKind K, class T> void forward(const QuantizeArgs& a) {
   const S param = S(a.param), clip = S(a.clip);
   const bool clipped = a.clipped;
   split_blocks(a.n, a.n * int64_t(sizeof(T)), a.threads, [&](int64_t i0, int64_t i1, int64_t w) {
+    const int64_t m = i1 - i0;
+#if defined(KK_ISA_AVX2)
+    if constexpr (std::is_same_v<T, float> && kSignKind<K>) {
+      if (m == kBlock && scale == nullptr) {
+        const uint32_t word = sign_block<K>(x + i0, out + i0, clip, clipped);
+        if (a.mask != nullptr) a.mask[w] = int32_t(word);
+        return;
+      }
+    }
+#endif
     S v[kBlock];
     uint32_t bits[kBlock];
-    const int64_t m = i1 - i0;
     for (int64_t j = 0; j < m; ++j)
       v[j] = forward_one<K>(to_compute<S>(x[i0 + j]), param, clip, clipped, &bits[j]);
     if (scale != nullptr) {

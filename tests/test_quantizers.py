@@ -200,6 +200,19 @@ def test_nan(impl):
     assert g[0, 0] == 0 and math.isnan(g[1, 0])  # blocked by the mask, NaN scale passed
 
 
+def test_nan_whole_blocks(impl):
+    # NaN, -0.0 and the clip bounds inside full 32-element blocks (the vector paths).
+    x = signed_randn((3, 64), torch.float32)
+    x[0, 5], x[1, 40], x[2, 63] = NAN, -0.0, 1.0
+    for f in (kernelkit.ste_sign, kernelkit.ste_heaviside, kernelkit.approx_sign):
+        y, g = fwd_grad(f, x)
+        assert math.isnan(y[0, 5]) and torch.isnan(y).sum() == 1 and g[0, 5] == 0
+        assert y[1, 40] == (0.0 if f is kernelkit.ste_heaviside else 1.0)
+        assert g[2, 63] == (0.0 if f is kernelkit.approx_sign else 1.0)
+    _, g = fwd_grad(kernelkit.ste_sign, x, clip_value=None)
+    assert torch.equal(g, torch.ones_like(x))
+
+
 # ---- every path against the reference ---------------------------------------------------------
 
 def signed_randn(shape, dtype, seed=0, spread=1.5):

@@ -23,6 +23,7 @@ from test_quantizers import (  # noqa: E402, F401  (the value tables run here on
     test_dorefa_weight_values,
     test_magnitude_aware_sign_values,
     test_nan,
+    test_nan_whole_blocks,
     test_periodic_sign_values,
     test_ste_heaviside_values,
     test_ste_sign_values,

@@ -61,7 +61,7 @@ class Ctx:
 
 
 def _role(impl: str) -> str:
-    if impl == "copy_":
+    if impl in ("copy_", "clone"):
         return "floor"
     ours = impl.startswith("kernelkit.") and not impl.startswith("kernelkit.reference.")
     return "ours" if ours else "peer"
@@ -405,6 +405,13 @@ def _ste_runner(impl: str, ctx: Ctx) -> Runner:
                 dst_g.copy_(gy)
 
         return Runner(floor, note="x and the output gradient each into a preallocated tensor")
+    if impl == "clone":
+        def clones() -> tuple[torch.Tensor, torch.Tensor]:
+            with torch.no_grad():
+                return x.clone(), gy.clone()
+
+        return Runner(clones, note="x and the output gradient each cloned: two fresh 64 MiB "
+                      "outputs, as the op's output and input gradient")
     if impl == "kernelkit.ste_sign":
         quantize = _op("ste_sign")
     elif impl == "plain torch fake-quant":
@@ -600,9 +607,10 @@ CASES = (
          ("kernelkit.pack_signs", "copy_", "plain torch formula", "bnn-lab pack_binary_pm1"),
          _pack_runner, "64 MiB read, 2 MiB written; the target compares elements/s with copy_"),
     Case(STE, "ste_sign", (4096, 4096), 4096**2, 16 * 4096**2 + 4096**2 // 4, 0.0, "add",
-         "float32", ("kernelkit.ste_sign", "copy_", "plain torch fake-quant"), _ste_runner,
+         "float32", ("kernelkit.ste_sign", "clone", "copy_", "plain torch fake-quant"),
+         _ste_runner,
          "x read, output written, mask bits written (forward); output gradient and bits read, "
-         "input gradient written (backward): the floor copies x and the gradient once each"),
+         "input gradient written (backward): the floors copy or clone x and the gradient"),
     Case(STEP, "BinaryConv2d", (8, 256, 14, 14), _conv_outputs(8),
          4 * (4 * _conv_outputs(8) + 2 * 256 * 256 * 9), 3 * 2.0 * _conv_outputs(8) * 256 * 9,
          "fma", "float32",
@@ -644,8 +652,8 @@ TARGETS: list[dict[str, object]] = [
             "kernelkit.reference.bi_attention_reference", 4.0, torch_isa="native"),
     _target("pack_signs 64 MiB vs copy_ (elements/s)", PACK, "kernelkit.pack_signs", "copy_",
             0.8, torch_isa="native"),
-    _target("ste_sign fwd+bwd 64 MiB vs copy_ of x and the gradient", STE, "kernelkit.ste_sign",
-            "copy_", 0.5, torch_isa="native"),
+    _target("ste_sign fwd+bwd 64 MiB vs clone of x and the gradient", STE, "kernelkit.ste_sign",
+            "clone", 0.8, torch_isa="native"),
     _target("ste_sign fwd+bwd 64 MiB vs plain torch fake-quant", STE, "kernelkit.ste_sign",
             "plain torch fake-quant", 1.5, torch_isa="native"),
     _target("BinaryConv2d training step vs the float fake-quantized layer", STEP,

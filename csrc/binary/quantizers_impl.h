@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 
 #if defined(KK_ISA_AVX2)
@@ -19,6 +20,7 @@
 
 #include "binary/quantizers.h"
 #include "common/half_scalar.h"
+#include "common/vec.h"
 
 #ifndef KK_ISA
 #error "define KK_ISA (the ISA namespace) before including binary/quantizers_impl.h"
@@ -32,11 +34,49 @@ namespace quantizers_detail {
 constexpr int64_t kParallelBytes = int64_t(256) << 10;
 constexpr int64_t kBlock = 32;  // elements per mask word
 
+constexpr uint32_t kBitOf[kBlock] = {
+    1u << 0,  1u << 1,  1u << 2,  1u << 3,  1u << 4,  1u << 5,  1u << 6,  1u << 7,
+    1u << 8,  1u << 9,  1u << 10, 1u << 11, 1u << 12, 1u << 13, 1u << 14, 1u << 15,
+    1u << 16, 1u << 17, 1u << 18, 1u << 19, 1u << 20, 1u << 21, 1u << 22, 1u << 23,
+    1u << 24, 1u << 25, 1u << 26, 1u << 27, 1u << 28, 1u << 29, 1u << 30, 1u << 31};
+
 template <class T> struct Compute { using type = float; };
 template <> struct Compute<double> { using type = double; };
 
 // sign with sign(0) = 0 (tf.sign), for ste_tern's formula.
 template <class S> inline S sign0(S v) { return S(v > 0) - S(v < 0); }
+
+// A block of m storage elements as compute values and back: whole blocks of the 16-bit
+// formats convert 8 at a time (F16C / shifts, vec.h), everything else element by element.
+template <class T> constexpr bool kHalf =
+    std::is_same_v<T, f16_bits> || std::is_same_v<T, bf16_bits>;
+
+template <class T, class S> inline void load_block(const T* p, int64_t m, S* dst) {
+  if constexpr (kHalf<T>) {
+    if (m == kBlock) {
+      for (int k = 0; k < kBlock; k += 8) {
+        const vf8 v = load_as<float>(p + k);
+        std::memcpy(dst + k, &v, sizeof v);
+      }
+      return;
+    }
+  }
+  for (int64_t j = 0; j < m; ++j) dst[j] = to_compute<S>(p[j]);
+}
+
+template <class T, class S> inline void store_block(T* p, int64_t m, const S* src) {
+  if constexpr (kHalf<T>) {
+    if (m == kBlock) {
+      for (int k = 0; k < kBlock; k += 8) {
+        vf8 v;
+        std::memcpy(&v, src + k, sizeof v);
+        store_vec_checked(p + k, v);
+      }
+      return;
+    }
+  }
+  for (int64_t j = 0; j < m; ++j) p[j] = StoreAs<T>::template from<S>(src[j]);
+}
 
 // One element of the forward; sets *bit to the element's mask bit. K is a template argument
 // so that each kind's block loop is its own branch-free (vectorizable) loop.
@@ -163,10 +203,10 @@ template <QuantKind K, class T> void forward(const QuantizeArgs& a) {
       }
     }
 #endif
-    S v[kBlock];
+    S xs[kBlock], v[kBlock];
     uint32_t bits[kBlock];
-    for (int64_t j = 0; j < m; ++j)
-      v[j] = forward_one<K>(to_compute<S>(x[i0 + j]), param, clip, clipped, &bits[j]);
+    load_block(x + i0, m, xs);
+    for (int64_t j = 0; j < m; ++j) v[j] = forward_one<K>(xs[j], param, clip, clipped, &bits[j]);
     if (scale != nullptr) {
       int64_t c = i0 % a.channels;
       for (int64_t j = 0; j < m; ++j) {
@@ -174,7 +214,7 @@ template <QuantKind K, class T> void forward(const QuantizeArgs& a) {
         if (++c == a.channels) c = 0;
       }
     }
-    for (int64_t j = 0; j < m; ++j) out[i0 + j] = StoreAs<T>::template from<S>(v[j]);
+    store_block(out + i0, m, v);
     if (a.mask != nullptr) {
       uint32_t word = 0;
       for (int j = 0; j < int(m); ++j) word |= bits[j] << j;
@@ -193,13 +233,14 @@ template <QuantKind K, class T> void backward(const QuantizeBackwardArgs& a) {
   split_blocks(a.n, a.n * int64_t(sizeof(T)), a.threads, [&](int64_t i0, int64_t i1, int64_t w) {
     S v[kBlock];
     const int64_t m = i1 - i0;
+    load_block(g + i0, m, v);
     if (a.mask == nullptr) {
-      for (int64_t j = 0; j < m; ++j)
-        v[j] = backward_one<K>(to_compute<S>(g[i0 + j]), to_compute<S>(x[i0 + j]), param);
-      for (int64_t j = 0; j < m; ++j) out[i0 + j] = StoreAs<T>::template from<S>(v[j]);
+      S xs[kBlock];
+      load_block(x + i0, m, xs);
+      for (int64_t j = 0; j < m; ++j) v[j] = backward_one<K>(v[j], xs[j], param);
+      store_block(out + i0, m, v);
       return;
     }
-    for (int64_t j = 0; j < m; ++j) v[j] = to_compute<S>(g[i0 + j]);
     if (scale != nullptr) {
       int64_t c = i0 % a.channels;
       for (int64_t j = 0; j < m; ++j) {
@@ -208,9 +249,11 @@ template <QuantKind K, class T> void backward(const QuantizeBackwardArgs& a) {
       }
     }
     // The mask after the scale: a blocked element's gradient is 0 even where scale is NaN.
+    // Bit j tested against a constant per lane (an and + compare: no variable shift, which
+    // SSE2 lacks), so that every ISA vectorizes the select.
     const uint32_t word = uint32_t(a.mask[w]);
-    for (int64_t j = 0; j < m; ++j) v[j] = (word >> j) & 1u ? v[j] : S(0);
-    for (int64_t j = 0; j < m; ++j) out[i0 + j] = StoreAs<T>::template from<S>(v[j]);
+    for (int64_t j = 0; j < m; ++j) v[j] = (word & kBitOf[j]) != 0 ? v[j] : S(0);
+    store_block(out + i0, m, v);
   });
 }
 

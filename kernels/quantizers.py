@@ -31,8 +31,8 @@ _TL_TYPE = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"
 
 @triton.jit
 def _sign0(v):
-    # tf.sign: 0 at 0.
-    return (v > 0).to(v.dtype) - (v < 0).to(v.dtype)
+    # tf.sign: 0 at 0, NaN at NaN.
+    return tl.where(v > 0, 1.0, tl.where(v < 0, -1.0, v)).to(v.dtype)
 
 
 @triton.jit
@@ -76,7 +76,8 @@ def _quantize_kernel(x_ptr, out_ptr, mask_ptr, scale_ptr, params_ptr, n, channel
     elif KIND == _DOREFA:
         v = _round_half_even(tl.minimum(tl.maximum(x, 0.0), 1.0) * param) / param
     elif KIND == _PERIODIC_SIGN:
-        v = tl.where(tl.sin(param * x) >= 0, one, -one)
+        sine = tl.sin(param * x)  # NaN for x = +-inf
+        v = tl.where(sine >= 0, one, tl.where(sine < 0, -one, sine))
     else:  # STE_SIGN, APPROX_SIGN, SWISH_SIGN
         v = tl.where(x >= 0, one, -one)
     if HAS_SCALE:

@@ -200,6 +200,23 @@ def test_nan(impl):
     assert g[0, 0] == 0 and math.isnan(g[1, 0])  # blocked by the mask, NaN scale passed
 
 
+def test_inf_and_nan_threshold(impl):
+    inf = float("inf")
+    x = t([-inf, -2.0, 0.5, inf])
+    y, g = fwd_grad(kernelkit.ste_sign, x)
+    assert torch.equal(y, t([-1, -1, 1, 1])) and torch.equal(g, t([0, 0, 1, 0]))
+    y, _ = fwd_grad(kernelkit.dorefa, x)
+    assert torch.equal(y, t([0, 0, 0.5, 1]).mul(3).round().div(3))
+    y, _ = fwd_grad(kernelkit.ste_tern, x)
+    assert torch.equal(y, t([-1, -1, 1, 1]))
+    y, _ = fwd_grad(kernelkit.periodic_sign, x)  # sin(+-inf) is NaN
+    assert torch.isnan(y[[0, 3]]).all() and not torch.isnan(y[1:3]).any()
+    # A NaN threshold (ternary weight networks over data holding a NaN): tf.sign(NaN) = NaN.
+    y, _ = fwd_grad(kernelkit.ste_tern, t([NAN, 0.5, -0.2, 0.0] * 9),
+                    ternary_weight_networks=True)
+    assert torch.isnan(y).all()
+
+
 def test_nan_whole_blocks(impl):
     # NaN, -0.0 and the clip bounds inside full 32-element blocks (the vector paths).
     x = signed_randn((3, 64), torch.float32)

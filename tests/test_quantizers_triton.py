@@ -21,6 +21,7 @@ from test_quantizers import (  # noqa: E402, F401  (the value tables run here on
     test_approx_sign_values,
     test_dorefa_activation_values,
     test_dorefa_weight_values,
+    test_inf_and_nan_threshold,
     test_magnitude_aware_sign_values,
     test_nan,
     test_nan_whole_blocks,

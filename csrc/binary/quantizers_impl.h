@@ -43,8 +43,9 @@ constexpr uint32_t kBitOf[kBlock] = {
 template <class T> struct Compute { using type = float; };
 template <> struct Compute<double> { using type = double; };
 
-// sign with sign(0) = 0 (tf.sign), for ste_tern's formula.
-template <class S> inline S sign0(S v) { return S(v > 0) - S(v < 0); }
+// sign with sign(0) = 0 and sign(NaN) = NaN (tf.sign), for ste_tern's formula (a NaN threshold,
+// from ternary weight networks on data with a NaN, makes every output NaN, as in larq).
+template <class S> inline S sign0(S v) { return v > 0 ? S(1) : v < 0 ? S(-1) : v; }
 
 // A block of m storage elements as compute values and back: whole blocks of the 16-bit
 // formats convert 8 at a time (F16C / shifts, vec.h), everything else element by element.
@@ -95,7 +96,8 @@ inline S forward_one(S x, S param, S clip, bool clipped, uint32_t* bit) {
     v = std::nearbyint(c * param) / param;  // default rounding mode: half to even
     *bit = x >= 0 && x <= 1;
   } else if constexpr (K == QuantKind::periodic_sign) {
-    v = std::sin(param * x) >= 0 ? S(1) : S(-1);
+    const S sine = std::sin(param * x);  // NaN for x = +-inf
+    v = sine >= 0 ? S(1) : sine < 0 ? S(-1) : sine;
     *bit = 0;
   } else {  // ste_sign, approx_sign, swish_sign
     v = x >= 0 ? S(1) : S(-1);

@@ -423,8 +423,9 @@ def ste_tern(x: torch.Tensor, threshold_value: float = 0.05,
 
     For t > 0: +1 where x >= t, -1 where x <= -t, 0 between (t = 0: sign with sign(0) = 0).
     t is ``threshold_value``, or with ``ternary_weight_networks`` 0.7 * mean(|x|) over all
-    elements (not differentiated). x +- t is computed in the compute dtype (float32 for the
-    16-bit formats). Gradient ``grad * 1[|x| <= clip_value]``; saves one bit per element.
+    elements (not differentiated; a NaN in x makes it NaN, and then every output NaN, as
+    tf.sign(NaN) = NaN). x +- t is computed in the compute dtype (float32 for the 16-bit
+    formats). Gradient ``grad * 1[|x| <= clip_value]``; saves one bit per element.
     """
     _check_x("ste_tern", x)
     t = _check_real("ste_tern", "threshold_value", threshold_value)
@@ -462,7 +463,8 @@ def dorefa(x: torch.Tensor, k_bit: int = 2, mode: str = "activations") -> torch.
 
 
 def periodic_sign(w: torch.Tensor, freq: float = 20.0) -> torch.Tensor:
-    """BiPer's periodic binarization: ``sign(sin(freq * w))`` (sign(0) = +1, NaN stays NaN),
+    """BiPer's periodic binarization: ``sign(sin(freq * w))`` (sign(0) = +1; NaN, and +-inf
+    whose sine is NaN, give NaN),
     gradient ``grad * freq * cos(freq * w)``. Saves w for backward."""
     _check_x("periodic_sign", w, "w")
     freq = _check_real("periodic_sign", "freq", freq)

@@ -117,7 +117,12 @@ def ste_tern_reference(x: torch.Tensor, threshold_value: float = 0.05,
     xc = _c(x)
     t = torch.tensor(tern_threshold(x, threshold_value, ternary_weight_networks),
                      dtype=xc.dtype)
-    return _keep_nan(xc, torch.sign(torch.sign(xc + t) + torch.sign(xc - t))).to(x.dtype)
+    return _keep_nan(xc, _tf_sign(_tf_sign(xc + t) + _tf_sign(xc - t))).to(x.dtype)
+
+
+def _tf_sign(v: torch.Tensor) -> torch.Tensor:
+    """tf.sign: 0 at 0 and NaN at NaN (torch.sign gives 0 for NaN)."""
+    return torch.where(v > 0, 1.0, torch.where(v < 0, -1.0, v)).to(v.dtype)
 
 
 def ste_tern_grad_reference(grad: torch.Tensor, x: torch.Tensor,

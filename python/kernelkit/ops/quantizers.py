@@ -255,12 +255,14 @@ def _fake_pair(x: torch.Tensor, masked: bool = True) -> tuple[torch.Tensor, torc
             x.new_empty(_words(x.numel()) if masked else 0, dtype=torch.int32))
 
 
-def _register_masked(name: str, schema: str, impl, setup_extra=None) -> None:  # noqa: ANN001
-    """kernelkit::<name> returning (out, mask words, ...), its fake and its autograd."""
+def _register_masked(name: str, schema: str, impl) -> None:  # noqa: ANN001
+    """kernelkit::<name> returning (out, mask words[, scale]) and its autograd: the backward
+    is quantizer_mask_backward of the saved bits (and scale)."""
     torch.library.define(f"kernelkit::{name}", schema)
     torch.library.impl(f"kernelkit::{name}", ("cpu", "cuda"))(impl)
 
     def setup(ctx, inputs, output) -> None:  # noqa: ANN001
+        ctx.n_inputs = len(inputs)
         ctx.mark_non_differentiable(*output[1:])
         ctx.save_for_backward(*output[1:])
 
@@ -269,11 +271,7 @@ def _register_masked(name: str, schema: str, impl, setup_extra=None) -> None:  #
         dx = torch.ops.kernelkit.quantizer_mask_backward(grad, mask, scale[0] if scale else None)
         return (dx,) + (None,) * (ctx.n_inputs - 1)
 
-    def setup_n(ctx, inputs, output) -> None:  # noqa: ANN001
-        ctx.n_inputs = len(inputs)
-        setup(ctx, inputs, output)
-
-    torch.library.register_autograd(f"kernelkit::{name}", backward, setup_context=setup_n)
+    torch.library.register_autograd(f"kernelkit::{name}", backward, setup_context=setup)
 
 
 def _ste_sign_impl(x: torch.Tensor, clip_value: float | None) -> tuple[torch.Tensor, ...]:

@@ -45,7 +45,10 @@ template <> struct Compute<double> { using type = double; };
 
 // sign with sign(0) = 0 and sign(NaN) = NaN (tf.sign), for ste_tern's formula (a NaN threshold,
 // from ternary weight networks on data with a NaN, makes every output NaN, as in larq).
-template <class S> inline S sign0(S v) { return v > 0 ? S(1) : v < 0 ? S(-1) : v; }
+template <class S> inline S sign0(S v) {
+  const S s = S(v > 0) - S(v < 0);
+  return v == v ? s : v;
+}
 
 // A block of m storage elements as compute values and back: whole blocks of the 16-bit
 // formats convert 8 at a time (F16C / shifts, vec.h), everything else element by element.
@@ -79,11 +82,21 @@ template <class T, class S> inline void store_block(T* p, int64_t m, const S* sr
   for (int64_t j = 0; j < m; ++j) p[j] = StoreAs<T>::template from<S>(src[j]);
 }
 
+// tf.round (half to even) of v in [0, 2^24), branch-free so that the loop vectorizes (nearbyint is
+// a libm call): adding and subtracting 2^(mantissa bits) rounds in the default rounding mode;
+// larger values are integers already.
+template <class S> inline S round_half_even(S v) {
+  constexpr S big = std::is_same_v<S, double> ? S(4503599627370496.0) : S(8388608.0f);
+  const S r = (v + big) - big;
+  return v < big ? r : v;
+}
+
 // One element of the forward; sets *bit to the element's mask bit. K is a template argument
 // so that each kind's block loop is its own branch-free (vectorizable) loop.
 template <QuantKind K, class S>
 inline S forward_one(S x, S param, S clip, bool clipped, uint32_t* bit) {
-  const bool in_clip = !clipped || std::fabs(x) <= clip;
+  // Bitwise | and &, not || and &&: no short-circuit branch, so the loop if-converts.
+  const bool in_clip = !clipped | (std::fabs(x) <= clip);
   S v;
   if constexpr (K == QuantKind::ste_heaviside) {
     v = x > 0 ? S(1) : S(0);
@@ -92,9 +105,10 @@ inline S forward_one(S x, S param, S clip, bool clipped, uint32_t* bit) {
     v = sign0(sign0(x + param) + sign0(x - param));
     *bit = in_clip;
   } else if constexpr (K == QuantKind::dorefa) {
-    const S c = std::min(std::max(x, S(0)), S(1));
-    v = std::nearbyint(c * param) / param;  // default rounding mode: half to even
-    *bit = x >= 0 && x <= 1;
+    const S lo = x > 0 ? x : S(0);  // NaN -> 0 here; the NaN comes back at the end
+    const S c = lo < 1 ? lo : S(1);
+    v = round_half_even(c * param) / param;
+    *bit = (x >= 0) & (x <= 1);
   } else if constexpr (K == QuantKind::periodic_sign) {
     const S sine = std::sin(param * x);  // NaN for x = +-inf
     v = sine >= 0 ? S(1) : sine < 0 ? S(-1) : sine;

@@ -82,14 +82,9 @@ template <class T, class S> inline void store_block(T* p, int64_t m, const S* sr
   for (int64_t j = 0; j < m; ++j) p[j] = StoreAs<T>::template from<S>(src[j]);
 }
 
-// tf.round (half to even) of v in [0, 2^24), branch-free so that the loop vectorizes (nearbyint is
-// a libm call): adding and subtracting 2^(mantissa bits) rounds in the default rounding mode;
-// larger values are integers already.
-template <class S> inline S round_half_even(S v) {
-  constexpr S big = std::is_same_v<S, double> ? S(4503599627370496.0) : S(8388608.0f);
-  const S r = (v + big) - big;
-  return v < big ? r : v;
-}
+// tf.round (half to even): rint in the default rounding mode. Unlike nearbyint (which must not
+// raise inexact, so stays a libm call), rint inlines to vroundps / vrndscaleps and vectorizes.
+template <class S> inline S round_half_even(S v) { return std::rint(v); }
 
 // One element of the forward; sets *bit to the element's mask bit. K is a template argument
 // so that each kind's block loop is its own branch-free (vectorizable) loop.
@@ -105,10 +100,13 @@ inline S forward_one(S x, S param, S clip, bool clipped, uint32_t* bit) {
     v = sign0(sign0(x + param) + sign0(x - param));
     *bit = in_clip;
   } else if constexpr (K == QuantKind::dorefa) {
-    const S lo = x > 0 ? x : S(0);  // NaN -> 0 here; the NaN comes back at the end
-    const S c = lo < 1 ? lo : S(1);
-    v = round_half_even(c * param) / param;
+    // clamp(x, 0, 1) * n as clamp(x * n, 0, n): the same value (x * n is monotone in x), the
+    // product outside the selects, and selects that keep a NaN, so no NaN select is needed:
+    // with one, GCC sinks the arithmetic under it and then cannot vectorize it for AVX2.
     *bit = (x >= 0) & (x <= 1);
+    const S y = x * param;
+    const S lo = y < 0 ? S(0) : y;
+    return round_half_even(lo > param ? param : lo) / param;
   } else if constexpr (K == QuantKind::periodic_sign) {
     const S sine = std::sin(param * x);  // NaN for x = +-inf
     v = sine >= 0 ? S(1) : sine < 0 ? S(-1) : sine;
@@ -230,7 +228,11 @@ template <QuantKind K, class T> void forward(const QuantizeArgs& a) {
         if (++c == a.channels) c = 0;
       }
     }
+    // v[:m] is set above (all of v when it is stored whole); GCC cannot see it for dorefa.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
     store_block(out + i0, m, v);
+#pragma GCC diagnostic pop
     if (a.mask != nullptr) {
       uint32_t word = 0;
       for (int j = 0; j < int(m); ++j) word |= bits[j] << j;

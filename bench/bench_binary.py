@@ -1,5 +1,5 @@
 """Binary (XNOR-popcount) ops: kernelkit's binary_matmul, binary_linear, binary_conv2d,
-bi_attention, pack_signs and nn.BinaryConv2d against float PyTorch and the binary peers.
+bi_attention, pack_signs, ste_sign and nn.BinaryConv2d against float PyTorch and the binary peers.
 
 Peers: torch's float32 matmul / F.linear / F.conv2d (the float layer a binary one replaces,
 on float inputs made outside the timing), bnn-lab 1.0.0 (AVX-512 VPOPCNTDQ / AVX2 popcount
@@ -61,7 +61,7 @@ class Ctx:
 
 
 def _role(impl: str) -> str:
-    if impl == "copy_":
+    if impl in ("copy_", "clone"):
         return "floor"
     ours = impl.startswith("kernelkit.") and not impl.startswith("kernelkit.reference.")
     return "ours" if ours else "peer"
@@ -368,6 +368,75 @@ def _pack_runner(impl: str, ctx: Ctx) -> Runner:
 
 
 # ---------------------------------------------------------------------------------------------
+# ste_sign forward + backward of a 64 MiB float32 tensor (quantizers).
+
+STE = "ste_sign fwd+bwd 4096x4096 float32"
+
+
+@functools.lru_cache(maxsize=1)
+def _ste_inputs() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """x (requires grad), the output gradient, and the expected output and input gradient."""
+    x = _nonzero_randn(4096, 4096, seed=13, scale=1.5)
+    gy = _nonzero_randn(4096, 4096, seed=14)
+    return x.requires_grad_(True), gy, _sign(x.detach()), torch.where(x.detach().abs() <= 1,
+                                                                         gy, 0.0)
+
+
+class _FakeQuantSign(torch.autograd.Function):
+    """The plain-torch straight-through sign: torch.where forward, a saved bool mask."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+        ctx.save_for_backward(x.abs() <= 1)
+        return torch.where(x >= 0, 1.0, -1.0)
+
+    @staticmethod
+    def backward(ctx, gy: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+        (mask,) = ctx.saved_tensors
+        return gy * mask
+
+
+def _ste_runner(impl: str, ctx: Ctx) -> Runner:
+    x, gy, want_y, want_dx = _ste_inputs()
+    if impl == "copy_":
+        dst, dst_g = torch.empty_like(x), torch.empty_like(gy)
+
+        def floor() -> None:
+            with torch.no_grad():
+                dst.copy_(x)
+                dst_g.copy_(gy)
+
+        return Runner(floor, note="x and the output gradient each into a preallocated tensor")
+    if impl == "clone":
+        def clones() -> tuple[torch.Tensor, torch.Tensor]:
+            with torch.no_grad():
+                return x.clone(), gy.clone()
+
+        return Runner(clones, note="x and the output gradient each cloned: two fresh 64 MiB "
+                      "outputs, as the op's output and input gradient")
+    if impl == "kernelkit.ste_sign":
+        quantize = _op("ste_sign")
+    elif impl == "plain torch fake-quant":
+        quantize = _FakeQuantSign.apply
+    else:
+        raise AssertionError(impl)
+
+    def step() -> tuple[torch.Tensor, torch.Tensor]:
+        y = quantize(x)
+        (dx,) = torch.autograd.grad(y, x, gy)
+        return y, dx
+
+    def check() -> None:
+        y, dx = step()
+        _assert_equal(y, want_y, impl)
+        _assert_equal(dx, want_dx, impl)
+
+    note = ("saves 1 bit per element" if impl.startswith("kernelkit")
+            else "torch.where forward, saves a bool mask (1 byte per element)")
+    return Runner(step, check, note=note)
+
+
+# ---------------------------------------------------------------------------------------------
 # BinaryConv2d training step: 8x256x14x14, 256 3x3 filters, padding 1, forward + backward.
 
 STEP = "BinaryConv2d step 8x256x14x14 3x3 fwd+bwd"
@@ -541,6 +610,11 @@ CASES = (
          "float32",
          ("kernelkit.pack_signs", "copy_", "plain torch formula", "bnn-lab pack_binary_pm1"),
          _pack_runner, "64 MiB read, 2 MiB written; the target compares elements/s with copy_"),
+    Case(STE, "ste_sign", (4096, 4096), 4096**2, 16 * 4096**2 + 4096**2 // 4, 0.0, "add",
+         "float32", ("kernelkit.ste_sign", "clone", "copy_", "plain torch fake-quant"),
+         _ste_runner,
+         "x read, output written, mask bits written (forward); output gradient and bits read, "
+         "input gradient written (backward): the floors copy or clone x and the gradient"),
     Case(STEP, "BinaryConv2d", (8, 256, 14, 14), _conv_outputs(8),
          4 * (4 * _conv_outputs(8) + 2 * 256 * 256 * 9), 3 * 2.0 * _conv_outputs(8) * 256 * 9,
          "fma", "float32",
@@ -582,6 +656,10 @@ TARGETS: list[dict[str, object]] = [
             "kernelkit.reference.bi_attention_reference", 4.0, torch_isa="native"),
     _target("pack_signs 64 MiB vs copy_ (elements/s)", PACK, "kernelkit.pack_signs", "copy_",
             0.8, torch_isa="native"),
+    _target("ste_sign fwd+bwd 64 MiB vs clone of x and the gradient", STE, "kernelkit.ste_sign",
+            "clone", 0.8, torch_isa="native"),
+    _target("ste_sign fwd+bwd 64 MiB vs plain torch fake-quant", STE, "kernelkit.ste_sign",
+            "plain torch fake-quant", 1.5, torch_isa="native"),
     _target("BinaryConv2d training step vs the float fake-quantized layer", STEP,
             "kernelkit.nn.BinaryConv2d", "float fake-quantized conv", 1.0, torch_isa="native"),
 ]

@@ -13,6 +13,7 @@
 #include "binary/binary_gemm.h"
 #include "binary/binary_isa.h"
 #include "binary/bit_packing.h"
+#include "binary/quantizers.h"
 
 namespace py = pybind11;
 
@@ -26,6 +27,57 @@ template <class T> T* binary_ptr(uintptr_t address) { return reinterpret_cast<T*
 Isa parse_binary_isa(const std::string& name) { return binary_isa(parse_isa(name)); }
 
 // ---- quantizers ------------------------------------------------------------------------------
+
+DType quantizer_dtype(const std::string& name) {
+  if (name == "float32") return DType::f32;
+  if (name == "float64") return DType::f64;
+  if (name == "float16") return DType::f16;
+  if (name == "bfloat16") return DType::bf16;
+  throw std::invalid_argument("quantize: unsupported dtype '" + name +
+                              "'; expected float32, float64, float16 or bfloat16");
+}
+
+void quantize_binding(uintptr_t x, uintptr_t out, const std::string& dtype, int64_t n, int kind,
+                      double param, double clip, bool clipped, uintptr_t mask, uintptr_t scale,
+                      int64_t channels, int threads, const std::string& isa) {
+  QuantizeArgs a;
+  a.x = binary_ptr<const void>(x);
+  a.out = binary_ptr<void>(out);
+  a.dtype = quantizer_dtype(dtype);
+  a.n = n;
+  a.kind = QuantKind(kind);
+  a.param = param;
+  a.clip = clip;
+  a.clipped = clipped;
+  a.mask = binary_ptr<int32_t>(mask);
+  a.scale = binary_ptr<const void>(scale);
+  a.channels = channels;
+  a.threads = threads;
+  const Isa chosen = parse_binary_isa(isa);
+  py::gil_scoped_release release;
+  quantize(a, chosen);
+}
+
+void quantize_backward_binding(uintptr_t grad, uintptr_t x, uintptr_t mask, uintptr_t scale,
+                               int64_t channels, uintptr_t out, const std::string& dtype,
+                               int64_t n, int kind, double param, int threads,
+                               const std::string& isa) {
+  QuantizeBackwardArgs a;
+  a.grad = binary_ptr<const void>(grad);
+  a.x = binary_ptr<const void>(x);
+  a.mask = binary_ptr<const int32_t>(mask);
+  a.scale = binary_ptr<const void>(scale);
+  a.channels = channels;
+  a.out = binary_ptr<void>(out);
+  a.dtype = quantizer_dtype(dtype);
+  a.n = n;
+  a.kind = QuantKind(kind);
+  a.param = param;
+  a.threads = threads;
+  const Isa chosen = parse_binary_isa(isa);
+  py::gil_scoped_release release;
+  quantize_backward(a, chosen);
+}
 
 // ---- pack_signs / unpack_signs ---------------------------------------------------------------
 
@@ -187,6 +239,18 @@ void bind_binary(py::module_& mod) {
   }, py::arg("isa") = "auto",
      "The ISA path the binary ops run for a requested one (AVX-512 needs VPOPCNTDQ + BITALG)");
   // ---- quantizers ----
+  mod.def("quantize", &quantize_binding, py::arg("x"), py::arg("out"), py::arg("dtype"),
+          py::arg("n"), py::arg("kind"), py::arg("param"), py::arg("clip"), py::arg("clipped"),
+          py::arg("mask"), py::arg("scale"), py::arg("channels"), py::arg("threads"),
+          py::arg("isa"),
+          "Elementwise quantizer forward over n contiguous elements (kind: QuantKind), mask "
+          "bits (1 = gradient passes) into ceil(n/32) int32 words when mask != 0");
+  mod.def("quantize_backward", &quantize_backward_binding, py::arg("grad"), py::arg("x"),
+          py::arg("mask"), py::arg("scale"), py::arg("channels"), py::arg("out"),
+          py::arg("dtype"), py::arg("n"), py::arg("kind"), py::arg("param"), py::arg("threads"),
+          py::arg("isa"),
+          "Quantizer backward: grad masked by the forward's bits, or the surrogate "
+          "derivative of x (approx_sign, swish_sign, periodic_sign); times scale per channel");
   // ---- pack_signs / unpack_signs ----
   mod.def("pack_signs", &pack_signs_binding, py::arg("x"), py::arg("dtype"), py::arg("sizes"),
           py::arg("x_strides"), py::arg("words"), py::arg("word_strides"), py::arg("threads"),

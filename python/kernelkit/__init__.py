@@ -16,6 +16,16 @@ from .ops.hadamard import fwht, fwht_
 from .ops.half_gemm import half_conv2d, half_linear, half_matmul
 from .ops.linear_scan import linear_scan
 from .ops.linear_scan_2d import linear_scan_2d
+from .ops.quantizers import (
+    approx_sign,
+    dorefa,
+    magnitude_aware_sign,
+    periodic_sign,
+    ste_heaviside,
+    ste_sign,
+    ste_tern,
+    swish_sign,
+)
 from .ops.selective_scan import selective_scan
 from .ops.selective_state_update import selective_state_update
 
@@ -43,4 +53,16 @@ __all__ = [
     "unpack_signs",
     "use_backend",
     "__version__",
+]
+
+# ---- quantizers ----
+__all__ += [
+    "approx_sign",
+    "dorefa",
+    "magnitude_aware_sign",
+    "periodic_sign",
+    "ste_heaviside",
+    "ste_sign",
+    "ste_tern",
+    "swish_sign",
 ]

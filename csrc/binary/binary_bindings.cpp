@@ -12,6 +12,7 @@
 #include "binary/binary_gemm.h"
 #include "binary/binary_isa.h"
 #include "binary/bit_packing.h"
+#include "kernel_binding.h"
 
 namespace py = pybind11;
 
@@ -144,18 +145,18 @@ void bind_binary(py::module_& mod) {
      "The ISA path the binary ops run for a requested one (AVX-512 needs VPOPCNTDQ + BITALG)");
   // ---- quantizers ----
   // ---- pack_signs / unpack_signs ----
-  mod.def("pack_signs", &pack_signs_binding, py::arg("x"), py::arg("dtype"), py::arg("sizes"),
+  def_kernel(mod, "pack_signs", &pack_signs_binding, py::arg("x"), py::arg("dtype"), py::arg("sizes"),
           py::arg("x_strides"), py::arg("words"), py::arg("word_strides"), py::arg("threads"),
           py::arg("isa"),
           "Signs of x, an (outer, n, inner) view, into int32 words (outer, ceil(n/32), inner), "
           "LSB first, bit = 1 where x < 0; strides in elements; returns whether x holds a NaN");
-  mod.def("unpack_signs", &unpack_signs_binding, py::arg("words"), py::arg("word_strides"),
+  def_kernel(mod, "unpack_signs", &unpack_signs_binding, py::arg("words"), py::arg("word_strides"),
           py::arg("sizes"), py::arg("out"), py::arg("dtype"), py::arg("out_strides"),
           py::arg("threads"), py::arg("isa"),
           "+-1 values (outer, n, inner) in dtype from int32 sign words (outer, ceil(n/32), "
           "inner); strides in elements");
   // ---- binary_gemm ----
-  mod.def("binary_gemm", &binary_gemm_binding, py::arg("batch"), py::arg("M"), py::arg("N"),
+  def_kernel(mod, "binary_gemm", &binary_gemm_binding, py::arg("batch"), py::arg("M"), py::arg("N"),
           py::arg("K"), py::arg("a"), py::arg("a_dtype"), py::arg("b"), py::arg("b_dtype"),
           py::arg("c"), py::arg("out_dtype"), py::arg("scale"), py::arg("scale_value"),
           py::arg("bias"), py::arg("threads"), py::arg("isa"),

@@ -35,7 +35,8 @@ def check_ints(op: str, name: str, values: Iterable[int], shown: object,
 @lru_cache(maxsize=1)
 def allocation_limit() -> int:
     """The most bytes one allocation could get here: physical memory plus swap (no allocation
-    beyond it can be backed), or 2**62 where the system does not say."""
+    beyond it can be backed; an address-space limit lowers it), or 2**62 where the system does
+    not say."""
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
@@ -46,6 +47,14 @@ def allocation_limit() -> int:
                 if line.startswith("SwapTotal:"):
                     total += int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
+        pass
+    try:  # an address-space limit (ulimit -v) bounds it too
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft != resource.RLIM_INFINITY:
+            total = min(total, soft)
+    except (ImportError, OSError, ValueError):
         pass
     return total
 

@@ -25,10 +25,11 @@ _DTYPE_NAMES = {torch.float16: "float16", torch.bfloat16: "bfloat16", torch.floa
 
 
 def check_half_tensors(op: str, **tensors: torch.Tensor | None) -> torch.dtype:
-    """All given tensors are float16 or bfloat16, of one dtype, on one device; returns it."""
+    """All given tensors are float16 or bfloat16, of one dtype, on one device; returns it.
+    Only `bias` may be None."""
     dtype = device = first = None
     for name, t in tensors.items():
-        if t is None:
+        if t is None and name == "bias":
             continue
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{op}: {name} must be a torch.Tensor; got {type(t).__name__}")
@@ -339,10 +340,13 @@ def _check_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     given = [f"{n}={v!r}" for n, v, d in (("stride", stride, (1, 1)), ("padding", padding, (0, 0)),
                                           ("dilation", dilation, (1, 1))) if v != d]
     blame = ", ".join(given) or f"x of shape {tuple(x.shape)}"
-    check_size(op, blame, "an output", (x.shape[0], c_out, size[0], size[1]), x.element_size())
+    out = check_size(op, blame, "an output", (x.shape[0], c_out, size[0], size[1]),
+                     x.element_size())
     padded = (x.shape[2] + 2 * padding[0]) * (x.shape[3] + 2 * padding[1])
-    check_size(op, blame, "a padded-input scratch", (1 if groups == x.shape[1] else x.shape[1],
-                                                      padded), 4)
+    scratch = check_size(op, blame, "a padded-input scratch",
+                         (1 if groups == x.shape[1] else x.shape[1], padded), 4)
+    check_size(op, blame, "an output and a padded-input scratch",
+               (out * x.element_size() + scratch * 4,), 1)
     return size[0], size[1]
 
 

@@ -366,3 +366,26 @@ def test_fuzz_every_op_never_kills_the_process():
     # Bad input gets the errors the ops document (not an AttributeError from deep inside).
     kinds = {k for o in outcomes for k in o["errors"]}
     assert kinds <= {"TypeError", "ValueError", "IndexError", "RuntimeError", "MemoryError"}, kinds
+
+
+def test_every_openmp_region_goes_through_parallel_errors():
+    """Source check (new families included): every `#pragma omp parallel` in csrc/ has a
+    ParallelErrors (common/parallel.h) declared just before it and runs its items through it."""
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parent.parent / "csrc"
+    if not root.is_dir():
+        pytest.skip("no source tree")
+    bad = []
+    for path in sorted(root.rglob("*")):
+        if path.suffix not in (".h", ".cpp") or path.name == "parallel.h":
+            continue
+        lines = path.read_text().splitlines()
+        for i, line in enumerate(lines):
+            if not line.lstrip().startswith("#pragma omp parallel"):
+                continue
+            before = "\n".join(lines[max(0, i - 15):i])
+            after = "\n".join(lines[i:i + 20])
+            if "ParallelErrors" not in before or "errors.run(" not in after:
+                bad.append(f"{path.relative_to(root)}:{i + 1}")
+    assert not bad, f"OpenMP regions without ParallelErrors: {bad}"

@@ -531,13 +531,15 @@ PYBIND11_MODULE(_C, mod) {
           py::arg("T"), py::arg("V"), py::arg("dtype"), py::arg("a_t"), py::arg("a_v"),
           py::arg("grad"), py::arg("h"), py::arg("h0_t"), py::arg("h0_v"), py::arg("dx"),
           py::arg("da_t"), py::arg("da_v"), py::arg("threads"), py::arg("isa") = "auto");
-  def_kernel(mod, "linear_scan", &linear_scan_binding, py::arg("a"), py::arg("a_s0"), py::arg("a_st"),
+  def_kernel(mod, "linear_scan", &linear_scan_binding,
+          py::arg("a"), py::arg("a_s0"), py::arg("a_st"),
           py::arg("a_s1"), py::arg("x"), py::arg("x_s0"), py::arg("x_st"), py::arg("x_s1"),
           py::arg("out"), py::arg("out_s0"), py::arg("out_st"), py::arg("out_s1"), py::arg("h0"),
           py::arg("h0_s0"), py::arg("h0_s1"), py::arg("n0"), py::arg("len"), py::arg("n1"),
           py::arg("dtype"), py::arg("reverse"), py::arg("conj_a"), py::arg("threads"),
           py::arg("isa") = "auto");
-  def_kernel(mod, "linear_scan_backward", &linear_scan_backward_binding, py::arg("a"), py::arg("a_s0"),
+  def_kernel(mod, "linear_scan_backward", &linear_scan_backward_binding,
+          py::arg("a"), py::arg("a_s0"),
           py::arg("a_st"), py::arg("a_s1"), py::arg("grad"), py::arg("grad_s0"),
           py::arg("grad_st"), py::arg("grad_s1"), py::arg("h"), py::arg("h_s0"), py::arg("h_st"),
           py::arg("h_s1"), py::arg("dx"), py::arg("dx_s0"), py::arg("dx_st"), py::arg("dx_s1"),
@@ -568,13 +570,16 @@ PYBIND11_MODULE(_C, mod) {
           py::arg("weight_shape"), py::arg("groups"), py::arg("stride"), py::arg("padding"),
           py::arg("dilation"), py::arg("out_hw"), py::arg("dtype"), py::arg("threads"),
           py::arg("isa") = "auto");
-  def_kernel(mod, "selective_scan_fwd", &selective_scan_fwd_binding, py::arg("sizes"), py::arg("dtypes"),
+  def_kernel(mod, "selective_scan_fwd", &selective_scan_fwd_binding,
+          py::arg("sizes"), py::arg("dtypes"),
           py::arg("inputs"), py::arg("outputs"), py::arg("softplus"), py::arg("negative"),
           py::arg("threads"), py::arg("isa") = "auto");
-  def_kernel(mod, "selective_scan_bwd", &selective_scan_bwd_binding, py::arg("sizes"), py::arg("dtypes"),
+  def_kernel(mod, "selective_scan_bwd", &selective_scan_bwd_binding,
+          py::arg("sizes"), py::arg("dtypes"),
           py::arg("inputs"), py::arg("outputs"), py::arg("softplus"), py::arg("negative"),
           py::arg("threads"), py::arg("isa") = "auto");
-  def_kernel(mod, "delta_rule_forward", &delta_rule_forward_binding, py::arg("sizes"), py::arg("dtype"),
+  def_kernel(mod, "delta_rule_forward", &delta_rule_forward_binding,
+          py::arg("sizes"), py::arg("dtype"),
           py::arg("q"), py::arg("k"), py::arg("v"), py::arg("beta"), py::arg("o"), py::arg("w"),
           py::arg("h0"), py::arg("last_state"), py::arg("scale"), py::arg("threads"),
           py::arg("isa") = "auto");

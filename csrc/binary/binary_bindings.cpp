@@ -145,7 +145,8 @@ void bind_binary(py::module_& mod) {
      "The ISA path the binary ops run for a requested one (AVX-512 needs VPOPCNTDQ + BITALG)");
   // ---- quantizers ----
   // ---- pack_signs / unpack_signs ----
-  def_kernel(mod, "pack_signs", &pack_signs_binding, py::arg("x"), py::arg("dtype"), py::arg("sizes"),
+  def_kernel(mod, "pack_signs", &pack_signs_binding,
+          py::arg("x"), py::arg("dtype"), py::arg("sizes"),
           py::arg("x_strides"), py::arg("words"), py::arg("word_strides"), py::arg("threads"),
           py::arg("isa"),
           "Signs of x, an (outer, n, inner) view, into int32 words (outer, ceil(n/32), inner), "

@@ -83,7 +83,8 @@ void fill_panel(const void* src, DType dtype, Panel<S>& p, const SelectiveScanAr
     case DType::f32: return fill_panel(static_cast<const float*>(src), p, a.batch, a.n_state, e);
     case DType::f64: return fill_panel(static_cast<const double*>(src), p, a.batch, a.n_state, e);
     case DType::f16: return fill_panel(static_cast<const f16_bits*>(src), p, a.batch, a.n_state, e);
-    case DType::bf16: return fill_panel(static_cast<const bf16_bits*>(src), p, a.batch, a.n_state, e);
+    case DType::bf16:
+      return fill_panel(static_cast<const bf16_bits*>(src), p, a.batch, a.n_state, e);
   }
 }
 

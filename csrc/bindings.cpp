@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/cpu_features.h"
+#include "kernel_binding.h"
 #include "gemm/half_conv2d.h"
 #include "gemm/half_gemm.h"
 #include "hadamard/fwht.h"
@@ -519,24 +520,26 @@ py::dict build_info() {
 
 PYBIND11_MODULE(_C, mod) {
   mod.doc() = "kernelkit CPU kernels (no torch inside: pointers, sizes and strides in)";
-  mod.def("fwht", &fwht_binding, py::arg("src"), py::arg("src_row_stride"), py::arg("dst"),
+  def_kernel(mod, "fwht", &fwht_binding, py::arg("src"), py::arg("src_row_stride"), py::arg("dst"),
           py::arg("dst_row_stride"), py::arg("rows"), py::arg("n"), py::arg("dtype"), py::arg("m"),
           py::arg("had_m"), py::arg("scale"), py::arg("threads"), py::arg("isa") = "auto");
-  mod.def("linear_scan_2d", &linear_scan_2d_binding, py::arg("batch"), py::arg("T"),
+  def_kernel(mod, "linear_scan_2d", &linear_scan_2d_binding, py::arg("batch"), py::arg("T"),
           py::arg("V"), py::arg("dtype"), py::arg("a_t"), py::arg("a_v"), py::arg("x"),
           py::arg("h0_t"), py::arg("h0_v"), py::arg("h"), py::arg("threads"),
           py::arg("isa") = "auto");
-  mod.def("linear_scan_2d_backward", &linear_scan_2d_backward_binding, py::arg("batch"),
+  def_kernel(mod, "linear_scan_2d_backward", &linear_scan_2d_backward_binding, py::arg("batch"),
           py::arg("T"), py::arg("V"), py::arg("dtype"), py::arg("a_t"), py::arg("a_v"),
           py::arg("grad"), py::arg("h"), py::arg("h0_t"), py::arg("h0_v"), py::arg("dx"),
           py::arg("da_t"), py::arg("da_v"), py::arg("threads"), py::arg("isa") = "auto");
-  mod.def("linear_scan", &linear_scan_binding, py::arg("a"), py::arg("a_s0"), py::arg("a_st"),
+  def_kernel(mod, "linear_scan", &linear_scan_binding,
+          py::arg("a"), py::arg("a_s0"), py::arg("a_st"),
           py::arg("a_s1"), py::arg("x"), py::arg("x_s0"), py::arg("x_st"), py::arg("x_s1"),
           py::arg("out"), py::arg("out_s0"), py::arg("out_st"), py::arg("out_s1"), py::arg("h0"),
           py::arg("h0_s0"), py::arg("h0_s1"), py::arg("n0"), py::arg("len"), py::arg("n1"),
           py::arg("dtype"), py::arg("reverse"), py::arg("conj_a"), py::arg("threads"),
           py::arg("isa") = "auto");
-  mod.def("linear_scan_backward", &linear_scan_backward_binding, py::arg("a"), py::arg("a_s0"),
+  def_kernel(mod, "linear_scan_backward", &linear_scan_backward_binding,
+          py::arg("a"), py::arg("a_s0"),
           py::arg("a_st"), py::arg("a_s1"), py::arg("grad"), py::arg("grad_s0"),
           py::arg("grad_st"), py::arg("grad_s1"), py::arg("h"), py::arg("h_s0"), py::arg("h_st"),
           py::arg("h_s1"), py::arg("dx"), py::arg("dx_s0"), py::arg("dx_st"), py::arg("dx_s1"),
@@ -544,7 +547,7 @@ PYBIND11_MODULE(_C, mod) {
           py::arg("h0_s0"), py::arg("h0_s1"), py::arg("dh0"), py::arg("dh0_s0"),
           py::arg("dh0_s1"), py::arg("n0"), py::arg("len"), py::arg("n1"), py::arg("dtype"),
           py::arg("reverse"), py::arg("threads"), py::arg("isa") = "auto");
-  mod.def("selective_state_update", &selective_state_update_binding, py::arg("state"),
+  def_kernel(mod, "selective_state_update", &selective_state_update_binding, py::arg("state"),
           py::arg("state_stride_batch"), py::arg("state_stride_head"),
           py::arg("state_stride_dim"), py::arg("x"), py::arg("dt"), py::arg("z"), py::arg("out"),
           py::arg("A"), py::arg("A_stride_head"), py::arg("A_stride_dim"),
@@ -552,32 +555,35 @@ PYBIND11_MODULE(_C, mod) {
           py::arg("dt_bias"), py::arg("batch"), py::arg("nheads"), py::arg("dim"),
           py::arg("dstate"), py::arg("ngroups"), py::arg("state_dtype"), py::arg("x_dtype"),
           py::arg("dt_softplus"), py::arg("threads"), py::arg("isa") = "auto");
-  mod.def("half_gemm", &half_gemm_binding, py::arg("batch"), py::arg("M"), py::arg("N"),
+  def_kernel(mod, "half_gemm", &half_gemm_binding, py::arg("batch"), py::arg("M"), py::arg("N"),
           py::arg("K"), py::arg("a"), py::arg("a_bs"), py::arg("a_rs"), py::arg("a_cs"),
           py::arg("b"), py::arg("b_bs"), py::arg("b_rs"), py::arg("b_cs"), py::arg("c"),
           py::arg("c_bs"), py::arg("c_rs"), py::arg("c_cs"), py::arg("in_dtype"),
           py::arg("out_dtype"), py::arg("bias"), py::arg("bias_per_row"), py::arg("threads"), py::arg("isa") = "auto");
-  mod.def("half_conv2d_forward", &half_conv2d_forward_binding, py::arg("x"),
+  def_kernel(mod, "half_conv2d_forward", &half_conv2d_forward_binding, py::arg("x"),
           py::arg("x_strides"), py::arg("weight"), py::arg("bias"), py::arg("out"),
           py::arg("x_shape"), py::arg("weight_shape"), py::arg("groups"), py::arg("stride"),
           py::arg("padding"), py::arg("dilation"), py::arg("out_hw"), py::arg("dtype"),
           py::arg("threads"), py::arg("isa") = "auto");
-  mod.def("half_conv2d_weight_grad", &half_conv2d_weight_grad_binding, py::arg("x"),
+  def_kernel(mod, "half_conv2d_weight_grad", &half_conv2d_weight_grad_binding, py::arg("x"),
           py::arg("x_strides"), py::arg("grad"), py::arg("grad_weight"), py::arg("x_shape"),
           py::arg("weight_shape"), py::arg("groups"), py::arg("stride"), py::arg("padding"),
           py::arg("dilation"), py::arg("out_hw"), py::arg("dtype"), py::arg("threads"),
           py::arg("isa") = "auto");
-  mod.def("selective_scan_fwd", &selective_scan_fwd_binding, py::arg("sizes"), py::arg("dtypes"),
+  def_kernel(mod, "selective_scan_fwd", &selective_scan_fwd_binding,
+          py::arg("sizes"), py::arg("dtypes"),
           py::arg("inputs"), py::arg("outputs"), py::arg("softplus"), py::arg("negative"),
           py::arg("threads"), py::arg("isa") = "auto");
-  mod.def("selective_scan_bwd", &selective_scan_bwd_binding, py::arg("sizes"), py::arg("dtypes"),
+  def_kernel(mod, "selective_scan_bwd", &selective_scan_bwd_binding,
+          py::arg("sizes"), py::arg("dtypes"),
           py::arg("inputs"), py::arg("outputs"), py::arg("softplus"), py::arg("negative"),
           py::arg("threads"), py::arg("isa") = "auto");
-  mod.def("delta_rule_forward", &delta_rule_forward_binding, py::arg("sizes"), py::arg("dtype"),
+  def_kernel(mod, "delta_rule_forward", &delta_rule_forward_binding,
+          py::arg("sizes"), py::arg("dtype"),
           py::arg("q"), py::arg("k"), py::arg("v"), py::arg("beta"), py::arg("o"), py::arg("w"),
           py::arg("h0"), py::arg("last_state"), py::arg("scale"), py::arg("threads"),
           py::arg("isa") = "auto");
-  mod.def("delta_rule_backward", &delta_rule_backward_binding, py::arg("sizes"),
+  def_kernel(mod, "delta_rule_backward", &delta_rule_backward_binding, py::arg("sizes"),
           py::arg("dtype"), py::arg("q"), py::arg("k"), py::arg("v"), py::arg("beta"),
           py::arg("d_o"), py::arg("w"), py::arg("h0"), py::arg("d_last"), py::arg("dq"),
           py::arg("dk"), py::arg("dv"), py::arg("dbeta"), py::arg("dh0"), py::arg("scale"),

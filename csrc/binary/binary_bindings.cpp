@@ -14,6 +14,7 @@
 #include "binary/binary_isa.h"
 #include "binary/bit_packing.h"
 #include "binary/quantizers.h"
+#include "kernel_binding.h"
 
 namespace py = pybind11;
 
@@ -239,31 +240,32 @@ void bind_binary(py::module_& mod) {
   }, py::arg("isa") = "auto",
      "The ISA path the binary ops run for a requested one (AVX-512 needs VPOPCNTDQ + BITALG)");
   // ---- quantizers ----
-  mod.def("quantize", &quantize_binding, py::arg("x"), py::arg("out"), py::arg("dtype"),
+  def_kernel(mod, "quantize", &quantize_binding, py::arg("x"), py::arg("out"), py::arg("dtype"),
           py::arg("n"), py::arg("kind"), py::arg("param"), py::arg("clip"), py::arg("clipped"),
           py::arg("mask"), py::arg("scale"), py::arg("channels"), py::arg("threads"),
           py::arg("isa"),
           "Elementwise quantizer forward over n contiguous elements (kind: QuantKind), mask "
           "bits (1 = gradient passes) into ceil(n/32) int32 words when mask != 0");
-  mod.def("quantize_backward", &quantize_backward_binding, py::arg("grad"), py::arg("x"),
+  def_kernel(mod, "quantize_backward", &quantize_backward_binding, py::arg("grad"), py::arg("x"),
           py::arg("mask"), py::arg("scale"), py::arg("channels"), py::arg("out"),
           py::arg("dtype"), py::arg("n"), py::arg("kind"), py::arg("param"), py::arg("threads"),
           py::arg("isa"),
           "Quantizer backward: grad masked by the forward's bits, or the surrogate "
           "derivative of x (approx_sign, swish_sign, periodic_sign); times scale per channel");
   // ---- pack_signs / unpack_signs ----
-  mod.def("pack_signs", &pack_signs_binding, py::arg("x"), py::arg("dtype"), py::arg("sizes"),
+  def_kernel(mod, "pack_signs", &pack_signs_binding,
+          py::arg("x"), py::arg("dtype"), py::arg("sizes"),
           py::arg("x_strides"), py::arg("words"), py::arg("word_strides"), py::arg("threads"),
           py::arg("isa"),
           "Signs of x, an (outer, n, inner) view, into int32 words (outer, ceil(n/32), inner), "
           "LSB first, bit = 1 where x < 0; strides in elements; returns whether x holds a NaN");
-  mod.def("unpack_signs", &unpack_signs_binding, py::arg("words"), py::arg("word_strides"),
+  def_kernel(mod, "unpack_signs", &unpack_signs_binding, py::arg("words"), py::arg("word_strides"),
           py::arg("sizes"), py::arg("out"), py::arg("dtype"), py::arg("out_strides"),
           py::arg("threads"), py::arg("isa"),
           "+-1 values (outer, n, inner) in dtype from int32 sign words (outer, ceil(n/32), "
           "inner); strides in elements");
   // ---- binary_gemm ----
-  mod.def("binary_gemm", &binary_gemm_binding, py::arg("batch"), py::arg("M"), py::arg("N"),
+  def_kernel(mod, "binary_gemm", &binary_gemm_binding, py::arg("batch"), py::arg("M"), py::arg("N"),
           py::arg("K"), py::arg("a"), py::arg("a_dtype"), py::arg("b"), py::arg("b_dtype"),
           py::arg("c"), py::arg("out_dtype"), py::arg("scale"), py::arg("scale_value"),
           py::arg("bias"), py::arg("threads"), py::arg("isa"),
@@ -277,7 +279,7 @@ void bind_binary(py::module_& mod) {
      "Measured rate of the popcount GEMM's inner operation (register-resident xor + popcount "
      "+ add), in bit-pair multiply-accumulates per second");
   // ---- binary_conv2d ----
-  mod.def("binary_conv2d", &binary_conv2d_binding, py::arg("x"), py::arg("x_dtype"),
+  def_kernel(mod, "binary_conv2d", &binary_conv2d_binding, py::arg("x"), py::arg("x_dtype"),
           py::arg("x_sizes"), py::arg("x_strides"), py::arg("weight"), py::arg("w_dtype"),
           py::arg("w_sizes"), py::arg("w_strides"), py::arg("groups"), py::arg("stride"),
           py::arg("padding"), py::arg("dilation"), py::arg("pad_plus1"), py::arg("out"),

@@ -18,6 +18,7 @@
 #include "binary/popcount_gemm_core_impl.h"
 #include "binary/sign_words_impl.h"
 #include "common/half_scalar.h"
+#include "common/parallel.h"
 
 namespace kernelkit {
 namespace KK_ISA {
@@ -348,11 +349,12 @@ template <class TO> void run_typed(const BinaryConv2dArgs& g) {
   const XPass xp = x_pass(g);
   bool nan_x[64] = {}, nan_w[64] = {};  // per thread (threads <= 64 take part in binarizing)
   bool any_nan = false;
+  ParallelErrors errors;  // the two stretches around the barrier run through it
 #pragma omp parallel num_threads(threads)
   {
     const int t = omp_thread_index();
     const int bt = std::min(t, 63), bT = std::min(threads, 64);
-    if (t < bT) {
+    if (t < bT) errors.run([&] {
       with_float_type(g.x_dtype, [&](auto* tag) {
         using T = std::remove_pointer_t<decltype(tag)>;
         nan_x[bt] = binarize_x<T>(g, ge, xp, xp.items() * bt / bT, xp.items() * (bt + 1) / bT,
@@ -368,14 +370,14 @@ template <class TO> void run_typed(const BinaryConv2dArgs& g) {
         });
       }
       if (correct) pad_corrections(pc, wsum, g.O, o0, o1, corr);
-    }
+    });
     // One barrier publishes the bits and the NaN flags; each thread then reads the flags
     // itself (no second synchronisation: on a loaded machine each one can cost a time slice).
 #pragma omp barrier
     bool nan_seen = false;
     for (int i = 0; i < 64; ++i) nan_seen |= nan_x[i] || nan_w[i];
     if (t == 0) any_nan = nan_seen;
-    if (!nan_seen) {
+    if (!nan_seen) errors.run([&] {
       const ThreadScratch ts = carve(scratch + per_thread * t, bl);
       auto entry = [&](int64_t e, int part) {
         const int64_t n = e / g.groups, grp = e % g.groups;
@@ -400,8 +402,9 @@ template <class TO> void run_typed(const BinaryConv2dArgs& g) {
         const int64_t e0 = entries * t / threads, e1 = entries * (t + 1) / threads;
         for (int64_t e = e0; e < e1; ++e) entry(e, 0);
       }
-    }
+    });
   }
+  errors.rethrow();
   if (any_nan) {
     bool in_x = false;
     for (int i = 0; i < 64; ++i) in_x |= nan_x[i];

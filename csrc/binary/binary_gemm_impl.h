@@ -14,6 +14,7 @@
 #include "binary/binary_gemm.h"
 #include "binary/popcount_gemm_core_impl.h"
 #include "binary/sign_words_impl.h"
+#include "common/parallel.h"
 #include "common/vec.h"
 
 namespace kernelkit {
@@ -335,12 +336,13 @@ template <class TO> void run_typed(const BinaryGemmArgs& g) {
   bool nan_a[64] = {}, nan_b[64] = {};  // per thread (threads <= 64 take part in binarizing)
   const bool binarize = ab.entries > 0 || bb.entries > 0;
   bool any_nan = false;
+  ParallelErrors errors;  // each stretch between barriers runs through it (common/parallel.h)
 #pragma omp parallel num_threads(threads)
   {
     const int t = omp_thread_index();
     if (binarize) {
       const int bt = std::min(t, 63), bT = std::min(threads, 64);
-      if (t < bT) {
+      if (t < bT) errors.run([&] {
         if (ab.entries)
           with_float_type(g.a.dtype, [&](auto* tag) {
             using T = std::remove_pointer_t<decltype(tag)>;
@@ -351,13 +353,13 @@ template <class TO> void run_typed(const BinaryGemmArgs& g) {
             using T = std::remove_pointer_t<decltype(tag)>;
             nan_b[bt] = binarize_share(float_operand<T>(g.b), lb, g.K, bb, bt, bT);
           });
-      }
+      });
 #pragma omp barrier
 #pragma omp single
       for (int i = 0; i < 64; ++i) any_nan |= nan_a[i] || nan_b[i];
       // (the single's implied barrier publishes any_nan)
     }
-    if (!any_nan) {
+    if (!any_nan) errors.run([&] {
       uint64_t* mine = scratch + per_thread * t;
       if (split_entries) {
         for (int64_t e = 0; e < g.batch; ++e) product_share(g, ab, bb, ep, e, mine, t, share);
@@ -365,8 +367,9 @@ template <class TO> void run_typed(const BinaryGemmArgs& g) {
         const int64_t e0 = g.batch * t / threads, e1 = g.batch * (t + 1) / threads;
         for (int64_t e = e0; e < e1; ++e) product_share(g, ab, bb, ep, e, mine, 0, 1);
       }
-    }
+    });
   }
+  errors.rethrow();
   if (any_nan) {
     bool in_a = false;
     for (int i = 0; i < 64; ++i) in_a |= nan_a[i];
@@ -450,13 +453,15 @@ double binary_popcount_peak_run(int threads) {
   for (int run = 0; run < 3; ++run) {
     double bits = 0;
     const double t0 = now_seconds();
+    ParallelErrors errors;
 #pragma omp parallel num_threads(threads) reduction(+ : bits)
     {
       uint64_t local = 0;
-      bits += popcount_loop(steps, seeds, &local);
+      errors.run([&] { bits += popcount_loop(steps, seeds, &local); });
 #pragma omp atomic
       sink ^= local;
     }
+    errors.rethrow();
     best = std::max(best, bits / (now_seconds() - t0));
   }
   volatile uint64_t keep = sink;  // the sums are used

@@ -21,6 +21,7 @@
 #endif
 
 #include "binary/bit_packing.h"
+#include "common/parallel.h"
 
 #ifndef KK_ISA
 #error "define KK_ISA (the ISA namespace) before including binary/bit_packing_impl.h"
@@ -530,11 +531,13 @@ template <class Body> bool run_split(int64_t tasks, int threads, const Body& bod
   if (threads <= 1 || tasks <= 1) return body(int64_t(0), tasks);
   bool any = false;
 #if defined(_OPENMP)
+  ParallelErrors errors;
 #pragma omp parallel num_threads(int(std::min<int64_t>(threads, tasks))) reduction(|| : any)
   {
     const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-    any = body(tasks * t / nt, tasks * (t + 1) / nt);
+    errors.run([&] { any = body(tasks * t / nt, tasks * (t + 1) / nt); });
   }
+  errors.rethrow();
 #else
   any = body(int64_t(0), tasks);
 #endif

@@ -20,6 +20,7 @@
 
 #include "binary/quantizers.h"
 #include "common/half_scalar.h"
+#include "common/parallel.h"
 #include "common/vec.h"
 
 #ifndef KK_ISA
@@ -191,8 +192,10 @@ template <class F> void split_blocks(int64_t n, int64_t bytes, int threads, cons
   };
 #if defined(_OPENMP)
   if (nt > 1) {
+    ParallelErrors errors;
 #pragma omp parallel for num_threads(int(nt)) schedule(static)
-    for (int64_t t = 0; t < nt; ++t) range(t);
+    for (int64_t t = 0; t < nt; ++t) errors.run([&] { range(t); });
+    errors.rethrow();
     return;
   }
 #endif

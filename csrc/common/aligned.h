@@ -7,6 +7,8 @@
 #include <new>
 #include <vector>
 
+#include "common/parallel.h"
+
 namespace kernelkit {
 
 constexpr std::size_t kCacheLine = 64;
@@ -16,7 +18,8 @@ template <class T> struct CacheLineAllocator {
   CacheLineAllocator() = default;
   template <class U> CacheLineAllocator(const CacheLineAllocator<U>&) {}
   T* allocate(std::size_t n) {
-    return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(kCacheLine)));
+    if (n > std::size_t(INT64_MAX) / sizeof(T)) throw_allocation_failure(INT64_MAX);
+    return static_cast<T*>(allocate_aligned(int64_t(n * sizeof(T)), kCacheLine));
   }
   void deallocate(T* p, std::size_t) { ::operator delete(p, std::align_val_t(kCacheLine)); }
   template <class U> bool operator==(const CacheLineAllocator<U>&) const { return true; }

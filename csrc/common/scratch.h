@@ -4,9 +4,11 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <new>
 
 #include "common/aligned.h"
+#include "common/parallel.h"
 
 #ifndef KK_ISA
 #error "define KK_ISA (the ISA namespace) before including common/scratch.h"
@@ -30,7 +32,12 @@ template <class S> struct Buffer {
   S* at_least(int64_t n) {
     if (n > size) {
       release();
-      data = static_cast<S*>(::operator new(size_t(n) * sizeof(S), std::align_val_t(kCacheLine)));
+      // AllocationFailure (a std::bad_alloc naming the bytes) when it cannot be had; inside an
+      // OpenMP region the region's ParallelErrors carries it out (common/parallel.h).
+      constexpr int64_t kMax = std::numeric_limits<int64_t>::max() / int64_t(sizeof(S));
+      data = static_cast<S*>(
+          allocate_aligned(n > kMax ? std::numeric_limits<int64_t>::max() : n * int64_t(sizeof(S)),
+                           kCacheLine));
       size = n;
     }
     return data;

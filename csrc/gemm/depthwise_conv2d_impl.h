@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "common/parallel.h"
 #include "gemm/gemm_core_impl.h"
 #include "gemm/half_conv2d.h"
 
@@ -69,13 +70,20 @@ template <class T>
 void depthwise_forward(const T* x, const T* weight, T* out, const HalfConv2dArgs& a) {
   const int64_t hp = a.height + 2 * a.pad_h, wp = a.width + 2 * a.pad_w;
   const int64_t mult = a.out_channels / a.channels, taps = a.kh * a.kw;
+  // The padded plane is per thread scratch, allocated inside the region: its failure (huge
+  // padding) travels out through errors, and every later item is skipped.
+  ParallelErrors errors;
 #pragma omp parallel num_threads(a.threads)
   {
-    float* plane = thread_buffer<float, kSlotPlane>(hp * wp);
-    float* row = thread_buffer<float, kSlotRows>(a.out_w);
+    float* plane = nullptr;
+    float* row = nullptr;
+    errors.run([&] {
+      plane = thread_buffer<float, kSlotPlane>(hp * wp);
+      row = thread_buffer<float, kSlotRows>(a.out_w);
+    });
 #pragma omp for collapse(2) schedule(static)
     for (int64_t n = 0; n < a.batch; ++n) {
-      for (int64_t c = 0; c < a.channels; ++c) {
+      for (int64_t c = 0; c < a.channels; ++c) errors.run([&] {
         pad_plane(x + n * a.x_strides[0] + c * a.x_strides[1], a.x_strides, a, hp, wp, plane);
         for (int64_t oc = c * mult; oc < (c + 1) * mult; ++oc) {
           const T* w = weight + oc * taps;
@@ -91,9 +99,10 @@ void depthwise_forward(const T* x, const T* weight, T* out, const HalfConv2dArgs
             store_row(row, Bias{}, a.out_w, o + oh * a.out_w, 1, false);
           }
         }
-      }
+      });
     }
   }
+  errors.rethrow();
 }
 
 template <class T>
@@ -102,12 +111,17 @@ void depthwise_weight_grad(const T* x, const T* grad, float* grad_weight,
   const int64_t hp = a.height + 2 * a.pad_h, wp = a.width + 2 * a.pad_w;
   const int64_t mult = a.out_channels / a.channels, taps = a.kh * a.kw;
   const int64_t spatial = a.out_h * a.out_w;
+  ParallelErrors errors;
 #pragma omp parallel num_threads(a.threads)
   {
-    float* plane = thread_buffer<float, kSlotPlane>(hp * wp);
-    float* g = thread_buffer<float, kSlotRows>(spatial);
+    float* plane = nullptr;
+    float* g = nullptr;
+    errors.run([&] {
+      plane = thread_buffer<float, kSlotPlane>(hp * wp);
+      g = thread_buffer<float, kSlotRows>(spatial);
+    });
 #pragma omp for schedule(static)
-    for (int64_t c = 0; c < a.channels; ++c) {
+    for (int64_t c = 0; c < a.channels; ++c) errors.run([&] {
       for (int64_t n = 0; n < a.batch; ++n) {
         pad_plane(x + n * a.x_strides[0] + c * a.x_strides[1], a.x_strides, a, hp, wp, plane);
         for (int64_t oc = c * mult; oc < (c + 1) * mult; ++oc) {
@@ -127,8 +141,9 @@ void depthwise_weight_grad(const T* x, const T* grad, float* grad_weight,
           }
         }
       }
-    }
+    });
   }
+  errors.rethrow();
 }
 
 }  // namespace half_gemm_detail

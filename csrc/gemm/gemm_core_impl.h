@@ -248,15 +248,14 @@ void gemm_one(const ASource& a, const BSource& b, TO* c, int64_t c_rs, int64_t c
   const int64_t tiles = split_columns ? col_tiles : row_tiles;
   const int threads = int(std::max<int64_t>(1, std::min<int64_t>(p.threads, tiles)));
   if (threads == 1) return gemm_serial(a, b, c, c_rs, c_cs, bias, p, 0, p.M, 0, p.N);
-#pragma omp parallel num_threads(threads)
-  {
+  parallel_region(threads, [&] {
     const int64_t t = omp_thread_index(), t0 = tiles * t / threads,
                   t1 = tiles * (t + 1) / threads;
     if (split_columns)
       gemm_serial(a, b, c, c_rs, c_cs, bias, p, 0, p.M, t0 * NR, std::min(p.N, t1 * NR));
     else
       gemm_serial(a, b, c, c_rs, c_cs, bias, p, t0 * MR, std::min(p.M, t1 * MR), 0, p.N);
-  }
+  });
 }
 
 }  // namespace half_gemm_detail

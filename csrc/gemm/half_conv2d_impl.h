@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "common/parallel.h"
 #include "gemm/depthwise_conv2d_impl.h"
 #include "gemm/gemm_core_impl.h"
 #include "gemm/half_conv2d.h"
@@ -124,9 +125,12 @@ struct PaddedImage {
 
   // Every channel of image x (strides a.x_strides), padded, on `threads` threads.
   template <class T> void load(const T* x, int threads) {
+    ParallelErrors errors;
 #pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t c = 0; c < a.channels; ++c)
+    for (int64_t c = 0; c < a.channels; ++c) errors.run([&] {
       pad_plane(x + c * a.x_strides[1], a.x_strides, a, hp, wp, image + c * hp * wp);
+    });
+    errors.rethrow();
   }
 
   // The im2col matrix of group g.
@@ -161,9 +165,12 @@ template <class T> void conv2d_forward_typed(const HalfConv2dArgs& a) {
   const int64_t out_image = a.out_channels * a.out_h * a.out_w;
   if (a.batch >= a.threads) {
     // An image per thread at a time: no barrier inside an image, packing stays thread-local.
+    ParallelErrors errors;
 #pragma omp parallel for num_threads(a.threads) schedule(dynamic, 1)
-    for (int64_t n = 0; n < a.batch; ++n)
+    for (int64_t n = 0; n < a.batch; ++n) errors.run([&] {
       conv2d_forward_image(x + n * a.x_strides[0], weight, out + n * out_image, bias, a, 1);
+    });
+    errors.rethrow();
     return;
   }
   for (int64_t n = 0; n < a.batch; ++n)
@@ -209,12 +216,14 @@ template <class T> void conv2d_weight_grad_typed(const HalfConv2dWeightGradArgs&
   const int parts = a.threads;
   Buffer<float> partial;
   float* rest = partial.at_least((parts - 1) * size);
+  ParallelErrors errors;
 #pragma omp parallel for num_threads(parts) schedule(static, 1)
-  for (int part = 0; part < parts; ++part) {
+  for (int part = 0; part < parts; ++part) errors.run([&] {
     float* dw = part == 0 ? w.grad_weight : rest + (part - 1) * size;
     if (part > 0) std::fill(dw, dw + size, 0.0f);
     weight_grad_images(x, grad, dw, a, a.batch * part / parts, a.batch * (part + 1) / parts, 1);
-  }
+  });
+  errors.rethrow();
   for (int part = 1; part < parts; ++part)
     for (int64_t e = 0; e < size; ++e) w.grad_weight[e] += rest[(part - 1) * size + e];
 }

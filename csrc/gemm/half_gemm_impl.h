@@ -3,6 +3,7 @@
 // the matrix (memory-bound), instead of the packed core of gemm_core_impl.h.
 #pragma once
 
+#include "common/parallel.h"
 #include "gemm/gemm_core_impl.h"
 
 namespace kernelkit {
@@ -17,8 +18,9 @@ void gemv_one(const T* x, int64_t xs, const T* b, const MatrixView& bv, TO* y, i
   for (int64_t k = 0; k < p.K; ++k) xf[k] = element(x + k * xs);
   if (bv.rs == 1) {
     // Columns of B contiguous along k: one dot product per output, 4 columns at a time.
+    ParallelErrors errors;
 #pragma omp parallel for num_threads(p.threads) schedule(static)
-    for (int64_t j0 = 0; j0 < p.N; j0 += 4) {
+    for (int64_t j0 = 0; j0 < p.N; j0 += 4) errors.run([&] {
       const int64_t cols = std::min<int64_t>(4, p.N - j0);
       vf8 sums[4];
       float tails[4] = {0, 0, 0, 0};
@@ -34,13 +36,15 @@ void gemv_one(const T* x, int64_t xs, const T* b, const MatrixView& bv, TO* y, i
         for (int l = 0; l < 8; ++l) s += sums[j][l];
         y[(j0 + j) * ys] = StoreAs<TO>::from(s + bias.in_row(j0 + j));
       }
-    }
+    });
+    errors.rethrow();
     return;
   }
   // Rows of B (contiguous or not along n): y += x[k] * B[k, :], a strip of columns per thread.
   constexpr int64_t kStrip = 512;
+  ParallelErrors errors;
 #pragma omp parallel for num_threads(p.threads) schedule(static)
-  for (int64_t j0 = 0; j0 < p.N; j0 += kStrip) {
+  for (int64_t j0 = 0; j0 < p.N; j0 += kStrip) errors.run([&] {
     const int64_t cols = std::min(kStrip, p.N - j0);
     float sums[kStrip];
     for (int64_t j = 0; j < cols; ++j) sums[j] = bias.in_row(j0 + j);
@@ -55,7 +59,8 @@ void gemv_one(const T* x, int64_t xs, const T* b, const MatrixView& bv, TO* y, i
       for (; j < cols; ++j) sums[j] += xk * element(row + j * bv.cs);
     }
     for (int64_t j = 0; j < cols; ++j) y[(j0 + j) * ys] = StoreAs<TO>::from(sums[j]);
-  }
+  });
+  errors.rethrow();
 }
 
 template <class T, class TO> void run_typed(const HalfGemmArgs& g) {

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "common/parallel.h"
 #include "common/scratch.h"
 #include "common/vec.h"
 #include "hadamard/fwht.h"
@@ -423,8 +424,11 @@ template <class S, class In, class Out>
 void long_row_transform(const In* src, Out* dst, S* work, int64_t len, S scale, int threads) {
   const int64_t C = std::min(std::max(len / 8, kRowLimit<S>), kChunkMax<S>);
   const int64_t R = len / C;
+  ParallelErrors errors;
 #pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t r = 0; r < R; ++r) row_transform<S>(src + r * C, work + r * C, work + r * C, C, S(1));
+  for (int64_t r = 0; r < R; ++r)
+    errors.run([&] { row_transform<S>(src + r * C, work + r * C, work + r * C, C, S(1)); });
+  errors.rethrow();
 
   const int64_t strip = R <= 8 ? C / (4 * int64_t(threads)) : kStripElems;
   const int64_t strips = C / strip;
@@ -433,15 +437,17 @@ void long_row_transform(const In* src, Out* dst, S* work, int64_t len, S scale, 
     // The buffer's rows are padded by one vector so that they do not all share an L1 set.
     const int64_t ld = strip + Vec<S>::W;
     Scratch<S, 0> buf;
-    S* b = R > 8 ? buf.get(R * ld) : nullptr;
+    S* b = nullptr;
+    errors.run([&] { b = R > 8 ? buf.get(R * ld) : nullptr; });
 #pragma omp for schedule(static)
-    for (int64_t s = 0; s < strips; ++s) {
+    for (int64_t s = 0; s < strips; ++s) errors.run([&] {
       if (R <= 8)
         chunk_levels<S>(C, R, work, dst, scale, s * strip, (s + 1) * strip);
       else
         column_transform<S>(work + s * strip, C, b, ld, dst + s * strip, C, R, strip, scale);
-    }
+    });
   }
+  errors.rethrow();
 }
 
 // The float results of a bfloat16 row (paired order when its blocks had >= 16 values) to dst.
@@ -473,26 +479,28 @@ void transform_rows(const FwhtArgs& a) {
     // Enough independent rows to keep every thread busy; tiny calls stay on one thread.
     const int64_t work_items = a.rows * a.n;
     const int threads = int(std::max<int64_t>(1, std::min<int64_t>(a.threads, work_items >> 14)));
+    ParallelErrors errors;
 #pragma omp parallel num_threads(threads)
     {
       Scratch<S, 1> scratch;
 #pragma omp for schedule(static)
-      for (int64_t i = 0; i < a.rows; ++i) {
+      for (int64_t i = 0; i < a.rows; ++i) errors.run([&] {
         const In* s = src + i * a.src_row_stride;
         Out* d = dst + i * a.dst_row_stride;
         S* w = out_is_compute ? reinterpret_cast<S*>(d) : scratch.get(a.n);
         if (m == 1) {
           // bfloat16 too: its last pass writes the pairs straight to dst.
           row_transform<S>(s, d, w, len, block_scale);
-          continue;
+          return;
         }
         Target* t = reinterpret_cast<Target*>(convert_last ? static_cast<void*>(w) : d);
         for (int b = 0; b < m; ++b)
           row_transform<S>(s + b * len, w + b * len, w + b * len, len, S(1));
         small_matrix_pass<S>(w, t, m, len, h_scaled, 0, len);
         if constexpr (convert_last) convert_pairs<S>(w, d, a.n, paired);
-      }
+      });
     }
+    errors.rethrow();
     return;
   }
 
@@ -510,17 +518,22 @@ void transform_rows(const FwhtArgs& a) {
     } else {
       for (int b = 0; b < m; ++b)
         long_row_transform<S>(s + b * len, w + b * len, w + b * len, len, S(1), a.threads);
+      ParallelErrors errors;
 #pragma omp parallel for num_threads(a.threads) schedule(static)
-      for (int64_t p = 0; p < pieces; ++p)
+      for (int64_t p = 0; p < pieces; ++p) errors.run([&] {
         small_matrix_pass<S>(w, t, m, len, h_scaled, p * piece,
                              p == pieces - 1 ? len : (p + 1) * piece);
+      });
+      errors.rethrow();
     }
     if constexpr (convert_last) {
+      ParallelErrors errors;
 #pragma omp parallel for num_threads(a.threads) schedule(static)
-      for (int64_t p = 0; p < pieces * m; ++p) {
+      for (int64_t p = 0; p < pieces * m; ++p) errors.run([&] {
         const int64_t begin = p * piece, end = p == pieces * m - 1 ? a.n : (p + 1) * piece;
         convert_pairs<S>(w + begin, d + begin, end - begin, true);
-      }
+      });
+      errors.rethrow();
     }
   }
 }

@@ -30,6 +30,7 @@
 
 #include "common/aligned.h"
 #include "common/memory.h"
+#include "common/parallel.h"
 #include "common/vec.h"
 #include "common/vec_math.h"
 #include "scan/delta_rule.h"
@@ -441,15 +442,17 @@ void for_each_head(const DeltaRuleSizes& n, int threads, bool backward, bool rec
   std::vector<Work<S>> works;
   works.reserve(nt);
   for (int i = 0; i < nt; ++i) works.emplace_back(dims, backward, recompute_w);
+  ParallelErrors errors;
 #pragma omp parallel for num_threads(nt) schedule(static, 1)
-  for (int64_t bh = 0; bh < heads; ++bh) {
+  for (int64_t bh = 0; bh < heads; ++bh) errors.run([&] {
 #if defined(_OPENMP)
     Work<S>& wk = works[omp_get_thread_num()];
 #else
     Work<S>& wk = works[0];
 #endif
     body(wk, bh / n.heads, bh % n.heads);
-  }
+  });
+  errors.rethrow();
 }
 
 template <class S, class T> void forward_typed(const DeltaRuleForwardArgs& a) {

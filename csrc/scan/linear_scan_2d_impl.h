@@ -15,9 +15,11 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <optional>
 #include <type_traits>
 #include <vector>
 
+#include "common/parallel.h"
 #include "common/vec.h"
 #include "scan/linear_scan_2d.h"
 
@@ -259,21 +261,29 @@ void for_item_groups(const LinearScan2dArgs& s, Body body) {
   const int64_t per = s.batch >= kChains * max_threads ? kChains : 1;
   const int64_t groups = (s.batch + per - 1) / per;
   const int threads = int(std::min<int64_t>(max_threads, groups));
+  // The workspaces are per thread, allocated inside the region: a failure travels out through
+  // errors (common/parallel.h), and every later item is skipped.
+  ParallelErrors errors;
 #pragma omp parallel num_threads(threads)
   {
-    Workspace<S, T, kChains> wide(per == kChains ? s.V : 0);
-    Workspace<S, T, 1> narrow(s.V);
+    std::optional<Workspace<S, T, kChains>> wide;
+    std::optional<Workspace<S, T, 1>> narrow;
+    errors.run([&] {
+      wide.emplace(per == kChains ? s.V : 0);
+      narrow.emplace(s.V);
+    });
 #pragma omp for schedule(static)
-    for (int64_t gi = 0; gi < groups; ++gi) {
+    for (int64_t gi = 0; gi < groups; ++gi) errors.run([&] {
       const int64_t b0 = gi * per;
       int64_t left = std::min(per, s.batch - b0);
       if (left == kChains) {
-        body(b0, wide);
-        continue;
+        body(b0, *wide);
+        return;
       }
-      for (int64_t b = b0; b < b0 + left; ++b) body(b, narrow);
-    }
+      for (int64_t b = b0; b < b0 + left; ++b) body(b, *narrow);
+    });
   }
+  errors.rethrow();
 }
 
 template <class S, class T> void forward_typed(const LinearScan2dForward& a) {

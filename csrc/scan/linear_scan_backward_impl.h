@@ -11,6 +11,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "common/parallel.h"
 #include "scan/linear_scan_impl.h"
 
 namespace kernelkit {
@@ -92,9 +93,12 @@ void backward_sequence(const BackwardProblem<T>& p, int64_t i0, int64_t i1) {
 template <class S, class T, bool CPLX>
 void backward_scalar(const BackwardProblem<T>& p) {
   const int64_t rows = p.n0 * p.n1;
+  ParallelErrors errors;
 #pragma omp parallel for num_threads(threads_for(p.threads, rows, rows * p.len)) \
     schedule(static)
-  for (int64_t r = 0; r < rows; ++r) backward_sequence<S, T, CPLX>(p, r / p.n1, r % p.n1);
+  for (int64_t r = 0; r < rows; ++r)
+    errors.run([&] { backward_sequence<S, T, CPLX>(p, r / p.n1, r % p.n1); });
+  errors.rethrow();
 }
 
 // ---- time strided, batch dim contiguous: runs of lanes, the carry in L1 ------------------
@@ -175,12 +179,14 @@ void backward_inner_contiguous(const BackwardProblem<T>& p) {
       std::min(kLaneBlock<S>, ((width + per_thread - 1) / per_thread + W - 1) / W * W);
   const int64_t pieces = (width + piece - 1) / piece;
   const int64_t items = p.n0 * pieces;
+  ParallelErrors errors;
 #pragma omp parallel for num_threads(threads_for(p.threads, items, p.n0 * p.n1 * p.len)) \
     schedule(static)
-  for (int64_t item = 0; item < items; ++item) {
+  for (int64_t item = 0; item < items; ++item) errors.run([&] {
     const int64_t i0 = item / pieces, c0 = (item % pieces) * piece;
     backward_lane_block<S, T, CPLX, A_BCAST>(p, i0, c0, std::min(width, c0 + piece));
-  }
+  });
+  errors.rethrow();
 }
 
 // ---- time contiguous: the forward's transposed chunks for g, da along the rows --------------
@@ -260,9 +266,10 @@ void backward_time_contiguous(const BackwardProblem<T>& p) {
   // step before in the forward's order: h[t - 1], or h[t + 1] for a reverse forward.
   const bool descending = !p.reverse;
   const int64_t shift = p.reverse ? 1 : -1;
+  ParallelErrors errors;
 #pragma omp parallel for num_threads(threads_for(p.threads, groups, rows * p.len)) \
     schedule(static)
-  for (int64_t grp = 0; grp < groups; ++grp) {
+  for (int64_t grp = 0; grp < groups; ++grp) errors.run([&] {
     alignas(32) C sa[kChunk * L];
     alignas(32) C sg[kChunk * L];
     alignas(32) S h0[L * E] = {};
@@ -308,7 +315,8 @@ void backward_time_contiguous(const BackwardProblem<T>& p) {
       for (int e = 0; e < E; ++e)
         p.dh0[i0 * p.dh0_s0 + i1 * p.dh0_s1 + e] = StoreAs<T>::from(out[l * E + e]);
     }
-  }
+  });
+  errors.rethrow();
 }
 
 // ---- dispatch on layout ---------------------------------------------------------------------

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "common/parallel.h"
 #include "common/vec.h"
 #include "scan/linear_scan.h"
 
@@ -111,15 +112,17 @@ void scan_sequence_complex(const Problem<S>& p, int64_t i0, int64_t i1) {
 template <class S, class T, bool CPLX>
 void run_scalar(const Problem<T>& p) {
   const int64_t rows = p.n0 * p.n1;
+  ParallelErrors errors;
 #pragma omp parallel for num_threads(threads_for(p.threads, rows, rows * p.len)) \
     schedule(static)
-  for (int64_t r = 0; r < rows; ++r) {
+  for (int64_t r = 0; r < rows; ++r) errors.run([&] {
     if constexpr (CPLX) {
       scan_sequence_complex<S>(p, r / p.n1, r % p.n1);
     } else {
       scan_sequence_real<S, T>(p, r / p.n1, r % p.n1);
     }
-  }
+  });
+  errors.rethrow();
 }
 
 // ---- time strided, batch dim contiguous: vectors across it -----------------------------
@@ -203,12 +206,14 @@ void run_inner_contiguous(const Problem<T>& p) {
       std::min(kLaneBlock<S>, ((width + per_thread - 1) / per_thread + W - 1) / W * W);
   const int64_t pieces = (width + piece - 1) / piece;
   const int64_t items = p.n0 * pieces;
+  ParallelErrors errors;
 #pragma omp parallel for num_threads(threads_for(p.threads, items, p.n0 * p.n1 * p.len)) \
     schedule(static)
-  for (int64_t item = 0; item < items; ++item) {
+  for (int64_t item = 0; item < items; ++item) errors.run([&] {
     const int64_t i0 = item / pieces, c0 = (item % pieces) * piece;
     lane_block<S, T, CPLX, A_BCAST>(p, i0, c0, std::min(width, c0 + piece));
-  }
+  });
+  errors.rethrow();
 }
 
 // ---- time contiguous: W x W register transposes through an L1 scratch chunk ------------
@@ -536,9 +541,10 @@ void run_time_contiguous(const Problem<T>& p) {
   const int64_t a_st = p.a.st / E;
   VecT<S> im_sign{};
   if constexpr (CPLX) im_sign = PairLanes<S>::sign(p.conj_a ? S(-1) : S(1));
+  ParallelErrors errors;
 #pragma omp parallel for num_threads(threads_for(p.threads, groups, rows * p.len)) \
     schedule(static)
-  for (int64_t grp = 0; grp < groups; ++grp) {
+  for (int64_t grp = 0; grp < groups; ++grp) errors.run([&] {
     alignas(32) C sa[kChunk * L];
     alignas(32) C sx[kChunk * L];
     alignas(32) S hs[L * E];
@@ -573,7 +579,8 @@ void run_time_contiguous(const Problem<T>& p) {
       }
       scatter<C, L>(sx, ro, m0, c, next);
     }
-  }
+  });
+  errors.rethrow();
 }
 
 // ---- dispatch on layout -----------------------------------------------------------------

@@ -10,11 +10,13 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <type_traits>
 #include <vector>
 
 #include "common/aligned.h"
 #include "common/memory.h"
+#include "common/parallel.h"
 #include "common/vec.h"
 #include "common/vec_math.h"
 #include "scan/selective_scan.h"
@@ -54,15 +56,16 @@ template <class S> struct Panel {
 
 // Converts and transposes src into the panel. A worksharing loop without a barrier: called
 // by every thread of the enclosing parallel region (or serially outside one).
-template <class S, class T> void fill_panel(const T* src, Panel<S>& p, int64_t batch, int64_t N) {
+template <class S, class T>
+void fill_panel(const T* src, Panel<S>& p, int64_t batch, int64_t N, ParallelErrors& errors) {
   const int64_t L = p.length;
   const int64_t blocks = p.groups == 0 ? 1 : (L + kChunk - 1) / kChunk;
   const int64_t rows = p.groups == 0 ? p.dim : batch * p.groups;
 #pragma omp for schedule(static) nowait
-  for (int64_t job = 0; job < rows * blocks; ++job) {
+  for (int64_t job = 0; job < rows * blocks; ++job) errors.run([&] {
     if (p.groups == 0) {
       for (int64_t n = 0; n < N; ++n) p.data[job * p.np + n] = to_compute<S>(src[job * N + n]);
-      continue;
+      return;
     }
     const int64_t r = job / blocks, t0 = (job % blocks) * kChunk, t1 = std::min(L, t0 + kChunk);
     S* dst = p.data.data() + r * L * p.np;
@@ -70,16 +73,18 @@ template <class S, class T> void fill_panel(const T* src, Panel<S>& p, int64_t b
       const T* row = src + (r * N + n) * L;
       for (int64_t t = t0; t < t1; ++t) dst[t * p.np + n] = to_compute<S>(row[t]);
     }
-  }
+  });
 }
 
 template <class S>
-void fill_panel(const void* src, DType dtype, Panel<S>& p, const SelectiveScanArgs& a) {
+void fill_panel(const void* src, DType dtype, Panel<S>& p, const SelectiveScanArgs& a,
+                ParallelErrors& e) {
   switch (dtype) {
-    case DType::f32: return fill_panel(static_cast<const float*>(src), p, a.batch, a.n_state);
-    case DType::f64: return fill_panel(static_cast<const double*>(src), p, a.batch, a.n_state);
-    case DType::f16: return fill_panel(static_cast<const f16_bits*>(src), p, a.batch, a.n_state);
-    case DType::bf16: return fill_panel(static_cast<const bf16_bits*>(src), p, a.batch, a.n_state);
+    case DType::f32: return fill_panel(static_cast<const float*>(src), p, a.batch, a.n_state, e);
+    case DType::f64: return fill_panel(static_cast<const double*>(src), p, a.batch, a.n_state, e);
+    case DType::f16: return fill_panel(static_cast<const f16_bits*>(src), p, a.batch, a.n_state, e);
+    case DType::bf16:
+      return fill_panel(static_cast<const bf16_bits*>(src), p, a.batch, a.n_state, e);
   }
 }
 
@@ -161,10 +166,11 @@ template <class S, class T> struct Problem {
         mul(args.negative_eigenvalues ? 2 : 1),
         off(args.negative_eigenvalues ? -1 : 0) {}
 
-  // Inside a parallel region: all threads fill both panels, then wait for each other.
-  void fill_panels() {
-    fill_panel(a.B, a.b_dtype, B, a);
-    fill_panel(a.C, a.c_dtype, C, a);
+  // Inside a parallel region: all threads fill both panels, then wait for each other (errors:
+  // the region's, common/parallel.h).
+  void fill_panels(ParallelErrors& errors) {
+    fill_panel(a.B, a.b_dtype, B, a, errors);
+    fill_panel(a.C, a.c_dtype, C, a, errors);
 #pragma omp barrier
   }
 
@@ -345,13 +351,19 @@ void channel_forward(const Problem<S, T>& p, int64_t b, int64_t d, Workspace<S>&
 template <class S, class T> void forward(const SelectiveScanArgs& a, const SelectiveScanOutputs& o) {
   Problem<S, T> p(a);
   const int64_t channels = a.batch * a.dim;
+  // Workspaces are per thread, allocated inside the region: a failure travels out through
+  // errors (common/parallel.h), and every later item is skipped.
+  ParallelErrors errors;
 #pragma omp parallel num_threads(threads_for(a.threads, channels * a.length * p.np))
   {
-    p.fill_panels();
-    Workspace<S> ws(p.nv, a.length, 0);
+    p.fill_panels(errors);
+    std::optional<Workspace<S>> ws;
+    errors.run([&] { ws.emplace(p.nv, a.length, 0); });
 #pragma omp for schedule(dynamic, 4)
-    for (int64_t c = 0; c < channels; ++c) channel_forward(p, c / a.dim, c % a.dim, ws, o);
+    for (int64_t c = 0; c < channels; ++c)
+      errors.run([&] { channel_forward(p, c / a.dim, c % a.dim, *ws, o); });
   }
+  errors.rethrow();
 }
 
 // ---- backward ----
@@ -629,11 +641,11 @@ void sum_over_batch(const std::vector<S>& part, S* out, int64_t d, const Selecti
 // worksharing loop without a barrier, like fill_panel.
 template <class S>
 void sum_blocks(const Partials<S>& part, const std::vector<S>& blk, S* dM, int64_t groups,
-                const SelectiveScanArgs& a, int64_t np) {
+                const SelectiveScanArgs& a, int64_t np, ParallelErrors& errors) {
   const int64_t L = a.length, N = a.n_state, per_group = a.dim / groups;
   const int64_t tblocks = (L + kChunk - 1) / kChunk, jobs = a.batch * groups * tblocks;
 #pragma omp for schedule(static) nowait
-  for (int64_t job = 0; job < jobs; ++job) {
+  for (int64_t job = 0; job < jobs; ++job) errors.run([&] {
     const int64_t bg = job / tblocks, b = bg / groups, grp = bg % groups;
     const int64_t t0 = (job % tblocks) * kChunk, t1 = std::min(L, t0 + kChunk);
     std::vector<S> acc((t1 - t0) * np, S(0));
@@ -646,31 +658,35 @@ void sum_blocks(const Partials<S>& part, const std::vector<S>& blk, S* dM, int64
     S* dst = dM + bg * N * L;
     for (int64_t n = 0; n < N; ++n)
       for (int64_t t = t0; t < t1; ++t) dst[n * L + t] = acc[(t - t0) * np + n];
-  }
+  });
 }
 
 template <class S, class T> void backward(const SelectiveScanArgs& a, const SelectiveScanGrads& g) {
   Problem<S, T> p(a);
   Partials<S> part = make_partials(p);
   const int64_t nblocks = int64_t(part.blocks.size()), L = a.length, np = p.np;
+  ParallelErrors errors;  // see forward
 #pragma omp parallel num_threads(threads_for(a.threads, 4 * a.batch * a.dim * L * np))
   {
-    p.fill_panels();
+    p.fill_panels(errors);
     {
-      Workspace<S> ws(p.nv, L, segment_steps<S>(np));
+      std::optional<Workspace<S>> ws;
+      errors.run([&] { ws.emplace(p.nv, L, segment_steps<S>(np)); });
 #pragma omp for schedule(dynamic, 1)
-      for (int64_t i = 0; i < nblocks; ++i) {
+      for (int64_t i = 0; i < nblocks; ++i) errors.run([&] {
         const Block& k = part.blocks[i];
         S* dB_blk = a.groups_b > 0 ? part.dB_blk.data() + i * L * np : nullptr;
         S* dC_blk = a.groups_c > 0 ? part.dC_blk.data() + i * L * np : nullptr;
         for (int64_t d = k.d0; d < k.d1; ++d)
-          channel_backward(p, g, k.b, d, dB_blk, dC_blk, part, ws);
-      }
+          channel_backward(p, g, k.b, d, dB_blk, dC_blk, part, *ws);
+      });
     }
-    if (a.groups_b > 0) sum_blocks(part, part.dB_blk, static_cast<S*>(g.dB), a.groups_b, a, np);
-    if (a.groups_c > 0) sum_blocks(part, part.dC_blk, static_cast<S*>(g.dC), a.groups_c, a, np);
+    if (a.groups_b > 0)
+      sum_blocks(part, part.dB_blk, static_cast<S*>(g.dB), a.groups_b, a, np, errors);
+    if (a.groups_c > 0)
+      sum_blocks(part, part.dC_blk, static_cast<S*>(g.dC), a.groups_c, a, np, errors);
 #pragma omp for schedule(static)
-    for (int64_t d = 0; d < a.dim; ++d) {
+    for (int64_t d = 0; d < a.dim; ++d) errors.run([&] {
       sum_over_batch(part.dA, static_cast<S*>(g.dA), d, a, np);
       if (a.groups_b == 0) sum_over_batch(part.dB, static_cast<S*>(g.dB), d, a, np);
       if (a.groups_c == 0) sum_over_batch(part.dC, static_cast<S*>(g.dC), d, a, np);
@@ -681,8 +697,9 @@ template <class S, class T> void backward(const SelectiveScanArgs& a, const Sele
       }
       if (g.dD) static_cast<S*>(g.dD)[d] = dD;
       if (g.ddelta_bias) static_cast<S*>(g.ddelta_bias)[d] = dbias;
-    }
+    });
   }
+  errors.rethrow();
 }
 
 }  // namespace selective_scan_detail

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "common/parallel.h"
 #include "common/vec.h"
 #include "common/vec_math.h"
 #include "scan/selective_state_update.h"
@@ -124,11 +125,13 @@ template <class S, class X, class T, bool TIED, int NS> void run_blocks(const Ss
   constexpr int W = Vec<T>::W;
   const int64_t per_batch = a.nheads * a.dim;
   const int64_t blocks = (per_batch + W - 1) / W;
+  ParallelErrors errors;
 #pragma omp parallel for num_threads(a.threads) schedule(static)
-  for (int64_t k = 0; k < a.batch * blocks; ++k) {
+  for (int64_t k = 0; k < a.batch * blocks; ++k) errors.run([&] {
     const int64_t b = k / blocks, j0 = (k % blocks) * W;
     update_rows<S, X, T, TIED, NS>(a, b, j0, int(std::min<int64_t>(W, per_batch - j0)));
-  }
+  });
+  errors.rethrow();
 }
 
 template <class S, class X, class T> void run(const SsuArgs& a) {

@@ -18,6 +18,7 @@ import torch
 
 from .. import _native
 from .._backend import plain_eager, resolve_backend, triton_kernels
+from .._checks import check_ints, check_size
 from .._native import _C
 from ..reference.binary_gemm import signs_reference
 from ..reference.bit_packing import unpack_signs_reference
@@ -48,6 +49,7 @@ def _check_bits(op: str, k: object) -> int:
         raise TypeError(f"{op}: k must be an int or None; got {type(k).__name__}") from None
     if k < 0:
         raise ValueError(f"{op}: k must be >= 0; got {k}")
+    check_ints(op, "k", (k,), k)
     return k
 
 
@@ -186,7 +188,10 @@ def _check_matmul(a: torch.Tensor, b: torch.Tensor, k: int | None,
     except RuntimeError:
         raise ValueError(f"{op}: batch dims of a {tuple(a.shape[:-2])} and b "
                          f"{tuple(b.shape[:-2])} do not broadcast") from None
-    return k, (*batch, a.shape[-2], b.shape[-1])
+    shape = (*batch, a.shape[-2], b.shape[-1])
+    check_size(op, f"a of shape {tuple(a.shape)} with b of shape {tuple(b.shape)}", "an output",
+               shape, 8)
+    return k, shape
 
 
 def _matmul_into(a: torch.Tensor, b: torch.Tensor, k: int, out: torch.Tensor) -> None:

@@ -15,6 +15,7 @@ import torch
 
 from .. import _native
 from .._backend import plain_eager, resolve_backend, triton_kernels
+from .._checks import check_ints
 from .._native import _C
 from ..reference.bit_packing import pack_signs_reference, unpack_signs_reference
 
@@ -74,6 +75,7 @@ def check_unpack_args(words: torch.Tensor, n: int, dim: int, dtype: torch.dtype)
         raise TypeError(f"{op}: n must be an int; got {type(n).__name__}")
     if n < 0:
         raise ValueError(f"{op}: n must be >= 0; got {n}")
+    check_ints(op, "n", (n,), n)
     if not isinstance(dtype, torch.dtype) or dtype not in _FLOAT_DTYPES:
         raise TypeError(f"{op}: dtype must be torch.float32, float64, float16 or bfloat16; "
                         f"got {dtype}")

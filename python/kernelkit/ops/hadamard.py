@@ -10,6 +10,7 @@ import torch
 
 from .. import _native
 from .._backend import resolve_backend, triton_kernels
+from .._checks import overlaps_in_memory
 from .._native import _C
 from ..reference.hadamard import fwht_reference, split_length
 from ..reference.hadamard_matrices import SUPPORTED_ODD_FACTORS, small_hadamard
@@ -168,10 +169,10 @@ torch.library.register_autograd(
 @torch.library.impl("kernelkit::fwht_", ("cpu", "cuda"))
 def _fwht_inplace_impl(x: torch.Tensor, scale: float, dim: int) -> None:
     dim = check_fwht_args("fwht_", x, scale, dim)
-    if torch._debug_has_internal_overlap(x) == 1:
+    if overlaps_in_memory(x):
         raise ValueError(
-            "fwht_: x has overlapping memory (e.g. an expanded tensor); "
-            "transform a copy, or use kernelkit.fwht"
+            "fwht_: x has overlapping memory (e.g. an expanded or as_strided tensor whose rows "
+            "share elements); transform a copy, or use kernelkit.fwht"
         )
     _transform_into(x, x, scale, dim)
     torch.autograd.graph.increment_version(x)
@@ -209,7 +210,7 @@ def fwht_(x: torch.Tensor, scale: float = 1.0, dim: int = -1) -> torch.Tensor:
 
     No extra memory when the transformed dim has unit stride (rows may be strided); otherwise
     the result goes through a temporary of x's size. Not differentiable: use :func:`fwht`
-    under autograd. Raises ValueError when x's elements overlap (expanded tensors)."""
+    under autograd. Raises ValueError when x's elements overlap (expanded or as_strided tensors)."""
     dim = check_fwht_args("fwht_", x, scale, dim)
     if torch.is_grad_enabled() and x.requires_grad:
         raise RuntimeError("fwht_: x requires grad; the in-place transform is not "

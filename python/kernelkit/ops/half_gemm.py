@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from .. import _native
 from .._backend import resolve_backend, triton_kernels
+from .._checks import check_ints, check_size
 from .._native import _C
 
 HALF_DTYPES = (torch.float16, torch.bfloat16)
@@ -24,10 +25,11 @@ _DTYPE_NAMES = {torch.float16: "float16", torch.bfloat16: "bfloat16", torch.floa
 
 
 def check_half_tensors(op: str, **tensors: torch.Tensor | None) -> torch.dtype:
-    """All given tensors are float16 or bfloat16, of one dtype, on one device; returns it."""
+    """All given tensors are float16 or bfloat16, of one dtype, on one device; returns it.
+    Only `bias` may be None."""
     dtype = device = first = None
     for name, t in tensors.items():
-        if t is None:
+        if t is None and name == "bias":
             continue
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{op}: {name} must be a torch.Tensor; got {type(t).__name__}")
@@ -111,6 +113,8 @@ def _matmul_shapes(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torc
         shape = shape[:-2] + shape[-1:]
     if b.dim() == 1:
         shape = shape[:-1]
+    check_size("half_matmul", f"a of shape {tuple(a.shape)} with b of shape {tuple(b.shape)}",
+               "an output", shape, 4)
     return am.expand(*batch, m, k), bm.expand(*batch, k, n), shape
 
 
@@ -298,6 +302,7 @@ def _pair(op: str, name: str, v: int | tuple[int, int] | list[int], minimum: int
         raise TypeError(f"{op}: {name} must be an int or a pair of ints; got {v!r}")
     if min(vals) < minimum:
         raise ValueError(f"{op}: {name} must be >= {minimum}; got {v!r}")
+    check_ints(op, name, vals, v)
     return vals  # type: ignore[return-value]
 
 
@@ -330,6 +335,18 @@ def _check_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
             raise ValueError(f"{op}: the padded input ({extent}) is smaller than the dilated "
                              f"kernel ({span}) along {'height' if i == 0 else 'width'}")
         size.append((extent - span) // stride[i] + 1)
+    # Sizes before any allocation: the output, and the float32 padded copy of the input the
+    # CPU kernel works from (a padded image, or one padded plane per thread when depthwise).
+    given = [f"{n}={v!r}" for n, v, d in (("stride", stride, (1, 1)), ("padding", padding, (0, 0)),
+                                          ("dilation", dilation, (1, 1))) if v != d]
+    blame = ", ".join(given) or f"x of shape {tuple(x.shape)}"
+    out = check_size(op, blame, "an output", (x.shape[0], c_out, size[0], size[1]),
+                     x.element_size())
+    padded = (x.shape[2] + 2 * padding[0]) * (x.shape[3] + 2 * padding[1])
+    scratch = check_size(op, blame, "a padded-input scratch",
+                         (1 if groups == x.shape[1] else x.shape[1], padded), 4)
+    check_size(op, blame, "an output and a padded-input scratch",
+               (out * x.element_size() + scratch * 4,), 1)
     return size[0], size[1]
 
 

@@ -206,6 +206,22 @@ def base(op):
         return kk.binary_matmul, dict(a=r(3, 40), b=r(40, 5), k=None)
     if op == "binary_linear":
         return kk.binary_linear, dict(x=r(2, 40), weight=r(3, 40), bias=r(3))
+    if op == "binary_conv2d":
+        return kk.binary_conv2d, dict(x=r(1, 3, 5, 5), weight=r(4, 3, 3, 3), bias=r(4), stride=1,
+                                      padding=1, dilation=1, groups=1, pad_value=0.0, scale=None)
+    if op == "bi_attention":
+        return kk.bi_attention, dict(q=r(2, 3, 8), k=r(2, 4, 8), v=r(2, 4, 5), mask=None)
+    if op == "ste_sign":
+        return kk.ste_sign, dict(x=r(3, 40), clip_value=1.0)
+    if op == "ste_tern":
+        return kk.ste_tern, dict(x=r(3, 40), threshold_value=0.05, ternary_weight_networks=False,
+                                 clip_value=1.0)
+    if op == "dorefa":
+        return kk.dorefa, dict(x=r(3, 40), k_bit=2, mode="activations")
+    if op == "magnitude_aware_sign":
+        return kk.magnitude_aware_sign, dict(x=r(3, 40), clip_value=1.0)
+    if op == "periodic_sign":
+        return kk.periodic_sign, dict(w=r(3, 40), freq=20.0)
     if op == "linear_scan":
         return kk.linear_scan, dict(a=torch.rand(2, 7), x=r(2, 7), h0=None, reverse=False, dim=-1)
     if op == "linear_scan_2d":
@@ -286,6 +302,13 @@ FUZZ_ARGS = {
     "half_conv2d_depthwise": ["x", "weight", "bias", "stride", "padding", "dilation", "groups"],
     "pack_signs": ["x", "dim"], "unpack_signs": ["words", "n", "dim", "dtype"],
     "binary_matmul": ["a", "b", "k", "out_dtype"], "binary_linear": ["x", "weight", "bias"],
+    "binary_conv2d": ["x", "weight", "bias", "stride", "padding", "dilation", "groups",
+                      "pad_value", "scale"],
+    "bi_attention": ["q", "k", "v", "mask"],
+    "ste_sign": ["x", "clip_value"],
+    "ste_tern": ["x", "threshold_value", "ternary_weight_networks", "clip_value"],
+    "dorefa": ["x", "k_bit", "mode"], "magnitude_aware_sign": ["x", "clip_value"],
+    "periodic_sign": ["w", "freq"],
     "linear_scan": ["a", "x", "h0", "reverse", "dim"],
     "linear_scan_2d": ["a_t", "a_v", "x", "h0_t", "h0_v"],
     "selective_scan": ["u", "delta", "A", "B", "C", "D", "z", "delta_bias", "delta_softplus"],
@@ -389,3 +412,19 @@ def test_every_openmp_region_goes_through_parallel_errors():
             if "ParallelErrors" not in before or "errors.run(" not in after:
                 bad.append(f"{path.relative_to(root)}:{i + 1}")
     assert not bad, f"OpenMP regions without ParallelErrors: {bad}"
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    (dict(padding=2**40), r"binary_conv2d: padding=\(1099511627776, 1099511627776\) gives an "
+                          r"output of \d+ elements"),
+    (dict(padding=(2**20, 2**20)), r"binary_conv2d: padding=\(1048576, 1048576\) gives"),
+    (dict(stride=2**63), r"binary_conv2d: stride=9223372036854775808 does not fit int64"),
+])
+def test_binary_conv2d_huge_geometry_refused(kwargs, match):
+    import torch
+
+    import kernelkit as kk
+
+    x, w = torch.randn(1, 3, 5, 5), torch.randn(4, 3, 3, 3)
+    with pytest.raises(ValueError, match=match):
+        kk.binary_conv2d(x, w, **kwargs)

@@ -106,3 +106,12 @@ def overlaps_in_memory(t) -> bool:  # noqa: ANN001
     for stride, size in zip(t.stride(), t.shape, strict=True):
         offsets = (offsets.unsqueeze(-1) + torch.arange(size, dtype=torch.int64) * stride)
     return torch.unique(offsets.flatten()).numel() != t.numel()
+
+
+def conv_blame(x_shape: Sequence[int], stride: Sequence[int], padding: Sequence[int],
+               dilation: Sequence[int]) -> str:
+    """What a convolution's size error names: the geometry arguments not at their defaults,
+    or x's shape when all are."""
+    given = [f"{n}={v!r}" for n, v, d in (("stride", stride, (1, 1)), ("padding", padding, (0, 0)),
+                                          ("dilation", dilation, (1, 1))) if tuple(v) != d]
+    return ", ".join(given) or f"x of shape {tuple(x_shape)}"

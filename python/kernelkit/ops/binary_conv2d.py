@@ -17,6 +17,7 @@ import torch
 
 from .. import _native
 from .._backend import plain_eager, resolve_backend, triton_kernels
+from .._checks import check_ints, check_size, conv_blame
 from .._native import _C
 from ..reference.binary_conv2d import binary_conv2d_reference
 from .binary_gemm import _NAMES, FLOAT_DTYPES, _compute_dtype, _sign_bits, _signs
@@ -40,6 +41,7 @@ def _pair(name: str, v: object, low: int) -> tuple[int, int]:
         if item < low:
             raise ValueError(f"{_OP}: {name} must be >= {low}; got {v!r}")
         out.append(item)
+    check_ints(_OP, name, out, v)
     return out[0], out[1]
 
 
@@ -106,6 +108,9 @@ def _check(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                              f"input ({size + 2 * p}) for x {tuple(x.shape)}, weight "
                              f"{tuple(weight.shape)}, padding {padding}, dilation {dilation}")
         out.append((size + 2 * p - span) // s + 1)
+    # Before any allocation: the output (the bit image of x is smaller than x itself).
+    check_size(_OP, conv_blame(x.shape, stride, padding, dilation), "an output",
+               (n, o, out[0], out[1]), x.element_size())
     return n, o, out[0], out[1]
 
 

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from .. import _native
 from .._backend import resolve_backend, triton_kernels
-from .._checks import check_ints, check_size
+from .._checks import check_ints, check_size, conv_blame
 from .._native import _C
 
 HALF_DTYPES = (torch.float16, torch.bfloat16)
@@ -337,9 +337,7 @@ def _check_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
         size.append((extent - span) // stride[i] + 1)
     # Sizes before any allocation: the output, and the float32 padded copy of the input the
     # CPU kernel works from (a padded image, or one padded plane per thread when depthwise).
-    given = [f"{n}={v!r}" for n, v, d in (("stride", stride, (1, 1)), ("padding", padding, (0, 0)),
-                                          ("dilation", dilation, (1, 1))) if v != d]
-    blame = ", ".join(given) or f"x of shape {tuple(x.shape)}"
+    blame = conv_blame(x.shape, stride, padding, dilation)
     out = check_size(op, blame, "an output", (x.shape[0], c_out, size[0], size[1]),
                      x.element_size())
     padded = (x.shape[2] + 2 * padding[0]) * (x.shape[3] + 2 * padding[1])

@@ -113,12 +113,15 @@ def _attend(scores: torch.Tensor, v: torch.Tensor, out_dtype: torch.dtype) -> to
     if lk == 0:
         shape = torch.broadcast_shapes(scores.shape[:-1], v.shape[:-2] + (1,))
         return scores.new_zeros((*shape, v.shape[-1]), dtype=out_dtype)
+    # One more row of all-+1 words makes the same GEMM give colsum(sign v) as its last row.
+    ones = a_bits.new_zeros((*a_bits.shape[:-2], 1, a_bits.shape[-1]))
     try:
-        tv = torch.ops.kernelkit.binary_matmul(a_bits, v, lk, scores.dtype)
+        tv = torch.ops.kernelkit.binary_matmul(torch.cat((a_bits, ones), -2), v, lk,
+                                               scores.dtype)
     except ValueError:
         raise ValueError(f"{OP}: v contains NaN") from None
-    colsum = lk - 2 * (v < 0).sum(-2, keepdim=True, dtype=scores.dtype)
-    return tv.neg_().add_(colsum).mul_(0.5).to(out_dtype)  # colsum - tv: no -0.0
+    colsum = tv[..., -1:, :]
+    return (colsum - tv[..., :-1, :]).mul_(0.5).to(out_dtype)  # no -0.0: c - c = +0
 
 
 torch.library.define(

@@ -9,7 +9,6 @@ of the +-1 tensors unpacked from the saved sign words.
 
 from __future__ import annotations
 
-import math
 import numbers
 import operator
 
@@ -20,7 +19,7 @@ from .._backend import plain_eager, resolve_backend, triton_kernels
 from .._checks import check_ints, check_size, conv_blame
 from .._native import _C
 from ..reference.binary_conv2d import binary_conv2d_reference
-from .binary_gemm import _NAMES, FLOAT_DTYPES, _compute_dtype, _sign_bits, _signs
+from .binary_gemm import _NAMES, FLOAT_DTYPES, _compute_dtype, _sign_bits, _signs, parse_scale
 
 _OP = "binary_conv2d"
 
@@ -317,16 +316,7 @@ def binary_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     stride = _pair("stride", stride, 1)
     padding = _pair("padding", padding, 0)
     dilation = _pair("dilation", dilation, 1)
-    scale_tensor = None
-    scale_value = 1.0
-    if isinstance(scale, torch.Tensor):
-        scale_tensor = scale
-    elif scale is not None:
-        if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not math.isfinite(
-                float(scale)):
-            raise TypeError(f"{_OP}: scale must be None, a finite real number or a tensor; "
-                            f"got {scale!r}")
-        scale_value = float(scale)
+    scale_tensor, scale_value = parse_scale(_OP, scale)
     if isinstance(pad_value, bool) or not isinstance(pad_value, numbers.Real):
         raise TypeError(f"{_OP}: pad_value must be 0.0 or 1.0; got {pad_value!r}")
     pad_value = float(pad_value)

@@ -328,6 +328,19 @@ def binary_matmul(a: torch.Tensor, b: torch.Tensor, *, k: int | None = None,
 
 # ---- binary_linear -------------------------------------------------------------------------
 
+def parse_scale(op: str, scale: object) -> tuple[torch.Tensor | None, float]:
+    """A binary op's ``scale`` argument as (per-channel tensor or None, scalar factor)."""
+    if isinstance(scale, torch.Tensor):
+        return scale, 1.0
+    if scale is None:
+        return None, 1.0
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not math.isfinite(
+            float(scale)):
+        raise TypeError(f"{op}: scale must be None, a finite real number or a tensor; "
+                        f"got {scale!r}")
+    return None, float(scale)
+
+
 def _check_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                   scale: torch.Tensor | None) -> None:
     op = "binary_linear"
@@ -511,16 +524,7 @@ def binary_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
         = (grad * scale)^T @ sign(x) (float weights only), and the exact gradients of scale
         and bias.
     """
-    scale_tensor = None
-    scale_value = 1.0
-    if isinstance(scale, torch.Tensor):
-        scale_tensor = scale
-    elif scale is not None:
-        if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not math.isfinite(
-                float(scale)):
-            raise TypeError(f"binary_linear: scale must be None, a finite real number or a "
-                            f"tensor; got {scale!r}")
-        scale_value = float(scale)
+    scale_tensor, scale_value = parse_scale("binary_linear", scale)
     _check_linear(x, weight, bias, scale_tensor)
     if plain_eager(x, weight, bias, scale_tensor):
         return _linear(x, weight, bias, scale_tensor, scale_value)

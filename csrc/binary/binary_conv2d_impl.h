@@ -405,12 +405,7 @@ template <class TO> void run_typed(const BinaryConv2dArgs& g) {
     });
   }
   errors.rethrow();
-  if (any_nan) {
-    bool in_x = false;
-    for (int i = 0; i < 64; ++i) in_x |= nan_x[i];
-    throw std::invalid_argument(std::string("binary_conv2d: ") + (in_x ? "x" : "weight") +
-                                " contains NaN, whose sign is undefined");
-  }
+  if (any_nan) sign_words::throw_nan_operand("binary_conv2d", nan_x, "x", "weight");
 }
 
 }  // namespace binary_conv2d_detail

@@ -370,12 +370,7 @@ template <class TO> void run_typed(const BinaryGemmArgs& g) {
     });
   }
   errors.rethrow();
-  if (any_nan) {
-    bool in_a = false;
-    for (int i = 0; i < 64; ++i) in_a |= nan_a[i];
-    throw std::invalid_argument(std::string("binary_gemm: ") + (in_a ? "a" : "b") +
-                                " contains NaN, whose sign is undefined");
-  }
+  if (any_nan) sign_words::throw_nan_operand("binary_gemm", nan_a, "a", "b");
 }
 
 }  // namespace binary_gemm_detail

@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <stdexcept>
+#include <string>
 #include <type_traits>
 
 #include "common/dtype.h"
@@ -17,6 +19,16 @@
 namespace kernelkit {
 namespace KK_ISA {
 namespace sign_words {
+
+// After a binarizing pass whose threads flagged NaNs per operand (first[i], second[i] for
+// i < 64): the error naming the operand that held one, first checked first.
+inline void throw_nan_operand(const char* op, const bool* first, const char* first_name,
+                              const char* second_name) {
+  bool in_first = false;
+  for (int i = 0; i < 64; ++i) in_first |= first[i];
+  throw std::invalid_argument(std::string(op) + ": " + (in_first ? first_name : second_name) +
+                              " contains NaN, whose sign is undefined");
+}
 
 // ---- sign bits of float elements: 1 where x < 0 (not for -0.0), NaN detected ----
 

@@ -1,4 +1,5 @@
-"""fwht_triton (kernels/hadamard.py) under the Triton interpreter, on CPU tensors.
+"""fwht_triton (kernels/hadamard.py), interpreted on CPU tensors or compiled on CUDA ones (the
+``device`` fixture, conftest.py).
 
 The oracle is written here from the definition: out[r] = scale * x[r] @ kron(H_m, H_{2**k}),
 with H_{2**k} the Sylvester matrix, evaluated in float64 (as a dense matrix for small n, and
@@ -77,10 +78,14 @@ def _interpreted() -> bool:
 
 
 def run(x: torch.Tensor, m: int, scale: float, out: torch.Tensor | None = None) -> torch.Tensor:
-    assert _interpreted(), "TRITON_INTERPRET=1 must be set before triton is imported"
+    """fwht_triton on x's device (interpreted on the CPU, compiled on CUDA); out on that device."""
+    if x.device.type == "cpu":
+        assert _interpreted(), "TRITON_INTERPRET=1 must be set before triton is imported"
+    else:
+        assert not _interpreted(), "the CUDA cases run the compiled kernels (--device cuda)"
     if out is None:
         out = torch.empty_like(x)
-    had = small_hadamard(m, torch.float32) if m > 1 else None
+    had = small_hadamard(m, torch.float32).to(x.device) if m > 1 else None
     K.fwht_triton(x, out, scale, had)
     return out
 
@@ -92,6 +97,7 @@ def make_input(rows: int, n: int, dtype: torch.dtype, seed: int = 0) -> torch.Te
 
 def check(x: torch.Tensor, out: torch.Tensor, m: int, scale: float) -> None:
     """out against the float64 oracle; low precision by the 2x-torch-reference + atol rule."""
+    out = out.cpu()
     n = x.shape[1]
     expect = reference(x, m, scale)
     assert out.dtype == x.dtype and out.shape == x.shape
@@ -123,17 +129,17 @@ DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("k", range(15))
-def test_power_of_two_batched(k, dtype):
+def test_power_of_two_batched(device, k, dtype):
     n = 1 << k
     x = make_input(3, n, dtype)
     scale = 1 / math.sqrt(n)
-    check(x, run(x, 1, scale), 1, scale)
+    check(x, run(x.to(device), 1, scale), 1, scale)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-def test_n_equals_one_is_scaling(dtype):
+def test_n_equals_one_is_scaling(device, dtype):
     x = make_input(5, 1, dtype)
-    out = run(x, 1, -1.75)
+    out = run(x.to(device), 1, -1.75).cpu()
     torch.testing.assert_close(out, (x.double() * -1.75).to(dtype), rtol=0, atol=0)
 
 
@@ -143,29 +149,29 @@ def test_n_equals_one_is_scaling(dtype):
      (18, torch.float64)],
     ids=str,
 )
-def test_power_of_two_large(k, dtype):
+def test_power_of_two_large(device, k, dtype):
     n = 1 << k
     assert K.num_passes(n, 1, dtype) == 2  # one block pass and one strided pass
     x = make_input(1, n, dtype)
     scale = 1 / math.sqrt(n)
-    check(x, run(x, 1, scale), 1, scale)
+    check(x, run(x.to(device), 1, scale), 1, scale)
 
 
 @pytest.mark.parametrize("rows", [1, 2, 5, 33])
-def test_many_short_rows(rows):
+def test_many_short_rows(device, rows):
     x = make_input(rows, 16, torch.float32)
-    check(x, run(x, 1, 0.25), 1, 0.25)
+    check(x, run(x.to(device), 1, 0.25), 1, 0.25)
 
 
 # ------------------------------------------------------------------------------ m * 2**k
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("k", [0, 1, 3, 7])
 @pytest.mark.parametrize("m", [12, 20, 28, 40])
-def test_non_power_of_two(m, k, dtype):
+def test_non_power_of_two(device, m, k, dtype):
     n = m << k
     x = make_input(3, n, dtype)
     scale = 1 / math.sqrt(n)
-    check(x, run(x, m, scale), m, scale)
+    check(x, run(x.to(device), m, scale), m, scale)
 
 
 @pytest.mark.parametrize(
@@ -174,12 +180,12 @@ def test_non_power_of_two(m, k, dtype):
      (28, 10, torch.bfloat16), (40, 9, torch.float16)],
     ids=str,
 )
-def test_non_power_of_two_separate_m_pass(m, k, dtype):
+def test_non_power_of_two_separate_m_pass(device, m, k, dtype):
     n = m << k
     assert K.num_passes(n, m, dtype) == 2  # block pass and m-point pass
     x = make_input(2, n, dtype)
     scale = 0.5 / math.sqrt(n)
-    check(x, run(x, m, scale), m, scale)
+    check(x, run(x.to(device), m, scale), m, scale)
 
 
 # ------------------------------------------------------------------------------ many passes
@@ -200,21 +206,21 @@ def tiny_tiles(monkeypatch):
     ids=str,
 )
 @pytest.mark.parametrize("inplace", [False, True])
-def test_multi_pass_plans(tiny_tiles, m, k, dtype, passes, inplace):
+def test_multi_pass_plans(device, tiny_tiles, m, k, dtype, passes, inplace):
     n = m << k
     assert K.num_passes(n, m, dtype) == passes
-    x = make_input(2, n, dtype)
-    x0 = x.clone()
+    x0 = make_input(2, n, dtype)
+    x = x0.clone().to(device)
     out = run(x, m, -0.3, out=x if inplace else None)
     check(x0, out, m, -0.3)
     if not inplace:
-        assert torch.equal(x, x0)
+        assert torch.equal(x.cpu(), x0)
 
 
 # ------------------------------------------------------------------------------ edge cases
 @pytest.mark.parametrize("m,k", [(1, 0), (1, 6), (12, 3), (40, 9)])
-def test_zero_rows(m, k):
-    x = torch.empty(0, m << k, dtype=torch.float32)
+def test_zero_rows(device, m, k):
+    x = torch.empty(0, m << k, dtype=torch.float32, device=device)
     out = run(x, m, 1.0)
     assert out.shape == (0, m << k)
 
@@ -225,28 +231,28 @@ def test_zero_rows(m, k):
      (40, 9, torch.bfloat16), (20, 7, torch.float32)],
     ids=str,
 )
-def test_in_place(m, k, dtype):
-    x = make_input(2 if k < 16 else 1, m << k, dtype)
-    x0 = x.clone()
+def test_in_place(device, m, k, dtype):
+    x0 = make_input(2 if k < 16 else 1, m << k, dtype)
+    x = x0.clone().to(device)
     out = run(x, m, 0.125, out=x)
     assert out is x
     check(x0, x, m, 0.125)
 
 
 @pytest.mark.parametrize("scale", [1.0, -2.0, 1 / 3, 1e-3])
-def test_scale(scale):
+def test_scale(device, scale):
     x = make_input(2, 20 << 2, torch.float64)
-    check(x, run(x, 20, scale), 20, scale)
+    check(x, run(x.to(device), 20, scale), 20, scale)
     y = make_input(2, 1 << 9, torch.float64)
-    check(y, run(y, 1, scale), 1, scale)
+    check(y, run(y.to(device), 1, scale), 1, scale)
 
 
-def test_involution_float64():
+def test_involution_float64(device):
     # H_n @ H_n = n I for every supported n, so applying it twice with scale 1/n is the identity.
     for m, k in [(1, 10), (12, 4), (28, 2)]:
         n = m << k
         x = make_input(2, n, torch.float64)
-        y = run(run(x, m, 1.0), m, 1.0 / n)
+        y = run(run(x.to(device), m, 1.0), m, 1.0 / n).cpu()
         torch.testing.assert_close(y, x, rtol=1e-12, atol=1e-12)
 
 
@@ -259,7 +265,7 @@ def test_pass_counts():
     assert K.num_passes(40 << 7, 40, f64) == 1 and K.num_passes(40 << 8, 40, f64) == 2
 
 
-def test_bad_length_rejected():
-    x = torch.zeros(1, 24, dtype=torch.float32)
+def test_bad_length_rejected(device):
+    x = torch.zeros(1, 24, dtype=torch.float32, device=device)
     with pytest.raises(ValueError, match="m \\* 2\\*\\*k"):
         K.fwht_triton(x, x, 1.0, None)

@@ -25,6 +25,9 @@ from kernelkit.reference import quantizers as ref
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 EPS = 2.0**-7  # 1 +- EPS is exact in every dtype
 NAN = float("nan")
+# Where fwd_grad and check_against_reference run the op (inputs and results stay on the CPU):
+# test_quantizers_triton.py sets it to its ``device`` fixture's value (conftest.py).
+DEVICE = "cpu"
 
 
 @pytest.fixture(params=["reference"] + _native.usable_isas())
@@ -40,11 +43,11 @@ def impl(request, monkeypatch):
 
 
 def fwd_grad(f, x, *args, **kwargs):
-    """(f(x), d sum(f(x)) / dx) through autograd."""
-    x = x.detach().clone().requires_grad_(True)
+    """(f(x), d sum(f(x)) / dx) through autograd, run on DEVICE."""
+    x = x.detach().clone().to(DEVICE).requires_grad_(True)
     y = f(x, *args, **kwargs)
     (g,) = torch.autograd.grad(y, x, torch.ones_like(y))
-    return y.detach(), g
+    return y.detach().cpu(), g.cpu()
 
 
 def t(values, dtype=torch.float32):
@@ -289,9 +292,10 @@ def assert_same(actual, expected, bf16_ulp):
 def check_against_reference(name, x, tol_scale=1.0, bf16_ulp=False):
     op, fwd, grad_ref, kw = CASES[name]
     gy = signed_randn(x.shape, x.dtype, seed=1)
-    xr = x.detach().clone().requires_grad_(True)
+    xr = x.detach().clone().to(DEVICE).requires_grad_(True)
     y = op(xr, **kw)
-    (g,) = torch.autograd.grad(y, xr, gy)
+    (g,) = torch.autograd.grad(y, xr, gy.to(DEVICE))
+    y, g = y.detach().cpu(), g.cpu()
     assert y.dtype == x.dtype and y.shape == x.shape and g.dtype == x.dtype
     assert_same(y, fwd(x, **kw), bf16_ulp)
     expect = grad_ref(gy, x, **_grad_kwargs(name, kw))

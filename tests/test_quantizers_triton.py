@@ -1,7 +1,8 @@
-"""The quantizers' Triton kernels (kernels/quantizers.py) under the Triton interpreter.
+"""The quantizers' Triton kernels (kernels/quantizers.py), interpreted on CPU tensors or compiled
+on CUDA ones (the ``device`` fixture, conftest.py).
 
 The same larq value tables and reference comparisons as tests/test_quantizers.py, run through
-``use_backend("triton")`` on CPU tensors.
+``use_backend("triton")`` on the device (test_quantizers.DEVICE).
 """
 
 import os
@@ -13,6 +14,7 @@ import torch  # noqa: E402
 
 pytest.importorskip("triton")
 
+import test_quantizers  # noqa: E402
 from test_quantizers import (  # noqa: E402, F401  (the value tables run here on Triton)
     CASES,
     DTYPES,
@@ -36,8 +38,9 @@ import kernelkit  # noqa: E402
 
 
 @pytest.fixture
-def impl():
-    """Every test of this file runs the Triton kernels."""
+def impl(device, monkeypatch):
+    """Every test of this file runs the Triton kernels, on the device."""
+    monkeypatch.setattr(test_quantizers, "DEVICE", device)
     with kernelkit.use_backend("triton"):
         yield "triton"
 
@@ -54,13 +57,14 @@ def test_non_contiguous_and_empty(impl, name):
     x = signed_randn((9, 70), torch.float32)
     check_against_reference(name, x.t(), tol_scale=4.0, bf16_ulp=True)
     op, _, _, kw = CASES[name]
-    e = torch.empty((3, 0), requires_grad=True)
+    e = torch.empty((3, 0), device=test_quantizers.DEVICE, requires_grad=True)
     op(e, **kw).sum().backward()
     assert e.grad.shape == e.shape
 
 
 def test_swish_large_arguments(impl):
     # The exp(-|bx|) form of the surrogate stays finite where cosh(bx) overflows.
-    x = torch.tensor([-200.0, -30.0, 30.0, 200.0], requires_grad=True)
+    x = torch.tensor([-200.0, -30.0, 30.0, 200.0], device=test_quantizers.DEVICE,
+                     requires_grad=True)
     kernelkit.swish_sign(x).sum().backward()
     assert torch.isfinite(x.grad).all() and (x.grad.abs() < 1e-30).all()

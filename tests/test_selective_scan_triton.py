@@ -1,4 +1,5 @@
-"""selective_scan_{fwd,bwd}_triton (kernels/selective_scan.py) under the Triton interpreter.
+"""selective_scan_{fwd,bwd}_triton (kernels/selective_scan.py), interpreted on CPU tensors or
+compiled on CUDA ones (the ``device`` fixture, conftest.py).
 
 The oracle is a step-by-step loop written here from the recurrence (mamba-ssm's
 selective_scan_fn semantics), run in float64; its gradients come from torch.autograd through
@@ -95,6 +96,11 @@ def make_inputs(batch, dim, length, n, *, groups=None, var_c=None, D=True, z=Tru
     )
 
 
+def on(device, x):
+    """make_inputs' dict with its tensors on device."""
+    return {k: (v.to(device) if v is not None else None) for k, v in x.items()}
+
+
 def _rel(ours, expected):
     return max_abs_err(ours, expected) / max(expected.abs().max().item(), 1.0)
 
@@ -114,13 +120,14 @@ FWD_CASES = [
 
 
 @pytest.mark.parametrize("case", FWD_CASES, ids=lambda c: "-".join(map(str, c)))
-def test_forward_matches_loop_reference(case):
+def test_forward_matches_loop_reference(device, case):
     batch, dim, length, n, groups, var_c, *opts = case
     has_d, has_z, has_bias, has_h0, softplus, neg = opts
     x = make_inputs(batch, dim, length, n, groups=groups, var_c=var_c, D=has_d, z=has_z,
                     bias=has_bias, h0=has_h0, softplus=softplus)
-    out, last = K.selective_scan_fwd_triton(**x, delta_softplus=softplus,
+    out, last = K.selective_scan_fwd_triton(**on(device, x), delta_softplus=softplus,
                                             negative_eigenvalues=neg)
+    out, last = out.cpu(), last.cpu()
     ref_out, ref_last = loop_reference(**x, softplus=softplus, neg_eig=neg)
     assert out.dtype == torch.float32 and last.dtype == torch.float32
     assert out.shape == (batch, dim, length) and last.shape == (batch, dim, n)
@@ -129,11 +136,13 @@ def test_forward_matches_loop_reference(case):
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_forward_low_precision_rule(dtype):
+def test_forward_low_precision_rule(device, dtype):
     """fp16/bf16 u, delta, z: our error against fp64 <= 2x the error of the reference computed
     in that dtype, plus atol."""
     x = make_inputs(2, 4, 41, 8, groups=2, h0=True, dtype=dtype, seed=3)
-    out, last = K.selective_scan_fwd_triton(**x, delta_softplus=True, negative_eigenvalues=False)
+    out, last = K.selective_scan_fwd_triton(**on(device, x), delta_softplus=True,
+                                            negative_eigenvalues=False)
+    out = out.cpu()
     assert out.dtype == dtype and last.dtype == torch.float32
     ref64, _ = loop_reference(**x, softplus=True, neg_eig=False)
     low = {k: (v.to(dtype) if v is not None and v.is_floating_point() else v)
@@ -143,29 +152,30 @@ def test_forward_low_precision_rule(dtype):
     assert max_abs_err(out, ref64) <= bound
 
 
-def test_forward_empty_sequence_and_state_passthrough():
+def test_forward_empty_sequence_and_state_passthrough(device):
     x = make_inputs(2, 3, 0, 4, h0=True)
-    out, last = K.selective_scan_fwd_triton(**x, delta_softplus=True, negative_eigenvalues=False)
+    out, last = K.selective_scan_fwd_triton(**on(device, x), delta_softplus=True,
+                                            negative_eigenvalues=False)
     assert out.shape == (2, 3, 0)
-    assert torch.equal(last, x["h0"])
+    assert torch.equal(last.cpu(), x["h0"])
 
 
-def test_float64_is_refused():
-    x = make_inputs(1, 2, 4, 2, dtype=torch.float64)
+def test_float64_is_refused(device):
+    x = on(device, make_inputs(1, 2, 4, 2, dtype=torch.float64))
     with pytest.raises(TypeError, match="u must be float32, float16 or bfloat16"):
         K.selective_scan_fwd_triton(**x, delta_softplus=False, negative_eigenvalues=False)
 
 
-def test_non_contiguous_is_refused():
-    x = make_inputs(1, 4, 6, 2)
+def test_non_contiguous_is_refused(device):
+    x = on(device, make_inputs(1, 4, 6, 2))
     x["u"] = x["u"].transpose(1, 2).contiguous().transpose(1, 2)
     with pytest.raises(ValueError, match="u must be contiguous"):
         K.selective_scan_fwd_triton(**x, delta_softplus=False, negative_eigenvalues=False)
 
 
-def test_mismatched_groups_are_refused():
-    x = make_inputs(1, 4, 4, 2, groups=2)
-    x["C"] = torch.randn(1, 4, 2, 4)
+def test_mismatched_groups_are_refused(device):
+    x = on(device, make_inputs(1, 4, 4, 2, groups=2))
+    x["C"] = torch.randn(1, 4, 2, 4, device=device)
     with pytest.raises(ValueError, match="same G"):
         K.selective_scan_fwd_triton(**x, delta_softplus=False, negative_eigenvalues=False)
 
@@ -186,11 +196,14 @@ def reference_grads(x, grad_out, grad_last, softplus, neg_eig):
             if k in found else None for k in NAMES}
 
 
-def run_backward(x, grad_out, grad_last, softplus, neg_eig):
-    grads = K.selective_scan_bwd_triton(**x, grad_out=grad_out, grad_last_state=grad_last,
-                                        delta_softplus=softplus, negative_eigenvalues=neg_eig)
+def run_backward(x, grad_out, grad_last, softplus, neg_eig, device="cpu"):
+    """The gradients (on the CPU) of the backward launcher run on device for CPU inputs."""
+    grad_last = grad_last.to(device) if grad_last is not None else None
+    grads = K.selective_scan_bwd_triton(**on(device, x), grad_out=grad_out.to(device),
+                                        grad_last_state=grad_last, delta_softplus=softplus,
+                                        negative_eigenvalues=neg_eig)
     order = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias", "h0")
-    return dict(zip(order, grads, strict=True))
+    return {k: (g.cpu() if g is not None else None) for k, g in zip(order, grads, strict=True)}
 
 
 def check_grads(ours, ref, x, rel=5e-5):
@@ -215,7 +228,7 @@ BWD_CASES = [
 
 
 @pytest.mark.parametrize("case", BWD_CASES, ids=lambda c: "-".join(map(str, c)))
-def test_backward_matches_autograd_of_loop(case):
+def test_backward_matches_autograd_of_loop(device, case):
     batch, dim, length, n, groups, var_c, *opts = case
     has_d, has_z, has_bias, has_h0, softplus, neg, has_glast = opts
     x = make_inputs(batch, dim, length, n, groups=groups, var_c=var_c, D=has_d, z=has_z,
@@ -223,11 +236,11 @@ def test_backward_matches_autograd_of_loop(case):
     g = torch.Generator().manual_seed(7)
     grad_out = torch.randn(batch, dim, length, generator=g)
     grad_last = torch.randn(batch, dim, n, generator=g) if has_glast else None
-    ours = run_backward(x, grad_out, grad_last, softplus, neg)
+    ours = run_backward(x, grad_out, grad_last, softplus, neg, device)
     check_grads(ours, reference_grads(x, grad_out, grad_last, softplus, neg), x)
 
 
-def test_backward_many_chunks_and_blocks_per_program(monkeypatch):
+def test_backward_many_chunks_and_blocks_per_program(device, monkeypatch):
     """Small tiles and few splits: many chunks per sequence, and programs that sum several
     channel blocks into their grouped dB/dC partial slice; the result is deterministic."""
     monkeypatch.setattr(K, "_BWD_TILE", 32)
@@ -240,30 +253,30 @@ def test_backward_many_chunks_and_blocks_per_program(monkeypatch):
     p = K._problem("t", **x)
     cfg, grid, scalars = K._bwd_launch(p)
     assert scalars[5] > 3 and scalars[7] > 1  # chunks, blocks per split
-    ours = run_backward(x, grad_out, grad_last, True, False)
+    ours = run_backward(x, grad_out, grad_last, True, False, device)
     check_grads(ours, reference_grads(x, grad_out, grad_last, True, False), x)
-    again = run_backward(x, grad_out, grad_last, True, False)
+    again = run_backward(x, grad_out, grad_last, True, False, device)
     for k in NAMES:
         assert torch.equal(ours[k], again[k]), k
 
 
-def test_backward_low_precision_inputs():
+def test_backward_low_precision_inputs(device):
     """bfloat16 u, delta, z and grad_out are read exactly and the gradients computed in
     float32: they match float64 autograd on the same (bfloat16-representable) values."""
     dtype = torch.bfloat16
     x = make_inputs(1, 4, 21, 8, groups=1, h0=True, dtype=dtype, seed=4)
     grad_out = torch.randn(1, 4, 21, generator=torch.Generator().manual_seed(9)).to(dtype)
-    ours = run_backward(x, grad_out, None, True, False)
+    ours = run_backward(x, grad_out, None, True, False, device)
     ref = reference_grads(x, grad_out, None, True, False)
     for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias", "h0"):
         scale = max(ref[k].abs().max().item(), 1.0)
         assert max_abs_err(ours[k], ref[k]) <= 1e-4 * scale, k
 
 
-def test_backward_empty_sequence():
+def test_backward_empty_sequence(device):
     x = make_inputs(2, 3, 0, 4, h0=True)
     grad_last = torch.randn(2, 3, 4)
-    ours = run_backward(x, torch.empty(2, 3, 0), grad_last, True, False)
+    ours = run_backward(x, torch.empty(2, 3, 0), grad_last, True, False, device)
     assert torch.equal(ours["h0"], grad_last)
     for k in ("A", "B", "C", "D", "delta_bias"):
         assert not ours[k].any(), k
@@ -271,7 +284,7 @@ def test_backward_empty_sequence():
 
 # ------------------------------------------------------------------------------ through the op
 @pytest.mark.parametrize("b_layout", ["constant", "variable", "grouped"])
-def test_public_op_on_triton_backend(b_layout):
+def test_public_op_on_triton_backend(device, b_layout):
     """kernelkit.selective_scan with use_backend("triton"): the op layer's call of the launchers
     (layouts, optional arguments, gradients) against the float64 loop."""
     import kernelkit
@@ -292,8 +305,9 @@ def test_public_op_on_triton_backend(b_layout):
     h0 = rnd(batch, dim, n, scale=0.3)
     args = (u, delta, A, B, C, D, z, bias)
     with kernelkit.use_backend("triton"):
-        out, last = kernelkit.selective_scan(*args, delta_softplus=True, return_last_state=True,
-                                             h0=h0)
+        out, last = kernelkit.selective_scan(*(t.to(device) for t in args), delta_softplus=True,
+                                             return_last_state=True, h0=h0.to(device))
+    out, last = out.cpu(), last.cpu()
     grads = torch.autograd.grad((out.sum() + last.sum()), (*args, h0))
     ref_B = B.detach().double().unsqueeze(1) if b_layout == "variable" else B.detach().double()
     ref_C = C.detach().double().unsqueeze(1) if b_layout == "variable" else C.detach().double()

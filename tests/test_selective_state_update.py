@@ -1,7 +1,10 @@
-"""kernelkit.selective_state_update (C++ and interpreted Triton) against the reference, and the
-reference against a selective scan written here as a step loop."""
+"""kernelkit.selective_state_update (C++, and Triton interpreted on CPU tensors or compiled on
+CUDA ones under --device cuda, conftest.py) against the reference, and the reference against a
+selective scan written here as a step loop."""
 
 from __future__ import annotations
+
+import sys
 
 import pytest
 import torch
@@ -11,16 +14,23 @@ import kernelkit
 from kernelkit import _native
 from kernelkit.reference.selective_state_update import selective_state_update_reference as ref
 
+from devices import skip_unless_this_session, to_device
 from tolerances import ATOL, assert_f64_close, max_abs_err
 
 NAMES = ("state", "x", "dt", "A", "B", "C", "D", "z", "dt_bias")
+DEVICE = "cpu"  # where the op runs (the backend fixture's triton-cuda case sets cuda)
 
 
-@pytest.fixture(params=["cpu-auto", "cpu-portable", "triton"])
+@pytest.fixture(params=["cpu-auto", "cpu-portable", "triton",
+                        pytest.param("triton-cuda", marks=pytest.mark.cuda)])
 def backend(request, monkeypatch):
-    """The C++ kernel on the best ISA and on the portable path, and Triton (interpreted)."""
-    if request.param == "triton":
+    """The C++ kernel on the best ISA and on the portable path, and Triton: interpreted on CPU
+    tensors, or compiled on CUDA tensors (inputs and results moved, references on the CPU)."""
+    if request.param.startswith("triton"):
+        device = "cuda" if request.param == "triton-cuda" else "cpu"
+        skip_unless_this_session(request.config, device)
         pytest.importorskip("triton")
+        monkeypatch.setattr(sys.modules[__name__], "DEVICE", device)
         with kernelkit.use_backend("triton"):
             yield request.param
         return
@@ -58,10 +68,13 @@ def make_inputs(batch, nheads, dim, dstate, ngroups=1, *, heads=True, D=True, z=
 
 
 def run(fn, inputs, softplus=True, **kw):
-    """fn on copies; returns (out, new state, the copies of the other inputs after the call)."""
-    args = {k: (v.clone() if v is not None else None) for k, v in inputs.items()}
+    """fn on copies (on DEVICE, unless fn is the reference); returns (out, new state, the copies
+    of the other inputs after the call), on the CPU."""
+    device = "cpu" if fn is ref else DEVICE
+    args = {k: (v.clone().to(device) if v is not None else None) for k, v in inputs.items()}
     out = fn(**args, dt_softplus=softplus, **kw)
-    return out, args["state"], args
+    args = {k: (v.cpu() if v is not None else None) for k, v in args.items()}
+    return out.cpu(), args["state"], args
 
 
 # ---- float64: every backend equals the reference --------------------------------------------
@@ -119,16 +132,16 @@ def test_float32_state_with_bfloat16_activations(backend):
 # ---- in place, strides, expanded A ----------------------------------------------------------
 def test_state_updated_in_place_and_other_inputs_untouched(backend):
     x = make_inputs(2, 4, 3, 16, 2)
-    args = {k: v.clone() for k, v in x.items() if v is not None}
+    args = {k: v.clone().to(DEVICE) for k, v in x.items() if v is not None}
     state = args["state"]
     ptr, version = state.data_ptr(), state._version
     kernelkit.selective_state_update(**args, dt_softplus=True)
     assert state.data_ptr() == ptr and state._version > version
     _, expected, _ = run(ref, x)
-    assert torch.allclose(state, expected, rtol=1e-6, atol=1e-6)
+    assert torch.allclose(state.cpu(), expected, rtol=1e-6, atol=1e-6)
     for k in NAMES[1:]:
         if x[k] is not None:
-            assert torch.equal(args[k], x[k]), k
+            assert torch.equal(args[k].cpu(), x[k]), k
 
 
 @pytest.mark.parametrize("dstate", [8, 16])
@@ -136,28 +149,32 @@ def test_strided_state_and_expanded_A(backend, dstate):
     """A slice of a larger cache with dstate not contiguous is written through; an A expanded
     along dstate (Mamba-2's tied A) gives the same result as the materialized one."""
     x = make_inputs(2, 3, 4, dstate, 1, state_dtype=torch.float64)
-    cache = torch.zeros(2, 3, dstate, 4, 2, dtype=torch.float64)  # (b, heads, dstate, dim, 2)
+    cache = torch.zeros(2, 3, dstate, 4, 2, dtype=torch.float64, device=DEVICE)
     state = cache[..., 0].transpose(-1, -2)  # (batch, nheads, dim, dstate), strided dstate
-    state.copy_(x["state"])
+    state.copy_(x["state"])  # cache: (batch, nheads, dstate, dim, 2)
     A_tied = x["A"][:, :, :1].expand(-1, -1, dstate)
     args = {k: v for k, v in x.items() if k not in ("state", "A")}
-    out = kernelkit.selective_state_update(state, A=A_tied, **args, dt_softplus=True)
+    out = kernelkit.selective_state_update(
+        state, A=x["A"][:, :, :1].to(DEVICE).expand(-1, -1, dstate),
+        **{k: (v.to(DEVICE) if v is not None else None) for k, v in args.items()},
+        dt_softplus=True)
     ref_state = x["state"].clone()
     ref_out = ref(ref_state, A=A_tied.contiguous(), **args, dt_softplus=True)
-    assert_f64_close(out, ref_out)
-    assert_f64_close(state, ref_state)
+    assert_f64_close(out.cpu(), ref_out)
+    assert_f64_close(state.cpu(), ref_state)
     assert not cache[..., 1].any()  # the interleaved neighbour is untouched
 
 
 def test_non_contiguous_inputs(backend):
     """x, dt, z, B, C as transposed views and A as a strided slice give the same result."""
     x = make_inputs(3, 2, 5, 8, 2, state_dtype=torch.float64)
-    views = {k: (v.clone() if v is not None else None) for k, v in x.items()}
+    xd = {k: (v.to(DEVICE) if v is not None else None) for k, v in x.items()}
+    views = {k: (v.clone() if v is not None else None) for k, v in xd.items()}
     for k in ("x", "dt", "z"):  # (batch, nheads, dim) stored as (dim, nheads, batch)
-        views[k] = x[k].permute(2, 1, 0).contiguous().permute(2, 1, 0)
+        views[k] = xd[k].permute(2, 1, 0).contiguous().permute(2, 1, 0)
     for k in ("B", "C"):
-        views[k] = x[k].transpose(0, 2).contiguous().transpose(0, 2)
-    views["A"] = torch.stack([x["A"], x["A"]], -1)[..., 0]
+        views[k] = xd[k].transpose(0, 2).contiguous().transpose(0, 2)
+    views["A"] = torch.stack([xd["A"], xd["A"]], -1)[..., 0]
     assert not any(views[k].is_contiguous() for k in ("x", "dt", "z", "B", "C", "A"))
     out, state, _ = run(kernelkit.selective_state_update, views)
     ref_out, ref_state, _ = run(ref, x)
@@ -189,12 +206,13 @@ def test_decode_steps_equal_a_selective_scan(backend):
     D, bias, h0 = torch.randn(dim, **d64), torch.randn(dim, **d64), torch.randn(batch, dim, n,
                                                                               **d64)
     expected_out, expected_h = scan_loop(u, delta, A, B, C, D, z, bias, h0)
+    u, delta, A, B, C, D, z, bias, h0 = to_device(DEVICE, u, delta, A, B, C, D, z, bias, h0)
     state = h0.clone()
     outs = [kernelkit.selective_state_update(state, u[..., t], delta[..., t], A, B[..., t],
                                              C[..., t], D, z[..., t], bias, True)
             for t in range(length)]
-    assert_f64_close(torch.stack(outs, -1), expected_out)
-    assert_f64_close(state, expected_h)
+    assert_f64_close(torch.stack(outs, -1).cpu(), expected_out)
+    assert_f64_close(state.cpu(), expected_h)
 
 
 # ---- sizes, opcheck, autograd, bad input ------------------------------------------------------

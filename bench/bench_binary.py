@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import gpu
 import numpy as np
 import pytest
 import torch
@@ -682,3 +683,116 @@ def test_binary(bench, case: Case, impl: str, request: pytest.FixtureRequest,  #
     if runner.check is not None:
         runner.check()
     bench.run(runner.fn)
+
+
+# ---------------------------------------------------------------------------------------------
+# GPU cases (--bench-device cuda; gpu.py): the binary ops on CUDA against torch's own CUDA way
+# of doing the same math: a float16 matmul / conv2d of the +-1 signs (exact: integer sums far
+# below 2**11 in magnitude here, float32 accumulation), sign packing with torch bit ops, the
+# quantizers' and bi_attention's PyTorch references on CUDA tensors. The compute floor of the
+# matmul-like cases is the float16 tensor-core peak: what the torch peer's math runs at.
+
+GPU_CASES = [
+    gpu.Case("cuda binary_matmul 8192^3 float16 signs", (8192, 8192, 8192), torch.float16,
+             keys=("ours", "ours prepacked", "torch")),
+    gpu.Case("cuda binary_conv2d 32x256x56x56 3x3 float16 signs", (32, 256, 56, 56, 256, 3),
+             torch.float16),
+    gpu.Case("cuda pack_signs 16384x8192 float32", (16384, 8192), torch.float32),
+    gpu.Case("cuda ste_sign 65536x8192 bfloat16", (65536, 8192), torch.bfloat16),
+    gpu.Case("cuda bi_attention B96 L512 d64 float16", (96, 512, 64), torch.float16),
+]
+GPU_KEYS = ("ours", "torch")
+
+
+def _signs(*shape: int, dtype: torch.dtype, seed: int) -> torch.Tensor:
+    return torch.where(gpu.randn(*shape, seed=seed) < 0, -1.0, 1.0).to(dtype)
+
+
+def _gpu_case(case: gpu.Case) -> tuple[dict[str, gpu.Impl], dict[str, Any], Callable | None]:
+    """The rows, the describe fields and the check of a binary GPU case."""
+    dt, name = case.dtype, case.dtype_name
+    op = case.name.split()[1]
+    if op == "binary_matmul":
+        m, n, k = case.dims
+        a, b = _signs(m, k, dtype=dt, seed=1), _signs(k, n, dtype=dt, seed=2)
+
+        def prepacked() -> Callable[[], object]:
+            pa, pb = kernelkit.pack_signs(a, -1), kernelkit.pack_signs(b, -2)
+            return lambda: kernelkit.binary_matmul(pa, pb, k=k)
+
+        impls = {"ours": gpu.Impl("kernelkit.binary_matmul", "ours",
+                                  lambda: lambda: kernelkit.binary_matmul(a, b),
+                                  "float16 operands, packed inside"),
+                 "ours prepacked": gpu.Impl("kernelkit.binary_matmul prepacked", "ours",
+                                            prepacked, "int32 sign words, packed untimed"),
+                 "torch": gpu.Impl("torch.matmul float16 of +-1", "peer",
+                                   lambda: lambda: torch.matmul(a, b), "cuBLAS")}
+        fields = dict(shape=case.dims, elements=m * n, nbytes=2 * (m * k + k * n) + 4 * m * n,
+                      flops=2.0 * m * n * k, compute_dtype="float16")
+        want = lambda: torch.matmul(a, b)  # noqa: E731
+    elif op == "binary_conv2d":
+        batch, c_in, h, w, c_out, ks = case.dims
+        x = _signs(batch, c_in, h, w, dtype=dt, seed=3)
+        wt = _signs(c_out, c_in, ks, ks, dtype=dt, seed=4)
+        impls = {"ours": gpu.Impl("kernelkit.binary_conv2d", "ours",
+                                  lambda: lambda: kernelkit.binary_conv2d(x, wt, None, 1, 1)),
+                 "torch": gpu.Impl("F.conv2d float16 of +-1", "peer",
+                                   lambda: lambda: F.conv2d(x, wt, None, 1, 1), "cuDNN")}
+        outputs = batch * c_out * h * w
+        fields = dict(shape=(batch, c_in, h, w), elements=outputs,
+                      nbytes=2 * (x.numel() + wt.numel() + outputs),
+                      flops=2.0 * outputs * c_in * ks * ks, compute_dtype="float16")
+        want = lambda: F.conv2d(x, wt, None, 1, 1)  # noqa: E731
+    elif op == "pack_signs":
+        rows, n = case.dims
+        x = gpu.randn(rows, n, dtype=dt, seed=5)
+        shifts = torch.arange(32, dtype=torch.int32, device=x.device)
+
+        def torch_pack() -> torch.Tensor:
+            bits = (x.view(rows, n // 32, 32) < 0).to(torch.int32)
+            return (bits << shifts).sum(-1, dtype=torch.int32)
+
+        impls = {"ours": gpu.Impl("kernelkit.pack_signs", "ours",
+                                  lambda: lambda: kernelkit.pack_signs(x, -1)),
+                 "torch": gpu.Impl("torch bit ops (< 0, <<, sum)", "peer",
+                                   lambda: torch_pack)}
+        fields = dict(shape=case.dims, elements=rows * n,
+                      nbytes=rows * n * case.itemsize + rows * n // 8, flops=0.0,
+                      compute_dtype="float32")
+        want = torch_pack
+    elif op == "ste_sign":
+        x = gpu.randn(*case.dims, dtype=dt, seed=6)
+        ref = pytest.importorskip("kernelkit.reference.quantizers").ste_sign_reference
+        impls = {"ours": gpu.Impl("kernelkit.ste_sign", "ours",
+                                  lambda: lambda: kernelkit.ste_sign(x)),
+                 "torch": gpu.Impl("reference (PyTorch)", "peer", lambda: lambda: ref(x),
+                                   "kernelkit.reference.quantizers on CUDA tensors")}
+        fields = dict(shape=case.dims, elements=x.numel(), nbytes=2 * x.numel() * case.itemsize,
+                      flops=float(x.numel()), compute_dtype="float32")
+        want = lambda: ref(x)  # noqa: E731
+    else:  # bi_attention
+        batch, length, d = case.dims
+        q, k_, v = (gpu.randn(batch, length, d, dtype=dt, seed=s) for s in (7, 8, 9))
+        ref = pytest.importorskip("kernelkit.reference.bi_attention").bi_attention_reference
+        impls = {"ours": gpu.Impl("kernelkit.bi_attention", "ours",
+                                  lambda: lambda: kernelkit.bi_attention(q, k_, v)),
+                 "torch": gpu.Impl("reference (PyTorch)", "peer", lambda: lambda: ref(q, k_, v),
+                                   "float16 matmuls of the signs on CUDA tensors")}
+        fields = dict(shape=case.dims, elements=batch * length * d,
+                      nbytes=4 * batch * length * d * case.itemsize,
+                      flops=2.0 * 2 * batch * length * length * d, compute_dtype="float16")
+        want = lambda: ref(q, k_, v)  # noqa: E731
+
+    def check(fn: Callable[[], object]) -> None:
+        gpu.assert_close(fn().float(), want().float(), 0.0)
+
+    fields.update(family=FAMILY, op=op, case=case.name, dtype=name, case_note=case.note,
+                  flop_kind="fma" if fields["compute_dtype"] == "float16" else "add")
+    return impls, fields, check
+
+
+@pytest.mark.parametrize(("case", "key"), gpu.params(GPU_CASES, GPU_KEYS))
+def test_binary_cuda(bench, case: gpu.Case, key: str) -> None:  # noqa: ANN001
+    gpu.need_cuda()
+    impls, fields, check = _gpu_case(case)
+    gpu.run_row(bench, key, impls, check=check, **fields)

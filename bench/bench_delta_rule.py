@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import gpu
 import pytest
 import torch
 
@@ -157,3 +158,65 @@ def test_delta_rule(bench, case: Case, key: str) -> None:  # noqa: ANN001  (benc
     if IMPL_ROLES[key] == "peer" and took * (3 if case.backward else 1) > PEER_MAX_CALL_S:
         pytest.skip(f"{IMPL_NAMES[key]} takes about {took:.1f} s per call")
     bench.run(fn, setup=setup)
+
+
+# ---------------------------------------------------------------------------------------------
+# GPU cases (--bench-device cuda; gpu.py): the forward on CUDA against the PyTorch reference's
+# step loop on the same CUDA tensors, and flash-linear-attention's Triton kernels where the
+# ``fla`` package is installed: fused_recurrent_delta_rule (the same step-by-step recurrence)
+# and chunk_delta_rule (its chunked, matmul-rich form). Sizes: a DeltaNet layer, 16 heads of
+# 128, on 8 x 2048 tokens; q and k L2-normalized, beta in (0, 1), as DeltaNet feeds them.
+
+GPU_CASES = [
+    gpu.Case("cuda fwd B8 T2048 H16 128x128 float32", (8, 2048, 16, 128, 128), torch.float32),
+    gpu.Case("cuda fwd B8 T2048 H16 128x128 bfloat16", (8, 2048, 16, 128, 128),
+             torch.bfloat16, keys=("ours", "fla fused_recurrent", "fla chunk")),
+]
+GPU_KEYS = ("ours", "reference", "fla fused_recurrent", "fla chunk")
+
+
+def _fla(name: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: torch.Tensor,
+         scale: float) -> Callable[[], object]:
+    ops = pytest.importorskip("fla.ops.delta_rule")
+    fn = getattr(ops, name)
+    try:  # fla's layout is ours, (B, T, H, d); its keyword for that changed across versions
+        fn(q, k, v, beta, scale=scale)
+    except Exception as err:  # noqa: BLE001  (an API it does not have: the row says why)
+        pytest.skip(f"fla {name}({tuple(q.shape)} ...) failed: {type(err).__name__}: {err}")
+    return lambda: fn(q, k, v, beta, scale=scale)
+
+
+@pytest.mark.parametrize(("case", "key"), gpu.params(GPU_CASES, GPU_KEYS))
+def test_delta_rule_cuda(bench, case: gpu.Case, key: str) -> None:  # noqa: ANN001
+    gpu.need_cuda()
+    b, t, h, d_k, d_v = case.dims
+    q = torch.nn.functional.normalize(gpu.randn(b, t, h, d_k, seed=1), dim=-1).to(case.dtype)
+    k = torch.nn.functional.normalize(gpu.randn(b, t, h, d_k, seed=2), dim=-1).to(case.dtype)
+    v = gpu.randn(b, t, h, d_v, dtype=case.dtype, seed=3)
+    beta = torch.sigmoid(gpu.randn(b, t, h, seed=4)).to(case.dtype)
+    scale = 1 / math.sqrt(d_k)
+    impls = {
+        "ours": gpu.Impl("kernelkit.delta_rule", "ours",
+                         lambda: lambda: kernelkit.delta_rule(q, k, v, beta, scale=scale)),
+        "reference": gpu.Impl("reference (PyTorch step loop)", "peer",
+                              lambda: lambda: delta_rule_reference(q, k, v, beta, None, scale),
+                              "kernelkit.reference.delta_rule_reference on CUDA tensors"),
+        "fla fused_recurrent": gpu.Impl(
+            "fla fused_recurrent_delta_rule", "peer",
+            lambda: _fla("fused_recurrent_delta_rule", q, k, v, beta, scale), "Triton"),
+        "fla chunk": gpu.Impl("fla chunk_delta_rule", "peer",
+                              lambda: _fla("chunk_delta_rule", q, k, v, beta, scale),
+                              "Triton, chunked (WY form)"),
+    }
+
+    def check(fn: Callable[[], object]) -> None:
+        if case.dtype == torch.float32:
+            gpu.assert_close(fn(), delta_rule_reference(q, k, v, beta, None, scale)[0], 1e-3)
+
+    fmas = 3 * b * t * h * d_k * d_v
+    gpu.run_row(
+        bench, key, impls, check=check, family=FAMILY, op=OP, case=case.name, shape=case.dims,
+        dtype=case.dtype_name, elements=b * t * h,
+        nbytes=b * t * h * (2 * d_k + 2 * d_v + 1) * case.itemsize, flops=2.0 * fmas,
+        flop_kind="fma", compute_dtype="float32",
+        case_note="elements: (batch, step, head) triples")

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import gpu
 import numpy as np
 import pytest
 import torch
@@ -364,3 +365,57 @@ def test_fwht(bench, case: Case, key: str) -> None:  # noqa: ANN001  (bench: con
         if impl.role == "peer" and took > PEER_MAX_CALL_S:
             pytest.skip(f"{impl.name} takes {took:.1f} s per call (> {PEER_MAX_CALL_S} s)")
     bench.run(runner.fn, setup=runner.setup)
+
+
+# ---------------------------------------------------------------------------------------------
+# GPU cases (--bench-device cuda; gpu.py): fwht on CUDA against torch's own CUDA ways of doing
+# the same transform, a matmul with the Hadamard matrix and a butterfly of torch ops.
+
+GPU_CASES = [
+    gpu.Case("cuda 65536x4096 float32", (65536, 4096), torch.float32),
+    gpu.Case("cuda 65536x4096 bfloat16", (65536, 4096), torch.bfloat16),
+    gpu.Case("cuda 16384x10240 (40*2**8) float32", (16384, 10240), torch.float32,
+             keys=("ours", "torch.matmul")),
+]
+GPU_KEYS = ("ours", "torch.matmul", "torch butterfly")
+
+
+def torch_butterfly(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """The Sylvester transform of a power-of-two last dim as log2(n) passes of torch ops."""
+    rows, n = x.shape
+    y = x
+    h = 1
+    while h < n:
+        y = y.view(rows, n // (2 * h), 2, h)
+        a, b = y[:, :, 0], y[:, :, 1]
+        y = torch.stack((a + b, a - b), dim=2)
+        h *= 2
+    return y.reshape(rows, n) * scale
+
+
+@pytest.mark.parametrize(("case", "key"), gpu.params(GPU_CASES, GPU_KEYS))
+def test_fwht_cuda(bench, case: gpu.Case, key: str) -> None:  # noqa: ANN001
+    gpu.need_cuda()
+    rows, n = case.dims
+    scale = 1 / math.sqrt(n)
+    x = gpu.randn(rows, n, dtype=case.dtype)
+
+    def matmul() -> Callable[[], object]:
+        h = (hadamard_matrix(n) * scale).to(device=gpu.DEVICE, dtype=case.dtype)
+        return lambda: torch.matmul(x, h)
+
+    impls = {
+        "ours": gpu.Impl("kernelkit.fwht", "ours", lambda: lambda: kernelkit.fwht(x, scale)),
+        "torch.matmul": gpu.Impl(f"torch.matmul x @ H {case.dtype_name}", "peer", matmul,
+                                 "dense Hadamard matrix, tensor cores (fp32: TF32 off)"),
+        "torch butterfly": gpu.Impl("torch butterfly (log2 n passes)", "peer",
+                                    lambda: lambda: torch_butterfly(x, scale),
+                                    "powers of two only"),
+    }
+    rel = 3e-2 if case.dtype == torch.bfloat16 else 1e-4
+    gpu.run_row(
+        bench, key, impls,
+        check=lambda fn: gpu.assert_close(fn(), matmul()(), rel),
+        family=FAMILY, op=OP, case=case.name, shape=case.dims, dtype=case.dtype_name,
+        elements=rows * n, nbytes=2 * rows * n * case.itemsize, flops=add_count(case.dims),
+        flop_kind="add", compute_dtype="float32", case_note=case.note)

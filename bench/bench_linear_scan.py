@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import gpu
 import pytest
 import torch
 
@@ -259,3 +260,45 @@ def test_linear_scan(bench, case: Case, key: str) -> None:  # noqa: ANN001  (ben
         if impl.role == "peer" and took > PEER_MAX_CALL_S:
             pytest.skip(f"{impl.name} takes {took:.1f} s per call (> {PEER_MAX_CALL_S} s)")
     bench.run(runner.fn)
+
+
+# ---------------------------------------------------------------------------------------------
+# GPU cases (--bench-device cuda; gpu.py): h_t = a_t h_{t-1} + x_t along the last dim on CUDA
+# against the PyTorch reference's step loop on the same CUDA tensors, and accelerated-scan's
+# Triton scan where installed (its warp kernel compiles CUDA C++: not a peer here).
+
+GPU_CASES = [
+    gpu.Case("cuda 64x1024x2048 float32", (64, 1024, 2048), torch.float32),
+    gpu.Case("cuda 64x1024x2048 bfloat16", (64, 1024, 2048), torch.bfloat16,
+             keys=("ours", "accelerated-scan")),
+]
+GPU_KEYS = ("ours", "reference", "accelerated-scan")
+
+
+def _accelerated_scan(a: torch.Tensor, x: torch.Tensor) -> Callable[[], object]:
+    scan = pytest.importorskip("accelerated_scan.triton").scan
+    return lambda: scan(a, x)
+
+
+@pytest.mark.parametrize(("case", "key"), gpu.params(GPU_CASES, GPU_KEYS))
+def test_linear_scan_cuda(bench, case: gpu.Case, key: str) -> None:  # noqa: ANN001
+    gpu.need_cuda()
+    a = (gpu.rand_like_shape(case.dims, seed=1) * 1.96 - 0.98).to(case.dtype)
+    x = gpu.randn(*case.dims, dtype=case.dtype, seed=2)
+    impls = {
+        "ours": gpu.Impl("kernelkit.linear_scan", "ours", lambda: lambda: kernelkit.linear_scan(
+            a, x)),
+        "reference": gpu.Impl("reference (PyTorch step loop)", "peer",
+                              lambda: lambda: linear_scan_reference(a, x),
+                              "kernelkit.reference.linear_scan_reference on CUDA tensors"),
+        "accelerated-scan": gpu.Impl("accelerated_scan.triton.scan", "peer",
+                                     lambda: _accelerated_scan(a, x)),
+    }
+    numel = math.prod(case.dims)
+    gpu.run_row(
+        bench, key, impls,
+        check=lambda fn: gpu.assert_close(fn(), linear_scan_reference(a.float(), x.float()),
+                                          3e-2 if case.dtype == torch.bfloat16 else 1e-4),
+        family=FAMILY, op=OP, case=case.name, shape=case.dims, dtype=case.dtype_name,
+        elements=numel, nbytes=3 * numel * case.itemsize, flops=2.0 * numel, flop_kind="fma",
+        compute_dtype="float32", case_note=case.note)

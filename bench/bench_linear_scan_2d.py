@@ -16,6 +16,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import gpu
 import pytest
 import torch
 
@@ -196,3 +197,53 @@ def test_linear_scan_2d(bench, case: Case, key: str) -> None:  # noqa: ANN001  (
     if impl.role != "floor":
         _check(case, inp, fn(), impl.name)
     bench.run(fn)
+
+
+# ---------------------------------------------------------------------------------------------
+# GPU cases (--bench-device cuda; gpu.py): the 2-D scan on CUDA against torch's own way of
+# running the same recurrence on a GPU, a wavefront: T + V - 1 anti-diagonals in order, each
+# cell of one computed at once from the diagonal before (the cell-by-cell reference would take
+# T * V Python steps).
+
+GPU_CASES = [gpu.Case("cuda B256 T512 V512 float32", (256, 512, 512), torch.float32)]
+GPU_KEYS = ("ours", "torch wavefront")
+
+
+def torch_wavefront(a_t: torch.Tensor, a_v: torch.Tensor,
+                    x: torch.Tensor) -> Callable[[], torch.Tensor]:
+    """h[t, v] = a_t h[t-1, v] + a_v h[t, v-1] + x[t, v] (zero boundaries), by diagonals."""
+    _, t_len, v_len = x.shape
+    diagonals = []
+    for d in range(t_len + v_len - 1):
+        t = torch.arange(max(0, d - v_len + 1), min(d, t_len - 1) + 1, device=x.device)
+        diagonals.append((t, d - t))
+
+    def run() -> torch.Tensor:
+        hp = x.new_zeros(x.shape[0], t_len + 1, v_len + 1)  # h with a zero row and column
+        for t, v in diagonals:
+            hp[:, t + 1, v + 1] = (a_t[:, t, v] * hp[:, t, v + 1] + a_v[:, t, v] * hp[:, t + 1, v]
+                                   + x[:, t, v])
+        return hp[:, 1:, 1:]
+
+    return run
+
+
+@pytest.mark.parametrize(("case", "key"), gpu.params(GPU_CASES, GPU_KEYS))
+def test_linear_scan_2d_cuda(bench, case: gpu.Case, key: str) -> None:  # noqa: ANN001
+    gpu.need_cuda()
+    a_t = (gpu.rand_like_shape(case.dims, seed=1) * 0.9 - 0.45).to(case.dtype)
+    a_v = (gpu.rand_like_shape(case.dims, seed=2) * 0.9 - 0.45).to(case.dtype)
+    x = gpu.randn(*case.dims, dtype=case.dtype, seed=3)
+    impls = {
+        "ours": gpu.Impl("kernelkit.linear_scan_2d", "ours",
+                         lambda: lambda: kernelkit.linear_scan_2d(a_t, a_v, x)),
+        "torch wavefront": gpu.Impl("torch wavefront (T + V - 1 steps)", "peer",
+                                    lambda: torch_wavefront(a_t, a_v, x)),
+    }
+    numel = math.prod(case.dims)
+    gpu.run_row(
+        bench, key, impls,
+        check=lambda fn: gpu.assert_close(fn(), torch_wavefront(a_t, a_v, x)(), 1e-4),
+        family=FAMILY, op=OP, case=case.name, shape=case.dims, dtype=case.dtype_name,
+        elements=numel, nbytes=4 * numel * case.itemsize, flops=4.0 * numel, flop_kind="fma",
+        compute_dtype="float32", case_note=case.note)

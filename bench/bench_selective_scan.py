@@ -27,6 +27,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import gpu
 import pytest
 import torch
 import torch.nn.functional as F
@@ -246,3 +247,70 @@ def test_selective_scan(bench, case: Case, key: str) -> None:  # noqa: ANN001
         return
     _check(unpack(call()), case, IMPL_NAMES[key])
     bench.run(call)
+
+
+# ---------------------------------------------------------------------------------------------
+# GPU cases (--bench-device cuda; gpu.py): the forward on CUDA against the PyTorch reference's
+# step loop on the same CUDA tensors (what mamba-ssm's selective_scan_ref does) and mambapy's
+# pscan where installed. Sizes: a Mamba-130m layer (d_inner 1536, N 16) on 8 x 2048 tokens.
+
+GPU_CASES = [
+    gpu.Case("cuda fwd B8 D1536 L2048 N16 float32", (8, 1536, 2048, 16), torch.float32),
+    gpu.Case("cuda fwd B8 D1536 L2048 N16 bfloat16", (8, 1536, 2048, 16), torch.bfloat16,
+             "bfloat16 u, delta, z and out; float32 A, B, C, D and state"),
+]
+GPU_KEYS = ("ours", "reference", "mambapy")
+
+
+def _gpu_inputs(case: gpu.Case) -> dict[str, torch.Tensor]:
+    b, d, length, n = case.dims
+    return dict(
+        u=gpu.randn(b, d, length, dtype=case.dtype, seed=1),
+        delta=gpu.randn(b, d, length, dtype=case.dtype, scale=0.5, seed=2).sub_(3.0),
+        A=-gpu.randn(d, n, seed=3).abs_().add_(0.1),
+        B=gpu.randn(b, n, length, seed=4), C=gpu.randn(b, n, length, seed=5),
+        D=gpu.randn(d, seed=6), z=gpu.randn(b, d, length, dtype=case.dtype, seed=7),
+        delta_bias=gpu.randn(d, scale=0.5, seed=8).add_(1.0),
+    )
+
+
+def _mambapy(x: dict[str, torch.Tensor]) -> Callable[[], object]:
+    pscan = pytest.importorskip("mambapy.pscan").pscan
+    F_ = torch.nn.functional
+
+    def run() -> torch.Tensor:
+        dt = F_.softplus(x["delta"].float() + x["delta_bias"][:, None])  # (b, d, L)
+        dA = torch.exp(dt.unsqueeze(-1) * x["A"][:, None])  # (b, d, L, N)
+        dBu = (dt * x["u"].float()).unsqueeze(-1) * x["B"].transpose(1, 2)[:, None]
+        h = pscan(dA.transpose(1, 2), dBu.transpose(1, 2))  # (b, L, d, N)
+        y = (h @ x["C"].transpose(1, 2).unsqueeze(-1)).squeeze(-1).transpose(1, 2)
+        return ((y + x["D"][:, None] * x["u"]) * F_.silu(x["z"].float())).to(x["u"].dtype)
+
+    return run
+
+
+@pytest.mark.parametrize(("case", "key"), gpu.params(GPU_CASES, GPU_KEYS))
+def test_selective_scan_cuda(bench, case: gpu.Case, key: str) -> None:  # noqa: ANN001
+    gpu.need_cuda()
+    b, d, length, n = case.dims
+    x = _gpu_inputs(case)
+
+    def reference() -> Callable[[], object]:
+        return lambda: selective_scan_reference(**x, delta_softplus=True)
+
+    impls = {
+        "ours": gpu.Impl("kernelkit.selective_scan", "ours",
+                         lambda: lambda: kernelkit.selective_scan(**x, delta_softplus=True)),
+        "reference": gpu.Impl("reference (PyTorch step loop)", "peer", reference,
+                              "kernelkit.reference.selective_scan_reference on CUDA tensors"),
+        "mambapy": gpu.Impl("mambapy pscan", "peer", lambda: _mambapy(x),
+                            "materializes the (B, L, D, N) state"),
+    }
+    steps = b * d * length
+    gpu.run_row(
+        bench, key, impls,
+        check=lambda fn: gpu.assert_close(fn(), reference()(), 2e-2),
+        family=FAMILY, op="selective_scan", case=case.name, shape=case.dims,
+        dtype=case.dtype_name, elements=steps,
+        nbytes=steps * 4 * case.itemsize + 2 * b * n * length * 4, flops=steps * n * 6.0,
+        flop_kind="fma", compute_dtype="float32", case_note=case.note)

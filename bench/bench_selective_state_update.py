@@ -15,6 +15,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import gpu
 import pytest
 import torch
 
@@ -142,3 +143,50 @@ def test_selective_state_update(bench, case: Case, key: str) -> None:  # noqa: A
         _check(case)
     assert not math.isnan(float(state.float().sum()))
     bench.run(make(args))
+
+
+# ---------------------------------------------------------------------------------------------
+# GPU cases (--bench-device cuda; gpu.py): one decode step on CUDA against the PyTorch
+# reference on the same CUDA tensors. Sizes: Mamba-2 2.7B-like heads (80 heads of 64, state
+# 128) for a batch of 64 sequences: a 168 MB float32 state read and written.
+
+GPU_CASES = [
+    gpu.Case("cuda B64 H80 P64 N128 float32", (64, 80, 64, 128), torch.float32),
+    gpu.Case("cuda B64 H80 P64 N128 bfloat16 state", (64, 80, 64, 128), torch.bfloat16),
+]
+GPU_KEYS = ("ours", "reference")
+
+
+@pytest.mark.parametrize(("case", "key"), gpu.params(GPU_CASES, GPU_KEYS))
+def test_selective_state_update_cuda(bench, case: gpu.Case, key: str) -> None:  # noqa: ANN001
+    gpu.need_cuda()
+    b, h, p, n = case.dims
+    state = gpu.randn(b, h, p, n, dtype=case.dtype, seed=1)
+    args = dict(
+        x=gpu.randn(b, h, p, dtype=case.dtype, seed=2),
+        dt=gpu.randn(b, h, p, dtype=case.dtype, scale=0.5, seed=3).sub_(3.0),
+        A=-gpu.randn(h, p, n, seed=4).abs_().add_(0.1), B=gpu.randn(b, 1, n, seed=5),
+        C=gpu.randn(b, 1, n, seed=6), D=gpu.randn(h, p, seed=7),
+        z=gpu.randn(b, h, p, dtype=case.dtype, seed=8),
+        dt_bias=gpu.randn(h, p, scale=0.5, seed=9).add_(1.0), dt_softplus=True,
+    )
+    # In place: each call advances the state; a decaying state stays finite for any count.
+    impls = {
+        "ours": gpu.Impl("kernelkit.selective_state_update", "ours",
+                         lambda: lambda: kernelkit.selective_state_update(state, **args)),
+        "reference": gpu.Impl("reference (PyTorch)", "peer",
+                              lambda: lambda: selective_state_update_reference(state, **args),
+                              "kernelkit.reference on CUDA tensors"),
+    }
+
+    def check(fn: Callable[[], object]) -> None:
+        start = state.clone()
+        got = fn()
+        state.copy_(start)
+        gpu.assert_close(got, selective_state_update_reference(state, **args), 2e-2)
+
+    numel = state.numel()
+    gpu.run_row(bench, key, impls, check=check, family=FAMILY, op=OP, case=case.name,
+                shape=case.dims, dtype=case.dtype_name, elements=numel,
+                nbytes=2 * numel * case.itemsize, flops=6.0 * numel, flop_kind="fma",
+                compute_dtype="float32", case_note=case.note)

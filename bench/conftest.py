@@ -15,6 +15,11 @@ Conventions every family file follows, so that bench/report.py stays generic:
   ``isa_in_use``, or ``_C.binary_isa_in_use`` for ops declared ``binary_isa=True``), taken when
   the row is timed, so a case that assigns ``kernelkit._native.ISA`` is recorded as it ran; a
   peer may name its own (bnn-lab's kernel, say); otherwise None.
+* GPU cases (``@pytest.mark.cuda``, helpers in gpu.py) run only under ``--bench-device cuda``,
+  and then alone: the CPU cases are deselected there, the GPU ones in a CPU run. On CUDA a
+  timed call ends with ``torch.cuda.synchronize()``, ``isa`` is ``triton`` for ours, and the
+  rooflines are the device's: a device ``copy_`` per case, and the bf16 / fp16 / fp32 (TF32
+  off) throughput of an 8192^3 ``torch.matmul`` (gpu.measure_cuda_roofline).
 """
 
 from __future__ import annotations
@@ -46,9 +51,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="minimum timed rounds per benchmark (default 5)")
     group.addoption("--bench-max-rounds", type=int, default=2000,
                     help="maximum timed rounds per benchmark (default 2000)")
+    group.addoption("--bench-device", choices=("cpu", "cuda"), default="cpu",
+                    help="cpu: the CPU cases (default); cuda: the GPU cases (marker cuda) alone")
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "cuda: a GPU case (runs under --bench-device cuda)")
     torch.set_num_threads(config.getoption("--bench-threads"))
     config._kk_skipped = []  # type: ignore[attr-defined]
     config._kk_modules = {}  # type: ignore[attr-defined]
@@ -163,11 +171,28 @@ def kernelkit_isa(binary: bool) -> str | None:
     return str(kernelkit.build_info()["isa_in_use"])
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep the cases of this run's --bench-device: GPU cases carry the marker cuda."""
+    cuda = config.getoption("--bench-device") == "cuda"
+    keep = [i for i in items if bool(i.get_closest_marker("cuda")) == cuda]
+    if len(keep) < len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i not in keep])
+        items[:] = keep
+
+
+def _measure(config: pytest.Config, reps: int) -> dict[str, Any]:
+    if config.getoption("--bench-device") == "cuda":
+        from gpu import measure_cuda_roofline
+
+        return measure_cuda_roofline(reps)
+    return measure_roofline(reps)
+
+
 @pytest.fixture(scope="session")
 def roofline(pytestconfig: pytest.Config) -> dict[str, Any]:
     """Measured once before the first benchmark (and again at the end, see update_json)."""
     reps = 3 if pytestconfig.getoption("--bench-case-time") < 0.5 else 5
-    result = measure_roofline(reps)
+    result = _measure(pytestconfig, reps)
     pytestconfig._kk_roofline["start"] = result  # type: ignore[attr-defined]
     return result
 
@@ -181,6 +206,7 @@ class Bench:
         self.case_time: float = config.getoption("--bench-case-time")
         self.min_rounds: int = config.getoption("--bench-min-rounds")
         self.max_rounds: int = config.getoption("--bench-max-rounds")
+        self.cuda: bool = config.getoption("--bench-device") == "cuda"
         self.info: dict[str, Any] = {}
         self._binary_isa = False
 
@@ -231,8 +257,11 @@ class Bench:
         if not self.info:
             raise RuntimeError("call bench.describe(...) before bench.run(...)")
         if self.info["role"] == "ours":
-            self.info["isa"] = kernelkit_isa(self._binary_isa)
+            self.info["isa"] = "triton" if self.cuda else kernelkit_isa(self._binary_isa)
             self.benchmark.extra_info["isa"] = self.info["isa"]
+        if self.cuda:  # the call's kernels are done when it returns; the first call compiles
+            fn = _synchronized(fn)
+            fn()
         # Warm up until three calls in a row agree within 10% (at most 20 calls or 3 case
         # times): first calls pay one-off costs, and on this VM the first few calls of a
         # process that fault in large fresh outputs take up to 10x longer. The timed rounds
@@ -254,6 +283,15 @@ class Bench:
         self.benchmark.pedantic(fn, setup=setup, rounds=rounds, iterations=1, warmup_rounds=1)
         # How busy the rest of the machine was meanwhile (shared machines): the report flags it.
         self.benchmark.extra_info["others_cpu"] = others_load(before, cpu_snapshot())
+
+
+def _synchronized(fn: Callable[[], object]) -> Callable[[], object]:
+    def call() -> object:
+        out = fn()
+        torch.cuda.synchronize()
+        return out
+
+    return call
 
 
 @pytest.fixture
@@ -290,7 +328,7 @@ def pytest_benchmark_update_json(config: pytest.Config, benchmarks: Any,
                                  output_json: dict[str, Any]) -> None:
     roof = config._kk_roofline  # type: ignore[attr-defined]
     if "start" in roof:  # measure again after the last case: the spread shows machine noise
-        roof["end"] = measure_roofline(3 if config.getoption("--bench-case-time") < 0.5 else 5)
+        roof["end"] = _measure(config, 3 if config.getoption("--bench-case-time") < 0.5 else 5)
     info: dict[str, Any] = {
         "loadavg_end": os.getloadavg(),
         "torch": torch.__version__,
@@ -299,6 +337,10 @@ def pytest_benchmark_update_json(config: pytest.Config, benchmarks: Any,
         "torch_isa": torch_isa_limit(),
         "kernelkit_isa_setting": os.environ.get("KERNELKIT_ISA", "auto"),
         "case_time": config.getoption("--bench-case-time"),
+        "device": config.getoption("--bench-device"),
+        "device_name": (torch.cuda.get_device_name()
+                        if config.getoption("--bench-device") == "cuda"
+                        and torch.cuda.is_available() else None),
         "min_rounds": config.getoption("--bench-min-rounds"),
         "roofline": roof,
         "skipped": config._kk_skipped,  # type: ignore[attr-defined]

@@ -7,6 +7,7 @@
     python bench/report.py --from-json run.json     # re-render a kept run, no benchmarking
     python bench/report.py --torch-isa avx2         # torch and its peers limited to AVX2
     python bench/report.py --isa avx2               # kernelkit's AVX2 path (KERNELKIT_ISA)
+    python bench/report.py --device cuda            # the GPU cases alone (bench/gpu.py)
 
 The benchmarks run in a pytest subprocess (its progress goes to stderr). Every figure comes
 from that one run: ratios are "other time / our time" (> 1: ours is faster), the memory floor is
@@ -94,6 +95,7 @@ def run_benchmarks(json_path: Path, args: argparse.Namespace) -> int:
         f"--bench-threads={args.threads}",
         f"--bench-case-time={case_time}",
         f"--bench-min-rounds={min_rounds}",
+        f"--bench-device={args.device}",
     ]
     if args.k:
         cmd += ["-k", args.k]
@@ -200,7 +202,11 @@ def header_lines(data: dict[str, Any], stat: str) -> list[str]:
                  f"OpenMP {bi.get('openmp', '?')}; torch ISA {kk.get('torch_isa', '?')} "
                  "(avx2: limited by --torch-isa avx2)")
     roof = kk.get("roofline", {})
-    for dtype in ("float32", "float64"):
+    if kk.get("device") == "cuda":
+        lines.append(f"- device: {kk.get('device_name') or '?'} (CUDA); ours run the Triton "
+                     "kernels; each timed call ends with torch.cuda.synchronize(); float32 "
+                     "rooflines with TF32 off")
+    for dtype in ("bfloat16", "float16", "float32", "float64"):
         parts = [f"{when} {m[dtype]['flops_per_s'] / 1e9:.0f}"
                  for when, m in roof.items() if dtype in m]
         peak = peak_flops(kk, dtype)
@@ -392,6 +398,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="kernelkit's ISA path for the run (sets KERNELKIT_ISA; default: the "
                         "environment's, else auto)")
     p.add_argument("--case-time", type=float, help="seconds of rounds per benchmark")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="cpu: the CPU cases (default); cuda: the GPU cases alone")
     p.add_argument("--stat", choices=("median", "min"), default="median",
                    help="statistic of the rounds used for times and ratios (median)")
     p.add_argument("--strict", action="store_true", help="exit 1 when a target fails")

@@ -265,7 +265,8 @@ def test_linear_scan(bench, case: Case, key: str) -> None:  # noqa: ANN001  (ben
 # ---------------------------------------------------------------------------------------------
 # GPU cases (--bench-device cuda; gpu.py): h_t = a_t h_{t-1} + x_t along the last dim on CUDA
 # against the PyTorch reference's step loop on the same CUDA tensors, and accelerated-scan's
-# Triton scan where installed (its warp kernel compiles CUDA C++: not a peer here).
+# Triton scan (accelerated_scan.scalar) where installed; its warp kernel compiles CUDA C++ at
+# run time, so it is not a peer here.
 
 GPU_CASES = [
     gpu.Case("cuda 64x1024x2048 float32", (64, 1024, 2048), torch.float32),
@@ -276,7 +277,7 @@ GPU_KEYS = ("ours", "reference", "accelerated-scan")
 
 
 def _accelerated_scan(a: torch.Tensor, x: torch.Tensor) -> Callable[[], object]:
-    scan = pytest.importorskip("accelerated_scan.triton").scan
+    scan = pytest.importorskip("accelerated_scan.scalar").scan
     return lambda: scan(a, x)
 
 
@@ -291,7 +292,7 @@ def test_linear_scan_cuda(bench, case: gpu.Case, key: str) -> None:  # noqa: ANN
         "reference": gpu.Impl("reference (PyTorch step loop)", "peer",
                               lambda: lambda: linear_scan_reference(a, x),
                               "kernelkit.reference.linear_scan_reference on CUDA tensors"),
-        "accelerated-scan": gpu.Impl("accelerated_scan.triton.scan", "peer",
+        "accelerated-scan": gpu.Impl("accelerated_scan.scalar.scan", "peer",
                                      lambda: _accelerated_scan(a, x)),
     }
     numel = math.prod(case.dims)

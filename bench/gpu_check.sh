@@ -75,8 +75,8 @@ step() {
   if [ "$limit" -le 5 ]; then say "SKIP $name: the budget is spent"; return 124; fi
   say "$name (at most ${limit}s)"
   ( while sleep 20; do
-      say "  ... $name: $(tail -c 400 "$out" 2>/dev/null | tr -d '\r' | grep -v '^$' | tail -1 \
-        | cut -c1-110)"
+      say "  ... $name: $(tail -c 2000 "$out" 2>/dev/null | tr -d '\r' \
+        | grep -v -e '^$' -e '^\[gpu_check' | tail -1 | cut -c1-110)"
     done ) &
   watcher=$!
   timeout -k 10 "$limit" "$@" >>"$out" 2>&1

@@ -694,12 +694,15 @@ def test_binary(bench, case: Case, impl: str, request: pytest.FixtureRequest,  #
 
 GPU_CASES = [
     gpu.Case("cuda binary_matmul 8192^3 float16 signs", (8192, 8192, 8192), torch.float16,
-             keys=("ours", "ours prepacked", "torch")),
+             keys=("ours", "ours prepacked", "torch"), op="binary_matmul", smoke=(16, 24, 64)),
     gpu.Case("cuda binary_conv2d 32x256x56x56 3x3 float16 signs", (32, 256, 56, 56, 256, 3),
-             torch.float16),
-    gpu.Case("cuda pack_signs 16384x8192 float32", (16384, 8192), torch.float32),
-    gpu.Case("cuda ste_sign 65536x8192 bfloat16", (65536, 8192), torch.bfloat16),
-    gpu.Case("cuda bi_attention B96 L512 d64 float16", (96, 512, 64), torch.float16),
+             torch.float16, op="binary_conv2d", smoke=(2, 8, 6, 6, 4, 3)),
+    gpu.Case("cuda pack_signs 16384x8192 float32", (16384, 8192), torch.float32,
+             op="pack_signs", smoke=(4, 64)),
+    gpu.Case("cuda ste_sign 65536x8192 bfloat16", (65536, 8192), torch.bfloat16, op="ste_sign",
+             smoke=(4, 64)),
+    gpu.Case("cuda bi_attention B96 L512 d64 float16", (96, 512, 64), torch.float16,
+             op="bi_attention", smoke=(2, 8, 16)),
 ]
 GPU_KEYS = ("ours", "torch")
 
@@ -711,7 +714,7 @@ def _signs(*shape: int, dtype: torch.dtype, seed: int) -> torch.Tensor:
 def _gpu_case(case: gpu.Case) -> tuple[dict[str, gpu.Impl], dict[str, Any], Callable | None]:
     """The rows, the describe fields and the check of a binary GPU case."""
     dt, name = case.dtype, case.dtype_name
-    op = case.name.split()[1]
+    op = case.op
     if op == "binary_matmul":
         m, n, k = case.dims
         a, b = _signs(m, k, dtype=dt, seed=1), _signs(k, n, dtype=dt, seed=2)

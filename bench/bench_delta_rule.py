@@ -168,9 +168,11 @@ def test_delta_rule(bench, case: Case, key: str) -> None:  # noqa: ANN001  (benc
 # 128, on 8 x 2048 tokens; q and k L2-normalized, beta in (0, 1), as DeltaNet feeds them.
 
 GPU_CASES = [
-    gpu.Case("cuda fwd B8 T2048 H16 128x128 float32", (8, 2048, 16, 128, 128), torch.float32),
+    gpu.Case("cuda fwd B8 T2048 H16 128x128 float32", (8, 2048, 16, 128, 128), torch.float32,
+             smoke=(2, 6, 2, 8, 4)),
     gpu.Case("cuda fwd B8 T2048 H16 128x128 bfloat16", (8, 2048, 16, 128, 128),
-             torch.bfloat16, keys=("ours", "fla fused_recurrent", "fla chunk")),
+             torch.bfloat16, keys=("ours", "fla fused_recurrent", "fla chunk"),
+             smoke=(2, 6, 2, 8, 4)),
 ]
 GPU_KEYS = ("ours", "reference", "fla fused_recurrent", "fla chunk")
 
@@ -203,10 +205,11 @@ def test_delta_rule_cuda(bench, case: gpu.Case, key: str) -> None:  # noqa: ANN0
                               "kernelkit.reference.delta_rule_reference on CUDA tensors"),
         "fla fused_recurrent": gpu.Impl(
             "fla fused_recurrent_delta_rule", "peer",
-            lambda: _fla("fused_recurrent_delta_rule", q, k, v, beta, scale), "Triton"),
+            lambda: _fla("fused_recurrent_delta_rule", q, k, v, beta, scale), "Triton",
+            cuda_only=True),
         "fla chunk": gpu.Impl("fla chunk_delta_rule", "peer",
                               lambda: _fla("chunk_delta_rule", q, k, v, beta, scale),
-                              "Triton, chunked (WY form)"),
+                              "Triton, chunked (WY form)", cuda_only=True),
     }
 
     def check(fn: Callable[[], object]) -> None:

@@ -372,10 +372,10 @@ def test_fwht(bench, case: Case, key: str) -> None:  # noqa: ANN001  (bench: con
 # the same transform, a matmul with the Hadamard matrix and a butterfly of torch ops.
 
 GPU_CASES = [
-    gpu.Case("cuda 65536x4096 float32", (65536, 4096), torch.float32),
-    gpu.Case("cuda 65536x4096 bfloat16", (65536, 4096), torch.bfloat16),
+    gpu.Case("cuda 65536x4096 float32", (65536, 4096), torch.float32, smoke=(8, 64)),
+    gpu.Case("cuda 65536x4096 bfloat16", (65536, 4096), torch.bfloat16, smoke=(8, 64)),
     gpu.Case("cuda 16384x10240 (40*2**8) float32", (16384, 10240), torch.float32,
-             keys=("ours", "torch.matmul")),
+             keys=("ours", "torch.matmul"), smoke=(4, 160)),
 ]
 GPU_KEYS = ("ours", "torch.matmul", "torch butterfly")
 

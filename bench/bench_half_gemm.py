@@ -203,18 +203,21 @@ def test_half_gemm(bench, case: Case, impl: str) -> None:  # noqa: ANN001  (benc
 # matmul / linear / conv2d in the same dtype (cuBLAS, cuDNN).
 
 GPU_CASES = [
-    Case("cuda matmul 8192^3 float16", "matmul", (8192, 8192, 8192), torch.float16, ()),
-    Case("cuda matmul 8192^3 bfloat16", "matmul", (8192, 8192, 8192), torch.bfloat16, ()),
-    Case("cuda linear M=16 8192x8192 bfloat16", "linear", (16, 8192, 8192), torch.bfloat16, (),
-         "matrix times a few vectors: memory-bound"),
-    Case("cuda conv2d 32x256x56x56 3x3 fwd+bwd float16", "conv2d", (32, 256, 56, 56, 256, 3),
-         torch.float16, (), "forward + input and weight gradients, padding 1"),
+    gpu.Case("cuda matmul 8192^3 float16", (8192, 8192, 8192), torch.float16, op="matmul",
+             smoke=(16, 32, 24)),
+    gpu.Case("cuda matmul 8192^3 bfloat16", (8192, 8192, 8192), torch.bfloat16, op="matmul",
+             smoke=(16, 32, 24)),
+    gpu.Case("cuda linear M=16 8192x8192 bfloat16", (16, 8192, 8192), torch.bfloat16,
+             "matrix times a few vectors: memory-bound", op="linear", smoke=(4, 32, 24)),
+    gpu.Case("cuda conv2d 32x256x56x56 3x3 fwd+bwd float16", (32, 256, 56, 56, 256, 3),
+             torch.float16, "forward + input and weight gradients, padding 1", op="conv2d",
+             smoke=(2, 8, 6, 6, 4, 3)),
 ]
 GPU_KEYS = ("ours", "torch")
 
 
 @pytest.mark.parametrize(("case", "key"), gpu.params(GPU_CASES, GPU_KEYS))
-def test_half_gemm_cuda(bench, case: Case, key: str) -> None:  # noqa: ANN001
+def test_half_gemm_cuda(bench, case: gpu.Case, key: str) -> None:  # noqa: ANN001
     gpu.need_cuda()
     dt, name = case.dtype, str(case.dtype)[6:]
     if case.op == "conv2d":

@@ -269,9 +269,9 @@ def test_linear_scan(bench, case: Case, key: str) -> None:  # noqa: ANN001  (ben
 # run time, so it is not a peer here.
 
 GPU_CASES = [
-    gpu.Case("cuda 64x1024x2048 float32", (64, 1024, 2048), torch.float32),
+    gpu.Case("cuda 64x1024x2048 float32", (64, 1024, 2048), torch.float32, smoke=(2, 3, 16)),
     gpu.Case("cuda 64x1024x2048 bfloat16", (64, 1024, 2048), torch.bfloat16,
-             keys=("ours", "accelerated-scan")),
+             keys=("ours", "accelerated-scan"), smoke=(2, 3, 16)),
 ]
 GPU_KEYS = ("ours", "reference", "accelerated-scan")
 
@@ -293,7 +293,7 @@ def test_linear_scan_cuda(bench, case: gpu.Case, key: str) -> None:  # noqa: ANN
                               lambda: lambda: linear_scan_reference(a, x),
                               "kernelkit.reference.linear_scan_reference on CUDA tensors"),
         "accelerated-scan": gpu.Impl("accelerated_scan.scalar.scan", "peer",
-                                     lambda: _accelerated_scan(a, x)),
+                                     lambda: _accelerated_scan(a, x), cuda_only=True),
     }
     numel = math.prod(case.dims)
     gpu.run_row(

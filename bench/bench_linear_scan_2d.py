@@ -205,7 +205,8 @@ def test_linear_scan_2d(bench, case: Case, key: str) -> None:  # noqa: ANN001  (
 # cell of one computed at once from the diagonal before (the cell-by-cell reference would take
 # T * V Python steps).
 
-GPU_CASES = [gpu.Case("cuda B256 T512 V512 float32", (256, 512, 512), torch.float32)]
+GPU_CASES = [gpu.Case("cuda B256 T512 V512 float32", (256, 512, 512), torch.float32,
+                      smoke=(2, 5, 7))]
 GPU_KEYS = ("ours", "torch wavefront")
 
 

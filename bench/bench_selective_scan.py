@@ -255,9 +255,10 @@ def test_selective_scan(bench, case: Case, key: str) -> None:  # noqa: ANN001
 # pscan where installed. Sizes: a Mamba-130m layer (d_inner 1536, N 16) on 8 x 2048 tokens.
 
 GPU_CASES = [
-    gpu.Case("cuda fwd B8 D1536 L2048 N16 float32", (8, 1536, 2048, 16), torch.float32),
+    gpu.Case("cuda fwd B8 D1536 L2048 N16 float32", (8, 1536, 2048, 16), torch.float32,
+             smoke=(2, 8, 16, 4)),
     gpu.Case("cuda fwd B8 D1536 L2048 N16 bfloat16", (8, 1536, 2048, 16), torch.bfloat16,
-             "bfloat16 u, delta, z and out; float32 A, B, C, D and state"),
+             "bfloat16 u, delta, z and out; float32 A, B, C, D and state", smoke=(2, 8, 16, 4)),
 ]
 GPU_KEYS = ("ours", "reference", "mambapy")
 

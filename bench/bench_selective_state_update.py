@@ -151,8 +151,10 @@ def test_selective_state_update(bench, case: Case, key: str) -> None:  # noqa: A
 # 128) for a batch of 64 sequences: a 168 MB float32 state read and written.
 
 GPU_CASES = [
-    gpu.Case("cuda B64 H80 P64 N128 float32", (64, 80, 64, 128), torch.float32),
-    gpu.Case("cuda B64 H80 P64 N128 bfloat16 state", (64, 80, 64, 128), torch.bfloat16),
+    gpu.Case("cuda B64 H80 P64 N128 float32", (64, 80, 64, 128), torch.float32,
+             smoke=(2, 3, 4, 8)),
+    gpu.Case("cuda B64 H80 P64 N128 bfloat16 state", (64, 80, 64, 128), torch.bfloat16,
+             smoke=(2, 3, 4, 8)),
 ]
 GPU_KEYS = ("ours", "reference")
 

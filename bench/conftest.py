@@ -53,10 +53,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="maximum timed rounds per benchmark (default 2000)")
     group.addoption("--bench-device", choices=("cpu", "cuda"), default="cpu",
                     help="cpu: the CPU cases (default); cuda: the GPU cases (marker cuda) alone")
+    group.addoption("--bench-gpu-smoke", action="store_true",
+                    help="the GPU cases' code once on CPU tensors of tiny sizes, untimed "
+                         "(no GPU needed; gpu_check.sh --dry-run)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "cuda: a GPU case (runs under --bench-device cuda)")
+    if config.getoption("--bench-gpu-smoke"):
+        import gpu  # before the bench files import it: their cases get the smoke dims
+
+        gpu.SMOKE, gpu.DEVICE = True, "cpu"
     torch.set_num_threads(config.getoption("--bench-threads"))
     config._kk_skipped = []  # type: ignore[attr-defined]
     config._kk_modules = {}  # type: ignore[attr-defined]
@@ -173,7 +180,7 @@ def kernelkit_isa(binary: bool) -> str | None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Keep the cases of this run's --bench-device: GPU cases carry the marker cuda."""
-    cuda = config.getoption("--bench-device") == "cuda"
+    cuda = config.getoption("--bench-device") == "cuda" or config.getoption("--bench-gpu-smoke")
     keep = [i for i in items if bool(i.get_closest_marker("cuda")) == cuda]
     if len(keep) < len(items):
         config.hook.pytest_deselected(items=[i for i in items if i not in keep])
@@ -181,6 +188,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def _measure(config: pytest.Config, reps: int) -> dict[str, Any]:
+    if config.getoption("--bench-gpu-smoke"):
+        return {}
     if config.getoption("--bench-device") == "cuda":
         from gpu import measure_cuda_roofline
 
@@ -207,6 +216,7 @@ class Bench:
         self.min_rounds: int = config.getoption("--bench-min-rounds")
         self.max_rounds: int = config.getoption("--bench-max-rounds")
         self.cuda: bool = config.getoption("--bench-device") == "cuda"
+        self.smoke: bool = config.getoption("--bench-gpu-smoke")
         self.info: dict[str, Any] = {}
         self._binary_isa = False
 
@@ -256,6 +266,9 @@ class Bench:
         """Time fn: one call per round (setup, if any, runs before each round, untimed)."""
         if not self.info:
             raise RuntimeError("call bench.describe(...) before bench.run(...)")
+        if self.smoke:  # the code runs; nothing is timed
+            fn()
+            return
         if self.info["role"] == "ours":
             self.info["isa"] = "triton" if self.cuda else kernelkit_isa(self._binary_isa)
             self.benchmark.extra_info["isa"] = self.info["isa"]

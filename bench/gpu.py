@@ -15,6 +15,7 @@ against its torch peer once, loosely, so that a table never times a wrong answer
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,9 +26,12 @@ import torch
 
 ROOFLINE_N = 8192  # square matmul of the compute roofline: large enough to reach the peak
 FLOOR = "copy_ (device)"
-# The GPU cases' device. Only a smoke check of the cases' code on a machine without a GPU
-# (small dims, the CPU kernels) sets it to "cpu"; the bench never does.
+# The GPU cases' device, and the smoke mode (conftest.py's --bench-gpu-smoke sets both before
+# the bench files are imported): each case's code runs once on CPU tensors of its tiny
+# ``smoke`` sizes, untimed, through the CPU kernels; the CUDA-only peers are skipped. CI runs
+# it (gpu_check.sh --dry-run) so that a lease never meets a case that cannot run.
 DEVICE = "cuda"
+SMOKE = False
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,7 @@ class Impl:
     role: str  # ours | peer
     build: Callable[[], Callable[[], object]]
     note: str = ""
+    cuda_only: bool = False  # a Triton-only peer: skipped in the smoke mode
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,8 @@ class Case:
     dtype: torch.dtype
     note: str = ""
     keys: tuple[str, ...] = ()  # the rows it has (default: all the family's keys)
+    smoke: tuple[int, ...] = ()  # tiny dims of the same meaning, for the smoke mode
+    op: str = ""  # for files with several ops
 
     @property
     def dtype_name(self) -> str:
@@ -66,9 +73,14 @@ def need_cuda() -> None:
 
 def params(cases: list[Any], keys: tuple[str, ...]) -> list[Any]:
     """(case, key) parameters, marked cuda, for every row of every case; the key ``FLOOR`` is
-    the memory floor."""
+    the memory floor. In the smoke mode each case has its ``smoke`` dims."""
+    if SMOKE:
+        missing = [c.name for c in cases if not c.smoke]
+        if missing:
+            raise ValueError(f"GPU cases without smoke dims: {missing}")
+        cases = [dataclasses.replace(c, dims=c.smoke) for c in cases]
     return [pytest.param(c, k, id=f"{c.name}-{k}".replace(" ", "-"), marks=pytest.mark.cuda)
-            for c in cases for k in (*(getattr(c, "keys", ()) or keys), FLOOR)]
+            for c in cases for k in (*(c.keys or keys), FLOOR)]
 
 
 def run_row(bench: Any, key: str, impls: dict[str, Impl], *,
@@ -88,6 +100,8 @@ def run_row(bench: Any, key: str, impls: dict[str, Impl], *,
         return
     impl = impls[key]
     bench.describe(impl=impl.name, role=impl.role, variant="out", note=impl.note, **describe)
+    if SMOKE and impl.cuda_only:
+        pytest.skip(f"{impl.name}: CUDA tensors only (smoke mode runs on the CPU)")
     fn = impl.build()
     if check is not None and impl.role == "ours":
         check(fn)

@@ -7,8 +7,9 @@
 #   bench/gpu_check.sh OUTDIR             the check (needs a CUDA GPU)
 #   bench/gpu_check.sh --dry-run OUTDIR   no GPU needed: parses the arguments, installs the
 #                                         required test/bench deps if missing, collects every
-#                                         CUDA test case and GPU bench case and verifies that
-#                                         each family has some (CI runs this)
+#                                         CUDA test case and GPU bench case, verifies that
+#                                         each family has some, and runs the bench cases'
+#                                         code once on the CPU at tiny sizes (CI runs this)
 #
 # Options: --budget S (default 450: the whole check, seconds), --jobs N (pytest-xdist workers
 # for the tests; default min(nproc, 12)), --python PY (default: $PYTHON, else python3),
@@ -37,7 +38,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 ROOT=$(pwd)
 
-usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
 DRY=0 BUDGET=450 JOBS="" PY="${PYTHON:-python3}" OUTDIR="" INSTALL=1 NOGPU_OK=0
 while [ $# -gt 0 ]; do
@@ -198,6 +199,13 @@ if [ $DRY -eq 1 ]; then
     verify bench bench bench_ "$BENCH_FILES" "GPU rows" || ok=0
   else say "FAIL: collecting the GPU bench cases found nothing:"; tail -20 \
     "$WORK/bench.collect" | tee -a "$LOG"; ok=0; fi
+  # The GPU cases' code, once, on CPU tensors of tiny sizes (bench/gpu.py's smoke mode).
+  if (cd "$ROOT" && timeout -k 5 180 "$PY" -m pytest bench --bench-gpu-smoke -q \
+      -p no:cacheprovider -W "ignore::pytest_benchmark.logger.PytestBenchmarkWarning") \
+      >"$WORK/smoke.log" 2>&1; then
+    say "bench smoke (the GPU cases' code on the CPU, tiny sizes): $(tail -1 "$WORK/smoke.log")"
+  else say "FAIL: the GPU bench cases' code fails on the CPU (bench --bench-gpu-smoke):"
+    grep -E '^(FAILED|ERROR)|Error' "$WORK/smoke.log" | head -20 | tee -a "$LOG"; ok=0; fi
   cat "$WORK/tests.ids" "$WORK/bench.ids" >"$OUTDIR/cases.txt"
   [ $ok -eq 1 ] && { say "dry run: OK (case list in $OUTDIR/cases.txt)"; exit 0; }
   say "dry run: FAILED"; exit 1

@@ -271,6 +271,19 @@ test_rc=$?
   grep -E '^(FAILED|ERROR) ' "$OUTDIR/tests.log" | head -100
   grep -E '^SKIPPED ' "$OUTDIR/tests.log" | head -20
   grep -E '(passed|failed|error|skipped|no tests ran).* in [0-9.]+s' "$OUTDIR/tests.log" | tail -1
+  echo
+  [ -s "$OUTDIR/tests.xml" ] && "$PY" - "$OUTDIR/tests.xml" <<'EOF' 2>/dev/null
+import collections, sys, xml.etree.ElementTree as ET
+counts = collections.defaultdict(collections.Counter)
+for case in ET.parse(sys.argv[1]).iter("testcase"):
+    parts = case.get("classname", "?").split(".")
+    name = next((p for p in parts if p.startswith("test_")), parts[0])
+    kind = next((c.tag for c in case if c.tag in ("failure", "error", "skipped")), "passed")
+    counts[name][kind] += 1
+print("| test file | passed | failed | errors | skipped |\n|---|---|---|---|---|")
+for name, c in sorted(counts.items()):
+    print(f"| {name} | {c['passed']} | {c['failure']} | {c['error']} | {c['skipped']} |")
+EOF
   [ $test_rc -eq 124 ] || [ $test_rc -eq 137 ] && echo "CUT SHORT by its time cap: see tests.log"
 } >"$OUTDIR/tests.txt"
 say "tests: $(grep -E ' in [0-9.]+s' "$OUTDIR/tests.txt" | tail -1 || echo 'no summary line')"

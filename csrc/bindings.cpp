@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/cpu_features.h"
+#include "common/memory.h"
 #include "kernel_binding.h"
 #include "gemm/half_conv2d.h"
 #include "gemm/half_gemm.h"
@@ -589,5 +590,11 @@ PYBIND11_MODULE(_C, mod) {
           py::arg("dk"), py::arg("dv"), py::arg("dbeta"), py::arg("dh0"), py::arg("scale"),
           py::arg("threads"), py::arg("isa") = "auto");
   mod.def("build_info", &build_info);
+  mod.def(
+      "advise_huge_pages",
+      [](uintptr_t address, int64_t bytes) {
+        if (bytes > 0) advise_huge_pages(as_ptr<void>(address), std::size_t(bytes));
+      },
+      py::arg("address"), py::arg("bytes"));
   bind_binary(mod);
 }

@@ -33,5 +33,6 @@ void half_gemm(const HalfGemmArgs& args, Isa isa);
 
 namespace portable { void half_gemm_run(const HalfGemmArgs& args); }
 namespace avx2 { void half_gemm_run(const HalfGemmArgs& args); }
+namespace avx512 { void half_gemm_run(const HalfGemmArgs& args); }
 
 }  // namespace kernelkit

@@ -1,10 +1,14 @@
-// Half GEMM entry for one ISA (half_gemm.cpp, half_gemm_avx2.cpp): batches, the dtype
+// Half GEMM entry for one ISA (half_gemm.cpp, _avx2.cpp, _avx512.cpp): batches, the dtype
 // dispatch, and M == 1 (or N == 1): a matrix-vector product, one streaming dot/axpy pass over
 // the matrix (memory-bound), instead of the packed core of gemm_core_impl.h.
 #pragma once
 
+#include "common/cpu_features.h"
 #include "common/parallel.h"
 #include "gemm/gemm_core_impl.h"
+#if defined(KK_ISA_AVX512)
+#include "gemm/gemm_bf16_pairs_impl.h"
+#endif
 
 namespace kernelkit {
 namespace KK_ISA {
@@ -86,8 +90,19 @@ template <class T, class TO> void run_typed(const HalfGemmArgs& g) {
       const MatrixView at{g.a.p, g.a.bs, g.a.cs, g.a.rs};
       gemv_one(bb, g.b.rs, ab, at, cb, g.c_rs, bias.transposed(), Plan{1, g.M, g.K, g.threads});
     } else {
+      const Plan plan{g.M, g.N, g.K, g.threads};
+#if defined(KK_ISA_AVX512)
+      if constexpr (std::is_same_v<T, bf16_bits>) {
+        if (cpu_features().avx512_bf16) {
+          gemm_one<Bf16PairTile>(DensePairsA<T>{ab, g.a.rs, g.a.cs},
+                                 DensePairsB<T>{bb, g.b.rs, g.b.cs}, cb, g.c_rs, g.c_cs, bias,
+                                 plan);
+          continue;
+        }
+      }
+#endif
       gemm_one(DenseA<T>{ab, g.a.rs, g.a.cs}, DenseB<T>{bb, g.b.rs, g.b.cs}, cb, g.c_rs,
-               g.c_cs, bias, Plan{g.M, g.N, g.K, g.threads});
+               g.c_cs, bias, plan);
     }
   }
 }

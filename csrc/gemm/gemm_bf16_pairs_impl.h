@@ -103,7 +103,14 @@ inline void pack_b_pairs(const bf16_bits* b, int64_t rs, int64_t cs, int64_t kc,
     for (; 2 * kp + 32 <= kc; kp += 16) {
       for (int64_t j0 = 0; j0 < NR; j0 += 16) {
         __m512i r[16];
-        for (int j = 0; j < 16; ++j) r[j] = _mm512_loadu_si512(b + (j0 + j) * cs + 2 * kp);
+        for (int j = 0; j < 16; ++j) {
+          const bf16_bits* column = b + (j0 + j) * cs + 2 * kp;
+          r[j] = _mm512_loadu_si512(column);
+          // The same line of the next panel, into L2: packed next when one row block covers
+          // the rows (gemm_serial); 64 columns are too many streams for the hardware
+          // prefetchers. (A prefetch never faults: the one past the last panel is harmless.)
+          _mm_prefetch(reinterpret_cast<const char*>(column + KC), _MM_HINT_T1);
+        }
         transpose_words16(r);
         for (int q = 0; q < 16; ++q) _mm512_storeu_si512(out + (kp + q) * NR + j0, r[q]);
       }

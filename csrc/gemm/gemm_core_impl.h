@@ -40,6 +40,9 @@ constexpr int NV = NR / kTileLanes;  // vectors of B per step
 constexpr int64_t KC = 256;  // a KC x NR sliver of B (16 KiB) stays in L1
 constexpr int64_t MC = 144;  // an MC x KC block of A (144 KiB) stays in L2
 constexpr int64_t NC = 2048; // a KC x NC panel of B (2 MiB) in L2/L3
+// The stretch of K whose A block (at most MC rows) is packed at once when one row block
+// covers the rows: MC x KS floats (1.2 MiB) in L2/L3.
+constexpr int64_t KS = 2048;
 // The float32 accumulator block of C: MB x NC floats (4 MiB per thread) at most; with the
 // packed panels a thread holds about 6 MiB (a 4096^3 product on 2 threads: 12 MiB in all).
 constexpr int64_t kAccumulatorFloats = int64_t(1) << 20;
@@ -232,38 +235,51 @@ void gemm_serial(const ASource& a, const BSource& b, TO* c, int64_t c_rs, int64_
   const int64_t mb_max = round_up((M + m_parts - 1) / m_parts, TR);
   float* acc = thread_buffer<float, kSlotAccumulator>(mb_max * nc_max);
   Packed* bpack = thread_buffer<Packed, kSlotPackedB>(KC * nc_max);
-  Packed* apack = thread_buffer<Packed, kSlotPackedA>(MC * KC + 8);
+  Packed* apack = thread_buffer<Packed, kSlotPackedA>(MC * KS + 8);
   for (int64_t m0 = i_begin; m0 < i_end; m0 += mb_max) {
     const int64_t mb = std::min(mb_max, i_end - m0);
     for (int64_t j0 = j_begin; j0 < j_end; j0 += nc_max) {
       const int64_t nc = std::min(nc_max, j_end - j0);
       const int64_t ldc = round_up(nc, TC);
-      for (int64_t p0 = 0; p0 < K; p0 += KC) {
-        const int64_t kc = std::min(KC, K - p0), steps = Tile::steps(kc);
-        if (mb <= MC) {
-          // One row block (few rows, e.g. a linear layer's batch): each B sliver is used once,
-          // so it is packed right before its micro-kernels, into one L1-resident slot: the
-          // stream of B from memory overlaps their arithmetic instead of preceding it.
-          for (int64_t r = 0; r < mb; r += TR)
-            a.pack(m0 + r, std::min<int64_t>(TR, mb - r), p0, kc, apack + r * steps);
-          for (int64_t s = 0; s * TC < nc; ++s) {
-            b.pack(p0, kc, j0 + s * TC, std::min<int64_t>(TC, nc - s * TC), bpack);
+      if (mb <= MC) {
+        // One row block (few rows, e.g. a linear layer's batch): every B sliver is used once.
+        // A is packed for KS of K at a time; then per sliver of columns all its KC panels in
+        // turn, each packed right before its micro-kernels into one L1-resident slot, the
+        // sliver's sums staying in L1 across panels: the stream of B (and the next panel's
+        // prefetch, in the packers) overlaps the arithmetic.
+        for (int64_t q0 = 0; q0 < K; q0 += KS) {
+          const int64_t kq = std::min(KS, K - q0);
+          for (int64_t p0 = q0; p0 < q0 + kq; p0 += KC) {
+            const int64_t kc = std::min(KC, K - p0), steps = Tile::steps(kc);
+            Packed* ap = apack + (p0 - q0) / KC * Tile::steps(KC) * MC;
             for (int64_t r = 0; r < mb; r += TR)
-              Tile::micro(kc, apack + r * steps, bpack, acc + r * ldc + s * TC, ldc, p0 > 0);
+              a.pack(m0 + r, std::min<int64_t>(TR, mb - r), p0, kc, ap + r * steps);
           }
-          continue;
+          for (int64_t s = 0; s * TC < nc; ++s) {
+            for (int64_t p0 = q0; p0 < q0 + kq; p0 += KC) {
+              const int64_t kc = std::min(KC, K - p0), steps = Tile::steps(kc);
+              const Packed* ap = apack + (p0 - q0) / KC * Tile::steps(KC) * MC;
+              b.pack(p0, kc, j0 + s * TC, std::min<int64_t>(TC, nc - s * TC), bpack);
+              for (int64_t r = 0; r < mb; r += TR)
+                Tile::micro(kc, ap + r * steps, bpack, acc + r * ldc + s * TC, ldc, p0 > 0);
+            }
+          }
         }
-        for (int64_t s = 0; s * TC < nc; ++s)
-          b.pack(p0, kc, j0 + s * TC, std::min<int64_t>(TC, nc - s * TC),
-                 bpack + s * steps * TC);
-        for (int64_t i0 = 0; i0 < mb; i0 += MC) {
-          const int64_t mc = std::min(MC, mb - i0);
-          for (int64_t r = 0; r < mc; r += TR)
-            a.pack(m0 + i0 + r, std::min<int64_t>(TR, mc - r), p0, kc, apack + r * steps);
+      } else {
+        for (int64_t p0 = 0; p0 < K; p0 += KC) {
+          const int64_t kc = std::min(KC, K - p0), steps = Tile::steps(kc);
           for (int64_t s = 0; s * TC < nc; ++s)
+            b.pack(p0, kc, j0 + s * TC, std::min<int64_t>(TC, nc - s * TC),
+                   bpack + s * steps * TC);
+          for (int64_t i0 = 0; i0 < mb; i0 += MC) {
+            const int64_t mc = std::min(MC, mb - i0);
             for (int64_t r = 0; r < mc; r += TR)
-              Tile::micro(kc, apack + r * steps, bpack + s * steps * TC,
-                          acc + (i0 + r) * ldc + s * TC, ldc, p0 > 0);
+              a.pack(m0 + i0 + r, std::min<int64_t>(TR, mc - r), p0, kc, apack + r * steps);
+            for (int64_t s = 0; s * TC < nc; ++s)
+              for (int64_t r = 0; r < mc; r += TR)
+                Tile::micro(kc, apack + r * steps, bpack + s * steps * TC,
+                            acc + (i0 + r) * ldc + s * TC, ldc, p0 > 0);
+          }
         }
       }
       for (int64_t i = 0; i < mb; ++i)

@@ -37,13 +37,16 @@ def build_info() -> dict[str, Any]:
     """Compiler, ISA paths compiled and usable, the ISA path in use, CPU features, OpenMP.
 
     Returns a dict with keys ``compiler``, ``isa_compiled`` (list), ``isa_usable`` (list),
-    ``isa_in_use``, ``cpu_features`` (dict of cpuid + XCR0 flags), ``cpu_avx2``, ``cpu_fma``,
-    ``cpu_f16c`` and ``openmp`` (version string or None).
+    ``isa_in_use``, ``isa_per_op`` (op name -> the path it runs: ops without an AVX-512 build
+    run their AVX2 one; the binary ops need VPOPCNTDQ + BITALG for theirs), ``cpu_features``
+    (dict of cpuid + XCR0 flags), ``cpu_avx2``, ``cpu_fma``, ``cpu_f16c`` and ``openmp``
+    (version string or None).
     """
     info = dict(_C.build_info())
     info["cpu_features"] = dict(info["cpu_features"])
     if ISA != "auto":
         info["isa_in_use"] = ISA
+    info["isa_per_op"] = dict(_C.isa_per_op(ISA))
     return info
 
 

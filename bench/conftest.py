@@ -149,18 +149,25 @@ def torch_isa_limit() -> str:
     return "avx2" if limited else "native"
 
 
-def kernelkit_isa(binary: bool) -> str | None:
-    """The ISA path kernelkit's ops run now (``kernelkit._native.ISA`` as set at this moment).
+def kernelkit_isa(impl: str, binary: bool) -> str | None:
+    """The ISA path kernelkit's op ``impl`` (e.g. ``kernelkit.half_matmul``) runs now, as
+    ``build_info()['isa_per_op']`` names it for ``kernelkit._native.ISA`` at this moment.
 
-    binary: the op dispatches like the binary family (AVX-512 only with VPOPCNTDQ + BITALG)."""
+    binary: for an op that table does not name, it dispatches like the binary family (AVX-512
+    only with VPOPCNTDQ + BITALG)."""
     try:
         import kernelkit
         from kernelkit import _C, _native
     except Exception:  # noqa: BLE001
         return None
+    info = kernelkit.build_info()
+    per_op = info.get("isa_per_op", {})
+    name = impl.rsplit(".", 1)[-1]
+    if name in per_op:
+        return str(per_op[name])
     if binary and hasattr(_C, "binary_isa_in_use"):
         return str(_C.binary_isa_in_use(_native.ISA))
-    return str(kernelkit.build_info()["isa_in_use"])
+    return str(info["isa_in_use"])
 
 
 @pytest.fixture(scope="session")
@@ -231,7 +238,7 @@ class Bench:
         if not self.info:
             raise RuntimeError("call bench.describe(...) before bench.run(...)")
         if self.info["role"] == "ours":
-            self.info["isa"] = kernelkit_isa(self._binary_isa)
+            self.info["isa"] = kernelkit_isa(self.info["impl"], self._binary_isa)
             self.benchmark.extra_info["isa"] = self.info["isa"]
         # Warm up until three calls in a row agree within 10% (at most 20 calls or 3 case
         # times): first calls pay one-off costs, and on this VM the first few calls of a

@@ -318,8 +318,15 @@ def target_condition_unmet(t: dict[str, Any], ra: Row | None,
     """Why target t does not apply to this run, or None when it does.
 
     A target may carry ``when``: ``torch_isa`` (``native`` or ``avx2``: the run's
-    --torch-isa) and ``isa`` (the ISA path row a ran, e.g. ``avx512``)."""
+    --torch-isa), ``isa`` (the ISA path row a ran, e.g. ``avx512``), and ``cpu_has`` /
+    ``cpu_lacks`` (lists of ``build_info()['cpu_features']`` flags)."""
     when = t.get("when", {})
+    features = kk.get("build_info", {}).get("cpu_features", {})
+    missing = [f for f in when.get("cpu_has", []) if not features.get(f)]
+    present = [f for f in when.get("cpu_lacks", []) if features.get(f)]
+    if missing or present:
+        why = ", ".join([f"lacks {f}" for f in missing] + [f"has {f}" for f in present])
+        return f"this CPU {why}"
     if "torch_isa" in when and kk.get("torch_isa", "native") != when["torch_isa"]:
         return (f"applies to runs with --torch-isa {when['torch_isa']}; this run's torch: "
                 f"{kk.get('torch_isa', 'native')}")

@@ -27,6 +27,9 @@ namespace KK_ISA {
 namespace half_gemm_detail {
 
 constexpr int kPairVecs = NR / 16;  // zmm of B per pair step: 4
+// k of a panel: a KC x NR sliver of pairs (32 KiB) stays in L1. Even, so that every panel but
+// the last holds whole pairs.
+constexpr int64_t kPairKC = 256;
 
 KK_INLINE uint32_t bf16_raw(const bf16_bits* p) { return p->bits; }
 
@@ -109,7 +112,7 @@ inline void pack_b_pairs(const bf16_bits* b, int64_t rs, int64_t cs, int64_t kc,
           // The same line of the next panel, into L2: packed next when one row block covers
           // the rows (gemm_serial); 64 columns are too many streams for the hardware
           // prefetchers. (A prefetch never faults: the one past the last panel is harmless.)
-          _mm_prefetch(reinterpret_cast<const char*>(column + KC), _MM_HINT_T1);
+          _mm_prefetch(reinterpret_cast<const char*>(column + kPairKC), _MM_HINT_T1);
         }
         transpose_words16(r);
         for (int q = 0; q < 16; ++q) _mm512_storeu_si512(out + (kp + q) * NR + j0, r[q]);
@@ -179,6 +182,7 @@ __attribute__((noinline, target("avx512bf16"))) inline void micro_kernel_bf16_pa
 struct Bf16PairTile {
   using Packed = uint32_t;
   static constexpr int kMR = MR, kNR = NR;
+  static constexpr int64_t kKC = kPairKC;
   static int64_t steps(int64_t kc) { return (kc + 1) / 2; }
   static void micro(int64_t kc, const uint32_t* ap, const uint32_t* bp, float* c, int64_t ldc,
                     bool accumulate) {

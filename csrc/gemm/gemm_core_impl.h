@@ -37,7 +37,12 @@ constexpr int NR = 16;
 #endif
 constexpr int kTileLanes = int(sizeof(TileVec) / sizeof(float));
 constexpr int NV = NR / kTileLanes;  // vectors of B per step
-constexpr int64_t KC = 256;  // a KC x NR sliver of B (16 KiB) stays in L1
+// k of a panel: a KC x NR sliver of B stays in L1 (16 KiB; 32 KiB for AVX-512's 64 columns).
+#if defined(KK_ISA_AVX512)
+constexpr int64_t KC = 128;
+#else
+constexpr int64_t KC = 256;
+#endif
 constexpr int64_t MC = 144;  // an MC x KC block of A (144 KiB) stays in L2
 constexpr int64_t NC = 2048; // a KC x NC panel of B (2 MiB) in L2/L3
 // The stretch of K whose A block (at most MC rows) is packed at once when one row block
@@ -170,6 +175,7 @@ __attribute__((noinline)) inline void micro_kernel(int64_t kc, const float* ap, 
 struct FloatTile {
   using Packed = float;
   static constexpr int kMR = MR, kNR = NR;
+  static constexpr int64_t kKC = KC;
   static int64_t steps(int64_t kc) { return kc; }  // packed k-steps of kc elements
   static void micro(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc,
                     bool accumulate) {
@@ -225,7 +231,7 @@ void gemm_serial(const ASource& a, const BSource& b, TO* c, int64_t c_rs, int64_
                  const Bias& bias, const Plan& p, int64_t i_begin, int64_t i_end,
                  int64_t j_begin, int64_t j_end) {
   using Packed = typename Tile::Packed;
-  constexpr int64_t TR = Tile::kMR, TC = Tile::kNR;
+  constexpr int64_t TR = Tile::kMR, TC = Tile::kNR, TK = Tile::kKC;
   const int64_t K = p.K;
   const int64_t M = i_end - i_begin, N = j_end - j_begin;
   const int64_t nc_max = std::min(NC, round_up(N, TC));
@@ -234,7 +240,7 @@ void gemm_serial(const ASource& a, const BSource& b, TO* c, int64_t c_rs, int64_
   const int64_t m_parts = (M + mb_cap - 1) / mb_cap;
   const int64_t mb_max = round_up((M + m_parts - 1) / m_parts, TR);
   float* acc = thread_buffer<float, kSlotAccumulator>(mb_max * nc_max);
-  Packed* bpack = thread_buffer<Packed, kSlotPackedB>(KC * nc_max);
+  Packed* bpack = thread_buffer<Packed, kSlotPackedB>(TK * nc_max);
   Packed* apack = thread_buffer<Packed, kSlotPackedA>(MC * KS + 8);
   for (int64_t m0 = i_begin; m0 < i_end; m0 += mb_max) {
     const int64_t mb = std::min(mb_max, i_end - m0);
@@ -243,22 +249,22 @@ void gemm_serial(const ASource& a, const BSource& b, TO* c, int64_t c_rs, int64_
       const int64_t ldc = round_up(nc, TC);
       if (mb <= MC) {
         // One row block (few rows, e.g. a linear layer's batch): every B sliver is used once.
-        // A is packed for KS of K at a time; then per sliver of columns all its KC panels in
+        // A is packed for KS of K at a time; then per sliver of columns all its panels in
         // turn, each packed right before its micro-kernels into one L1-resident slot, the
         // sliver's sums staying in L1 across panels: the stream of B (and the next panel's
         // prefetch, in the packers) overlaps the arithmetic.
         for (int64_t q0 = 0; q0 < K; q0 += KS) {
           const int64_t kq = std::min(KS, K - q0);
-          for (int64_t p0 = q0; p0 < q0 + kq; p0 += KC) {
-            const int64_t kc = std::min(KC, K - p0), steps = Tile::steps(kc);
-            Packed* ap = apack + (p0 - q0) / KC * Tile::steps(KC) * MC;
+          for (int64_t p0 = q0; p0 < q0 + kq; p0 += TK) {
+            const int64_t kc = std::min(TK, K - p0), steps = Tile::steps(kc);
+            Packed* ap = apack + (p0 - q0) / TK * Tile::steps(TK) * MC;
             for (int64_t r = 0; r < mb; r += TR)
               a.pack(m0 + r, std::min<int64_t>(TR, mb - r), p0, kc, ap + r * steps);
           }
           for (int64_t s = 0; s * TC < nc; ++s) {
-            for (int64_t p0 = q0; p0 < q0 + kq; p0 += KC) {
-              const int64_t kc = std::min(KC, K - p0), steps = Tile::steps(kc);
-              const Packed* ap = apack + (p0 - q0) / KC * Tile::steps(KC) * MC;
+            for (int64_t p0 = q0; p0 < q0 + kq; p0 += TK) {
+              const int64_t kc = std::min(TK, K - p0), steps = Tile::steps(kc);
+              const Packed* ap = apack + (p0 - q0) / TK * Tile::steps(TK) * MC;
               b.pack(p0, kc, j0 + s * TC, std::min<int64_t>(TC, nc - s * TC), bpack);
               for (int64_t r = 0; r < mb; r += TR)
                 Tile::micro(kc, ap + r * steps, bpack, acc + r * ldc + s * TC, ldc, p0 > 0);
@@ -266,8 +272,8 @@ void gemm_serial(const ASource& a, const BSource& b, TO* c, int64_t c_rs, int64_
           }
         }
       } else {
-        for (int64_t p0 = 0; p0 < K; p0 += KC) {
-          const int64_t kc = std::min(KC, K - p0), steps = Tile::steps(kc);
+        for (int64_t p0 = 0; p0 < K; p0 += TK) {
+          const int64_t kc = std::min(TK, K - p0), steps = Tile::steps(kc);
           for (int64_t s = 0; s * TC < nc; ++s)
             b.pack(p0, kc, j0 + s * TC, std::min<int64_t>(TC, nc - s * TC),
                    bpack + s * steps * TC);

@@ -206,6 +206,6 @@ def test_half_gemm(bench, case: Case, impl: str) -> None:  # noqa: ANN001  (benc
         note = f"{note}; {_conv_memory_note()}"
     bench.describe(family=FAMILY, op=case.op, case=case.name, impl=impl, role=role,
                    variant="out", shape=shape, dtype=str(case.dtype)[6:], elements=outputs,
-                   nbytes=nbytes, flops=flops, flop_kind="fma", compute_dtype="float32",
+                   nbytes=nbytes, flops=flops, flop_kind="fma", compute_dtype="half_gemm",
                    case_note=note)
     bench.run(fn)

@@ -612,6 +612,15 @@ PYBIND11_MODULE(_C, mod) {
           py::arg("dk"), py::arg("dv"), py::arg("dbeta"), py::arg("dh0"), py::arg("scale"),
           py::arg("threads"), py::arg("isa") = "auto");
   mod.def("build_info", &build_info);
+  mod.def("half_gemm_peak", [](int threads, const std::string& isa, const std::string& dtype) {
+    const Isa chosen = parse_isa(isa);
+    const DType d = parse_dtype(dtype);
+    py::gil_scoped_release release;
+    return half_gemm_peak(threads, chosen, d);
+  }, py::arg("threads"), py::arg("isa") = "auto", py::arg("dtype") = "float32",
+     "Measured rate of the half GEMM micro-kernel's inner operation for operands of dtype "
+     "(register-resident FMAs, or vdpbf16ps for bfloat16 where the CPU has AVX512_BF16), in "
+     "flops per second");
   mod.def("isa_per_op", &isa_per_op, py::arg("requested") = "auto",
           "The ISA path each op runs for a requested one");
   mod.def(

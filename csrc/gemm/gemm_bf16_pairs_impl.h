@@ -190,6 +190,32 @@ struct Bf16PairTile {
   }
 };
 
+// The compute floor of the pair tile: kAcc accumulators += vdpbf16ps(x_i, y), y reloaded from
+// memory every step. Returns the flops done (4 per lane: two products, two sums).
+__attribute__((noinline, target("avx512bf16"))) inline double bf16_pairs_loop(
+    int64_t steps, const uint32_t* seeds, uint64_t* sink) {
+  constexpr int kAcc = 12;
+  __m512bh x[kAcc];
+  __m512 acc[kAcc];
+  for (int i = 0; i < kAcc; ++i) {
+    x[i] = __m512bh(_mm512_set1_epi32(int(seeds[i % 4])));
+    acc[i] = _mm512_setzero_ps();
+  }
+  for (int64_t s = 0; s < steps; ++s) {
+    const __m512bh y = __m512bh(_mm512_loadu_si512(seeds + 16 * (s & 1)));
+#pragma GCC unroll 12
+    for (int i = 0; i < kAcc; ++i) acc[i] = _mm512_dpbf16_ps(acc[i], x[i], y);
+  }
+  __m512 all = acc[0];
+  for (int i = 1; i < kAcc; ++i) all = _mm512_add_ps(all, acc[i]);
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, all);
+  float total = 0;
+  for (float v : lanes) total += v;
+  *sink ^= uint64_t(total != 0.0f);
+  return double(steps) * kAcc * 16 * 4;
+}
+
 }  // namespace half_gemm_detail
 }  // namespace KK_ISA
 }  // namespace kernelkit

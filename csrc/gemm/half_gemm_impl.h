@@ -5,6 +5,7 @@
 
 #include "common/cpu_features.h"
 #include "common/parallel.h"
+#include "common/peak.h"
 #include "gemm/gemm_core_impl.h"
 #if defined(KK_ISA_AVX512)
 #include "gemm/gemm_bf16_pairs_impl.h"
@@ -115,7 +116,50 @@ template <class T> void run_in(const HalfGemmArgs& g) {
   }
 }
 
+// ---- the compute floor ----
+
+// The float tile's inner operation: kAcc accumulators += x_(i mod 2) * y (FMAs of TileVec),
+// y reloaded from memory every step; 15 vector registers, so that AVX2's 16 hold them all.
+// Returns the flops done (2 per lane).
+__attribute__((noinline)) inline double fma_loop(int64_t steps, const float* seeds,
+                                                 uint64_t* sink) {
+  constexpr int kAcc = 12;
+  const TileVec x[2] = {TileVec{} + seeds[0], TileVec{} + seeds[1]};
+  TileVec acc[kAcc];
+  for (int i = 0; i < kAcc; ++i) acc[i] = TileVec{};
+  for (int64_t s = 0; s < steps; ++s) {
+    const TileVec y = load_tile_vec(seeds + kTileLanes * (s & 1));
+#pragma GCC unroll 12
+    for (int i = 0; i < kAcc; ++i) acc[i] += x[i & 1] * y;
+  }
+  TileVec all = acc[0];
+  for (int i = 1; i < kAcc; ++i) all += acc[i];
+  float total = 0;
+  for (int l = 0; l < kTileLanes; ++l) total += all[l];
+  *sink ^= uint64_t(total != 0.0f);
+  return double(steps) * kAcc * kTileLanes * 2;
+}
+
 }  // namespace half_gemm_detail
+
+double half_gemm_peak_run(int threads, DType dtype) {
+  using namespace half_gemm_detail;
+#if defined(KK_ISA_AVX512)
+  if (dtype == DType::bf16 && cpu_features().avx512_bf16) {
+    alignas(64) uint32_t seeds[32];
+    for (int i = 0; i < 32; ++i) seeds[i] = 0x3c003c00u + uint32_t(i);  // bf16 pairs near 2^-7
+    return measure_peak(threads, [&](int64_t steps, uint64_t* sink) {
+      return bf16_pairs_loop(steps, seeds, sink);
+    });
+  }
+#endif
+  (void)dtype;
+  alignas(64) float seeds[2 * kTileLanes];
+  for (int i = 0; i < 2 * kTileLanes; ++i) seeds[i] = 1e-3f * float(i + 1);
+  return measure_peak(threads, [&](int64_t steps, uint64_t* sink) {
+    return fma_loop(steps, seeds, sink);
+  });
+}
 
 void half_gemm_run(const HalfGemmArgs& g) {
   using namespace half_gemm_detail;

@@ -111,7 +111,10 @@ _MM = ("kernelkit.half_matmul", "torch.matmul float32", "upcast to float32")
 _NOTE_LOOP = "torch's half matmul here is an unblocked loop (pytorch#146508)"
 CASES = (
     Case("matmul 2048^3 float16", "matmul", (2048, 2048, 2048), torch.float16, _MM),
-    Case("matmul 2048^3 bfloat16", "matmul", (2048, 2048, 2048), torch.bfloat16, _MM),
+    Case("matmul 2048^3 bfloat16", "matmul", (2048, 2048, 2048), torch.bfloat16,
+         (*_MM, "torch.matmul bfloat16"),
+         "torch's bfloat16 matmul is oneDNN's (AVX512_BF16 vdpbf16ps or AMX tiles where the "
+         "CPU has them)"),
     Case("matmul 1024^3 float16", "matmul", (1024, 1024, 1024), torch.float16,
          ("kernelkit.half_matmul", "torch.matmul float16"), _NOTE_LOOP),
     Case("matmul 1024^3 bfloat16", "matmul", (1024, 1024, 1024), torch.bfloat16,
@@ -136,6 +139,17 @@ TARGETS: list[dict[str, object]] = [
     *(_target(f"matmul 2048^3 {dt} vs torch float32", f"matmul 2048^3 {dt}",
               "kernelkit.half_matmul", "torch.matmul float32", 0.95)
       for dt in ("float16", "bfloat16")),
+    # Issue 13: on AVX512_BF16 CPUs without AMX, ahead of torch's own bfloat16 matmul and
+    # 1.5x its float32 one; on AMX CPUs (1 TFLOP/s-class tiles) 0.8x torch bfloat16.
+    {**_target("matmul 2048^3 bfloat16 vs torch bfloat16 (no AMX)", "matmul 2048^3 bfloat16",
+               "kernelkit.half_matmul", "torch.matmul bfloat16", 1.0),
+     "when": {"cpu_has": ["avx512_bf16"], "cpu_lacks": ["amx_bf16"]}},
+    {**_target("matmul 2048^3 bfloat16 vs torch float32 (AVX512_BF16, no AMX)",
+               "matmul 2048^3 bfloat16", "kernelkit.half_matmul", "torch.matmul float32", 1.5),
+     "when": {"cpu_has": ["avx512_bf16"], "cpu_lacks": ["amx_bf16"]}},
+    {**_target("matmul 2048^3 bfloat16 vs torch bfloat16 (AMX)", "matmul 2048^3 bfloat16",
+               "kernelkit.half_matmul", "torch.matmul bfloat16", 0.8),
+     "when": {"cpu_has": ["amx_bf16"]}},
     *(_target(f"matmul 1024^3 {dt} vs torch {dt}", f"matmul 1024^3 {dt}",
               "kernelkit.half_matmul", f"torch.matmul {dt}", 100.0)
       for dt in ("float16", "bfloat16")),
@@ -193,7 +207,7 @@ def test_half_gemm(bench, case: Case, impl: str) -> None:  # noqa: ANN001  (benc
         note = f"{note}; {_conv_memory_note()}"
     bench.describe(family=FAMILY, op=case.op, case=case.name, impl=impl, role=role,
                    variant="out", shape=shape, dtype=str(case.dtype)[6:], elements=outputs,
-                   nbytes=nbytes, flops=flops, flop_kind="fma", compute_dtype="float32",
+                   nbytes=nbytes, flops=flops, flop_kind="fma", compute_dtype="half_gemm",
                    case_note=note)
     bench.run(fn)
 

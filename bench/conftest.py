@@ -127,6 +127,32 @@ def measure_roofline(reps: int) -> dict[str, Any]:
     popcount = measure_popcount_peak(out["threads"], reps)
     if popcount:
         out["popcount"] = popcount
+    half_gemm = measure_half_gemm_peak(out["threads"], reps)
+    if half_gemm:
+        out["half_gemm"] = half_gemm
+    return out
+
+
+def measure_half_gemm_peak(threads: int, reps: int) -> dict[str, Any]:
+    """FLOP/s of kernelkit's half GEMM micro-kernel operation, per ISA path and operand dtype.
+
+    ``kernelkit._C.half_gemm_peak(threads, isa, dtype)`` runs the register tile's inner
+    operation register-resident (float FMAs of the path's vectors; ``vdpbf16ps`` for bfloat16
+    where the CPU has AVX512_BF16); the best of reps calls is the peak. Empty when kernelkit or
+    the function is missing (the half GEMM cases then have no compute floor)."""
+    try:
+        from kernelkit import _C, _native
+    except Exception:  # noqa: BLE001
+        return {}
+    peak = getattr(_C, "half_gemm_peak", None)
+    if peak is None:
+        return {}
+    out: dict[str, Any] = {}
+    for isa in _native.usable_isas():
+        before = cpu_snapshot()
+        out[isa] = {dt: max(float(peak(threads, isa, dt)) for _ in range(reps))
+                    for dt in ("float16", "bfloat16")}
+        out[isa]["others_cpu"] = others_load(before, cpu_snapshot())
     return out
 
 
@@ -164,18 +190,25 @@ def torch_isa_limit() -> str:
     return "avx2" if limited else "native"
 
 
-def kernelkit_isa(binary: bool) -> str | None:
-    """The ISA path kernelkit's ops run now (``kernelkit._native.ISA`` as set at this moment).
+def kernelkit_isa(impl: str, binary: bool) -> str | None:
+    """The ISA path kernelkit's op ``impl`` (e.g. ``kernelkit.half_matmul``) runs now, as
+    ``build_info()['isa_per_op']`` names it for ``kernelkit._native.ISA`` at this moment.
 
-    binary: the op dispatches like the binary family (AVX-512 only with VPOPCNTDQ + BITALG)."""
+    binary: for an op that table does not name, it dispatches like the binary family (AVX-512
+    only with VPOPCNTDQ + BITALG)."""
     try:
         import kernelkit
         from kernelkit import _C, _native
     except Exception:  # noqa: BLE001
         return None
+    info = kernelkit.build_info()
+    per_op = info.get("isa_per_op", {})
+    name = impl.rsplit(".", 1)[-1]
+    if name in per_op:
+        return str(per_op[name])
     if binary and hasattr(_C, "binary_isa_in_use"):
         return str(_C.binary_isa_in_use(_native.ISA))
-    return str(kernelkit.build_info()["isa_in_use"])
+    return str(info["isa_in_use"])
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -230,7 +263,8 @@ class Bench:
         the case; flop_kind: ``add`` (each counted op is one add/sub), ``fma`` (two flops per
         FMA, like a GEMM) or ``bitop`` (one per bit-pair multiply-accumulate, xor + popcount);
         compute_dtype: the dtype the arithmetic runs in (the roofline used: ``float32``,
-        ``float64``, or ``popcount`` for the popcount peak of the row's ISA path);
+        ``float64``, ``popcount`` for the popcount peak of the row's ISA path, or
+        ``half_gemm`` for the half GEMM micro-kernel's peak for the row's ISA path and dtype);
         note: about this implementation; case_note: about the case (same for all its rows);
         isa: the ISA path a peer ran, if it says (ours: recorded by ``run``); binary_isa: our
         op dispatches like the binary family (its ISA is ``_C.binary_isa_in_use``).
@@ -270,7 +304,8 @@ class Bench:
             fn()
             return
         if self.info["role"] == "ours":
-            self.info["isa"] = "triton" if self.cuda else kernelkit_isa(self._binary_isa)
+            self.info["isa"] = ("triton" if self.cuda
+                                else kernelkit_isa(self.info["impl"], self._binary_isa))
             self.benchmark.extra_info["isa"] = self.info["isa"]
         if self.cuda:  # the call's kernels are done when it returns; the first call compiles
             fn = _synchronized(fn)

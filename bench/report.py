@@ -157,11 +157,25 @@ def peak_popcount(kk: dict[str, Any], isa: str | None) -> float | None:
     return max(vals) if vals else None
 
 
+def peak_half_gemm(kk: dict[str, Any], isa: str | None, dtype: str) -> float | None:
+    """Best FLOP/s of kernelkit's half GEMM micro-kernel operation on isa for dtype operands."""
+    vals = [m["half_gemm"][isa][dtype] for m in kk.get("roofline", {}).values()
+            if dtype in m.get("half_gemm", {}).get(isa, {})]
+    return max(vals) if vals else None
+
+
+# compute_dtype values whose floor is a peak of the row's own ISA path.
+PER_ISA_FLOORS = ("popcount", "half_gemm")
+
+
 def compute_floor_s(row: Row, kk: dict[str, Any]) -> float | None:
     if not row.info.get("flops"):
         return None
     if row.info.get("compute_dtype") == "popcount":  # one bit-pair MAC per counted op
         peak = peak_popcount(kk, row.info.get("isa"))
+        return row.info["flops"] / peak if peak else None
+    if row.info.get("compute_dtype") == "half_gemm":  # FLOPs, an FMA counted as two
+        peak = peak_half_gemm(kk, row.info.get("isa"), row.info.get("dtype", ""))
         return row.info["flops"] / peak if peak else None
     peak = peak_flops(kk, row.info.get("compute_dtype", "float32"))
     if peak is None:
@@ -223,6 +237,14 @@ def header_lines(data: dict[str, Any], stat: str) -> list[str]:
                  for when, m in roof.items() if isa in m.get("popcount", {})]
         lines.append(f"- compute roofline, popcount {isa}: kernelkit._C.binary_popcount_peak "
                      f"{' / '.join(parts)} G bit-pair MAC/s (start / end of run)")
+    gemm_isas = sorted({isa for m in roof.values() for isa in m.get("half_gemm", {})})
+    for isa in gemm_isas:
+        parts = [" / ".join(f"{m['half_gemm'][isa][dt] / 1e9:.0f}" for m in roof.values()
+                            if isa in m.get("half_gemm", {})) + f" ({dt})"
+                 for dt in ("float16", "bfloat16")]
+        lines.append(f"- compute roofline, half GEMM {isa}: kernelkit._C.half_gemm_peak "
+                     f"{'; '.join(parts)} GFLOP/s (start / end of run; bfloat16 by vdpbf16ps "
+                     "where the AVX-512 path has AVX512_BF16)")
     if roof and not isas:
         lines.append("- compute roofline, popcount: not measured (this kernelkit has no "
                      "_C.binary_popcount_peak): the popcount cases have no compute floor")
@@ -263,7 +285,7 @@ def compute_floor_rows(group: list[Row], kk: dict[str, Any]) -> list[Row]:
     floors: dict[str | None, Row] = {}
     for r in [x for x in group if x.role == "ours"] or group[:1]:
         cf = compute_floor_s(r, kk)
-        isa = r.info.get("isa") if r.info.get("compute_dtype") == "popcount" else None
+        isa = r.info.get("isa") if r.info.get("compute_dtype") in PER_ISA_FLOORS else None
         if cf is None or isa in floors:
             continue
         floors[isa] = Row(dict(r.info, impl="compute floor" + (f" {isa}" if isa else ""),
@@ -324,8 +346,15 @@ def target_condition_unmet(t: dict[str, Any], ra: Row | None,
     """Why target t does not apply to this run, or None when it does.
 
     A target may carry ``when``: ``torch_isa`` (``native`` or ``avx2``: the run's
-    --torch-isa) and ``isa`` (the ISA path row a ran, e.g. ``avx512``)."""
+    --torch-isa), ``isa`` (the ISA path row a ran, e.g. ``avx512``), and ``cpu_has`` /
+    ``cpu_lacks`` (lists of ``build_info()['cpu_features']`` flags)."""
     when = t.get("when", {})
+    features = kk.get("build_info", {}).get("cpu_features", {})
+    missing = [f for f in when.get("cpu_has", []) if not features.get(f)]
+    present = [f for f in when.get("cpu_lacks", []) if features.get(f)]
+    if missing or present:
+        why = ", ".join([f"lacks {f}" for f in missing] + [f"has {f}" for f in present])
+        return f"this CPU {why}"
     if "torch_isa" in when and kk.get("torch_isa", "native") != when["torch_isa"]:
         return (f"applies to runs with --torch-isa {when['torch_isa']}; this run's torch: "
                 f"{kk.get('torch_isa', 'native')}")

@@ -12,6 +12,8 @@
 #include <vector>
 
 #include "common/cpu_features.h"
+#include "common/memory.h"
+#include "binary/binary_isa.h"
 #include "kernel_binding.h"
 #include "gemm/half_conv2d.h"
 #include "gemm/half_gemm.h"
@@ -473,6 +475,27 @@ void delta_rule_backward_binding(const SizeTuple& sizes, const std::string& dtyp
   delta_rule_backward(a, chosen);
 }
 
+// The path each op runs when `requested` is asked for: the best one built for it, at most the
+// request (ops without an AVX-512 build run their AVX2 code under avx512; the binary family's
+// AVX-512 build also needs VPOPCNTDQ and BITALG). Keep in step with each op's dispatch.
+py::dict isa_per_op(const std::string& requested) {
+  const Isa isa = parse_isa(requested);
+  const Isa avx2_at_most = std::min(isa, Isa::avx2);
+  const Isa binary = binary_isa(isa);
+  const std::pair<const char*, Isa> ops[] = {
+      {"fwht", avx2_at_most},           {"selective_scan", avx2_at_most},
+      {"selective_state_update", avx2_at_most}, {"linear_scan", avx2_at_most},
+      {"linear_scan_2d", avx2_at_most}, {"delta_rule", avx2_at_most},
+      {"half_matmul", isa},             {"half_linear", isa},
+      {"half_conv2d", isa},             {"quantizers", binary},
+      {"pack_signs", binary},           {"unpack_signs", binary},
+      {"binary_matmul", binary},        {"binary_linear", binary},
+      {"binary_conv2d", binary},        {"bi_attention", binary}};
+  py::dict out;
+  for (const auto& [op, path] : ops) out[op] = isa_name(path);
+  return out;
+}
+
 py::dict build_info() {
   py::dict info;
 #if defined(__clang__)
@@ -589,5 +612,22 @@ PYBIND11_MODULE(_C, mod) {
           py::arg("dk"), py::arg("dv"), py::arg("dbeta"), py::arg("dh0"), py::arg("scale"),
           py::arg("threads"), py::arg("isa") = "auto");
   mod.def("build_info", &build_info);
+  mod.def("half_gemm_peak", [](int threads, const std::string& isa, const std::string& dtype) {
+    const Isa chosen = parse_isa(isa);
+    const DType d = parse_dtype(dtype);
+    py::gil_scoped_release release;
+    return half_gemm_peak(threads, chosen, d);
+  }, py::arg("threads"), py::arg("isa") = "auto", py::arg("dtype") = "float32",
+     "Measured rate of the half GEMM micro-kernel's inner operation for operands of dtype "
+     "(register-resident FMAs, or vdpbf16ps for bfloat16 where the CPU has AVX512_BF16), in "
+     "flops per second");
+  mod.def("isa_per_op", &isa_per_op, py::arg("requested") = "auto",
+          "The ISA path each op runs for a requested one");
+  mod.def(
+      "advise_huge_pages",
+      [](uintptr_t address, int64_t bytes) {
+        if (bytes > 0) advise_huge_pages(as_ptr<void>(address), std::size_t(bytes));
+      },
+      py::arg("address"), py::arg("bytes"));
   bind_binary(mod);
 }

@@ -51,6 +51,32 @@ def test_forward_bit_exact(isa_path, d, lk):
         assert torch.equal(kernelkit.bi_attention(q, k, v, m), bi_attention_reference(q, k, v, m))
 
 
+@pytest.mark.parametrize("d", [3, 5, 10, 63])
+def test_scores_on_the_threshold(isa_path, d):
+    """A mask of exactly -dot / sqrt(d) (float32, as the reference divides) puts S at 0, which
+    attends nothing; one ulp more attends. Any other rounding of the division would differ."""
+    q, k, v = qkv((2,), 9, 40, d, 6, seed=d)
+    dot = torch.where(q < 0, -1.0, 1.0) @ torch.where(k < 0, -1.0, 1.0).mT
+    edge = -(dot / math.sqrt(d))
+    for mask in (edge, torch.nextafter(edge, torch.tensor(math.inf)),
+                 torch.nextafter(edge, torch.tensor(-math.inf))):
+        assert torch.equal(kernelkit.bi_attention(q, k, v, mask),
+                           bi_attention_reference(q, k, v, mask))
+    out = kernelkit.bi_attention(q, k, v, edge)
+    assert torch.equal(out, torch.zeros_like(out))
+
+
+def test_long_rows_and_strided_masks(isa_path):
+    """One batch entry (its query rows split across threads), a bool mask read with a column
+    stride, and a float mask broadcast along the queries."""
+    q, k, v = qkv((1,), 301, 77, 40, 19, seed=21)
+    keep = (torch.rand(1, 77, 301, generator=torch.Generator().manual_seed(2)) > 0.4).mT
+    assert keep.stride(-1) != 1
+    assert torch.equal(kernelkit.bi_attention(q, k, v, keep), bi_attention_reference(q, k, v, keep))
+    add = randn(1, 1, 77, seed=22)
+    assert torch.equal(kernelkit.bi_attention(q, k, v, add), bi_attention_reference(q, k, v, add))
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_dtypes(isa_path, dtype):
     q, k, v = qkv((2,), 6, 40, 33, 5, dtype=dtype, seed=3)

@@ -20,10 +20,11 @@ HALF = [torch.float16, torch.bfloat16]
 SIZES = [0, 1, 7, 16, 129, 1000]
 
 
-@pytest.fixture(params=["cpu-auto", "cpu-portable"])
+@pytest.fixture(params=_native.usable_isas())
 def cpu_path(request, monkeypatch):
-    """Runs the test on the best ISA path and again on the portable one."""
-    monkeypatch.setattr(_native, "ISA", request.param.split("-")[1])
+    """Runs the test on every ISA path this CPU can run (AVX-512 includes the bfloat16 pair
+    tile where the CPU has AVX512_BF16)."""
+    monkeypatch.setattr(_native, "ISA", request.param)
     with kernelkit.use_backend("cpu"):
         yield request.param
 
@@ -48,6 +49,20 @@ def test_matmul_large(dtype, shape):
     m, n, k = shape
     gen = torch.Generator().manual_seed(2)
     a, b = random_half(m, k, dtype=dtype, gen=gen), random_half(k, n, dtype=dtype, gen=gen)
+    assert_as_accurate_as_upcast(kernelkit.half_matmul(a, b), a, b)
+
+
+@pytest.mark.parametrize("dtype", HALF)
+@pytest.mark.parametrize("k", [255, 257, 513, 770])
+@pytest.mark.parametrize("tb", [False, True])
+def test_matmul_panel_edges(cpu_path, dtype, k, tb):
+    """K past one 256-deep panel, ending odd or even (the bfloat16 pair tile pads the last
+    pair of an odd panel with zero), over several 64-column tiles, B row-major or
+    transposed."""
+    gen = torch.Generator().manual_seed(k)
+    a = random_half(20, k, dtype=dtype, gen=gen)
+    b = random_half(150, k, dtype=dtype, gen=gen).t() if tb else random_half(k, 150, dtype=dtype,
+                                                                             gen=gen)
     assert_as_accurate_as_upcast(kernelkit.half_matmul(a, b), a, b)
 
 

@@ -44,6 +44,21 @@ def test_every_supported_path_was_built():
     assert info["isa_in_use"] == supported[-1]
 
 
+def test_isa_per_op_names_a_usable_path_at_most_the_request():
+    order = ["portable", "avx2", "avx512"]
+    usable = kernelkit.build_info()["isa_usable"]
+    for requested in usable:
+        per_op = kernelkit._native._C.isa_per_op(requested)
+        assert {"fwht", "half_matmul", "binary_matmul", "bi_attention"} <= set(per_op)
+        for op, path in per_op.items():
+            assert path in usable, (op, path)
+            assert order.index(path) <= order.index(requested), (op, path, requested)
+        if requested == "avx512":
+            assert per_op["half_matmul"] == "avx512"  # it has an AVX-512 build
+            assert per_op["fwht"] == "avx2"  # it has none yet
+    assert kernelkit.build_info()["isa_per_op"] == dict(kernelkit._native._C.isa_per_op("auto"))
+
+
 @x86_linux
 def test_cpuid_agrees_with_the_kernel():
     features = kernelkit.build_info()["cpu_features"]

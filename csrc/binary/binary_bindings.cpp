@@ -9,6 +9,7 @@
 #include <string>
 #include <tuple>
 
+#include "binary/bi_attention.h"
 #include "binary/binary_conv2d.h"
 #include "binary/binary_gemm.h"
 #include "binary/binary_isa.h"
@@ -232,6 +233,37 @@ void binary_conv2d_binding(uintptr_t x, const std::string& x_dtype, const Sizes4
 
 // ---- bi_attention ----------------------------------------------------------------------------
 
+using Sizes5 = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t>;
+using Strided2 = std::tuple<uintptr_t, int64_t, int64_t>;  // (address, row, column strides)
+
+void bi_attention_forward_binding(const Sizes5& sizes, const std::string& dtype,
+                                  uintptr_t offsets, const Strided2& q, const Strided2& k,
+                                  const Strided2& v, int mask_kind, const Strided2& mask,
+                                  uintptr_t out, double sqrt_d, int threads,
+                                  const std::string& isa) {
+  BiAttentionArgs a;
+  std::tie(a.batch, a.Lq, a.Lk, a.d, a.dv) = sizes;
+  a.dtype = packing_dtype("bi_attention", dtype);
+  a.offsets = binary_ptr<const int64_t>(offsets);
+  a.q = binary_ptr<const void>(std::get<0>(q));
+  std::tie(std::ignore, a.q_rs, a.q_cs) = q;
+  a.k = binary_ptr<const void>(std::get<0>(k));
+  std::tie(std::ignore, a.k_rs, a.k_cs) = k;
+  a.v = binary_ptr<const void>(std::get<0>(v));
+  std::tie(std::ignore, a.v_rs, a.v_cs) = v;
+  if (mask_kind < 0 || mask_kind > 2)
+    throw std::invalid_argument("bi_attention: mask_kind must be 0 (none), 1 (keep) or 2 (add)");
+  a.mask_kind = BiAttentionMask(mask_kind);
+  a.mask = binary_ptr<const void>(std::get<0>(mask));
+  std::tie(std::ignore, a.mask_rs, a.mask_cs) = mask;
+  a.out = binary_ptr<void>(out);
+  a.sqrt_d = sqrt_d;
+  a.threads = threads;
+  const Isa chosen = parse_binary_isa(isa);
+  py::gil_scoped_release release;
+  bi_attention_forward(a, chosen);
+}
+
 }  // namespace
 
 void bind_binary(py::module_& mod) {
@@ -288,6 +320,13 @@ void bind_binary(py::module_& mod) {
           "out = conv2d(sign(x), sign(w)) * scale + bias by XNOR-popcount: x NCHW (any "
           "strides), weight float or int32 sign words packed along dim 1; out contiguous");
   // ---- bi_attention ----
+  def_kernel(mod, "bi_attention_forward", &bi_attention_forward_binding, py::arg("sizes"),
+          py::arg("dtype"), py::arg("offsets"), py::arg("q"), py::arg("k"), py::arg("v"),
+          py::arg("mask_kind"), py::arg("mask"), py::arg("out"), py::arg("sqrt_d"),
+          py::arg("threads"), py::arg("isa"),
+          "out = 1[sign(q) sign(k)^T / sqrt_d + mask > 0] sign(v), fused; sizes (batch, Lq, "
+          "Lk, d, dv), offsets (4, batch) int64 element offsets of each entry in q, k, v and "
+          "the mask; operands (address, row stride, column stride); out contiguous");
 }
 
 }  // namespace kernelkit

@@ -5,7 +5,6 @@
 // pass that streams the packed matrix once (memory-bound: 2 MiB for 4096 x 4096 bits).
 #pragma once
 
-#include <chrono>
 #include <cmath>
 #include <string>
 #include <stdexcept>
@@ -15,6 +14,7 @@
 #include "binary/popcount_gemm_core_impl.h"
 #include "binary/sign_words_impl.h"
 #include "common/parallel.h"
+#include "common/peak.h"
 #include "common/vec.h"
 
 namespace kernelkit {
@@ -390,11 +390,6 @@ void binary_gemm_run(const BinaryGemmArgs& g) {
 
 namespace binary_gemm_detail {
 
-inline double now_seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
 // kAcc independent accumulators += partial_popcount(x_i ^ y), y reloaded every step from
 // memory (so the compiler cannot fold the loop), partial counts widened as the micro-kernel
 // does. Returns the bit pairs processed.
@@ -419,7 +414,7 @@ __attribute__((noinline)) inline double popcount_loop(int64_t steps, const uint6
   }
   BitVec all = total[0];
   for (int i = 1; i < kAcc; ++i) all += total[i];
-  *sink = sum_lanes(all);
+  *sink ^= sum_lanes(all);
   return double(steps) * kAcc * 64 * kBitVecWords;
 }
 
@@ -430,38 +425,9 @@ double binary_popcount_peak_run(int threads) {
   alignas(64) uint64_t seeds[2 * kBitVecWords + 4];
   for (int i = 0; i < 2 * kBitVecWords + 4; ++i)
     seeds[i] = 0x9e3779b97f4a7c15ull * uint64_t(i + 1);
-  uint64_t sink = 0;
-  // Steps for about 20 ms on one thread, from a short calibration run.
-  int64_t steps = 1 << 14;
-  for (;;) {
-    const double t0 = now_seconds();
-    popcount_loop(steps, seeds, &sink);
-    const double dt = now_seconds() - t0;
-    if (dt > 0.005 || steps > (int64_t(1) << 40)) {
-      steps = int64_t(double(steps) * 0.02 / std::max(dt, 1e-9)) + 1;
-      break;
-    }
-    steps *= 4;
-  }
-  // The best of three timed runs on all threads: a peak, not an average over interruptions.
-  double best = 0;
-  for (int run = 0; run < 3; ++run) {
-    double bits = 0;
-    const double t0 = now_seconds();
-    ParallelErrors errors;
-#pragma omp parallel num_threads(threads) reduction(+ : bits)
-    {
-      uint64_t local = 0;
-      errors.run([&] { bits += popcount_loop(steps, seeds, &local); });
-#pragma omp atomic
-      sink ^= local;
-    }
-    errors.rethrow();
-    best = std::max(best, bits / (now_seconds() - t0));
-  }
-  volatile uint64_t keep = sink;  // the sums are used
-  (void)keep;
-  return best;
+  return measure_peak(threads, [&](int64_t steps, uint64_t* sink) {
+    return popcount_loop(steps, seeds, sink);
+  });
 }
 
 }  // namespace KK_ISA

@@ -1,10 +1,13 @@
-// The GEMM core of the half family (half_gemm, half_conv2d), written once over 256-bit vectors
-// and compiled once per ISA. Goto/BLIS loops: per (KC x NC) panel of B, packed once as float32
-// slivers of NR columns; per (MC x KC) block of A, packed per thread as slivers of MR rows;
-// a 6x16 register-tile micro-kernel (12 FMA accumulators) over them. Operands are converted
-// to float32 while packing (F16C / a shift for bfloat16), so each element of A is converted
-// N / NC times and each of B once; sums accumulate in a float32 block of C (rows padded to MR,
-// columns to NR, so no tile has an edge), converted to the output dtype once at the end.
+// The GEMM core of the half family (half_gemm, half_conv2d), written once and compiled once
+// per ISA. Goto/BLIS loops: per (KC x NC) panel of B, packed once as slivers of NR columns;
+// per (MC x KC) block of A, packed per thread as slivers of MR rows; a register-tile
+// micro-kernel over them. The float tile (every ISA): operands converted to float32 while
+// packing (F16C / a shift for bfloat16), 6 x 16 (two ymm per row) or 6 x 64 under AVX-512
+// (four zmm). The bfloat16 pair tile (AVX-512 builds, on CPUs with AVX512_BF16): operands
+// kept as bfloat16 pairs along k, 6 x 64, one vdpbf16ps per two k and 16 columns
+// (gemm_bf16_pairs_impl.h). Each element of A is packed N / NC times and each of B once;
+// sums accumulate in a float32 block of C (rows padded to MR, columns to NR, so no tile has
+// an edge), converted to the output dtype once at the end.
 #pragma once
 
 #include <algorithm>
@@ -22,11 +25,29 @@ namespace kernelkit {
 namespace KK_ISA {
 namespace half_gemm_detail {
 
-constexpr int MR = 6;       // rows of the register tile: 6 broadcasts of A per step
-constexpr int NR = 16;      // columns: 2 vectors of B per step; 12 accumulators in all
-constexpr int64_t KC = 256;  // a KC x NR sliver of B (16 KiB) stays in L1
+constexpr int MR = 6;  // rows of the register tile: 6 broadcasts of A per step
+// Columns of the register tile: 2 ymm (12 accumulators), or 4 zmm under AVX-512 (24 of the 32
+// zmm registers), of B per step.
+#if defined(KK_ISA_AVX512)
+typedef float TileVec __attribute__((vector_size(64)));
+constexpr int NR = 64;
+#else
+typedef vf8 TileVec;
+constexpr int NR = 16;
+#endif
+constexpr int kTileLanes = int(sizeof(TileVec) / sizeof(float));
+constexpr int NV = NR / kTileLanes;  // vectors of B per step
+// k of a panel: a KC x NR sliver of B stays in L1 (16 KiB; 32 KiB for AVX-512's 64 columns).
+#if defined(KK_ISA_AVX512)
+constexpr int64_t KC = 128;
+#else
+constexpr int64_t KC = 256;
+#endif
 constexpr int64_t MC = 144;  // an MC x KC block of A (144 KiB) stays in L2
 constexpr int64_t NC = 2048; // a KC x NC panel of B (2 MiB) in L2/L3
+// The stretch of K whose A block (at most MC rows) is packed at once when one row block
+// covers the rows: MC x KS floats (1.2 MiB) in L2/L3.
+constexpr int64_t KS = 2048;
 // The float32 accumulator block of C: MB x NC floats (4 MiB per thread) at most; with the
 // packed panels a thread holds about 6 MiB (a 4096^3 product on 2 threads: 12 MiB in all).
 constexpr int64_t kAccumulatorFloats = int64_t(1) << 20;
@@ -41,17 +62,17 @@ template <class T> KK_INLINE float element(const T* p) { return to_compute<float
 template <class T>
 void pack_b_sliver(const T* b, int64_t rs, int64_t cs, int64_t kc, int64_t cols, float* out) {
   if (cols == NR && cs == 1) {
-    for (int64_t k = 0; k < kc; ++k) {
-      store_vec(out + k * NR, load_as<float>(b + k * rs));
-      store_vec(out + k * NR + 8, load_as<float>(b + k * rs + 8));
-    }
+    for (int64_t k = 0; k < kc; ++k)
+#pragma GCC unroll 8
+      for (int h = 0; h < NR / 8; ++h)
+        store_vec(out + k * NR + 8 * h, load_as<float>(b + k * rs + 8 * h));
     return;
   }
   int64_t k = 0;
   if (cols == NR && rs == 1) {
     // Columns contiguous along k (e.g. a weight used transposed): 8 x 8 register transposes.
     for (; k + 8 <= kc; k += 8) {
-      for (int h = 0; h < 2; ++h) {
+      for (int h = 0; h < NR / 8; ++h) {
         vf8 r[8];
         for (int j = 0; j < 8; ++j) r[j] = load_as<float>(b + (h * 8 + j) * cs + k);
         transpose(r);
@@ -110,20 +131,30 @@ template <class T> struct DenseB {
 
 // ---- the register tile ----
 
+KK_INLINE TileVec load_tile_vec(const float* p) {
+  TileVec v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
 // c[0:MR, 0:NR] (row stride ldc) = (accumulate ? c : 0) + ap^T bp over kc steps.
 __attribute__((noinline)) inline void micro_kernel(int64_t kc, const float* ap, const float* bp,
                                                    float* c, int64_t ldc, bool accumulate) {
-  vf8 acc[MR][2];
+  TileVec acc[MR][NV];
 #pragma GCC unroll 6
-  for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = Vec<float>::broadcast(0.0f);
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[i][v] = TileVec{};
 #pragma GCC unroll 4
   for (int64_t k = 0; k < kc; ++k) {
-    const vf8 b0 = load_as<float>(bp), b1 = load_as<float>(bp + 8);
+    TileVec b[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) b[v] = load_tile_vec(bp + v * kTileLanes);
 #pragma GCC unroll 6
     for (int i = 0; i < MR; ++i) {
-      const vf8 ai = Vec<float>::broadcast(ap[i]);
-      acc[i][0] += ai * b0;
-      acc[i][1] += ai * b1;
+      const TileVec ai = TileVec{} + ap[i];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[i][v] += ai * b[v];
     }
     ap += MR;
     bp += NR;
@@ -131,14 +162,26 @@ __attribute__((noinline)) inline void micro_kernel(int64_t kc, const float* ap, 
 #pragma GCC unroll 6
   for (int i = 0; i < MR; ++i) {
     float* row = c + i * ldc;
-    if (accumulate) {
-      acc[i][0] += load_as<float>(row);
-      acc[i][1] += load_as<float>(row + 8);
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      if (accumulate) acc[i][v] += load_tile_vec(row + v * kTileLanes);
+      std::memcpy(row + v * kTileLanes, &acc[i][v], sizeof acc[i][v]);
     }
-    store_vec(row, acc[i][0]);
-    store_vec(row + 8, acc[i][1]);
   }
 }
+
+// The float tile: operands packed as float32 (DenseA / DenseB and the convolution's sources),
+// one FMA per element of the tile and k.
+struct FloatTile {
+  using Packed = float;
+  static constexpr int kMR = MR, kNR = NR;
+  static constexpr int64_t kKC = KC;
+  static int64_t steps(int64_t kc) { return kc; }  // packed k-steps of kc elements
+  static void micro(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc,
+                    bool accumulate) {
+    micro_kernel(kc, ap, bp, c, ldc, accumulate);
+  }
+};
 
 // ---- output: the float32 block into C, with the bias ----
 
@@ -181,51 +224,68 @@ struct Plan {
 };
 
 // Columns [j_begin, j_end) of rows [i_begin, i_end) of C = A B (+ bias) on the calling thread.
-// A block of C is summed in a float32 accumulator over the KC panels, then stored once.
-template <class ASource, class BSource, class TO>
+// A block of C is summed in a float32 accumulator over the KC panels, then stored once. Tile:
+// FloatTile or Bf16PairTile; the sources pack Tile::Packed slivers of Tile::steps(kc) steps.
+template <class Tile, class ASource, class BSource, class TO>
 void gemm_serial(const ASource& a, const BSource& b, TO* c, int64_t c_rs, int64_t c_cs,
                  const Bias& bias, const Plan& p, int64_t i_begin, int64_t i_end,
                  int64_t j_begin, int64_t j_end) {
+  using Packed = typename Tile::Packed;
+  constexpr int64_t TR = Tile::kMR, TC = Tile::kNR, TK = Tile::kKC;
   const int64_t K = p.K;
   const int64_t M = i_end - i_begin, N = j_end - j_begin;
-  const int64_t nc_max = std::min(NC, round_up(N, NR));
+  const int64_t nc_max = std::min(NC, round_up(N, TC));
   // Row blocks of equal size (each one packs B again), as few as the accumulator allows.
-  const int64_t mb_cap = std::max<int64_t>(MR, kAccumulatorFloats / nc_max / MR * MR);
+  const int64_t mb_cap = std::max<int64_t>(TR, kAccumulatorFloats / nc_max / TR * TR);
   const int64_t m_parts = (M + mb_cap - 1) / mb_cap;
-  const int64_t mb_max = round_up((M + m_parts - 1) / m_parts, MR);
+  const int64_t mb_max = round_up((M + m_parts - 1) / m_parts, TR);
   float* acc = thread_buffer<float, kSlotAccumulator>(mb_max * nc_max);
-  float* bpack = thread_buffer<float, kSlotPackedB>(KC * nc_max);
-  float* apack = thread_buffer<float, kSlotPackedA>(MC * KC + 8);
+  Packed* bpack = thread_buffer<Packed, kSlotPackedB>(TK * nc_max);
+  Packed* apack = thread_buffer<Packed, kSlotPackedA>(MC * KS + 8);
   for (int64_t m0 = i_begin; m0 < i_end; m0 += mb_max) {
     const int64_t mb = std::min(mb_max, i_end - m0);
     for (int64_t j0 = j_begin; j0 < j_end; j0 += nc_max) {
       const int64_t nc = std::min(nc_max, j_end - j0);
-      const int64_t ldc = round_up(nc, NR);
-      for (int64_t p0 = 0; p0 < K; p0 += KC) {
-        const int64_t kc = std::min(KC, K - p0);
-        if (mb <= MC) {
-          // One row block (few rows, e.g. a linear layer's batch): each B sliver is used once,
-          // so it is packed right before its micro-kernels, into one L1-resident slot: the
-          // stream of B from memory overlaps their arithmetic instead of preceding it.
-          for (int64_t r = 0; r < mb; r += MR)
-            a.pack(m0 + r, std::min<int64_t>(MR, mb - r), p0, kc, apack + r * kc);
-          for (int64_t s = 0; s * NR < nc; ++s) {
-            b.pack(p0, kc, j0 + s * NR, std::min<int64_t>(NR, nc - s * NR), bpack);
-            for (int64_t r = 0; r < mb; r += MR)
-              micro_kernel(kc, apack + r * kc, bpack, acc + r * ldc + s * NR, ldc, p0 > 0);
+      const int64_t ldc = round_up(nc, TC);
+      if (mb <= MC) {
+        // One row block (few rows, e.g. a linear layer's batch): every B sliver is used once.
+        // A is packed for KS of K at a time; then per sliver of columns all its panels in
+        // turn, each packed right before its micro-kernels into one L1-resident slot, the
+        // sliver's sums staying in L1 across panels: the stream of B (and the next panel's
+        // prefetch, in the packers) overlaps the arithmetic.
+        for (int64_t q0 = 0; q0 < K; q0 += KS) {
+          const int64_t kq = std::min(KS, K - q0);
+          for (int64_t p0 = q0; p0 < q0 + kq; p0 += TK) {
+            const int64_t kc = std::min(TK, K - p0), steps = Tile::steps(kc);
+            Packed* ap = apack + (p0 - q0) / TK * Tile::steps(TK) * MC;
+            for (int64_t r = 0; r < mb; r += TR)
+              a.pack(m0 + r, std::min<int64_t>(TR, mb - r), p0, kc, ap + r * steps);
           }
-          continue;
+          for (int64_t s = 0; s * TC < nc; ++s) {
+            for (int64_t p0 = q0; p0 < q0 + kq; p0 += TK) {
+              const int64_t kc = std::min(TK, K - p0), steps = Tile::steps(kc);
+              const Packed* ap = apack + (p0 - q0) / TK * Tile::steps(TK) * MC;
+              b.pack(p0, kc, j0 + s * TC, std::min<int64_t>(TC, nc - s * TC), bpack);
+              for (int64_t r = 0; r < mb; r += TR)
+                Tile::micro(kc, ap + r * steps, bpack, acc + r * ldc + s * TC, ldc, p0 > 0);
+            }
+          }
         }
-        for (int64_t s = 0; s * NR < nc; ++s)
-          b.pack(p0, kc, j0 + s * NR, std::min<int64_t>(NR, nc - s * NR), bpack + s * kc * NR);
-        for (int64_t i0 = 0; i0 < mb; i0 += MC) {
-          const int64_t mc = std::min(MC, mb - i0);
-          for (int64_t r = 0; r < mc; r += MR)
-            a.pack(m0 + i0 + r, std::min<int64_t>(MR, mc - r), p0, kc, apack + r * kc);
-          for (int64_t s = 0; s * NR < nc; ++s)
-            for (int64_t r = 0; r < mc; r += MR)
-              micro_kernel(kc, apack + r * kc, bpack + s * kc * NR,
-                           acc + (i0 + r) * ldc + s * NR, ldc, p0 > 0);
+      } else {
+        for (int64_t p0 = 0; p0 < K; p0 += TK) {
+          const int64_t kc = std::min(TK, K - p0), steps = Tile::steps(kc);
+          for (int64_t s = 0; s * TC < nc; ++s)
+            b.pack(p0, kc, j0 + s * TC, std::min<int64_t>(TC, nc - s * TC),
+                   bpack + s * steps * TC);
+          for (int64_t i0 = 0; i0 < mb; i0 += MC) {
+            const int64_t mc = std::min(MC, mb - i0);
+            for (int64_t r = 0; r < mc; r += TR)
+              a.pack(m0 + i0 + r, std::min<int64_t>(TR, mc - r), p0, kc, apack + r * steps);
+            for (int64_t s = 0; s * TC < nc; ++s)
+              for (int64_t r = 0; r < mc; r += TR)
+                Tile::micro(kc, apack + r * steps, bpack + s * steps * TC,
+                            acc + (i0 + r) * ldc + s * TC, ldc, p0 > 0);
+          }
         }
       }
       for (int64_t i = 0; i < mb; ++i)
@@ -236,25 +296,26 @@ void gemm_serial(const ASource& a, const BSource& b, TO* c, int64_t c_rs, int64_
 }
 
 // C = A B (+ bias) for one batch entry; A and B come from packers (DenseA / DenseB, or views
-// of a convolution's im2col matrix).
+// of a convolution's im2col matrix) of the Tile's format.
 // Threads take disjoint column ranges (or row ranges when C has few columns), each packing its
 // own panels: no barrier inside the call, which matters on a busy machine (a descheduled
 // thread stalls every barrier for a time slice). The price is A (or B) packed once per thread.
-template <class ASource, class BSource, class TO>
+template <class Tile = FloatTile, class ASource, class BSource, class TO>
 void gemm_one(const ASource& a, const BSource& b, TO* c, int64_t c_rs, int64_t c_cs,
               const Bias& bias, const Plan& p) {
-  const int64_t col_tiles = (p.N + NR - 1) / NR, row_tiles = (p.M + MR - 1) / MR;
+  constexpr int64_t TR = Tile::kMR, TC = Tile::kNR;
+  const int64_t col_tiles = (p.N + TC - 1) / TC, row_tiles = (p.M + TR - 1) / TR;
   const bool split_columns = col_tiles >= 4 * p.threads || col_tiles >= row_tiles;
   const int64_t tiles = split_columns ? col_tiles : row_tiles;
   const int threads = int(std::max<int64_t>(1, std::min<int64_t>(p.threads, tiles)));
-  if (threads == 1) return gemm_serial(a, b, c, c_rs, c_cs, bias, p, 0, p.M, 0, p.N);
+  if (threads == 1) return gemm_serial<Tile>(a, b, c, c_rs, c_cs, bias, p, 0, p.M, 0, p.N);
   parallel_region(threads, [&] {
     const int64_t t = omp_thread_index(), t0 = tiles * t / threads,
                   t1 = tiles * (t + 1) / threads;
     if (split_columns)
-      gemm_serial(a, b, c, c_rs, c_cs, bias, p, 0, p.M, t0 * NR, std::min(p.N, t1 * NR));
+      gemm_serial<Tile>(a, b, c, c_rs, c_cs, bias, p, 0, p.M, t0 * TC, std::min(p.N, t1 * TC));
     else
-      gemm_serial(a, b, c, c_rs, c_cs, bias, p, t0 * MR, std::min(p.M, t1 * MR), 0, p.N);
+      gemm_serial<Tile>(a, b, c, c_rs, c_cs, bias, p, t0 * TR, std::min(p.M, t1 * TR), 0, p.N);
   });
 }
 

@@ -32,11 +32,12 @@ void half_conv2d_forward(const HalfConv2dArgs& args, Isa isa) {
   if (args.batch > 0 && (args.x == nullptr || args.weight == nullptr || args.out == nullptr))
     throw std::invalid_argument("half_conv2d: null data pointer");
   if (args.batch == 0) return;
-  if (isa >= Isa::avx2) {
-#if defined(KERNELKIT_HAVE_AVX2)
-    return avx2::half_conv2d_forward_run(args);
+#if defined(KERNELKIT_HAVE_AVX512)
+  if (isa == Isa::avx512) return avx512::half_conv2d_forward_run(args);
 #endif
-  }
+#if defined(KERNELKIT_HAVE_AVX2)
+  if (isa >= Isa::avx2) return avx2::half_conv2d_forward_run(args);
+#endif
   portable::half_conv2d_forward_run(args);
 }
 
@@ -46,11 +47,12 @@ void half_conv2d_weight_grad(const HalfConv2dWeightGradArgs& args, Isa isa) {
     throw std::invalid_argument("half_conv2d: null grad_weight pointer");
   if (args.conv.batch > 0 && (args.conv.x == nullptr || args.grad == nullptr))
     throw std::invalid_argument("half_conv2d: null data pointer");
-  if (isa >= Isa::avx2) {
-#if defined(KERNELKIT_HAVE_AVX2)
-    return avx2::half_conv2d_weight_grad_run(args);
+#if defined(KERNELKIT_HAVE_AVX512)
+  if (isa == Isa::avx512) return avx512::half_conv2d_weight_grad_run(args);
 #endif
-  }
+#if defined(KERNELKIT_HAVE_AVX2)
+  if (isa >= Isa::avx2) return avx2::half_conv2d_weight_grad_run(args);
+#endif
   portable::half_conv2d_weight_grad_run(args);
 }
 

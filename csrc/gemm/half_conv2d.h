@@ -45,5 +45,9 @@ namespace avx2 {
 void half_conv2d_forward_run(const HalfConv2dArgs& args);
 void half_conv2d_weight_grad_run(const HalfConv2dWeightGradArgs& args);
 }  // namespace avx2
+namespace avx512 {
+void half_conv2d_forward_run(const HalfConv2dArgs& args);
+void half_conv2d_weight_grad_run(const HalfConv2dWeightGradArgs& args);
+}  // namespace avx512
 
 }  // namespace kernelkit

@@ -1,5 +1,5 @@
-// Implicit-GEMM convolution, written once over 256-bit vectors and compiled once per ISA
-// (half_conv2d.cpp, half_conv2d_avx2.cpp). Per image: one float32 copy of the zero-padded image
+// Implicit-GEMM convolution, written once and compiled once per ISA (half_conv2d.cpp, _avx2.cpp,
+// _avx512.cpp: the core's float tile, 6 x 16 or 6 x 64). Per image: one float32 copy of the zero-padded image
 // (converted once, read sequentially), from which the GEMM core's packers read the im2col
 // matrix directly (a table gives each im2col row's offset in the copy). Forward: the im2col
 // matrix is B (per kernel tap, 8 output positions are one contiguous run, or a gather where an
@@ -40,11 +40,13 @@ struct PaddedIm2col {
 // The forward's B operand: the im2col matrix itself.
 struct Im2colB : PaddedIm2col {
   void pack(int64_t k0, int64_t kc, int64_t j0, int64_t cols, float* out) const {
-    // Each half of the sliver (8 columns) is one vector load when its columns are consecutive
-    // in the image (unit stride, no output row end inside); otherwise a per-column gather.
+    // Each eighth-column run of the sliver is one vector load when its columns are
+    // consecutive in the image (unit stride, no output row end inside); otherwise a
+    // per-column gather.
+    constexpr int kRuns = NR / 8;
     int64_t offset[NR];
-    bool run[2];
-    for (int h = 0; h < 2; ++h) {
+    bool run[kRuns];
+    for (int h = 0; h < kRuns; ++h) {
       run[h] = stride_w == 1 && h * 8 + 8 <= cols;
       for (int64_t jj = h * 8; jj < h * 8 + 8; ++jj) {
         offset[jj] = position(j0 + std::min(jj, cols - 1));
@@ -54,7 +56,7 @@ struct Im2colB : PaddedIm2col {
     for (int64_t k = 0; k < kc; ++k) {
       const float* src = image + tap_offset[k0 + k];
       float* o = out + k * NR;
-      for (int h = 0; h < 2; ++h) {
+      for (int h = 0; h < kRuns; ++h) {
         if (run[h]) {
           store_vec(o + h * 8, load_as<float>(src + offset[h * 8]));
           continue;

@@ -20,12 +20,24 @@ static void check_half_gemm_args(const HalfGemmArgs& g) {
 void half_gemm(const HalfGemmArgs& args, Isa isa) {
   check_half_gemm_args(args);
   if (args.batch == 0 || args.M == 0 || args.N == 0) return;
-  if (isa >= Isa::avx2) {
-#if defined(KERNELKIT_HAVE_AVX2)
-    return avx2::half_gemm_run(args);
+#if defined(KERNELKIT_HAVE_AVX512)
+  if (isa == Isa::avx512) return avx512::half_gemm_run(args);
 #endif
-  }
+#if defined(KERNELKIT_HAVE_AVX2)
+  if (isa >= Isa::avx2) return avx2::half_gemm_run(args);
+#endif
   portable::half_gemm_run(args);
+}
+
+double half_gemm_peak(int threads, Isa isa, DType dtype) {
+  if (threads < 1) throw std::invalid_argument("half_gemm_peak: threads must be >= 1");
+#if defined(KERNELKIT_HAVE_AVX512)
+  if (isa == Isa::avx512) return avx512::half_gemm_peak_run(threads, dtype);
+#endif
+#if defined(KERNELKIT_HAVE_AVX2)
+  if (isa >= Isa::avx2) return avx2::half_gemm_peak_run(threads, dtype);
+#endif
+  return portable::half_gemm_peak_run(threads, dtype);
 }
 
 }  // namespace kernelkit

@@ -31,7 +31,22 @@ struct HalfGemmArgs {
 // Validates (throws std::invalid_argument before touching memory) and runs.
 void half_gemm(const HalfGemmArgs& args, Isa isa);
 
-namespace portable { void half_gemm_run(const HalfGemmArgs& args); }
-namespace avx2 { void half_gemm_run(const HalfGemmArgs& args); }
+// The measured rate of the GEMM micro-kernel's inner operation on `threads` threads for
+// operands of `dtype` (float FMAs of the ISA's vectors, or vdpbf16ps where the bfloat16 pair
+// tile runs), register-resident, in flops per second: the compute floor of half_gemm.
+double half_gemm_peak(int threads, Isa isa, DType dtype);
+
+namespace portable {
+void half_gemm_run(const HalfGemmArgs& args);
+double half_gemm_peak_run(int threads, DType dtype);
+}  // namespace portable
+namespace avx2 {
+void half_gemm_run(const HalfGemmArgs& args);
+double half_gemm_peak_run(int threads, DType dtype);
+}  // namespace avx2
+namespace avx512 {
+void half_gemm_run(const HalfGemmArgs& args);
+double half_gemm_peak_run(int threads, DType dtype);
+}  // namespace avx512
 
 }  // namespace kernelkit

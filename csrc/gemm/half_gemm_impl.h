@@ -1,10 +1,15 @@
-// Half GEMM entry for one ISA (half_gemm.cpp, half_gemm_avx2.cpp): batches, the dtype
+// Half GEMM entry for one ISA (half_gemm.cpp, _avx2.cpp, _avx512.cpp): batches, the dtype
 // dispatch, and M == 1 (or N == 1): a matrix-vector product, one streaming dot/axpy pass over
 // the matrix (memory-bound), instead of the packed core of gemm_core_impl.h.
 #pragma once
 
+#include "common/cpu_features.h"
 #include "common/parallel.h"
+#include "common/peak.h"
 #include "gemm/gemm_core_impl.h"
+#if defined(KK_ISA_AVX512)
+#include "gemm/gemm_bf16_pairs_impl.h"
+#endif
 
 namespace kernelkit {
 namespace KK_ISA {
@@ -86,8 +91,19 @@ template <class T, class TO> void run_typed(const HalfGemmArgs& g) {
       const MatrixView at{g.a.p, g.a.bs, g.a.cs, g.a.rs};
       gemv_one(bb, g.b.rs, ab, at, cb, g.c_rs, bias.transposed(), Plan{1, g.M, g.K, g.threads});
     } else {
+      const Plan plan{g.M, g.N, g.K, g.threads};
+#if defined(KK_ISA_AVX512)
+      if constexpr (std::is_same_v<T, bf16_bits>) {
+        if (cpu_features().avx512_bf16) {
+          gemm_one<Bf16PairTile>(DensePairsA<T>{ab, g.a.rs, g.a.cs},
+                                 DensePairsB<T>{bb, g.b.rs, g.b.cs}, cb, g.c_rs, g.c_cs, bias,
+                                 plan);
+          continue;
+        }
+      }
+#endif
       gemm_one(DenseA<T>{ab, g.a.rs, g.a.cs}, DenseB<T>{bb, g.b.rs, g.b.cs}, cb, g.c_rs,
-               g.c_cs, bias, Plan{g.M, g.N, g.K, g.threads});
+               g.c_cs, bias, plan);
     }
   }
 }
@@ -100,7 +116,50 @@ template <class T> void run_in(const HalfGemmArgs& g) {
   }
 }
 
+// ---- the compute floor ----
+
+// The float tile's inner operation: kAcc accumulators += x_(i mod 2) * y (FMAs of TileVec),
+// y reloaded from memory every step; 15 vector registers, so that AVX2's 16 hold them all.
+// Returns the flops done (2 per lane).
+__attribute__((noinline)) inline double fma_loop(int64_t steps, const float* seeds,
+                                                 uint64_t* sink) {
+  constexpr int kAcc = 12;
+  const TileVec x[2] = {TileVec{} + seeds[0], TileVec{} + seeds[1]};
+  TileVec acc[kAcc];
+  for (int i = 0; i < kAcc; ++i) acc[i] = TileVec{};
+  for (int64_t s = 0; s < steps; ++s) {
+    const TileVec y = load_tile_vec(seeds + kTileLanes * (s & 1));
+#pragma GCC unroll 12
+    for (int i = 0; i < kAcc; ++i) acc[i] += x[i & 1] * y;
+  }
+  TileVec all = acc[0];
+  for (int i = 1; i < kAcc; ++i) all += acc[i];
+  float total = 0;
+  for (int l = 0; l < kTileLanes; ++l) total += all[l];
+  *sink ^= uint64_t(total != 0.0f);
+  return double(steps) * kAcc * kTileLanes * 2;
+}
+
 }  // namespace half_gemm_detail
+
+double half_gemm_peak_run(int threads, DType dtype) {
+  using namespace half_gemm_detail;
+#if defined(KK_ISA_AVX512)
+  if (dtype == DType::bf16 && cpu_features().avx512_bf16) {
+    alignas(64) uint32_t seeds[32];
+    for (int i = 0; i < 32; ++i) seeds[i] = 0x3c003c00u + uint32_t(i);  // bf16 pairs near 2^-7
+    return measure_peak(threads, [&](int64_t steps, uint64_t* sink) {
+      return bf16_pairs_loop(steps, seeds, sink);
+    });
+  }
+#endif
+  (void)dtype;
+  alignas(64) float seeds[2 * kTileLanes];
+  for (int i = 0; i < 2 * kTileLanes; ++i) seeds[i] = 1e-3f * float(i + 1);
+  return measure_peak(threads, [&](int64_t steps, uint64_t* sink) {
+    return fma_loop(steps, seeds, sink);
+  });
+}
 
 void half_gemm_run(const HalfGemmArgs& g) {
   using namespace half_gemm_detail;

@@ -7,6 +7,11 @@ and Triton paths are theirs: q and k are packed once along d and their scores co
 ``A sign(v) = (colsum(sign v) - t sign(v)) / 2``, a second popcount GEMM over Lk. The float
 work left is one pass over the (Lq, Lk) scores (scale, mask, threshold).
 
+On CPU the forward is one fused C++ kernel instead (csrc/binary/bi_attention_impl.h): the
+scores of each query row are thresholded in registers into A's bits and never stored, and
+``A sign(v) = popcount(A) - 2 popcount(A & neg(v))``. The Triton path composes the family's
+GPU kernels as above.
+
 The backward is BiBERT's straight-through estimator: each binarizer (sign of q, k, v and the
 step of S) passes the gradient where its input has ``|x| < 1``. It saves bits only: the sign
 and ``|x| < 1`` words of q, k and v (2 bits an element, 1/16 of float32) and recomputes S.
@@ -18,6 +23,7 @@ import math
 
 import torch
 
+from .. import _native
 from .._backend import resolve_backend
 from ..reference.bi_attention import bi_attention_reference
 from .binary_gemm import _sum_to
@@ -124,6 +130,49 @@ def _attend(scores: torch.Tensor, v: torch.Tensor, out_dtype: torch.dtype) -> to
     return (colsum - tv[..., :-1, :]).mul_(0.5).to(out_dtype)  # no -0.0: c - c = +0
 
 
+def _entry_offsets(t: torch.Tensor, batch: torch.Size) -> torch.Tensor:
+    """(prod(batch),) int64: the element offset of each batch entry of t (expanded to batch),
+    from its data pointer, in row-major order of the batch dims."""
+    t = t.expand(*batch, *t.shape[-2:])
+    offsets = torch.zeros((), dtype=torch.int64)
+    for i, (n, stride) in enumerate(zip(batch, t.stride()[:len(batch)], strict=True)):
+        shape = [1] * len(batch)
+        shape[i] = n
+        offsets = offsets + torch.arange(n, dtype=torch.int64).mul_(stride).view(shape)
+    return offsets.expand(batch).reshape(-1)
+
+
+def _forward_cpu(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                 mask: torch.Tensor | None) -> torch.Tensor:
+    """The fused C++ forward: out (broadcast batch, Lq, dv) in q's dtype."""
+    batch = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+    (lq, d), lk, dv = q.shape[-2:], k.shape[-2], v.shape[-1]
+    out = _native.empty_output((*batch, lq, dv), q.dtype, q.device)
+    if out.numel() == 0:
+        return out
+    if lk == 0:  # nothing to attend: every count is 0
+        return out.zero_()
+    kind, m = 0, None
+    if mask is not None:
+        kind = 1 if mask.dtype == torch.bool else 2
+        m = mask.view(torch.uint8) if kind == 1 else mask.to(_compute_dtype(q.dtype))
+        m = m.expand(*batch, lq, lk)
+    parts = [_entry_offsets(t, batch) for t in (q, k, v)]
+    parts.append(_entry_offsets(m, batch) if m is not None else torch.zeros_like(parts[0]))
+    offsets = torch.stack(parts)
+    operands = [(t.data_ptr(), t.stride(-2), t.stride(-1)) for t in (q, k, v)]
+    mask_operand = (0, 0, 0) if m is None else (m.data_ptr(), m.stride(-2), m.stride(-1))
+    _native._C.bi_attention_forward(
+        (out.numel() // (lq * dv), lq, lk, d, dv), _FLOAT_NAMES[q.dtype], offsets.data_ptr(),
+        *operands, kind, mask_operand, out.data_ptr(), math.sqrt(d), torch.get_num_threads(),
+        _native.ISA)
+    return out
+
+
+_FLOAT_NAMES = {torch.float32: "float32", torch.float64: "float64", torch.float16: "float16",
+                torch.bfloat16: "bfloat16"}
+
+
 torch.library.define(
     "kernelkit::bi_attention_forward",
     "(Tensor q, Tensor k, Tensor v, Tensor? mask, bool save) -> "
@@ -141,8 +190,11 @@ def _forward_impl(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         q_in, k_in, v_in = _inside_bits(q), _inside_bits(k), _inside_bits(v)
     else:
         v_bits, q_in, k_in, v_in = (q_bits.new_empty(0) for _ in range(4))
-    if resolve_backend(OP, q.device) == "reference":
+    backend = resolve_backend(OP, q.device)
+    if backend == "reference":
         out = bi_attention_reference(q, k, v, mask)
+    elif backend == "cpu":
+        out = _forward_cpu(q, k, v, mask)
     else:
         scores = _scores(q_bits, k_bits, q.shape[-1], mask, _compute_dtype(q.dtype))
         out = _attend(scores, v, q.dtype)

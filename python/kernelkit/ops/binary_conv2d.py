@@ -125,7 +125,7 @@ def _conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
           padding: tuple[int, int], dilation: tuple[int, int], groups: int,
           pad_value: float, shape: tuple[int, ...]) -> torch.Tensor:
     """The forward on validated arguments (shape: the output's, from _check)."""
-    out = torch.empty(shape, dtype=x.dtype, device=x.device)
+    out = _native.empty_output(shape, x.dtype, x.device)
     if out.numel() == 0:
         return out
     compute = _compute_dtype(x.dtype)

@@ -212,7 +212,7 @@ torch.library.define("kernelkit::binary_matmul",
 def _binary_matmul_impl(a: torch.Tensor, b: torch.Tensor, k: int,
                         out_dtype: torch.dtype) -> torch.Tensor:
     k, shape = _check_matmul(a, b, k, out_dtype)
-    out = torch.empty(shape, dtype=out_dtype, device=a.device)
+    out = _native.empty_output(shape, out_dtype, a.device)
     if out.numel() > 0:
         batch = shape[:-2]
         _matmul_into(a.expand(*batch, *a.shape[-2:]), b.expand(*batch, *b.shape[-2:]), k, out)
@@ -394,7 +394,7 @@ def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
     """The forward of binary_linear on validated arguments."""
     k, n = x.shape[-1], weight.shape[0]
     x2 = x.reshape(-1, k)
-    out = torch.empty((x2.shape[0], n), dtype=x.dtype, device=x.device)
+    out = _native.empty_output((x2.shape[0], n), x.dtype, x.device)
     if out.numel() > 0:
         compute = _compute_dtype(x.dtype)
         scale, bias = _per_feature(scale, compute), _per_feature(bias, compute)

@@ -201,7 +201,7 @@ def _pack_signs_fake(x: torch.Tensor, dim: int) -> torch.Tensor:
 
 def _unpack(words: torch.Tensor, n: int, dim: int, dtype: torch.dtype) -> torch.Tensor:
     """unpack_signs for checked arguments (dim in [0, words.dim()))."""
-    out = torch.empty(_packed_shape(words.shape, dim, n), dtype=dtype, device=words.device)
+    out = _native.empty_output(_packed_shape(words.shape, dim, n), dtype, words.device)
     if out.numel() > 0:
         _unpack_into(words, dim, out)
     return out

@@ -96,7 +96,7 @@ def _forward(op: str, x: torch.Tensor, param: float = 0.0, clip: float | None = 
     QuantizeArgs. The mask is empty for the surrogate kinds."""
     x = x.contiguous()
     n = x.numel()
-    out = torch.empty_like(x, memory_format=torch.contiguous_format)
+    out = _native.empty_output(x.shape, x.dtype, x.device)
     mask = torch.empty(_words(n) if masked else 0, dtype=torch.int32, device=x.device)
     if n == 0:
         return out, mask
@@ -139,7 +139,7 @@ def _mask_backward(grad: torch.Tensor, mask: torch.Tensor,
                    scale: torch.Tensor | None) -> torch.Tensor:
     grad = grad.contiguous()
     n = grad.numel()
-    out = torch.empty_like(grad, memory_format=torch.contiguous_format)
+    out = _native.empty_output(grad.shape, grad.dtype, grad.device)
     if n == 0:
         return out
     backend = resolve_backend("quantizer_mask_backward", grad.device)
@@ -164,7 +164,7 @@ def _surrogate_backward(grad: torch.Tensor, x: torch.Tensor, kind: str,
                         param: float) -> torch.Tensor:
     grad, x = grad.contiguous(), x.contiguous()
     n = grad.numel()
-    out = torch.empty_like(grad, memory_format=torch.contiguous_format)
+    out = _native.empty_output(grad.shape, grad.dtype, grad.device)
     if n == 0:
         return out
     backend = resolve_backend(kind, grad.device)

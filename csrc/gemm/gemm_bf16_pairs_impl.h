@@ -1,0 +1,223 @@
+// The bfloat16 pair tile of the half GEMM core (AVX-512 builds; run only where the CPU has
+// AVX512_BF16): A and B stay bfloat16, packed as pairs of consecutive k in 32-bit words, and a
+// 6 x 64 register tile takes one vdpbf16ps (two exact products and two roundings per lane) per
+// two k and 16 columns: twice the multiply-adds of the float tile's FMA, half its packed bytes.
+// Traffic as the float tile: each element of A packed N / NC times, each of B once.
+#pragma once
+
+#if !defined(KK_ISA_AVX512)
+#error "gemm_bf16_pairs_impl.h is for the AVX-512 build only"
+#endif
+
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "common/dtype.h"
+#include "gemm/gemm_core_impl.h"
+
+// GCC 12 reports its own AVX-512 intrinsics' undefined-vector idiom (`__Y = __Y`) as maybe
+// uninitialized once they are inlined here; the values are all defined.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+namespace kernelkit {
+namespace KK_ISA {
+namespace half_gemm_detail {
+
+constexpr int kPairVecs = NR / 16;  // zmm of B per pair step: 4
+// k of a panel: a KC x NR sliver of pairs (32 KiB) stays in L1. Even, so that every panel but
+// the last holds whole pairs.
+constexpr int64_t kPairKC = 256;
+
+KK_INLINE uint32_t bf16_raw(const bf16_bits* p) { return p->bits; }
+
+// The pair (p[0], p[step]) of bfloat16 values as one word, p[0] in the low half; a missing
+// second value (odd k at the end of a panel) is zero.
+KK_INLINE uint32_t bf16_pair(const bf16_bits* p, int64_t step, bool second) {
+  return bf16_raw(p) | (second ? bf16_raw(p + step) << 16 : 0u);
+}
+
+// A[0:rows, 0:kc] (rows <= MR) into out[kp * MR + i] = (A[i, 2 kp], A[i, 2 kp + 1]).
+inline void pack_a_pairs(const bf16_bits* a, int64_t rs, int64_t cs, int64_t kc, int64_t rows,
+                         uint32_t* out) {
+  const int64_t steps = (kc + 1) / 2;
+  for (int64_t kp = 0; kp < steps; ++kp) {
+    const bool second = 2 * kp + 1 < kc;
+    for (int64_t i = 0; i < MR; ++i)
+      out[kp * MR + i] = i < rows ? bf16_pair(a + i * rs + 2 * kp * cs, cs, second) : 0u;
+  }
+}
+
+// r[i] word j <-> r[j] word i: unpacks within 128-bit lanes, then 128-bit lane shuffles.
+KK_INLINE void transpose_words16(__m512i* r) {
+  __m512i t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+    r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+    r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+    r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+  }
+  for (int h = 0; h < 16; h += 8)
+    for (int i = 0; i < 4; ++i) {
+      t[h + i] = _mm512_shuffle_i32x4(r[h + i], r[h + i + 4], 0x88);
+      t[h + i + 4] = _mm512_shuffle_i32x4(r[h + i], r[h + i + 4], 0xdd);
+    }
+  for (int i = 0; i < 8; ++i) {
+    r[i] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0x88);
+    r[i + 8] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0xdd);
+  }
+}
+
+// B[0:kc, 0:cols] (cols <= NR) into out[kp * NR + j] = (B[2 kp, j], B[2 kp + 1, j]).
+inline void pack_b_pairs(const bf16_bits* b, int64_t rs, int64_t cs, int64_t kc, int64_t cols,
+                         uint32_t* out) {
+  const int64_t steps = (kc + 1) / 2;
+  if (cols == NR && cs == 1) {
+    // Rows contiguous: two rows of 32 values interleaved into 32 pairs by one vpermt2w each.
+    alignas(64) static constexpr uint16_t kLow[32] = {
+        0, 32, 1, 33, 2, 34, 3, 35, 4, 36, 5, 37, 6, 38, 7, 39,
+        8, 40, 9, 41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
+    alignas(64) static constexpr uint16_t kHigh[32] = {
+        16, 48, 17, 49, 18, 50, 19, 51, 20, 52, 21, 53, 22, 54, 23, 55,
+        24, 56, 25, 57, 26, 58, 27, 59, 28, 60, 29, 61, 30, 62, 31, 63};
+    const __m512i low = _mm512_load_si512(kLow), high = _mm512_load_si512(kHigh);
+    for (int64_t kp = 0; kp < steps; ++kp) {
+      const bf16_bits* r0 = b + 2 * kp * rs;
+      const bool second = 2 * kp + 1 < kc;
+      for (int h = 0; h < NR / 32; ++h) {
+        const __m512i x0 = _mm512_loadu_si512(r0 + 32 * h);
+        const __m512i x1 = second ? _mm512_loadu_si512(r0 + rs + 32 * h) : _mm512_setzero_si512();
+        _mm512_storeu_si512(out + kp * NR + 32 * h, _mm512_permutex2var_epi16(x0, low, x1));
+        _mm512_storeu_si512(out + kp * NR + 32 * h + 16, _mm512_permutex2var_epi16(x0, high, x1));
+      }
+    }
+    return;
+  }
+  int64_t kp = 0;
+  if (cols == NR && rs == 1) {
+    // Columns contiguous along k (a weight used transposed): each column's pairs are words in
+    // memory, so 16 pairs of 16 columns are one 16 x 16 word transpose.
+    for (; 2 * kp + 32 <= kc; kp += 16) {
+      for (int64_t j0 = 0; j0 < NR; j0 += 16) {
+        __m512i r[16];
+        for (int j = 0; j < 16; ++j) {
+          const bf16_bits* column = b + (j0 + j) * cs + 2 * kp;
+          r[j] = _mm512_loadu_si512(column);
+          // The same line of the next panel, into L2: packed next when one row block covers
+          // the rows (gemm_serial); 64 columns are too many streams for the hardware
+          // prefetchers. (A prefetch never faults: the one past the last panel is harmless.)
+          _mm_prefetch(reinterpret_cast<const char*>(column + kPairKC), _MM_HINT_T1);
+        }
+        transpose_words16(r);
+        for (int q = 0; q < 16; ++q) _mm512_storeu_si512(out + (kp + q) * NR + j0, r[q]);
+      }
+    }
+  }
+  // The rest, or any strides: a pair per column.
+  for (; kp < steps; ++kp) {
+    const bool second = 2 * kp + 1 < kc;
+    for (int64_t j = 0; j < NR; ++j)
+      out[kp * NR + j] = j < cols ? bf16_pair(b + 2 * kp * rs + j * cs, rs, second) : 0u;
+  }
+}
+
+template <class T> struct DensePairsA {
+  const T* p;
+  int64_t rs, cs;
+  void pack(int64_t i0, int64_t rows, int64_t k0, int64_t kc, uint32_t* out) const {
+    pack_a_pairs(p + i0 * rs + k0 * cs, rs, cs, kc, rows, out);
+  }
+};
+
+template <class T> struct DensePairsB {
+  const T* p;
+  int64_t rs, cs;
+  void pack(int64_t k0, int64_t kc, int64_t j0, int64_t cols, uint32_t* out) const {
+    pack_b_pairs(p + k0 * rs + j0 * cs, rs, cs, kc, cols, out);
+  }
+};
+
+// c[0:MR, 0:NR] = (accumulate ? c : 0) + the pair products over (kc + 1) / 2 pair steps.
+__attribute__((noinline, target("avx512bf16"))) inline void micro_kernel_bf16_pairs(
+    int64_t kc, const uint32_t* ap, const uint32_t* bp, float* c, int64_t ldc,
+    bool accumulate) {
+  __m512 acc[MR][kPairVecs];
+#pragma GCC unroll 6
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < kPairVecs; ++v) acc[i][v] = _mm512_setzero_ps();
+  const int64_t steps = (kc + 1) / 2;
+#pragma GCC unroll 2
+  for (int64_t kp = 0; kp < steps; ++kp) {
+    __m512bh b[kPairVecs];
+#pragma GCC unroll 4
+    for (int v = 0; v < kPairVecs; ++v) b[v] = __m512bh(_mm512_loadu_si512(bp + 16 * v));
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; ++i) {
+      const __m512bh a = __m512bh(_mm512_set1_epi32(int(ap[i])));
+#pragma GCC unroll 4
+      for (int v = 0; v < kPairVecs; ++v) acc[i][v] = _mm512_dpbf16_ps(acc[i][v], a, b[v]);
+    }
+    ap += MR;
+    bp += NR;
+  }
+#pragma GCC unroll 6
+  for (int i = 0; i < MR; ++i) {
+    float* row = c + i * ldc;
+#pragma GCC unroll 4
+    for (int v = 0; v < kPairVecs; ++v) {
+      __m512 sum = acc[i][v];
+      if (accumulate) sum = _mm512_add_ps(sum, _mm512_loadu_ps(row + 16 * v));
+      _mm512_storeu_ps(row + 16 * v, sum);
+    }
+  }
+}
+
+struct Bf16PairTile {
+  using Packed = uint32_t;
+  static constexpr int kMR = MR, kNR = NR;
+  static constexpr int64_t kKC = kPairKC;
+  static int64_t steps(int64_t kc) { return (kc + 1) / 2; }
+  static void micro(int64_t kc, const uint32_t* ap, const uint32_t* bp, float* c, int64_t ldc,
+                    bool accumulate) {
+    micro_kernel_bf16_pairs(kc, ap, bp, c, ldc, accumulate);
+  }
+};
+
+// The compute floor of the pair tile: kAcc accumulators += vdpbf16ps(x_i, y), y reloaded from
+// memory every step. Returns the flops done (4 per lane: two products, two sums).
+__attribute__((noinline, target("avx512bf16"))) inline double bf16_pairs_loop(
+    int64_t steps, const uint32_t* seeds, uint64_t* sink) {
+  constexpr int kAcc = 12;
+  __m512bh x[kAcc];
+  __m512 acc[kAcc];
+  for (int i = 0; i < kAcc; ++i) {
+    x[i] = __m512bh(_mm512_set1_epi32(int(seeds[i % 4])));
+    acc[i] = _mm512_setzero_ps();
+  }
+  for (int64_t s = 0; s < steps; ++s) {
+    const __m512bh y = __m512bh(_mm512_loadu_si512(seeds + 16 * (s & 1)));
+#pragma GCC unroll 12
+    for (int i = 0; i < kAcc; ++i) acc[i] = _mm512_dpbf16_ps(acc[i], x[i], y);
+  }
+  __m512 all = acc[0];
+  for (int i = 1; i < kAcc; ++i) all = _mm512_add_ps(all, acc[i]);
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, all);
+  float total = 0;
+  for (float v : lanes) total += v;
+  *sink ^= uint64_t(total != 0.0f);
+  return double(steps) * kAcc * 16 * 4;
+}
+
+}  // namespace half_gemm_detail
+}  // namespace KK_ISA
+}  // namespace kernelkit
+
+#pragma GCC diagnostic pop

@@ -483,7 +483,7 @@ py::dict isa_per_op(const std::string& requested) {
   const Isa avx2_at_most = std::min(isa, Isa::avx2);
   const Isa binary = binary_isa(isa);
   const std::pair<const char*, Isa> ops[] = {
-      {"fwht", avx2_at_most},           {"selective_scan", avx2_at_most},
+      {"fwht", avx2_at_most},           {"selective_scan", isa},
       {"selective_state_update", avx2_at_most}, {"linear_scan", avx2_at_most},
       {"linear_scan_2d", avx2_at_most}, {"delta_rule", avx2_at_most},
       {"half_matmul", isa},             {"half_linear", isa},

@@ -21,10 +21,10 @@ MAMBA_TOL = {torch.float32: (6e-4, 2e-3), torch.float16: (3e-3, 5e-3),
 OPTIONAL = ("D", "z", "delta_bias", "h0")
 
 
-@pytest.fixture(params=["cpu-auto", "cpu-portable"])
+@pytest.fixture(params=_native.usable_isas())
 def cpu_path(request, monkeypatch):
-    """Runs the test on the best ISA path and again on the portable one."""
-    monkeypatch.setattr(_native, "ISA", request.param.split("-")[1])
+    """Runs the test on every ISA path this CPU can run (AVX-512: 512-bit vectors)."""
+    monkeypatch.setattr(_native, "ISA", request.param)
     with kernelkit.use_backend("cpu"):
         yield request.param
 

@@ -1,7 +1,13 @@
-// 256-bit vectors of float (8 lanes) or double (4 lanes) through GCC/Clang vector extensions,
-// plus loads and stores that convert from/to the storage types. Included by every kernel
-// translation unit inside its ISA namespace: compiled with -mavx2 -mfma -mf16c the same code
-// becomes AVX2 (and F16C conversions are used); without, it is portable (two SSE halves).
+// Vectors of float (8 lanes) or double (4 lanes), 256 bits, through GCC/Clang vector
+// extensions, plus loads and stores that convert from/to the storage types. Included by every
+// kernel translation unit inside its ISA namespace: compiled with -mavx2 -mfma -mf16c the same
+// code becomes AVX2 (and F16C conversions are used); without, it is portable (two SSE halves).
+//
+// A translation unit that defines KK_VEC_512 (an AVX-512 one) gets 512-bit vectors instead:
+// Vec<float> of 16 lanes, Vec<double> of 8, the same loads, stores and math (vec_math.h), so a
+// kernel written over Vec<S>, VecT<S>, load_as and store_vec runs unchanged on zmm registers.
+// The two widths live in different inline namespaces (v256 / v512): AVX-512 units of either
+// width link together without one's inline functions standing in for the other's.
 #pragma once
 
 #include <cstdint>
@@ -19,8 +25,19 @@
 
 #define KK_INLINE inline __attribute__((always_inline))
 
+#if defined(KK_VEC_512) && !defined(KK_ISA_AVX512)
+#error "KK_VEC_512 needs an AVX-512 translation unit (KK_ISA_AVX512)"
+#endif
+
+#if defined(KK_VEC_512)
+#define KK_VEC_NS v512
+#else
+#define KK_VEC_NS v256
+#endif
+
 namespace kernelkit {
 namespace KK_ISA {
+inline namespace KK_VEC_NS {
 
 typedef float vf8 __attribute__((vector_size(32)));
 typedef double vd4 __attribute__((vector_size(32)));
@@ -31,6 +48,7 @@ typedef uint16_t vw8 __attribute__((vector_size(16)));
 
 template <class S> struct Vec;
 
+#if !defined(KK_VEC_512)  // else the 512-bit Vec, loads and stores of vec512_impl.h
 template <> struct Vec<float> {
   using V = vf8;
   static constexpr int W = 8;
@@ -57,9 +75,13 @@ template <> struct Vec<double> {
     return v;
   }
 };
+#else
+#include "common/vec512_impl.h"
+#endif  // !KK_VEC_512
 
 template <class S> using VecT = typename Vec<S>::V;
 
+#if !defined(KK_VEC_512)
 // ---- loads: W elements of storage type T as a vector of compute type S ----
 
 KK_INLINE vf8 load_vec(const float* p, float*) { vf8 v; std::memcpy(&v, p, sizeof v); return v; }
@@ -88,6 +110,8 @@ KK_INLINE vf8 load_vec(const f16_bits* p, float*) {
   return v;
 #endif
 }
+
+#endif  // !KK_VEC_512
 
 template <class S, class T> KK_INLINE VecT<S> load_as(const T* p) {
   return load_vec(p, static_cast<S*>(nullptr));
@@ -180,5 +204,6 @@ KK_INLINE void store_vec_checked(bf16_bits* p, vf8 v) {
   store_vec(p, w);
 }
 
+}  // namespace v256 / v512
 }  // namespace KK_ISA
 }  // namespace kernelkit

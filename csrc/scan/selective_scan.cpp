@@ -32,11 +32,12 @@ void selective_scan_fwd(const SelectiveScanArgs& args, const SelectiveScanOutput
   check_args("selective_scan_fwd", args);
   if (args.batch * args.dim == 0) return;
   if (args.length > 0 && !outs.out) throw std::invalid_argument("selective_scan_fwd: null out");
-  if (isa >= Isa::avx2) {
-#if defined(KERNELKIT_HAVE_AVX2)
-    return avx2::selective_scan_fwd_run(args, outs);
+#if defined(KERNELKIT_HAVE_AVX512)
+  if (isa == Isa::avx512) return avx512::selective_scan_fwd_run(args, outs);
 #endif
-  }
+#if defined(KERNELKIT_HAVE_AVX2)
+  if (isa >= Isa::avx2) return avx2::selective_scan_fwd_run(args, outs);
+#endif
   portable::selective_scan_fwd_run(args, outs);
 }
 
@@ -56,11 +57,12 @@ void selective_scan_bwd(const SelectiveScanArgs& args, const SelectiveScanGrads&
   need(!args.D || grads.dD, "dD is required when D is given");
   need(!args.delta_bias || grads.ddelta_bias, "ddelta_bias is required when delta_bias is given");
   need(!args.h0 || grads.dh0, "dh0 is required when h0 is given");
-  if (isa >= Isa::avx2) {
-#if defined(KERNELKIT_HAVE_AVX2)
-    return avx2::selective_scan_bwd_run(args, grads);
+#if defined(KERNELKIT_HAVE_AVX512)
+  if (isa == Isa::avx512) return avx512::selective_scan_bwd_run(args, grads);
 #endif
-  }
+#if defined(KERNELKIT_HAVE_AVX2)
+  if (isa >= Isa::avx2) return avx2::selective_scan_bwd_run(args, grads);
+#endif
   portable::selective_scan_bwd_run(args, grads);
 }
 

@@ -72,5 +72,9 @@ namespace avx2 {
 void selective_scan_fwd_run(const SelectiveScanArgs& args, const SelectiveScanOutputs& outs);
 void selective_scan_bwd_run(const SelectiveScanArgs& args, const SelectiveScanGrads& grads);
 }  // namespace avx2
+namespace avx512 {
+void selective_scan_fwd_run(const SelectiveScanArgs& args, const SelectiveScanOutputs& outs);
+void selective_scan_bwd_run(const SelectiveScanArgs& args, const SelectiveScanGrads& grads);
+}  // namespace avx512
 
 }  // namespace kernelkit

@@ -48,6 +48,19 @@ typedef uint16_t vw8 __attribute__((vector_size(16)));
 
 template <class S> struct Vec;
 
+// Float lanes v with every NaN quieted and its low half cleared, for bfloat16 stores of values
+// from any source: a NaN whose payload sits in the low half would otherwise round into the
+// exponent. VU: the unsigned 32-bit lanes of v's size.
+template <class VU, class VF> KK_INLINE VF bf16_storable(VF v) {
+  VU u;
+  std::memcpy(&u, &v, sizeof u);
+  const VU nan = (VU)((u & 0x7fffffffu) > 0x7f800000u);
+  const VU safe = (u & ~nan) | ((u | 0x00400000u) & 0xffff0000u & nan);
+  VF w;
+  std::memcpy(&w, &safe, sizeof w);
+  return w;
+}
+
 #if !defined(KK_VEC_512)  // else the 512-bit Vec, loads and stores of vec512_impl.h
 template <> struct Vec<float> {
   using V = vf8;
@@ -194,15 +207,7 @@ KK_INLINE void store_vec_checked(f16_bits* p, vf8 v) { store_vec(p, v); }
 
 // store_vec for bfloat16 without its precondition: a NaN whose payload sits in the low half
 // would round into the exponent, so NaN lanes are quieted and truncated instead.
-KK_INLINE void store_vec_checked(bf16_bits* p, vf8 v) {
-  vu8 u;
-  std::memcpy(&u, &v, sizeof u);
-  const vu8 nan = (vu8)((u & 0x7fffffffu) > 0x7f800000u);
-  const vu8 safe = (u & ~nan) | ((u | 0x00400000u) & 0xffff0000u & nan);
-  vf8 w;
-  std::memcpy(&w, &safe, sizeof w);
-  store_vec(p, w);
-}
+KK_INLINE void store_vec_checked(bf16_bits* p, vf8 v) { store_vec(p, bf16_storable<vu8>(v)); }
 
 }  // namespace v256 / v512
 }  // namespace KK_ISA

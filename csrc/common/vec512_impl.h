@@ -57,12 +57,4 @@ KK_INLINE void store_vec_checked(double* p, vd8 v) { store_vec(p, v); }
 KK_INLINE void store_vec_checked(f16_bits* p, vf16 v) { store_vec(p, v); }
 
 // Without store_vec's precondition: NaN lanes quieted and truncated, as vec.h's 8-lane form.
-KK_INLINE void store_vec_checked(bf16_bits* p, vf16 v) {
-  vu16 u;
-  std::memcpy(&u, &v, sizeof u);
-  const vu16 nan = (vu16)((u & 0x7fffffffu) > 0x7f800000u);
-  const vu16 safe = (u & ~nan) | ((u | 0x00400000u) & 0xffff0000u & nan);
-  vf16 w;
-  std::memcpy(&w, &safe, sizeof w);
-  store_vec(p, w);
-}
+KK_INLINE void store_vec_checked(bf16_bits* p, vf16 v) { store_vec(p, bf16_storable<vu16>(v)); }

@@ -1,0 +1,195 @@
+"""kernelkit.sparse_wht: SPRIGHT recovery of a K-sparse Walsh spectrum from O(K log N) samples.
+
+The math, the bin tests and the peeling order are in kernelkit/reference/sparse_wht.py. This
+module validates the arguments, builds the sampling plan, and runs the front end (gather +
+B-point WHT) and the peeling decoder on the backend ``use_backend`` selects.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable
+from functools import lru_cache
+
+import torch
+
+from .._backend import resolve_backend
+from .._checks import check_int, check_size
+from ..reference.sparse_wht import (
+    SparseWHTPlan,
+    SparseWHTResult,
+    decode,
+    front_end,
+    make_plan,
+    make_result,
+    rounding_floor,
+    sample_indices,
+)
+
+_OP = "sparse_wht"
+_DTYPES = (torch.float32, torch.float64)
+MAX_N = 62
+CALL_CHUNK = 1 << 22       # samples per call of a callable signal
+ROBUST_CHAINS = 5          # delay chains of delays="robust" (each n + 1 delays)
+BIN_LOAD = 1.5             # default bins: groups * bins >= BIN_LOAD * k
+
+
+def default_bins(n: int, k: int, groups: int) -> int:
+    """The smallest power of two B >= 4 with groups * B >= 1.5 k (at most 2**n)."""
+    want = max(4, math.ceil(BIN_LOAD * k / groups))
+    return 1 << min(n, max(0, math.ceil(math.log2(want))))
+
+
+@lru_cache(maxsize=64)
+def _cached_plan(n: int, b: int, groups: int, chains: int, robust: bool,
+                 seed: int) -> SparseWHTPlan:
+    return make_plan(n, b, groups, chains, robust, seed)
+
+
+def _check_noise(noise: object) -> tuple[float | None, bool]:
+    """(sigma, auto) from noise="auto" | None | a non-negative finite float."""
+    if isinstance(noise, str):
+        if noise != "auto":
+            raise ValueError(f"{_OP}: noise must be 'auto', None or a float >= 0; got {noise!r}")
+        return None, True
+    if noise is None:
+        return None, False
+    if isinstance(noise, bool) or not isinstance(noise, numbers.Real):
+        raise TypeError(f"{_OP}: noise must be 'auto', None or a float >= 0; got "
+                        f"{type(noise).__name__}")
+    sigma = float(noise)
+    if not math.isfinite(sigma) or sigma < 0:
+        raise ValueError(f"{_OP}: noise must be a finite float >= 0; got {noise!r}")
+    return sigma, False
+
+
+def _check_signal(signal: object, n: int) -> None:
+    if callable(signal) and not isinstance(signal, torch.Tensor):
+        return
+    if not isinstance(signal, torch.Tensor):
+        raise TypeError(f"{_OP}: signal must be a 1-D torch.Tensor or a callable; got "
+                        f"{type(signal).__name__}")
+    if signal.dtype not in _DTYPES:
+        raise TypeError(f"{_OP}: signal must be float32 or float64; got {signal.dtype}")
+    if signal.dim() != 1 or n > 62 or signal.shape[0] != 1 << n:
+        raise ValueError(f"{_OP}: signal must be a 1-D tensor of length 2**n = 2**{n}; got "
+                         f"shape {tuple(signal.shape)}")
+
+
+def _call(signal: Callable[[torch.Tensor], torch.Tensor], idx: torch.Tensor) -> torch.Tensor:
+    """The callable's values at idx (flat int64), called in chunks of CALL_CHUNK; checked."""
+    parts = []
+    dtype = None
+    for start in range(0, idx.numel(), CALL_CHUNK):
+        chunk = idx[start : start + CALL_CHUNK]
+        out = signal(chunk)
+        if not isinstance(out, torch.Tensor):
+            raise TypeError(f"{_OP}: the signal callable must return a torch.Tensor; got "
+                            f"{type(out).__name__}")
+        if out.dtype not in _DTYPES:
+            raise TypeError(f"{_OP}: the signal callable must return float32 or float64 values; "
+                            f"got {out.dtype}")
+        if tuple(out.shape) != (chunk.numel(),):
+            raise ValueError(f"{_OP}: the signal callable must return shape ({chunk.numel()},) "
+                             f"for {chunk.numel()} indices; got {tuple(out.shape)}")
+        if dtype is not None and out.dtype != dtype:
+            raise TypeError(f"{_OP}: the signal callable returned {dtype}, then {out.dtype}")
+        dtype = out.dtype
+        parts.append(out.detach().to("cpu"))
+    values = parts[0] if len(parts) == 1 else torch.cat(parts)
+    _check_finite(values)
+    return values
+
+
+def _check_finite(t: torch.Tensor) -> None:
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{_OP}: the signal's sampled values contain NaN or inf")
+
+
+def sparse_wht(signal: torch.Tensor | Callable[[torch.Tensor], torch.Tensor], n: int, k: int, *,
+               noise: str | float | None = "auto", groups: int = 3, bins: int | None = None,
+               delays: str = "robust", chains: int | None = None, seed: int | None = None,
+               max_peel: int | None = None) -> SparseWHTResult:
+    """The few large Walsh-Hadamard coefficients of a signal on {0,1}**n, from few samples.
+
+    SPRIGHT (Li, Bradley, Ramchandran): ``groups`` subsampling groups alias the spectrum into
+    ``bins`` bins each through a bins-point WHT of samples ``x[M_c l xor d]`` at every delay d;
+    single-ton bins are decoded and peeled from all groups until none is left.
+
+    Args:
+        signal: a 1-D float32/float64 tensor of length 2**n (only the sampled entries are
+            read; nothing of size 2**n is allocated), or a callable taking a 1-D int64 tensor
+            of indices in [0, 2**n) and returning a float32/float64 tensor of the same length.
+            Bit q of an index is binary input q (``(idx >> q) & 1``). It is called once per
+            2**22 samples (batched, never per sample).
+        n: log2 of the signal length, 1 <= n <= 62.
+        k: the expected number of non-zero coefficients (an upper bound is fine); sets the
+            default ``bins``.
+        noise: ``"auto"`` estimates the noise level from the bins; ``None`` means noiseless
+            (thresholds at rounding level); a float is the standard deviation of the noise on
+            every sample.
+        groups: subsampling groups (3 is SPRIGHT's choice).
+        bins: bins per group, a power of two <= 2**n; default the smallest power of two >= 4
+            with ``groups * bins >= 1.5 k``.
+        delays: ``"robust"`` (``chains`` random-offset delay chains, bits by a weighted
+            majority of ``U[r] U[r xor e_q]``) or ``"noiseless"`` (delays 0, e_1, ..., e_n).
+        chains: delay chains for ``"robust"`` (default 5); ``"noiseless"`` uses one.
+        seed: seeds the subsampling matrices and delay offsets (reproducible); None draws one
+            from torch's global generator.
+        max_peel: the most single-tons peeled (default groups * bins).
+
+    Returns:
+        SparseWHTResult: ``indices, values = result`` (int64; float64 for float64 samples,
+        else float32), sorted by |value| descending, in the normalization ``fwht(x) / 2**n``
+        (so ``x[m] = sum_k X[k] (-1)**popcount(k & m)``); plus ``samples`` (signal values
+        read, ``groups * chains * (n + 1) * bins``), ``zero_tons`` / ``single_tons`` /
+        ``multi_tons`` (the first classification of the bins), ``unresolved`` (bins left
+        holding energy), ``resolved``, ``explained`` (fraction of the sampled energy the
+        coefficients account for), ``noise`` (the per-sample noise level used), and ``ok`` /
+        ``message`` / ``raise_if_failed()``: a signal that is not k-sparse is reported there,
+        never returned silently as a spectrum.
+    """
+    n = check_int(_OP, "n", n, minimum=1, maximum=MAX_N)
+    _check_signal(signal, n)
+    k = check_int(_OP, "k", k, minimum=1)
+    groups = check_int(_OP, "groups", groups, minimum=1, maximum=64)
+    sigma, auto = _check_noise(noise)
+    if delays not in ("robust", "noiseless"):
+        raise ValueError(f"{_OP}: delays must be 'robust' or 'noiseless'; got {delays!r}")
+    robust = delays == "robust"
+    if chains is None:
+        chains = ROBUST_CHAINS if robust else 1
+    chains = check_int(_OP, "chains", chains, minimum=1, maximum=64)
+    if not robust and chains != 1:
+        raise ValueError(f"{_OP}: delays='noiseless' uses one delay chain; got chains={chains}")
+    if bins is None:
+        bins = default_bins(n, k, groups)
+    bins = check_int(_OP, "bins", bins, minimum=1, maximum=1 << min(n, 30))
+    if bins & (bins - 1):
+        raise ValueError(f"{_OP}: bins must be a power of two; got {bins}")
+    b = bins.bit_length() - 1
+    D = chains * (n + 1)
+    check_size(_OP, f"groups={groups}, bins={bins}, n={n}", "samples", (groups, D, bins), 8)
+    if max_peel is None:
+        max_peel = groups * bins
+    max_peel = check_int(_OP, "max_peel", max_peel, minimum=0, maximum=1 << 40)
+    if seed is None:
+        seed = int(torch.randint(0, 2**62, (), dtype=torch.int64))
+    seed = check_int(_OP, "seed", seed, minimum=0)
+    plan = _cached_plan(n, b, groups, chains, robust, seed)
+
+    device = signal.device if isinstance(signal, torch.Tensor) else torch.device("cpu")
+    backend = resolve_backend(_OP, device)
+    del backend  # one implementation so far: the reference
+    idx = sample_indices(plan)
+    if isinstance(signal, torch.Tensor):
+        raw = signal[idx.view(-1).to(device)].cpu()
+        _check_finite(raw)
+    else:
+        raw = _call(signal, idx.view(-1))
+    dtype = raw.dtype
+    U = front_end(plan, raw.view(idx.shape))
+    found, stats = decode(plan, U, sigma=sigma, auto=auto, floor_rel=rounding_floor(dtype),
+                          max_peel=max_peel)
+    return make_result(plan, found, stats, dtype, k)

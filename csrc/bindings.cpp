@@ -27,6 +27,7 @@ using namespace kernelkit;
 
 namespace kernelkit {
 void bind_binary(py::module_& mod);  // csrc/binary/binary_bindings.cpp
+void bind_sparse_wht(py::module_& mod);  // csrc/hadamard/sparse_wht_bindings.cpp
 }  // namespace kernelkit
 
 namespace {
@@ -590,4 +591,5 @@ PYBIND11_MODULE(_C, mod) {
           py::arg("threads"), py::arg("isa") = "auto");
   mod.def("build_info", &build_info);
   bind_binary(mod);
+  bind_sparse_wht(mod);
 }

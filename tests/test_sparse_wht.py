@@ -11,7 +11,6 @@ import kernelkit
 from kernelkit.reference.sparse_wht import (
     hash_bins,
     make_plan,
-    parity,
     sample_indices,
     sparse_wht_reference,
 )
@@ -43,14 +42,23 @@ def dense_signal(n: int, k: torch.Tensor, v: torch.Tensor, noise: float = 0.0, s
     return x.to(v.dtype)
 
 
+def planted_values(m: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """sum_k v_k (-1)**popcount(k & m) at the indices m: the parities as one matmul of bits."""
+    n = max(int(k.max()), int(m.max()), 1).bit_length()
+    shifts = torch.arange(n)
+    bm = ((m.view(-1, 1) >> shifts) & 1).double()
+    bk = ((k.view(-1, 1) >> shifts) & 1).double()
+    signs = 1.0 - 2.0 * torch.remainder(bm @ bk.T, 2)
+    return signs.to(v.dtype) @ v
+
+
 def function_signal(k: torch.Tensor, v: torch.Tensor):  # noqa: ANN201
     """A callable evaluating the planted spectrum at a batch of indices (any n <= 62)."""
     calls = []
 
     def f(m: torch.Tensor) -> torch.Tensor:
         calls.append(m.numel())
-        signs = 1.0 - 2.0 * parity(m.view(-1, 1) & k.view(1, -1)).to(v.dtype)
-        return signs @ v
+        return planted_values(m, k, v)
 
     f.calls = calls
     return f
@@ -308,3 +316,72 @@ def test_bad_tensor_signals() -> None:
 def test_bad_callables(fn, err, match) -> None:  # noqa: ANN001
     with pytest.raises(err, match=match):
         kernelkit.sparse_wht(fn, 20, 10)
+
+
+# ---- the C++ kernels and the custom ops --------------------------------------------------
+
+
+def test_every_isa_path_decodes_the_same(isa_path: str) -> None:
+    n, K = 18, 150
+    k, v = planted(n, K, seed=31, magnitudes=True)
+    x = dense_signal(n, k, v, noise=0.003)
+    r = kernelkit.sparse_wht(x, n, K, seed=8)
+    with kernelkit.use_backend("reference"):
+        ref = kernelkit.sparse_wht(x, n, K, seed=8)
+    assert torch.equal(r.indices, ref.indices)
+    torch.testing.assert_close(r.values, ref.values, rtol=1e-10, atol=1e-12)
+    assert set(r.indices.tolist()) == set(k.tolist())
+
+
+def test_front_end_matches_reference_for_tensor_and_gathered_samples(isa_path: str) -> None:
+    from kernelkit.reference.sparse_wht import front_end
+
+    plan = make_plan(13, 7, 3, 2, True, 5)
+    x = torch.randn(1 << 13, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    want = front_end(plan, x[sample_indices(plan)])
+    for signal, gathered in ((x, False), (x[sample_indices(plan).view(-1)], True),
+                             (x.float(), False)):
+        got = torch.ops.kernelkit.sparse_wht_front(signal, plan.cols, plan.delays, 13, 2,
+                                                   gathered)
+        tol = 1e-6 if signal.dtype == torch.float32 else 1e-12
+        torch.testing.assert_close(got, want, rtol=tol, atol=tol)
+
+
+def test_custom_ops_opcheck() -> None:
+    plan = make_plan(10, 4, 3, 1, False, 2)
+    k, v = planted(10, 8, seed=2)
+    x = dense_signal(10, k, v)
+    torch.library.opcheck(torch.ops.kernelkit.sparse_wht_front,
+                          (x, plan.cols, plan.delays, 10, 1, False))
+    U = torch.ops.kernelkit.sparse_wht_front(x, plan.cols, plan.delays, 10, 1, False)
+    args = (U, plan.cols, plan.delays, 10, 1, 0.0, False, 1e-13, 48)
+    torch.library.opcheck(torch.ops.kernelkit.sparse_wht_decode, args)
+    idx, val, stats = torch.ops.kernelkit.sparse_wht_decode(*args)
+    found = int(stats[0])
+    assert found == 8 and set(idx[:found].tolist()) == set(k.tolist())
+
+
+def test_kernels_refuse_bad_plans() -> None:
+    from kernelkit import _C
+
+    plan = make_plan(10, 4, 3, 1, False, 2)
+    bad = plan.delays.clone()
+    bad[3] ^= 1
+    U = torch.zeros(3, 11, 16, dtype=torch.float64)
+    x = torch.zeros(1024, dtype=torch.float64)
+    with pytest.raises(ValueError, match="delays must be chains"):
+        _C.sparse_wht_front(10, 4, 3, 1, plan.cols.data_ptr(), bad.data_ptr(), x.data_ptr(),
+                            1024, False, "float64", U.data_ptr(), 1)
+    big = plan.cols.clone()
+    big[0, 0] = 1 << 12
+    with pytest.raises(ValueError, match="not an n-bit integer"):
+        _C.sparse_wht_front(10, 4, 3, 1, big.data_ptr(), plan.delays.data_ptr(), x.data_ptr(),
+                            1024, False, "float64", U.data_ptr(), 1)
+    with pytest.raises(ValueError, match="signal has 1000 elements"):
+        _C.sparse_wht_front(10, 4, 3, 1, plan.cols.data_ptr(), plan.delays.data_ptr(),
+                            x.data_ptr(), 1000, False, "float64", U.data_ptr(), 1)
+    with pytest.raises(ValueError, match="b must be in"):
+        _C.sparse_wht_indices(10, 11, 3, 1, plan.cols.data_ptr(), plan.delays.data_ptr(),
+                              U.data_ptr())
+    with pytest.raises(ValueError, match="= 33 elements; got 10"):
+        torch.ops.kernelkit.sparse_wht_front(x, plan.cols, plan.delays[:-1], 10, 3, False)

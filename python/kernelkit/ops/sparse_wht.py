@@ -14,8 +14,10 @@ from functools import lru_cache
 
 import torch
 
-from .._backend import resolve_backend
+from .. import _native
+from .._backend import resolve_backend, triton_kernels
 from .._checks import check_int, check_size
+from .._native import _C
 from ..reference.sparse_wht import (
     SparseWHTPlan,
     SparseWHTResult,
@@ -29,6 +31,10 @@ from ..reference.sparse_wht import (
 
 _OP = "sparse_wht"
 _DTYPES = (torch.float32, torch.float64)
+_DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64"}
+_STATS = 8                 # found, then these:
+_STAT_NAMES = ("zero_tons", "single_tons", "multi_tons", "unresolved", "peels", "noise",
+               "explained")
 MAX_N = 62
 CALL_CHUNK = 1 << 22       # samples per call of a callable signal
 ROBUST_CHAINS = 5          # delay chains of delays="robust" (each n + 1 delays)
@@ -181,15 +187,170 @@ def sparse_wht(signal: torch.Tensor | Callable[[torch.Tensor], torch.Tensor], n:
 
     device = signal.device if isinstance(signal, torch.Tensor) else torch.device("cpu")
     backend = resolve_backend(_OP, device)
-    del backend  # one implementation so far: the reference
+    if backend == "reference":
+        return _run_reference(signal, plan, sigma, auto, max_peel, k)
+    if isinstance(signal, torch.Tensor):
+        dtype = signal.dtype
+        if backend == "triton":
+            U = _front_triton(plan, signal, gathered=False)
+        else:
+            U = _front_cpu(plan, signal.contiguous(), gathered=False)
+    else:
+        samples = _call(signal, _indices_cpu(plan))
+        dtype = samples.dtype
+        if backend == "triton":
+            U = _front_triton(plan, samples, gathered=True)
+        else:
+            U = _front_cpu(plan, samples, gathered=True)
+    found, stats = _decode_cpu(plan, U.cpu(), sigma, auto, rounding_floor(dtype), max_peel)
+    return make_result(plan, found, stats, dtype, k)
+
+
+def _run_reference(signal, plan: SparseWHTPlan, sigma: float | None, auto: bool,  # noqa: ANN001
+                   max_peel: int, k: int) -> SparseWHTResult:
     idx = sample_indices(plan)
     if isinstance(signal, torch.Tensor):
-        raw = signal[idx.view(-1).to(device)].cpu()
+        raw = signal[idx.view(-1).to(signal.device)].cpu()
         _check_finite(raw)
     else:
         raw = _call(signal, idx.view(-1))
-    dtype = raw.dtype
     U = front_end(plan, raw.view(idx.shape))
-    found, stats = decode(plan, U, sigma=sigma, auto=auto, floor_rel=rounding_floor(dtype),
+    found, stats = decode(plan, U, sigma=sigma, auto=auto, floor_rel=rounding_floor(raw.dtype),
                           max_peel=max_peel)
-    return make_result(plan, found, stats, dtype, k)
+    return make_result(plan, found, stats, raw.dtype, k)
+
+
+def _plan_args(plan: SparseWHTPlan) -> tuple[int, int, int, int, int, int]:
+    return (plan.n, plan.b, plan.groups, plan.chains, plan.cols.data_ptr(),
+            plan.delays.data_ptr())
+
+
+def _indices_cpu(plan: SparseWHTPlan) -> torch.Tensor:
+    """(groups * D * B,) int64 sample indices (the C++ twin of sample_indices)."""
+    out = torch.empty(plan.samples, dtype=torch.int64)
+    _C.sparse_wht_indices(*_plan_args(plan), out.data_ptr())
+    return out
+
+
+def _front_cpu(plan: SparseWHTPlan, signal: torch.Tensor, gathered: bool) -> torch.Tensor:
+    """U (groups, D, B) float64: gather (or take the gathered samples) + B-point WHT / B."""
+    U = torch.empty((plan.groups, plan.delays.numel(), plan.bins), dtype=torch.float64)
+    _C.sparse_wht_front(*_plan_args(plan), signal.data_ptr(), signal.numel(), gathered,
+                        _DTYPE_NAMES[signal.dtype], U.data_ptr(), torch.get_num_threads(),
+                        _native.ISA)
+    return U
+
+
+def _front_triton(plan: SparseWHTPlan, signal: torch.Tensor, gathered: bool) -> torch.Tensor:
+    return triton_kernels("sparse_wht").sparse_wht_front_triton(
+        signal, plan.cols.to(signal.device), plan.delays.to(signal.device), plan.n, plan.b,
+        gathered)
+
+
+def _decode_cpu(plan: SparseWHTPlan, U: torch.Tensor, sigma: float | None, auto: bool,
+                floor_rel: float, max_peel: int) -> tuple[tuple[torch.Tensor, torch.Tensor],
+                                                          dict[str, float]]:
+    """The C++ peeling decoder: ((indices, values), stats) as the reference's decode."""
+    indices = torch.empty(max_peel, dtype=torch.int64)
+    values = torch.empty(max_peel, dtype=torch.float64)
+    stats = torch.empty(_STATS, dtype=torch.float64)
+    _C.sparse_wht_decode(*_plan_args(plan), U.data_ptr(), float(sigma or 0.0), auto, floor_rel,
+                         max_peel, indices.data_ptr(), values.data_ptr(), stats.data_ptr(),
+                         _native.ISA)
+    st = stats.tolist()
+    found = int(st[0])
+    named = dict(zip(_STAT_NAMES, st[1:], strict=True))
+    return (indices[:found], values[:found]), named
+
+
+# ---- the kernels as torch custom ops (torch.ops.kernelkit.*): the same helpers the public
+# function calls directly (it skips the dispatcher: its inputs include a Python callable) ----
+
+torch.library.define(
+    "kernelkit::sparse_wht_front",
+    "(Tensor signal, Tensor cols, Tensor delays, int n, int chains, bool gathered) -> Tensor")
+torch.library.define(
+    "kernelkit::sparse_wht_decode",
+    "(Tensor U, Tensor cols, Tensor delays, int n, int chains, float sigma, bool auto_noise, "
+    "float floor_rel, int max_peel) -> (Tensor, Tensor, Tensor)")
+
+
+def _plan_of(op: str, cols: torch.Tensor, delays: torch.Tensor, n: int,
+             chains: int) -> SparseWHTPlan:
+    """A plan from the ops' tensors (the C++ checks their values)."""
+    for name, t, dim in (("cols", cols, 2), ("delays", delays, 1)):
+        if not isinstance(t, torch.Tensor) or t.dtype != torch.int64 or t.dim() != dim:
+            raise TypeError(f"{op}: {name} must be a {dim}-D int64 tensor")
+    check_int(op, "n", n, minimum=1, maximum=MAX_N)
+    check_int(op, "chains", chains, minimum=1, maximum=64)
+    if delays.numel() != chains * (n + 1):
+        raise ValueError(f"{op}: delays must have chains * (n + 1) = {chains * (n + 1)} "
+                         f"elements; got {delays.numel()}")
+    b = cols.shape[1]
+    if b > min(n, 30):
+        raise ValueError(f"{op}: cols has {b} columns; at most min(n, 30) = {min(n, 30)}")
+    return SparseWHTPlan(n, b, cols.shape[0], chains, cols.cpu().contiguous(),
+                         delays.cpu().contiguous())
+
+
+def _check_front_signal(op: str, signal: torch.Tensor, plan: SparseWHTPlan,
+                        gathered: bool) -> None:
+    if signal.dtype not in _DTYPES or signal.dim() != 1:
+        raise TypeError(f"{op}: signal must be a 1-D float32 or float64 tensor")
+    want = plan.samples if gathered else 1 << plan.n
+    if signal.numel() != want:
+        raise ValueError(f"{op}: signal must have {want} elements; got {signal.numel()}")
+
+
+@torch.library.impl("kernelkit::sparse_wht_front", ("cpu", "cuda"))
+def _front_impl(signal: torch.Tensor, cols: torch.Tensor, delays: torch.Tensor, n: int,
+                chains: int, gathered: bool) -> torch.Tensor:
+    op = "sparse_wht_front"
+    plan = _plan_of(op, cols, delays, n, chains)
+    _check_front_signal(op, signal, plan, gathered)
+    backend = resolve_backend(op, signal.device)
+    if backend == "triton":
+        return _front_triton(plan, signal, gathered)
+    if backend == "cpu":
+        return _front_cpu(plan, signal.contiguous(), gathered)
+    raw = signal if gathered else signal[sample_indices(plan).view(-1).to(signal.device)]
+    return front_end(plan, raw.view(plan.groups, -1, plan.bins).cpu()).to(signal.device)
+
+
+@torch.library.register_fake("kernelkit::sparse_wht_front")
+def _front_fake(signal: torch.Tensor, cols: torch.Tensor, delays: torch.Tensor, n: int,
+                chains: int, gathered: bool) -> torch.Tensor:
+    return signal.new_empty((cols.shape[0], delays.shape[0], 1 << cols.shape[1]),
+                            dtype=torch.float64)
+
+
+@torch.library.impl("kernelkit::sparse_wht_decode", "cpu")
+def _decode_impl(U: torch.Tensor, cols: torch.Tensor, delays: torch.Tensor, n: int,
+                 chains: int, sigma: float, auto_noise: bool, floor_rel: float,
+                 max_peel: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(indices, values, stats): the first stats[0] entries hold the coefficients (the rest
+    are zero); stats = found, zero/single/multi-tons, unresolved, peels, noise, explained."""
+    op = "sparse_wht_decode"
+    plan = _plan_of(op, cols, delays, n, chains)
+    if U.dtype != torch.float64 or tuple(U.shape) != (plan.groups, delays.numel(), plan.bins):
+        raise ValueError(f"{op}: U must be float64 of shape "
+                         f"{(plan.groups, delays.numel(), plan.bins)}")
+    max_peel = check_int(op, "max_peel", max_peel, minimum=0, maximum=1 << 40)
+    (idx, val), stats = _decode_cpu(plan, U.contiguous(), sigma, auto_noise, floor_rel,
+                                    max_peel)
+    indices = torch.zeros(max_peel, dtype=torch.int64)
+    values = torch.zeros(max_peel, dtype=torch.float64)
+    indices[: idx.numel()] = idx
+    values[: val.numel()] = val
+    st = torch.tensor([float(idx.numel())] + [float(stats[name]) for name in _STAT_NAMES],
+                      dtype=torch.float64)
+    return indices, values, st
+
+
+@torch.library.register_fake("kernelkit::sparse_wht_decode")
+def _decode_fake(U: torch.Tensor, cols: torch.Tensor, delays: torch.Tensor, n: int,
+                 chains: int, sigma: float, auto_noise: bool, floor_rel: float,
+                 max_peel: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return (U.new_empty((max_peel,), dtype=torch.int64),
+            U.new_empty((max_peel,), dtype=torch.float64),
+            U.new_empty((_STATS,), dtype=torch.float64))

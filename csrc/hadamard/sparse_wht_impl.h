@@ -157,6 +157,21 @@ class Decoder {
     return known;
   }
 
+  // Whether k's bins in the groups but `home` hold it: the mean of their projections p on
+  // k's delay signs has p * v >= v**2 / 2 (the reference's _Decoder.confirmed).
+  bool confirmed(int home, int64_t k, double v) {
+    if (p_.groups == 1) return true;
+    delay_signs(k);
+    const double* s = signs_.data();
+    double proj = 0;
+    for (int c = 0; c < p_.groups; ++c) {
+      if (c == home) continue;
+      const double* w = W_.data() + (int64_t(c) * B_ + hash(c, k)) * D_;
+      proj += lane_sum(D_, [w, s](int64_t d) { return w[d] * s[d]; }) / double(D_);
+    }
+    return proj * v >= 0.5 * double(p_.groups - 1) * v * v;
+  }
+
   // Subtracts X[k] = v (signs in signs_, from delay_signs(k)) from bin c * B + hash(c, k) of
   // every group c; the bins into touched.
   void peel(int64_t k, double v, std::vector<int64_t>& touched) {
@@ -203,28 +218,41 @@ void sparse_wht_decode_run(const SparseWhtDecodeArgs& a) {
   std::unordered_map<int64_t, int64_t> slot;  // k -> position in the outputs
   int64_t found = 0, peels = 0;
   std::vector<int64_t> touched;
-  for (size_t head = 0; head < queue.size() && peels < a.max_peel; ++head) {
-    const int64_t bin = queue[head];
-    queued[size_t(bin)] = 0;
-    if (dec.classify(bin, &f) != 1) continue;
-    auto [it, fresh] = slot.try_emplace(f.k, found);
-    if (fresh) {
-      a.out_indices[found] = f.k;
-      a.out_values[found] = 0.0;
-      ++found;
-    }
-    a.out_values[it->second] += f.v;
-    ++peels;
-    const int64_t k = f.k;
-    const double v = f.v;
-    dec.peel(k, v, touched);
-    for (const int64_t other : touched) {  // its bin in every other group
-      if (other == bin || queued[size_t(other)]) continue;
-      if (dec.classify(other, &f) == 1) {
-        queue.push_back(other);
-        queued[size_t(other)] = 1;
+  for (;;) {  // rounds: the FIFO, then a sweep for the single-tons refused meanwhile
+    int64_t peeled = 0;
+    for (size_t head = 0; head < queue.size() && peels < a.max_peel; ++head) {
+      const int64_t bin = queue[head];
+      queued[size_t(bin)] = 0;
+      if (dec.classify(bin, &f) != 1 || !dec.confirmed(int(bin / a.plan.bins()), f.k, f.v))
+        continue;
+      auto [it, fresh] = slot.try_emplace(f.k, found);
+      if (fresh) {
+        a.out_indices[found] = f.k;
+        a.out_values[found] = 0.0;
+        ++found;
+      }
+      a.out_values[it->second] += f.v;
+      ++peels;
+      ++peeled;
+      const int64_t k = f.k;
+      const double v = f.v;
+      dec.peel(k, v, touched);
+      for (const int64_t other : touched) {  // its bin in every other group
+        if (other == bin || queued[size_t(other)]) continue;
+        if (dec.classify(other, &f) == 1) {
+          queue.push_back(other);
+          queued[size_t(other)] = 1;
+        }
       }
     }
+    if (peeled == 0 || peels >= a.max_peel) break;
+    queue.clear();
+    std::fill(queued.begin(), queued.end(), uint8_t(0));
+    for (int64_t bin = 0; bin < bins; ++bin)
+      if (dec.classify(bin, &f) == 1) {
+        queue.push_back(bin);
+        queued[size_t(bin)] = 1;
+      }
   }
   int64_t unresolved = 0;
   for (int64_t bin = 0; bin < bins; ++bin) unresolved += dec.classify(bin, &f) != 0;

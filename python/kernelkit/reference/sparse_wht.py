@@ -26,10 +26,13 @@ variance of one bin: ``sigma**2 / B`` for a given per-sample noise sigma; estima
 (``noise="auto"``) as the lower quartile of the per-bin residuals over all bins, corrected by
 the chi-square quartile; never below a rounding floor relative to the sampled signal energy.
 
-Peeling. Every single-ton found is subtracted (with its signs) from its bin in every group,
-which may turn multi-tons into single-tons: a FIFO of single-ton bins is peeled until it is
-empty (or ``max_peel`` peels). Finally every bin is classified again: the spectrum is
-resolved when every bin is a zero-ton.
+Peeling. A single-ton is peeled once k's bins in the other groups hold, on average, at least
+half of its value (a projection test that refuses false single-tons, see
+_Decoder.confirmed). Every single-ton peeled is subtracted (with its signs) from its bin in
+every group, which may turn multi-tons into single-tons: a FIFO of single-ton bins is peeled
+until it is empty (or ``max_peel`` peels); then every bin is classified again and the
+single-tons found start the next round, until a round peels nothing. The spectrum is
+resolved when every bin ends a zero-ton.
 
 The C++ decoder (csrc/hadamard/sparse_wht*) runs the same steps in the same order.
 """
@@ -261,6 +264,21 @@ class _Decoder:
         j = torch.arange(B).repeat(G)
         return self._kind(c, j, k, energy, resid).view(G, B)
 
+    def confirmed(self, c: int, k: int, v: float) -> bool:
+        """Whether k's bins in the other groups hold it: the mean over those groups of the
+        bin's projection p on k's delay signs has p * v >= v**2 / 2. This refuses the false
+        single-tons the linear hashes let through: three coefficients of equal magnitude in
+        one bin can look like one at k1 ^ k2 ^ k3, which hashes back to the bin in every
+        group, but whose bins in the other groups do not hold it. A refused true single-ton
+        is tried again in the next round, once its other bins have been peeled further."""
+        if self.plan.groups == 1:
+            return True
+        kt = torch.tensor([k], dtype=torch.int64)
+        s = self.delay_signs(kt).view(-1)
+        bins = hash_bins(self.plan, kt).view(-1).tolist()
+        proj = sum(float((self.U[c2, j2] * s).mean()) for c2, j2 in enumerate(bins) if c2 != c)
+        return proj * v >= 0.5 * (self.plan.groups - 1) * v * v
+
     def peel(self, k: int, v: float) -> list[tuple[int, int]]:
         """Subtracts X[k] = v from its bin in every group; returns those bins."""
         kt = torch.tensor([k], dtype=torch.int64)
@@ -278,22 +296,28 @@ def decode(plan: SparseWHTPlan, U: torch.Tensor, *, sigma: float | None, auto: b
     kinds = dec.classify_all()
     stats = {"zero_tons": int((kinds == 0).sum()), "single_tons": int((kinds == 1).sum()),
              "multi_tons": int((kinds == 2).sum())}
-    queue = deque((int(c), int(j)) for c, j in (kinds == 1).nonzero().tolist())
-    queued = kinds == 1
     found: dict[int, float] = {}
     peels = 0
-    while queue and peels < max_peel:
-        c, j = queue.popleft()
-        queued[c, j] = False
-        kind, k, v = dec.classify(c, j)
-        if kind != 1:
-            continue
-        found[k] = found.get(k, 0.0) + v
-        peels += 1
-        for c2, j2 in dec.peel(k, v):
-            if c2 != c and not queued[c2, j2] and dec.classify(c2, j2)[0] == 1:
-                queue.append((c2, j2))
-                queued[c2, j2] = True
+    while True:  # rounds: a FIFO of single-tons, then a sweep for those refused meanwhile
+        queue = deque((int(c), int(j)) for c, j in (kinds == 1).nonzero().tolist())
+        queued = kinds == 1
+        peeled = 0
+        while queue and peels < max_peel:
+            c, j = queue.popleft()
+            queued[c, j] = False
+            kind, k, v = dec.classify(c, j)
+            if kind != 1 or not dec.confirmed(c, k, v):
+                continue
+            found[k] = found.get(k, 0.0) + v
+            peels += 1
+            peeled += 1
+            for c2, j2 in dec.peel(k, v):
+                if c2 != c and not queued[c2, j2] and dec.classify(c2, j2)[0] == 1:
+                    queue.append((c2, j2))
+                    queued[c2, j2] = True
+        if peeled == 0 or peels >= max_peel:
+            break
+        kinds = dec.classify_all()
     final = dec.classify_all()
     stats["unresolved"] = int((final != 0).sum())
     stats["peels"] = peels

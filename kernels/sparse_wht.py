@@ -93,7 +93,7 @@ def aot_specializations():
     """Yield the distinct (jit_fn, signature, constexprs, num_warps) the launcher uses."""
     seen = set()
     for n, b, chains in _AOT_CASES:
-        total = 3 * chains * (n + 1) << b
+        total = 4 * chains * (n - b + 1) << b
         _, consts, warps = _launch(total, b)
         for dtype in (torch.float32, torch.float64):
             for gathered in (False, True):

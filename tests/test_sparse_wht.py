@@ -91,7 +91,7 @@ def test_noiseless_tensor_matches_plant_and_dense_fwht(n: int, K: int) -> None:
     top = torch.topk(dense.abs(), K).indices
     assert set(top.tolist()) == set(r.indices.tolist())
     torch.testing.assert_close(dense[r.indices], r.values, rtol=1e-9, atol=1e-9)
-    assert r.samples == 3 * (n + 1) * r.plan.bins
+    assert r.samples == 4 * (n - r.plan.b + 1) * r.plan.bins
 
 
 def test_noiseless_float32_signal() -> None:
@@ -138,7 +138,7 @@ def test_adversarial_support_collides_in_one_group() -> None:
     """Twelve coefficients share one bin of group 0 (plus random others): the other groups'
     single-tons peel them out of it."""
     n, K, seed = 16, 40, 11
-    plan = make_plan(n, 5, 3, 1, False, seed)  # bins=32, as passed below
+    plan = make_plan(n, 5, 4, 1, False, seed)  # bins=32, groups=4, as sparse_wht's below
     cand = torch.randperm(1 << n, generator=torch.Generator().manual_seed(0))
     h = hash_bins(plan, cand)[0]
     colliding = cand[h == 5][:12]
@@ -230,7 +230,7 @@ def test_seed_reproducible_and_seed_none_uses_torch_generator() -> None:
 def test_plan_samples_are_in_range_and_distinct_per_group() -> None:
     plan = make_plan(40, 6, 3, 5, True, 0)
     idx = sample_indices(plan)
-    assert idx.shape == (3, 5 * 41, 64)
+    assert idx.shape == (3, 5 * 35, 64)
     assert int(idx.min()) >= 0 and int(idx.max()) < 2**40
     for c in range(3):
         assert torch.unique(idx[c]).numel() == idx[c].numel()
@@ -243,7 +243,7 @@ def test_backends_agree_with_reference_function(backend: str) -> None:
     x = dense_signal(n, k, v, noise=0.01)
     with kernelkit.use_backend(backend):
         r = kernelkit.sparse_wht(x, n, K, seed=4)
-    plan = make_plan(n, r.plan.b, 3, 5, True, 4)
+    plan = make_plan(n, r.plan.b, 4, 5, True, 4)
     ref = sparse_wht_reference(x, plan, auto=True, k=K)
     assert torch.equal(r.indices, ref.indices)
     torch.testing.assert_close(r.values, ref.values, rtol=1e-10, atol=1e-12)
@@ -366,12 +366,18 @@ def test_kernels_refuse_bad_plans() -> None:
 
     plan = make_plan(10, 4, 3, 1, False, 2)
     bad = plan.delays.clone()
-    bad[3] ^= 1
-    U = torch.zeros(3, 11, 16, dtype=torch.float64)
+    bad[3] = bad[2]  # two equal directions: with the columns they cannot span F_2^10
+    U = torch.zeros(3, 7, 16, dtype=torch.float64)
     x = torch.zeros(1024, dtype=torch.float64)
-    with pytest.raises(ValueError, match="delays must be chains"):
+    with pytest.raises(ValueError, match="do not span"):
         _C.sparse_wht_front(10, 4, 3, 1, plan.cols.data_ptr(), bad.data_ptr(), x.data_ptr(),
                             1024, False, "float64", U.data_ptr(), 1)
+    two = make_plan(10, 4, 3, 2, True, 2).delays.clone()
+    two[9] ^= 1
+    U2 = torch.zeros(3, 14, 16, dtype=torch.float64)
+    with pytest.raises(ValueError, match="delays must be chains"):
+        _C.sparse_wht_front(10, 4, 3, 2, plan.cols.data_ptr(), two.data_ptr(), x.data_ptr(),
+                            1024, False, "float64", U2.data_ptr(), 1)
     big = plan.cols.clone()
     big[0, 0] = 1 << 12
     with pytest.raises(ValueError, match="not an n-bit integer"):
@@ -383,5 +389,5 @@ def test_kernels_refuse_bad_plans() -> None:
     with pytest.raises(ValueError, match="b must be in"):
         _C.sparse_wht_indices(10, 11, 3, 1, plan.cols.data_ptr(), plan.delays.data_ptr(),
                               U.data_ptr())
-    with pytest.raises(ValueError, match="= 33 elements; got 10"):
+    with pytest.raises(ValueError, match="= 21 elements; got 6"):
         torch.ops.kernelkit.sparse_wht_front(x, plan.cols, plan.delays[:-1], 10, 3, False)

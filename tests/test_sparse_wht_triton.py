@@ -53,11 +53,11 @@ def test_sparse_wht_on_the_triton_backend_matches_cpu(source: str) -> None:
     k, v = planted(n, K, seed=3)
     signal = dense_signal(n, k, v, noise=0.01) if source == "tensor" else function_signal(k, v)
     with kernelkit.use_backend("triton"):
-        r = kernelkit.sparse_wht(signal, n, K, seed=1)
+        r = kernelkit.sparse_wht(signal, n, K, groups=4, seed=1)
         torch.library.opcheck(torch.ops.kernelkit.sparse_wht_front,
                               (dense_signal(n, k, v), r.plan.cols, r.plan.delays, n, 5, False))
     with kernelkit.use_backend("cpu"):
-        want = kernelkit.sparse_wht(signal, n, K, seed=1)
+        want = kernelkit.sparse_wht(signal, n, K, groups=4, seed=1)
     assert torch.equal(r.indices, want.indices)
     torch.testing.assert_close(r.values, want.values, rtol=1e-9, atol=1e-12)
     assert set(r.indices.tolist()) == set(k.tolist())

@@ -62,12 +62,43 @@ void check_sparse_wht_plan(const char* op, const SparseWhtPlan& p) {
   const uint64_t limit = uint64_t(1) << p.n;
   for (int64_t i = 0; i < int64_t(p.groups) * p.b; ++i)
     if (uint64_t(p.cols[i]) >= limit) fail(op, "a column of the plan is not an n-bit integer");
+  const int m = p.directions();
   for (int64_t i = 0; i < p.delay_count(); ++i) {
     if (uint64_t(p.delays[i]) >= limit) fail(op, "a delay of the plan is not an n-bit integer");
-    const int q = int(i % (p.n + 1));
-    if (q > 0 && p.delays[i] != (p.delays[i - q] ^ (int64_t(1) << (q - 1))))
-      fail(op, "the delays must be chains r, r ^ e_1, .., r ^ e_n");
+    const int q = int(i % (m + 1));
+    if (q > 0 && (p.delays[i] ^ p.delays[i - q]) != (p.delays[q] ^ p.delays[0]))
+      fail(op, "the delays must be chains r, r ^ a_1, .., r ^ a_{n-b} with the same a_i");
   }
+  std::vector<int64_t> rows(size_t(p.n)), inv(size_t(p.n));
+  for (int c = 0; c < p.groups; ++c) {
+    group_functionals(p, c, rows.data());
+    if (!invert_rows_f2(rows.data(), p.n, inv.data()))
+      fail(op, "the columns of group " + std::to_string(c) +
+                   " and the delay directions do not span F_2^n");
+  }
+}
+
+void group_functionals(const SparseWhtPlan& p, int c, int64_t* rows) {
+  for (int t = 0; t < p.b; ++t) rows[t] = p.cols[int64_t(c) * p.b + t];
+  for (int i = 0; i < p.directions(); ++i) rows[p.b + i] = p.delays[1 + i] ^ p.delays[0];
+}
+
+bool invert_rows_f2(const int64_t* rows, int n, int64_t* inv) {
+  std::vector<uint64_t> left(rows, rows + n);
+  for (int t = 0; t < n; ++t) inv[t] = int64_t(1) << t;
+  for (int q = 0; q < n; ++q) {
+    int pivot = q;
+    while (pivot < n && !((left[size_t(pivot)] >> q) & 1)) ++pivot;
+    if (pivot == n) return false;
+    std::swap(left[size_t(q)], left[size_t(pivot)]);
+    std::swap(inv[q], inv[pivot]);
+    for (int i = 0; i < n; ++i)
+      if (i != q && ((left[size_t(i)] >> q) & 1)) {
+        left[size_t(i)] ^= left[size_t(q)];
+        inv[i] ^= inv[q];
+      }
+  }
+  return true;
 }
 
 void sparse_wht_indices(const SparseWhtPlan& p, int64_t* out) {

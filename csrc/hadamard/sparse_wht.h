@@ -16,10 +16,12 @@ struct SparseWhtPlan {
   int n = 0;                       // signal length 2**n, 1 <= n <= 62
   int b = 0;                       // B = 2**b bins per group, 0 <= b <= min(n, 30)
   int groups = 0;
-  int chains = 0;                  // D = chains * (n + 1) delays: r_p, r_p ^ e_1, .., r_p ^ e_n
+  int chains = 0;                  // D = chains * (n - b + 1) delays: r_p, r_p ^ a_1, ..,
+                                   // r_p ^ a_{n-b} (the same directions a_i in every chain)
   const int64_t* cols = nullptr;   // (groups, b) n-bit columns of the M_c
   const int64_t* delays = nullptr; // (D,) n-bit delays
-  int64_t delay_count() const { return int64_t(chains) * (n + 1); }
+  int directions() const { return n - b; }
+  int64_t delay_count() const { return int64_t(chains) * (n - b + 1); }
   int64_t bins() const { return int64_t(1) << b; }
 };
 
@@ -56,6 +58,14 @@ void sparse_wht_front(const SparseWhtFrontArgs& args, Isa isa);
 void sparse_wht_decode(const SparseWhtDecodeArgs& args, Isa isa);
 
 void check_sparse_wht_plan(const char* op, const SparseWhtPlan& plan);
+
+// inv[q] (n entries) with bit q of k = parity(inv[q] & y) for the k that has <rows[t], k> =
+// bit t of y, t < n (the inverse of the n x n matrix over F_2 with rows rows[t]); false when
+// the rows are not independent.
+bool invert_rows_f2(const int64_t* rows, int n, int64_t* inv);
+
+// The n functionals of group c: its b columns, then the n - b delay directions.
+void group_functionals(const SparseWhtPlan& plan, int c, int64_t* rows);
 
 namespace portable { void sparse_wht_decode_run(const SparseWhtDecodeArgs& a); }
 namespace avx2 { void sparse_wht_decode_run(const SparseWhtDecodeArgs& a); }

@@ -51,9 +51,18 @@ class Decoder {
  public:
   explicit Decoder(const SparseWhtDecodeArgs& a)
       : p_(a.plan), D_(p_.delay_count()), B_(p_.bins()), n_(p_.n),
-        W_(size_t(p_.groups) * size_t(B_) * size_t(D_)), votes_(size_t(p_.n)),
-        signs_(size_t(D_)), fit_(size_t(p_.groups * B_)), kind_(size_t(p_.groups * B_), -1) {
+        m_(p_.directions()), W_(size_t(p_.groups) * size_t(B_) * size_t(D_)),
+        votes_(size_t(m_)), signs_(size_t(D_)), fit_(size_t(p_.groups * B_)),
+        kind_(size_t(p_.groups * B_), -1), inv_(size_t(p_.groups) * size_t(n_)),
+        dirs_(size_t(m_)) {
     const int64_t G = p_.groups;
+    for (int i = 0; i < m_; ++i) dirs_[size_t(i)] = p_.delays[1 + i] ^ p_.delays[0];
+    std::vector<int64_t> rows(static_cast<size_t>(n_));
+    for (int c = 0; c < p_.groups; ++c) {
+      group_functionals(p_, c, rows.data());
+      if (!invert_rows_f2(rows.data(), n_, inv_.data() + size_t(c) * size_t(n_)))
+        throw std::invalid_argument("sparse_wht_decode: the plan's functionals do not span");
+    }
     double sum = 0;
     for (int64_t c = 0; c < G; ++c)
       for (int64_t d = 0; d < D_; ++d) {
@@ -94,16 +103,18 @@ class Decoder {
     return sum / double(p_.groups * D_);
   }
 
-  // (-1)**<k, d> for every delay, into signs_: chain p's delays are r_p, r_p ^ e_1, ..,
-  // r_p ^ e_n (check_sparse_wht_plan), so one parity per chain and the bits of k suffice.
+  // (-1)**<k, d> for every delay, into signs_: chain p's delays are r_p, r_p ^ a_1, ..,
+  // r_p ^ a_m (check_sparse_wht_plan), so one parity per chain and per direction suffice.
   void delay_signs(int64_t k) {
-    const int stride = n_ + 1;
+    const int stride = m_ + 1;
+    for (int i = 0; i < m_; ++i)
+      votes_[size_t(i)] = double(1 - 2 * parity(uint64_t(k) & uint64_t(dirs_[size_t(i)])));
     for (int p = 0; p < p_.chains; ++p) {
       const double base =
           parity(uint64_t(k) & uint64_t(p_.delays[int64_t(p) * stride])) ? -1.0 : 1.0;
       double* s = signs_.data() + int64_t(p) * stride;
       s[0] = base;
-      for (int q = 0; q < n_; ++q) s[1 + q] = base * double(1 - 2 * int((k >> q) & 1));
+      for (int i = 0; i < m_; ++i) s[1 + i] = base * votes_[size_t(i)];
     }
   }
 
@@ -114,22 +125,26 @@ class Decoder {
     return j;
   }
 
-  // Single-ton fit of bin `bin` (= c * B + j): bits by the weighted majority of the chains.
+  // Single-ton fit of bin `bin` (= c * B + j): the bits <a_i, k> by the weighted majority
+  // of the chains, then k = R_c^-1 (j, bits).
   Fit fit(int64_t bin) {
     const double* w = W_.data() + bin * D_;
-    return fit(w, lane_sum(D_, [w](int64_t d) { return w[d] * w[d]; }));
+    return fit(bin, w, lane_sum(D_, [w](int64_t d) { return w[d] * w[d]; }));
   }
 
-  Fit fit(const double* w, double energy) {
-    const int stride = n_ + 1;
+  Fit fit(int64_t bin, const double* w, double energy) {
+    const int stride = m_ + 1;
     std::fill(votes_.begin(), votes_.end(), 0.0);
     for (int p = 0; p < p_.chains; ++p) {
       const double* chain = w + int64_t(p) * stride;
       const double r = chain[0];
-      for (int q = 0; q < n_; ++q) votes_[size_t(q)] += r * chain[1 + q];
+      for (int i = 0; i < m_; ++i) votes_[size_t(i)] += r * chain[1 + i];
     }
+    uint64_t y = uint64_t(bin % B_);
+    for (int i = 0; i < m_; ++i) y |= uint64_t(votes_[size_t(i)] < 0) << (p_.b + i);
+    const int64_t* inv = inv_.data() + (bin / B_) * n_;
     int64_t k = 0;
-    for (int q = 0; q < n_; ++q) k |= int64_t(votes_[size_t(q)] < 0) << q;
+    for (int q = 0; q < n_; ++q) k |= int64_t(parity(uint64_t(inv[q]) & y)) << q;
     delay_signs(k);
     const double* s = signs_.data();
     const double v = lane_sum(D_, [w, s](int64_t d) { return w[d] * s[d]; }) / double(D_);
@@ -152,7 +167,7 @@ class Decoder {
     const double* w = W_.data() + bin * D_;
     const double energy = lane_sum(D_, [w](int64_t d) { return w[d] * w[d]; });
     if (energy <= zero_limit_) return known = 0;
-    *f = fit_[size_t(bin)] = fit(w, energy);
+    *f = fit_[size_t(bin)] = fit(bin, w, energy);
     known = (f->resid <= single_limit_ && hash(int(bin / B_), f->k) == bin % B_) ? 1 : 2;
     return known;
   }
@@ -189,10 +204,12 @@ class Decoder {
  private:
   const SparseWhtPlan& p_;
   const int64_t D_, B_;
-  const int n_;
-  std::vector<double> W_, votes_, signs_;
+  const int n_, m_;
+  std::vector<double> W_, votes_, signs_;  // votes_ doubles as the direction signs
   std::vector<Fit> fit_;      // per bin: its last fit, valid while kind_ >= 0
   std::vector<int8_t> kind_;  // per bin: its last kind, -1 once a peel changed it
+  std::vector<int64_t> inv_;  // (groups, n): R_c^-1 (invert_rows_f2)
+  std::vector<int64_t> dirs_; // the m = n - b delay directions
   double total_ = 0, var_ = 0, zero_limit_ = 0, single_limit_ = 0;
 };
 

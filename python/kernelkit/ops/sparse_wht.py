@@ -37,14 +37,17 @@ _STAT_NAMES = ("zero_tons", "single_tons", "multi_tons", "unresolved", "peels", 
                "explained")
 MAX_N = 62
 CALL_CHUNK = 1 << 22       # samples per call of a callable signal
-ROBUST_CHAINS = 5          # delay chains of delays="robust" (each n + 1 delays)
-BIN_LOAD = 1.5             # default bins: groups * bins >= BIN_LOAD * k
+ROBUST_CHAINS = 5          # delay chains of delays="robust" (each n - b + 1 delays)
+BIN_LOAD = 1.5             # default bins: groups * bins >= BIN_LOAD * k, and
+STUCK_PAIRS = 1000.0       # (k**2 / 2) * bins**-groups <= 1 / STUCK_PAIRS
 
 
 def default_bins(n: int, k: int, groups: int) -> int:
-    """The smallest power of two B >= 4 with groups * B >= 1.5 k (at most 2**n)."""
-    want = max(4, math.ceil(BIN_LOAD * k / groups))
-    return 1 << min(n, max(0, math.ceil(math.log2(want))))
+    """The smallest power of two B >= 4 (at most 2**n) with groups * B >= 1.5 k and
+    (k**2 / 2) * B**-groups <= 1e-3: the chance that two coefficients share a bin in every
+    group (a pair peeling cannot separate)."""
+    want = max(4.0, BIN_LOAD * k / groups, (STUCK_PAIRS * k * k / 2) ** (1.0 / groups))
+    return 1 << min(n, max(0, math.ceil(math.log2(want) - 1e-9)))
 
 
 @lru_cache(maxsize=64)
@@ -114,7 +117,7 @@ def _check_finite(t: torch.Tensor) -> None:
 
 
 def sparse_wht(signal: torch.Tensor | Callable[[torch.Tensor], torch.Tensor], n: int, k: int, *,
-               noise: str | float | None = "auto", groups: int = 3, bins: int | None = None,
+               noise: str | float | None = "auto", groups: int = 4, bins: int | None = None,
                delays: str = "robust", chains: int | None = None, seed: int | None = None,
                max_peel: int | None = None) -> SparseWHTResult:
     """The few large Walsh-Hadamard coefficients of a signal on {0,1}**n, from few samples.
@@ -135,11 +138,15 @@ def sparse_wht(signal: torch.Tensor | Callable[[torch.Tensor], torch.Tensor], n:
         noise: ``"auto"`` estimates the noise level from the bins; ``None`` means noiseless
             (thresholds at rounding level); a float is the standard deviation of the noise on
             every sample.
-        groups: subsampling groups (3 is SPRIGHT's choice).
+        groups: subsampling groups. 4 by default (SPRIGHT uses 3): two coefficients that
+            share a bin in every group cannot be peeled apart, which happens with probability
+            about ``(k**2 / 2) * bins**-groups`` (2% at k = 100, bins = 64, 3 groups).
         bins: bins per group, a power of two <= 2**n; default the smallest power of two >= 4
-            with ``groups * bins >= 1.5 k``.
-        delays: ``"robust"`` (``chains`` random-offset delay chains, bits by a weighted
-            majority of ``U[r] U[r xor e_q]``) or ``"noiseless"`` (delays 0, e_1, ..., e_n).
+            with ``groups * bins >= 1.5 k`` and ``(k**2 / 2) * bins**-groups <= 1e-3``.
+        delays: ``"robust"`` (``chains`` random-offset delay chains r, r ^ e_q for n - b
+            coordinates q, bits by a weighted majority of ``U[r] U[r xor e_q]``) or
+            ``"noiseless"`` (delays 0 and e_q for those n - b coordinates; the hash of the
+            bin gives the other b bits of an index).
         chains: delay chains for ``"robust"`` (default 5); ``"noiseless"`` uses one.
         seed: seeds the subsampling matrices and delay offsets (reproducible); None draws one
             from torch's global generator.
@@ -149,7 +156,7 @@ def sparse_wht(signal: torch.Tensor | Callable[[torch.Tensor], torch.Tensor], n:
         SparseWHTResult: ``indices, values = result`` (int64; float64 for float64 samples,
         else float32), sorted by |value| descending, in the normalization ``fwht(x) / 2**n``
         (so ``x[m] = sum_k X[k] (-1)**popcount(k & m)``); plus ``samples`` (signal values
-        read, ``groups * chains * (n + 1) * bins``), ``zero_tons`` / ``single_tons`` /
+        read, ``groups * chains * (n - log2(bins) + 1) * bins``), ``zero_tons`` / ``single_tons`` /
         ``multi_tons`` (the first classification of the bins), ``unresolved`` (bins left
         holding energy), ``resolved``, ``explained`` (fraction of the sampled energy the
         coefficients account for), ``noise`` (the per-sample noise level used), and ``ok`` /
@@ -175,7 +182,7 @@ def sparse_wht(signal: torch.Tensor | Callable[[torch.Tensor], torch.Tensor], n:
     if bins & (bins - 1):
         raise ValueError(f"{_OP}: bins must be a power of two; got {bins}")
     b = bins.bit_length() - 1
-    D = chains * (n + 1)
+    D = chains * (n - b + 1)
     check_size(_OP, f"groups={groups}, bins={bins}, n={n}", "samples", (groups, D, bins), 8)
     if max_peel is None:
         max_peel = groups * bins
@@ -283,12 +290,12 @@ def _plan_of(op: str, cols: torch.Tensor, delays: torch.Tensor, n: int,
             raise TypeError(f"{op}: {name} must be a {dim}-D int64 tensor")
     check_int(op, "n", n, minimum=1, maximum=MAX_N)
     check_int(op, "chains", chains, minimum=1, maximum=64)
-    if delays.numel() != chains * (n + 1):
-        raise ValueError(f"{op}: delays must have chains * (n + 1) = {chains * (n + 1)} "
-                         f"elements; got {delays.numel()}")
     b = cols.shape[1]
     if b > min(n, 30):
         raise ValueError(f"{op}: cols has {b} columns; at most min(n, 30) = {min(n, 30)}")
+    if delays.numel() != chains * (n - b + 1):
+        raise ValueError(f"{op}: delays must have chains * (n - b + 1) = "
+                         f"{chains * (n - b + 1)} elements; got {delays.numel()}")
     return SparseWHTPlan(n, b, cols.shape[0], chains, cols.cpu().contiguous(),
                          delays.cpu().contiguous())
 

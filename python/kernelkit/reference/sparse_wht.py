@@ -11,13 +11,17 @@ n-bit integers) and every group shares the D delays d (n-bit integers). The B = 
     U_{c,d}[j] = B**-1 sum_l u_{c,d}[l] (-1)**<j, l> = sum_{k : M_c^T k = j} X[k] (-1)**<k, d>,
 
 so bin j of group c holds the coefficients that hash to j (``hash_c(k) = M_c^T k``), each
-signed by its delay. The delays come in ``chains`` chains of n + 1: ``r_p, r_p xor e_1, ...,
-r_p xor e_n`` (noiseless: one chain with r = 0; robust: random offsets r_p).
+signed by its delay. The delays come in ``chains`` chains of n - b + 1: ``r_p, r_p xor a_1,
+..., r_p xor a_{n-b}`` with unit vectors a_i = e_q at n - b random coordinates (noiseless: one
+chain with r = 0; robust: random offsets r_p). M_c is drawn so that its b columns and the a_i
+span F_2^n.
 
-Bin test. If bin (c, j) holds the one coefficient X[k] (a single-ton), ``U_r U_{r xor e_q} =
-X[k]**2 (-1)**k_q`` for every chain, so bit q of k is the sign of ``sum_p U_{r_p}
-U_{r_p xor e_q}`` (a majority over the chains weighted by the products; the complex-product
-test of the issue, for real data), the value is the mean of ``U_d (-1)**<k, d>`` over all D
+Bin test. If bin (c, j) holds the one coefficient X[k] (a single-ton), ``U_r U_{r xor a_i} =
+X[k]**2 (-1)**<k, a_i>`` for every chain, so the bit <k, a_i> is the sign of ``sum_p U_{r_p}
+U_{r_p xor a_i}`` (a majority over the chains weighted by the products; the complex-product
+test of the issue, for real data). Those n - b bits and the b bits of j (= M_c^T k) are n
+independent linear functionals of k: k is solved for (R_c^-1, precomputed per group). The
+value is the mean of ``U_d (-1)**<k, d>`` over all D
 delays, and the residual ``sum_d (U_d - v (-1)**<k, d>)**2`` is noise only. A bin is a
 zero-ton when its energy per delay is at most ``sigma_b**2 (1 + 6 sqrt(2 / D))``, a single-ton
 when its residual per degree of freedom is at most ``sigma_b**2 (1 + 6 sqrt(2 / (D - 1)))``
@@ -60,7 +64,8 @@ def rounding_floor(dtype: torch.dtype) -> float:
 
 @dataclass(frozen=True)
 class SparseWHTPlan:
-    """Where the samples are taken: cols (groups, b) and delays (D,), int64 n-bit integers."""
+    """Where the samples are taken: cols (groups, b) and delays (D,), int64 n-bit integers;
+    D = chains * (n - b + 1), chain p being r_p, r_p ^ a_1, .., r_p ^ a_{n-b}."""
 
     n: int
     b: int
@@ -77,30 +82,75 @@ class SparseWHTPlan:
     def samples(self) -> int:
         return self.groups * self.delays.numel() * self.bins
 
+    @property
+    def dirs(self) -> list[int]:
+        """The delay directions a_1, .., a_{n-b}."""
+        d = self.delays.tolist()
+        return [d[0] ^ a for a in d[1 : self.n - self.b + 1]]
 
-def _full_rank_columns(rng: random.Random, n: int, b: int) -> list[int]:
-    """b random n-bit integers, linearly independent over F_2 (rejection on a dependent one)."""
-    cols: list[int] = []
-    basis: dict[int, int] = {}  # leading bit -> reduced vector
-    while len(cols) < b:
+
+def _extend_basis(rng: random.Random, n: int, count: int,
+                  basis: dict[int, int] | None = None) -> list[int]:
+    """count random n-bit integers, linearly independent over F_2 of each other and of the
+    vectors already in basis (leading bit -> reduced vector; extended in place)."""
+    basis = {} if basis is None else basis
+    out: list[int] = []
+    while len(out) < count:
         v = rng.getrandbits(n)
         r = v
         while r:
             top = r.bit_length() - 1
             if top not in basis:
                 basis[top] = r
-                cols.append(v)
+                out.append(v)
                 break
             r ^= basis[top]
-    return cols
+    return out
+
+
+def _reduce(rows: list[int]) -> dict[int, int]:
+    basis: dict[int, int] = {}
+    for v in rows:
+        while v:
+            top = v.bit_length() - 1
+            if top not in basis:
+                basis[top] = v
+                break
+            v ^= basis[top]
+    return basis
+
+
+def inverse_rows(rows: list[int], n: int) -> list[int]:
+    """R^-1 of the n x n matrix over F_2 whose row t is the functional rows[t]: the k with
+    <rows[t], k> = y_t for every t has bit q = parity(inverse_rows[q] & y). Gauss-Jordan."""
+    left = list(rows)
+    right = [1 << t for t in range(n)]
+    for q in range(n):
+        pivot = next(i for i in range(q, n) if (left[i] >> q) & 1)
+        left[q], left[pivot] = left[pivot], left[q]
+        right[q], right[pivot] = right[pivot], right[q]
+        for i in range(n):
+            if i != q and (left[i] >> q) & 1:
+                left[i] ^= left[q]
+                right[i] ^= right[q]
+    return right
 
 
 def make_plan(n: int, b: int, groups: int, chains: int, robust: bool, seed: int) -> SparseWHTPlan:
-    """Random subsampling matrices per group and the delay chains, from seed (reproducible)."""
+    """Random subsampling matrices per group and the delay chains, from seed (reproducible).
+
+    The n - b delay directions are unit vectors e_q at random coordinates q; each group's b
+    columns are drawn so that with them they span F_2^n: bin j then gives b linear
+    functionals of a single-ton's index k (M_c^T k = j) and the directions the other n - b
+    (<a_i, k> from the sign of U[r] U[r ^ a_i]), so k is solved for, never searched."""
     rng = random.Random(seed)
-    cols = [_full_rank_columns(rng, n, b) for _ in range(groups)]
+    coords = sorted(rng.sample(range(n), n - b))
+    dirs = [1 << q for q in coords]
+    cols = []
+    for _ in range(groups):
+        cols.append(_extend_basis(rng, n, b, _reduce(dirs)))
     offsets = [rng.getrandbits(n) if robust else 0 for _ in range(chains)]
-    delays = [r ^ e for r in offsets for e in [0] + [1 << q for q in range(n)]]
+    delays = [r ^ e for r in offsets for e in [0] + dirs]
     cols_t = torch.tensor(cols, dtype=torch.int64).view(groups, b)
     return SparseWHTPlan(n, b, groups, chains, cols_t, torch.tensor(delays, dtype=torch.int64))
 
@@ -211,10 +261,16 @@ class _Decoder:
         self.chains = plan.chains
         n = plan.n
         self.bitmask = (torch.tensor([1], dtype=torch.int64) << torch.arange(n)).view(1, n)
+        dirs = plan.dirs
+        self.inv = torch.tensor([inverse_rows(plan.cols[c].tolist() + dirs, n)
+                                 for c in range(plan.groups)], dtype=torch.int64).view(-1, n)
+        G, B = plan.groups, plan.bins
+        self.all_c = torch.arange(G).repeat_interleave(B)
+        self.all_j = torch.arange(B).repeat(G)
         self.total = float((self.U**2).sum()) / (plan.groups * D)  # sum_k X[k]**2 per delay
         floor = (floor_rel**2) * max(self.total, 1e-300)
         if auto:
-            _, _, _, resid = self.fit(self.U.view(-1, D))
+            _, _, _, resid = self.fit(self.U.view(-1, D), self.all_c, self.all_j)
             per_dof = resid / max(D - 1, 1)
             q = int(0.25 * (per_dof.numel() - 1))
             est = float(torch.sort(per_dof).values[q])
@@ -230,12 +286,16 @@ class _Decoder:
         """(m, D) float64: (-1)**<k, d> for every delay."""
         return 1.0 - 2.0 * parity(k.view(-1, 1) & self.plan.delays.view(1, -1)).to(torch.float64)
 
-    def fit(self, rows: torch.Tensor):  # noqa: ANN201
-        """Single-ton fit of bins (m, D): decoded k, value, energy, residual (each (m,))."""
-        n, P = self.plan.n, self.chains
-        chain = rows.view(-1, P, n + 1)
-        votes = (chain[:, :, :1] * chain[:, :, 1:]).sum(1)  # (m, n)
-        k = ((votes < 0).to(torch.int64) * self.bitmask).sum(1)
+    def fit(self, rows: torch.Tensor, c: torch.Tensor, j: torch.Tensor):  # noqa: ANN201
+        """Single-ton fit of bins (m, D) of groups c (m,) and bins j (m,): decoded k, value,
+        energy, residual (each (m,)). The bits <a_i, k> are the signs of the chains' summed
+        products U[r_p] U[r_p ^ a_i]; with the b bits of j they give k = R_c^-1 y."""
+        P, m, b = self.chains, self.plan.n - self.plan.b, self.plan.b
+        chain = rows.view(-1, P, m + 1)
+        votes = (chain[:, :, :1] * chain[:, :, 1:]).sum(1)  # (rows, m)
+        bits = ((votes < 0).to(torch.int64) * self.bitmask[:, :m]).sum(1)
+        y = j | (bits << b)
+        k = (parity(self.inv[c] & y.view(-1, 1)) * self.bitmask).sum(1)
         s = self.delay_signs(k)
         v = (rows * s).mean(1)
         energy = (rows**2).sum(1)
@@ -244,7 +304,8 @@ class _Decoder:
 
     def classify(self, c: int, j: int) -> tuple[int, int, float]:
         """(kind, k, v) of bin (c, j): kind 0 zero-ton, 1 single-ton, 2 multi-ton."""
-        k, v, energy, resid = self.fit(self.U[c, j].view(1, -1))
+        ct, jt = torch.tensor([c]), torch.tensor([j])
+        k, v, energy, resid = self.fit(self.U[c, j].view(1, -1), ct, jt)
         return int(self._kind(c, j, k, energy, resid)[0]), int(k), float(v)
 
     def _kind(self, c: int | torch.Tensor, j: int | torch.Tensor, k: torch.Tensor,
@@ -259,10 +320,8 @@ class _Decoder:
     def classify_all(self) -> torch.Tensor:
         """(groups, B) kinds of every bin."""
         G, B, D = self.U.shape
-        k, _, energy, resid = self.fit(self.U.view(-1, D))
-        c = torch.arange(G).repeat_interleave(B)
-        j = torch.arange(B).repeat(G)
-        return self._kind(c, j, k, energy, resid).view(G, B)
+        k, _, energy, resid = self.fit(self.U.view(-1, D), self.all_c, self.all_j)
+        return self._kind(self.all_c, self.all_j, k, energy, resid).view(G, B)
 
     def confirmed(self, c: int, k: int, v: float) -> bool:
         """Whether k's bins in the other groups hold it: the mean over those groups of the
@@ -343,12 +402,16 @@ def sparse_wht_reference(signal: torch.Tensor, plan: SparseWHTPlan, *, sigma: fl
 
 def make_result(plan: SparseWHTPlan, found: dict[int, float] | tuple[torch.Tensor, torch.Tensor],
                 stats: dict[str, float], dtype: torch.dtype, k: int | None) -> SparseWHTResult:
-    """The result object: the coefficients sorted by |value| descending (ties by index)."""
+    """The result object: the coefficients sorted by |value| descending (ties by index).
+    Coefficients within 3 standard errors of zero (``3 sigma_b / sqrt(D)``, what is left of a
+    false single-ton peeled and then corrected) are dropped."""
     if isinstance(found, dict):
         indices = torch.tensor(list(found.keys()), dtype=torch.int64)
         values = torch.tensor(list(found.values()), dtype=torch.float64)
     else:
         indices, values = found
+    keep = values.abs() > 3.0 * stats["noise"] / math.sqrt(plan.bins * plan.delays.numel())
+    indices, values = indices[keep], values[keep]
     if indices.numel():
         order = torch.argsort(indices)
         indices, values = indices[order], values[order]

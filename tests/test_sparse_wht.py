@@ -391,3 +391,12 @@ def test_kernels_refuse_bad_plans() -> None:
                               U.data_ptr())
     with pytest.raises(ValueError, match="= 21 elements; got 6"):
         torch.ops.kernelkit.sparse_wht_front(x, plan.cols, plan.delays[:-1], 10, 3, False)
+
+
+def test_blackbox_example_runs(capsys) -> None:  # noqa: ANN001
+    import runpy
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "sparse_wht_blackbox.py"
+    runpy.run_path(str(path), run_name="__main__")
+    assert "every planted term recovered" in capsys.readouterr().out

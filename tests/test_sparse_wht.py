@@ -400,3 +400,31 @@ def test_blackbox_example_runs(capsys) -> None:  # noqa: ANN001
     path = Path(__file__).resolve().parents[1] / "examples" / "sparse_wht_blackbox.py"
     runpy.run_path(str(path), run_name="__main__")
     assert "every planted term recovered" in capsys.readouterr().out
+
+
+def test_strided_signal_is_sampled_without_a_copy() -> None:
+    n, K = 12, 20
+    k, v = planted(n, K, seed=6)
+    x = dense_signal(n, k, v)
+    wide = torch.zeros(2 << n, dtype=torch.float64)
+    wide[::2] = x
+    r = kernelkit.sparse_wht(wide[::2], n, K, seed=3)
+    assert_recovered(r, k, v, rtol=1e-9)
+    want = kernelkit.sparse_wht(x, n, K, seed=3)
+    assert torch.equal(r.indices, want.indices) and torch.equal(r.values, want.values)
+
+
+def test_custom_ops_under_torch_compile() -> None:
+    plan = make_plan(10, 4, 4, 1, False, 2)
+    k, v = planted(10, 8, seed=2)
+    x = dense_signal(10, k, v)
+
+    def recover(x: torch.Tensor):  # noqa: ANN202
+        U = torch.ops.kernelkit.sparse_wht_front(x, plan.cols, plan.delays, 10, 1, False)
+        return torch.ops.kernelkit.sparse_wht_decode(U, plan.cols, plan.delays, 10, 1, 0.0,
+                                                     False, 1e-13, 64)
+
+    idx, val, stats = torch.compile(recover, fullgraph=True, backend="eager")(x)
+    want = recover(x)
+    assert torch.equal(idx, want[0]) and torch.equal(val, want[1])
+    assert set(idx[: int(stats[0])].tolist()) == set(k.tolist())

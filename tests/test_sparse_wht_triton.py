@@ -61,3 +61,16 @@ def test_sparse_wht_on_the_triton_backend_matches_cpu(source: str) -> None:
     assert torch.equal(r.indices, want.indices)
     torch.testing.assert_close(r.values, want.values, rtol=1e-9, atol=1e-12)
     assert set(r.indices.tolist()) == set(k.tolist())
+
+
+def test_triton_front_end_on_a_strided_signal() -> None:
+    n, K = 10, 8
+    k, v = planted(n, K, seed=4)
+    x = dense_signal(n, k, v)
+    wide = torch.zeros(2 << n, dtype=torch.float64)
+    wide[1::2] = x
+    with kernelkit.use_backend("triton"):
+        r = kernelkit.sparse_wht(wide[1::2], n, K, seed=2)
+    want = kernelkit.sparse_wht(x, n, K, seed=2)
+    assert torch.equal(r.indices, want.indices)
+    torch.testing.assert_close(r.values, want.values, rtol=1e-12, atol=1e-12)

@@ -201,7 +201,7 @@ def sparse_wht(signal: torch.Tensor | Callable[[torch.Tensor], torch.Tensor], n:
         if backend == "triton":
             U = _front_triton(plan, signal, gathered=False)
         else:
-            U = _front_cpu(plan, signal.contiguous(), gathered=False)
+            U = _front_tensor_cpu(plan, signal)
     else:
         samples = _call(signal, _indices_cpu(plan))
         dtype = samples.dtype
@@ -248,7 +248,20 @@ def _front_cpu(plan: SparseWHTPlan, signal: torch.Tensor, gathered: bool) -> tor
     return U
 
 
+def _front_tensor_cpu(plan: SparseWHTPlan, signal: torch.Tensor) -> torch.Tensor:
+    """The C++ front end on a whole signal; a strided one is gathered by torch first (its
+    samples only: a contiguous copy would be of size 2**n)."""
+    if signal.is_contiguous():
+        return _front_cpu(plan, signal, gathered=False)
+    return _front_cpu(plan, signal[_indices_cpu(plan)], gathered=True)
+
+
 def _front_triton(plan: SparseWHTPlan, signal: torch.Tensor, gathered: bool) -> torch.Tensor:
+    """The Triton front end (the kernel reads contiguous memory: a strided signal is
+    gathered by torch first, its samples only)."""
+    if not gathered and not signal.is_contiguous():
+        signal, gathered = signal[_indices_cpu(plan).to(signal.device)], True
+    signal = signal.contiguous()
     return triton_kernels("sparse_wht").sparse_wht_front_triton(
         signal, plan.cols.to(signal.device), plan.delays.to(signal.device), plan.n, plan.b,
         gathered)
@@ -319,7 +332,8 @@ def _front_impl(signal: torch.Tensor, cols: torch.Tensor, delays: torch.Tensor, 
     if backend == "triton":
         return _front_triton(plan, signal, gathered)
     if backend == "cpu":
-        return _front_cpu(plan, signal.contiguous(), gathered)
+        return _front_cpu(plan, signal.contiguous(), True) if gathered else _front_tensor_cpu(
+            plan, signal)
     raw = signal if gathered else signal[sample_indices(plan).view(-1).to(signal.device)]
     return front_end(plan, raw.view(plan.groups, -1, plan.bins).cpu()).to(signal.device)
 

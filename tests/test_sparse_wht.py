@@ -428,3 +428,27 @@ def test_custom_ops_under_torch_compile() -> None:
     want = recover(x)
     assert torch.equal(idx, want[0]) and torch.equal(val, want[1])
     assert set(idx[: int(stats[0])].tolist()) == set(k.tolist())
+
+
+def test_fuzzed_arguments_raise_documented_errors_only() -> None:
+    """Mutated arguments (extreme ints, NaN, wrong types): a result or a TypeError /
+    ValueError naming the argument, never a crash or another exception."""
+    import random
+
+    rng = random.Random(0)
+    extreme = [0, 1, 2, 3, -1, 62, 63, 2**31, 2**40, 2**62, 2**63 - 1, 2**63, -(2**63), None,
+               1.5, float("nan"), float("inf"), "auto", True, "robust", "noiseless"]
+    signals = [_ok_signal, torch.randn(1024, generator=torch.Generator().manual_seed(0))]
+    names = ["n", "k", "noise", "groups", "bins", "delays", "chains", "seed", "max_peel"]
+    kinds = set()
+    for _ in range(150):
+        args = {"n": 10, "k": 4}
+        for _ in range(rng.randint(1, 3)):
+            args[rng.choice(names)] = rng.choice(extreme + [2 ** rng.randint(0, 12)])
+        try:
+            kernelkit.sparse_wht(rng.choice(signals), args.pop("n"), args.pop("k"), **args)
+            kinds.add("ok")
+        except (TypeError, ValueError) as e:
+            assert str(e).startswith("sparse_wht"), e
+            kinds.add(type(e).__name__)
+    assert kinds == {"ok", "TypeError", "ValueError"}

@@ -36,6 +36,7 @@ _STATS = 8                 # found, then these:
 _STAT_NAMES = ("zero_tons", "single_tons", "multi_tons", "unresolved", "peels", "noise",
                "explained")
 MAX_N = 62
+PEEL_CAP = 8               # at most PEEL_CAP * groups * bins peels (the outputs' capacity)
 CALL_CHUNK = 1 << 22       # samples per call of a callable signal
 ROBUST_CHAINS = 5          # delay chains of delays="robust" (each n - b + 1 delays)
 BIN_LOAD = 1.5             # default bins: groups * bins >= BIN_LOAD * k, and
@@ -150,7 +151,8 @@ def sparse_wht(signal: torch.Tensor | Callable[[torch.Tensor], torch.Tensor], n:
         chains: delay chains for ``"robust"`` (default 5); ``"noiseless"`` uses one.
         seed: seeds the subsampling matrices and delay offsets (reproducible); None draws one
             from torch's global generator.
-        max_peel: the most single-tons peeled (default groups * bins).
+        max_peel: the most single-tons peeled (default groups * bins; at most
+            8 * groups * bins).
 
     Returns:
         SparseWHTResult: ``indices, values = result`` (int64; float64 for float64 samples,
@@ -186,7 +188,8 @@ def sparse_wht(signal: torch.Tensor | Callable[[torch.Tensor], torch.Tensor], n:
     check_size(_OP, f"groups={groups}, bins={bins}, n={n}", "samples", (groups, D, bins), 8)
     if max_peel is None:
         max_peel = groups * bins
-    max_peel = check_int(_OP, "max_peel", max_peel, minimum=0, maximum=1 << 40)
+    max_peel = check_int(_OP, "max_peel", max_peel, minimum=0)
+    max_peel = min(max_peel, PEEL_CAP * groups * bins)
     if seed is None:
         seed = int(torch.randint(0, 2**62, (), dtype=torch.int64))
     seed = check_int(_OP, "seed", seed, minimum=0)

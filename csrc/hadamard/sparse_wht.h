@@ -46,7 +46,9 @@ struct SparseWhtDecodeArgs {
   int64_t max_peel = 0;            // capacity of out_indices / out_values
   int64_t* out_indices = nullptr;
   double* out_values = nullptr;
-  // out: found, zero_tons, single_tons, multi_tons, unresolved, peels, noise, explained
+  // out: found (the coefficients in out_indices / out_values: those above 3 standard errors
+  // of zero, by |value| descending, ties by index), zero_tons, single_tons, multi_tons,
+  // unresolved, peels, noise, explained
   double* stats = nullptr;
 };
 

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "hadamard/sparse_wht.h"
@@ -274,8 +275,24 @@ void sparse_wht_decode_run(const SparseWhtDecodeArgs& a) {
   int64_t unresolved = 0;
   for (int64_t bin = 0; bin < bins; ++bin) unresolved += dec.classify(bin, &f) != 0;
   const double total = dec.total();
+  // The reference's make_result: drop values within 3 standard errors of zero (3 sigma_b /
+  // sqrt(D)), then order by |value| descending, ties by index.
+  const double keep_above = 3.0 * std::sqrt(dec.var()) / std::sqrt(double(a.plan.delay_count()));
+  std::vector<std::pair<int64_t, double>> kept;
+  kept.reserve(size_t(found));
+  for (int64_t i = 0; i < found; ++i)
+    if (std::abs(a.out_values[i]) > keep_above)
+      kept.emplace_back(a.out_indices[i], a.out_values[i]);
+  std::sort(kept.begin(), kept.end(), [](const auto& x, const auto& y) {
+    const double ax = std::abs(x.second), ay = std::abs(y.second);
+    return ax != ay ? ax > ay : x.first < y.first;
+  });
+  for (size_t i = 0; i < kept.size(); ++i) {
+    a.out_indices[i] = kept[i].first;
+    a.out_values[i] = kept[i].second;
+  }
   double* s = a.stats;
-  s[0] = double(found);
+  s[0] = double(kept.size());
   s[1] = double(counts[0]);
   s[2] = double(counts[1]);
   s[3] = double(counts[2]);

@@ -404,15 +404,17 @@ def make_result(plan: SparseWHTPlan, found: dict[int, float] | tuple[torch.Tenso
                 stats: dict[str, float], dtype: torch.dtype, k: int | None) -> SparseWHTResult:
     """The result object: the coefficients sorted by |value| descending (ties by index).
     Coefficients within 3 standard errors of zero (``3 sigma_b / sqrt(D)``, what is left of a
-    false single-ton peeled and then corrected) are dropped."""
+    false single-ton peeled and then corrected) are dropped. A (indices, values) pair is
+    taken as it is (the C++ decoder filters and orders them the same way)."""
     if isinstance(found, dict):
         indices = torch.tensor(list(found.keys()), dtype=torch.int64)
         values = torch.tensor(list(found.values()), dtype=torch.float64)
+        sigma_b = stats["noise"] / math.sqrt(plan.bins)
+        keep = values.abs() > 3.0 * sigma_b / math.sqrt(plan.delays.numel())
+        indices, values = indices[keep], values[keep]
     else:
         indices, values = found
-    keep = values.abs() > 3.0 * stats["noise"] / math.sqrt(plan.bins * plan.delays.numel())
-    indices, values = indices[keep], values[keep]
-    if indices.numel():
+    if isinstance(found, dict) and indices.numel():
         order = torch.argsort(indices)
         indices, values = indices[order], values[order]
         order = torch.argsort(values.abs(), descending=True, stable=True)

@@ -114,7 +114,7 @@ def test_noiseless_n20_k100_many_seeds_and_sample_budget() -> None:
     assert full >= 7
 
 
-@pytest.mark.parametrize("n", [30, 40])
+@pytest.mark.parametrize("n", [30, 40, 62])
 def test_callable_high_dimension(n: int) -> None:
     K = 100
     k, v = planted(n, K, seed=n)

@@ -21,14 +21,14 @@ X[k]**2 (-1)**<k, a_i>`` for every chain, so the bit <k, a_i> is the sign of ``s
 U_{r_p xor a_i}`` (a majority over the chains weighted by the products; the complex-product
 test of the issue, for real data). Those n - b bits and the b bits of j (= M_c^T k) are n
 independent linear functionals of k: k is solved for (R_c^-1, precomputed per group). The
-value is the mean of ``U_d (-1)**<k, d>`` over all D
-delays, and the residual ``sum_d (U_d - v (-1)**<k, d>)**2`` is noise only. A bin is a
-zero-ton when its energy per delay is at most ``sigma_b**2 (1 + 6 sqrt(2 / D))``, a single-ton
-when its residual per degree of freedom is at most ``sigma_b**2 (1 + 6 sqrt(2 / (D - 1)))``
-and the decoded k hashes back to j, a multi-ton otherwise. ``sigma_b**2`` is the noise
-variance of one bin: ``sigma**2 / B`` for a given per-sample noise sigma; estimated
-(``noise="auto"``) as the lower quartile of the per-bin residuals over all bins, corrected by
-the chi-square quartile; never below a rounding floor relative to the sampled signal energy.
+value is the mean of ``U_d (-1)**<k, d>`` over all D delays, and the residual
+``sum_d (U_d - v (-1)**<k, d>)**2`` is noise only. A bin is a zero-ton when its energy per
+delay is at most ``sigma_b**2 (1 + 6 sqrt(2 / D))``, a single-ton when its residual per
+degree of freedom is at most ``sigma_b**2 (1 + 6 sqrt(2 / (D - 1)))`` and the decoded k
+hashes back to j, a multi-ton otherwise. ``sigma_b**2`` is the noise variance of one bin:
+``sigma**2 / B`` for a given per-sample noise sigma; estimated (``noise="auto"``) as the lower
+quartile of the per-bin residuals over all bins, corrected by the chi-square quartile; never
+below a rounding floor relative to the sampled signal energy.
 
 Peeling. A single-ton is peeled once k's bins in the other groups hold, on average, at least
 half of its value (a projection test that refuses false single-tons, see

@@ -47,8 +47,9 @@ void gather_rows(const T* sig, bool gathered, const SparseWhtPlan& p, const int6
 
 constexpr int64_t kBlockElements = 2048;  // 16 KiB of U per fused gather + transform block
 // Fewer samples than this per thread run on fewer threads: a small front end (n = 20, K = 100:
-// 4032 samples, about 8 us) costs less than waking a second thread.
-constexpr int64_t kSamplesPerThread = 16384;
+// 3840 samples, about 8 us; n = 24, K = 1000: 32768 samples, about 50 us) costs less than
+// waking a second thread, which on a shared machine may wait a scheduler tick.
+constexpr int64_t kSamplesPerThread = 65536;
 
 }  // namespace
 

@@ -29,6 +29,7 @@ using namespace kernelkit;
 
 namespace kernelkit {
 void bind_binary(py::module_& mod);  // csrc/binary/binary_bindings.cpp
+void bind_sparse_wht(py::module_& mod);  // csrc/hadamard/sparse_wht_bindings.cpp
 }  // namespace kernelkit
 
 namespace {
@@ -630,4 +631,5 @@ PYBIND11_MODULE(_C, mod) {
       },
       py::arg("address"), py::arg("bytes"));
   bind_binary(mod);
+  bind_sparse_wht(mod);
 }

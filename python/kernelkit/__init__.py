@@ -28,6 +28,7 @@ from .ops.quantizers import (
 )
 from .ops.selective_scan import selective_scan
 from .ops.selective_state_update import selective_state_update
+from .ops.sparse_wht import sparse_wht
 
 __version__ = "0.1.0"
 
@@ -50,6 +51,7 @@ __all__ = [
     "reference",
     "selective_scan",
     "selective_state_update",
+    "sparse_wht",
     "unpack_signs",
     "use_backend",
     "__version__",

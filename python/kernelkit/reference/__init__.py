@@ -8,6 +8,7 @@ from .hadamard import fwht_reference, hadamard_matrix
 from .half_gemm import half_conv2d_reference, half_linear_reference, half_matmul_reference
 from .linear_scan import linear_scan_reference
 from .selective_scan import selective_scan_reference
+from .sparse_wht import sparse_wht_reference
 
 __all__ = [
     "bi_attention_reference",
@@ -22,5 +23,6 @@ __all__ = [
     "linear_scan_reference",
     "pack_signs_reference",
     "selective_scan_reference",
+    "sparse_wht_reference",
     "unpack_signs_reference",
 ]

@@ -8,6 +8,7 @@ from .hadamard import fwht_reference, hadamard_matrix
 from .half_gemm import half_conv2d_reference, half_linear_reference, half_matmul_reference
 from .linear_scan import linear_scan_reference
 from .odeint import odeint_reference
+from .odeint_adjoint import odeint_adjoint_reference
 from .selective_scan import selective_scan_reference
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "half_linear_reference",
     "half_matmul_reference",
     "linear_scan_reference",
+    "odeint_adjoint_reference",
     "odeint_reference",
     "pack_signs_reference",
     "selective_scan_reference",

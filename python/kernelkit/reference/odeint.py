@@ -40,11 +40,14 @@ import torch
 __all__ = [
     "ADAPTIVE_METHODS",
     "FIXED_METHODS",
+    "Problem",
     "Tableau",
     "error_ratio",
     "odeint_reference",
+    "prepare",
     "propose_step_size",
     "rms_norm",
+    "solve",
 ]
 
 State = torch.Tensor | tuple[torch.Tensor, ...]
@@ -756,7 +759,54 @@ def odeint_reference(
     Returns:
         The solution at every t: shape ``(len(t), *y0.shape)`` and y0's dtype (a tuple of
         such tensors for a tuple y0). Differentiable by autograd through the solve.
+
+    Raises:
+        TypeError / ValueError naming the argument for bad input (including an unknown
+        method or option and a func result of the wrong shape or dtype); RuntimeError when
+        the step size underflows or ``max_num_steps`` is exceeded between two output times;
+        FloatingPointError when the state becomes non-finite.
     """
+    problem = prepare(func, y0, t, rtol, atol, method, options)
+    return problem.unflatten(solve(problem, problem.y0, problem.t))
+
+
+@dataclass
+class Problem:
+    """A checked, normalized initial value problem: flat state, increasing time.
+
+    ``rhs(t, y)`` is the user's func seen from the flat state and the increasing time
+    (``reverse``: the user's t is ``-t``); ``norm`` acts on flat state-shaped tensors.
+    """
+
+    rhs: _Rhs
+    y0: torch.Tensor
+    t: torch.Tensor
+    rtol: object
+    atol: object
+    norm: Callable
+    method: str
+    options: dict
+    shapes: list | None
+    reverse: bool
+
+    def unflatten(self, sol: torch.Tensor) -> State:
+        """(len(t), N) solution -> the user's layout (a tuple of parts for a tuple y0)."""
+        if self.shapes is None:
+            return sol
+        return _unflatten(sol, self.shapes, lead=(sol.shape[0],))
+
+
+def solve(problem: Problem, y0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Runs the problem's method from flat y0 over increasing t: (len(t), *y0.shape)."""
+    p = problem
+    if p.method in ADAPTIVE_METHODS:
+        return _solve_adaptive(p.rhs, y0, t, p.rtol, p.atol, p.norm, ADAPTIVE_METHODS[p.method],
+                               p.options)
+    return _solve_fixed(p.rhs, y0, t, FIXED_METHODS[p.method], p.options, p.reverse)
+
+
+def prepare(func, y0, t, rtol, atol, method, options) -> Problem:
+    """Checks odeint's arguments (errors name the argument) and normalizes the problem."""
     # ---- y0 ----
     is_tuple = not isinstance(y0, torch.Tensor)
     if is_tuple:
@@ -829,10 +879,4 @@ def odeint_reference(
         norm = rms_norm if user_norm is None else user_norm
     rhs = _Rhs(func, shapes, reverse, flat0.dtype, flat0.numel())
 
-    if method in ADAPTIVE_METHODS:
-        sol = _solve_adaptive(rhs, flat0, t, rtol, atol, norm, ADAPTIVE_METHODS[method], opts)
-    else:
-        sol = _solve_fixed(rhs, flat0, t, FIXED_METHODS[method], opts, reverse)
-    if shapes is not None:
-        return _unflatten(sol, shapes, lead=(t.numel(),))
-    return sol
+    return Problem(rhs, flat0, t, rtol, atol, norm, method, opts, shapes, reverse)

@@ -484,3 +484,24 @@ def test_adjoint_bad_input():
         kernelkit.odeint_adjoint(
             _f, y0, T, adjoint_params=(), adjoint_options={"norm": "l2"}
         ).sum().backward()
+
+
+def test_more_options_match_torchdiffeq():
+    f, y0, _ = linear_problem(5, seed=5)
+    t = torch.linspace(0.0, 1.5, 4, dtype=F64)
+    # per-element tolerances, a custom norm on a tensor state
+    atol = torch.logspace(-9, -6, 5, dtype=F64)
+    both(f, y0, t, rtol=1e-6, atol=atol, method="dopri5")
+    both(f, y0, t, method="bosh3", rtol=1e-5, atol=1e-7, options={"norm": lambda x: x.abs().max()})
+    # a fixed grid from a constructor, forward and reversed
+    for tt in (t, t.flip(0)):
+        opts = {"grid_constructor": lambda func, y, ts: torch.linspace(ts[0], ts[-1], 9, dtype=F64)}
+        both(f, y0, tt, method="midpoint", options=opts, rtol_exact=1e-13)
+
+
+def test_nan_from_func_raises():
+    def f(t, y):
+        return torch.where(t > 0.5, torch.full_like(y, math.nan), -y)
+
+    with pytest.raises(FloatingPointError, match="NaN"):
+        kernelkit.odeint(f, Y0, T)

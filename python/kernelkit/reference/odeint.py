@@ -599,11 +599,14 @@ def _solve_adaptive(rhs, y0, t, rtol, atol, norm, tab: Tableau, opts: dict) -> t
                     dt = t1 - tb
             y1, f1, err, k = _rk_step(rhs, tt, y, f, tb, dt, t1)
             ratio = error_ratio(err, rtol, atol, y, y1, norm)
-            accept = bool(ratio <= 1)
-            if dt > max_step:
-                accept = False
-            if dt <= min_step:
-                accept = True
+            # a step longer than max_step is rejected, one of at most min_step accepted
+            accept = bool(((ratio <= 1) & ~(dt > max_step)) | (dt <= min_step))
+            if not accept and torch.isnan(ratio) and not min_step > 0:
+                # the next step size would be NaN, then min_step = 0: an underflow
+                raise FloatingPointError(
+                    f"odeint: the error estimate is NaN on the step from t = {tb.item()} "
+                    f"(dt = {dt.item()}): func returned NaN or inf"
+                )
             if accept:
                 dty = dt.to(y.dtype)
                 y_mid = y + _weighted(k, tt.mid, dty).view_as(y)

@@ -505,3 +505,31 @@ def test_nan_from_func_raises():
 
     with pytest.raises(FloatingPointError, match="NaN"):
         kernelkit.odeint(f, Y0, T)
+
+
+@pytest.mark.parametrize("method", ["dopri5", "tsit5", "rk4"])
+def test_on_device(device, method):
+    """The same solve on the session's device (CPU here; CUDA under --device cuda) equals
+    the CPU solve (to rounding: a GPU's reductions may round differently)."""
+    f, y0, _ = linear_problem(6, seed=6)
+    a = f(0, torch.eye(6, dtype=F64))
+    t = torch.linspace(0.0, 2.0, 5, dtype=F64)
+    opts = {"step_size": 0.1} if method == "rk4" else {"jump_t": torch.tensor([0.7], dtype=F64)}
+    expected = kernelkit.odeint(
+        lambda t, y: y @ a.T, y0.expand(3, 6), t, method=method, options=opts
+    )
+    a_d = a.to(device)
+    opts_d = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in opts.items()}
+    got = kernelkit.odeint(
+        lambda t, y: y @ a_d.T,
+        y0.expand(3, 6).to(device),
+        t.to(device),
+        method=method,
+        options=opts_d,
+    )
+    assert got.device.type == device
+    torch.testing.assert_close(got.cpu(), expected, rtol=1e-9, atol=1e-9)
+    field = Field(dim=6).to(device)
+    y = y0.to(device).requires_grad_(True)
+    kernelkit.odeint_adjoint(field, y, t.to(device), method=method, options=opts_d).sum().backward()
+    assert y.grad is not None and y.grad.device.type == device

@@ -224,17 +224,43 @@ def test_options_match_torchdiffeq(options):
     )
 
 
-def test_float32_state_matches_torchdiffeq():
+@pytest.mark.parametrize("method", ADAPTIVE)
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+def test_float32_state_matches_torchdiffeq(method, reverse):
+    # float32 state, float64 time: the same arithmetic, so the same steps here too
     f, y0, _ = linear_problem(6, seed=2)
     a = f(0, torch.eye(6, dtype=F64)).float()
+    t = torch.linspace(0.0, 2.0, 5)
     both(
         lambda t, y: a @ y,
         y0.float(),
-        torch.linspace(0.0, 2.0, 5),
+        t.flip(0) if reverse else t,
         rtol=1e-5,
         atol=1e-6,
+        method=method,
         rtol_exact=1e-6,
     )
+
+
+def test_dopri5_and_tsit5_against_scipy_rk45():
+    scipy_integrate = pytest.importorskip("scipy.integrate")
+    f, y0, exact = linear_problem(4, seed=7)
+    a = f(0, torch.eye(4, dtype=F64)).numpy()
+    t = torch.linspace(0.0, 3.0, 7, dtype=F64)
+    ref = scipy_integrate.solve_ivp(
+        lambda s, y: a @ y,
+        (0.0, 3.0),
+        y0.numpy(),
+        method="RK45",
+        t_eval=t.numpy(),
+        rtol=1e-11,
+        atol=1e-13,
+    )
+    expected = torch.from_numpy(ref.y.T.copy())
+    torch.testing.assert_close(expected, exact(t), rtol=0, atol=1e-9)
+    for method in ("dopri5", "tsit5"):
+        got = kernelkit.odeint(f, y0, t, rtol=1e-11, atol=1e-13, method=method)
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-9)
 
 
 def test_max_num_steps():

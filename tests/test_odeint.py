@@ -173,6 +173,15 @@ def test_scalar_and_batched_states():
     assert torch.equal(got[0], y0)
 
 
+@pytest.mark.parametrize("method", ["dopri5", "rk4"])
+def test_empty_state(method):
+    def f(t, y):
+        raise AssertionError("func is not called for an empty state")
+
+    got = kernelkit.odeint(f, torch.empty(2, 0, dtype=F64), T, method=method)
+    assert got.shape == (3, 2, 0) and got.dtype == F64
+
+
 def jump_f(t, y):
     rate = torch.where(t < 1.0, torch.ones_like(t), -2.0 * torch.ones_like(t))
     return rate * y + torch.where(t < 2.0, torch.zeros_like(t), torch.ones_like(t))

@@ -800,8 +800,13 @@ class Problem:
 
 
 def solve(problem: Problem, y0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Runs the problem's method from flat y0 over increasing t: (len(t), *y0.shape)."""
+    """Runs the problem's method from flat y0 over increasing t: (len(t), *y0.shape).
+
+    An empty state (a size-0 dim) has the empty solution; func is not called.
+    """
     p = problem
+    if y0.numel() == 0:
+        return y0.new_empty((t.numel(), *y0.shape))
     if p.method in ADAPTIVE_METHODS:
         return _solve_adaptive(p.rhs, y0, t, p.rtol, p.atol, p.norm, ADAPTIVE_METHODS[p.method],
                                p.options)

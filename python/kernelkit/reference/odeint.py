@@ -80,9 +80,7 @@ class Tableau:
     @property
     def fsal(self) -> bool:
         """True when the solution is the last stage's input (first same as last)."""
-        return len(self.b) == len(self.a) + 1 and self.b[-1] == 0 and (
-            tuple(self.b[:-1]) == tuple(self.a[-1]) if self.a else False
-        )
+        return bool(self.a) and self.b[-1] == 0 and tuple(self.b[:-1]) == tuple(self.a[-1])
 
 
 def _dopri5() -> Tableau:
@@ -389,12 +387,11 @@ class _Rhs:
     reversal and the flattening, and checks the result's shape and dtype.
     """
 
-    def __init__(self, func, shapes, reverse: bool, dtype: torch.dtype, numel: int):
+    def __init__(self, func, shapes, reverse: bool, dtype: torch.dtype):
         self.func = func
         self.shapes = shapes
         self.reverse = reverse
         self.dtype = dtype
-        self.numel = numel
 
     def __call__(self, t: torch.Tensor, y: torch.Tensor, perturb: int = _NONE) -> torch.Tensor:
         t = t.to(y.abs().dtype)
@@ -885,6 +882,6 @@ def prepare(func, y0, t, rtol, atol, method, options) -> Problem:
         shapes = None
         flat0 = y0
         norm = rms_norm if user_norm is None else user_norm
-    rhs = _Rhs(func, shapes, reverse, flat0.dtype, flat0.numel())
+    rhs = _Rhs(func, shapes, reverse, flat0.dtype)
 
     return Problem(rhs, flat0, t, rtol, atol, norm, method, opts, shapes, reverse)

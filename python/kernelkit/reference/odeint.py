@@ -24,8 +24,11 @@ function evaluations are the same:
   derivatives; fixed-grid methods interpolate linearly (or with a cubic Hermite).
 
 The step control is written as tensor functions (:func:`error_ratio`,
-:func:`propose_step_size`): the driver's only host reads are the accept test, the output
-time test and the checks, so that a later version can keep the whole decision on the device.
+:func:`propose_step_size`, the accept test as one boolean tensor). The driver's host reads
+per step are: the loop test ``t_out > t``, the finiteness checks of dt and of the state, the
+underflow check, the ``step_t`` / ``jump_t`` hits, the accept test and the NaN check (about
+7 per step on a 16 x 16 dopri5 solve, against about 20 for torchdiffeq). A device-side
+version keeps these as tensors and reads one flag per step.
 """
 
 from __future__ import annotations

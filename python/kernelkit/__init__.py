@@ -16,6 +16,7 @@ from .ops.hadamard import fwht, fwht_
 from .ops.half_gemm import half_conv2d, half_linear, half_matmul
 from .ops.linear_scan import linear_scan
 from .ops.linear_scan_2d import linear_scan_2d
+from .ops.odeint import odeint, odeint_adjoint
 from .ops.quantizers import (
     approx_sign,
     dorefa,
@@ -47,6 +48,8 @@ __all__ = [
     "linear_scan",
     "linear_scan_2d",
     "nn",
+    "odeint",
+    "odeint_adjoint",
     "pack_signs",
     "reference",
     "selective_scan",

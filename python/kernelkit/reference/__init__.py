@@ -7,6 +7,8 @@ from .bit_packing import pack_signs_reference, unpack_signs_reference
 from .hadamard import fwht_reference, hadamard_matrix
 from .half_gemm import half_conv2d_reference, half_linear_reference, half_matmul_reference
 from .linear_scan import linear_scan_reference
+from .odeint import odeint_reference
+from .odeint_adjoint import odeint_adjoint_reference
 from .selective_scan import selective_scan_reference
 from .sparse_wht import sparse_wht_reference
 
@@ -21,6 +23,8 @@ __all__ = [
     "half_linear_reference",
     "half_matmul_reference",
     "linear_scan_reference",
+    "odeint_adjoint_reference",
+    "odeint_reference",
     "pack_signs_reference",
     "selective_scan_reference",
     "sparse_wht_reference",

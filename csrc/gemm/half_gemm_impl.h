@@ -15,6 +15,36 @@ namespace kernelkit {
 namespace KK_ISA {
 namespace half_gemm_detail {
 
+// dots[j] = x . column j of B (kCols columns cs apart, each contiguous along k), x converted
+// to float once. Two accumulators per column: 2 kCols independent FMA chains, as the FMA
+// latency needs, all in registers (the column count is a constant).
+template <int kCols, class T>
+KK_INLINE void dot_columns(const float* x, const T* b, int64_t cs, int64_t K, float* dots) {
+  vf8 s0[kCols], s1[kCols];
+  for (int j = 0; j < kCols; ++j) s0[j] = s1[j] = Vec<float>::broadcast(0.0f);
+  int64_t k = 0;
+  for (; k + 16 <= K; k += 16) {
+    const vf8 x0 = load_as<float>(x + k), x1 = load_as<float>(x + k + 8);
+#pragma GCC unroll 8
+    for (int j = 0; j < kCols; ++j) {
+      s0[j] += x0 * load_as<float>(b + j * cs + k);
+      s1[j] += x1 * load_as<float>(b + j * cs + k + 8);
+    }
+  }
+  for (; k + 8 <= K; k += 8) {
+    const vf8 x0 = load_as<float>(x + k);
+#pragma GCC unroll 8
+    for (int j = 0; j < kCols; ++j) s0[j] += x0 * load_as<float>(b + j * cs + k);
+  }
+  for (int j = 0; j < kCols; ++j) {
+    const vf8 sum = s0[j] + s1[j];
+    float d = 0;
+    for (int l = 0; l < 8; ++l) d += sum[l];
+    for (int64_t t = k; t < K; ++t) d += x[t] * element(b + j * cs + t);
+    dots[j] = d;
+  }
+}
+
 // y[0:N] = x[0:K] @ B: one pass over B, x (converted once) from L1/L2.
 template <class T, class TO>
 void gemv_one(const T* x, int64_t xs, const T* b, const MatrixView& bv, TO* y, int64_t ys,
@@ -22,25 +52,19 @@ void gemv_one(const T* x, int64_t xs, const T* b, const MatrixView& bv, TO* y, i
   float* xf = thread_buffer<float, kSlotVector>(p.K + 8);
   for (int64_t k = 0; k < p.K; ++k) xf[k] = element(x + k * xs);
   if (bv.rs == 1) {
-    // Columns of B contiguous along k: one dot product per output, 4 columns at a time.
+    // Columns of B contiguous along k: one dot product per output, 8 columns at a time.
+    constexpr int kGroup = 8;
     ParallelErrors errors;
 #pragma omp parallel for num_threads(p.threads) schedule(static)
-    for (int64_t j0 = 0; j0 < p.N; j0 += 4) errors.run([&] {
-      const int64_t cols = std::min<int64_t>(4, p.N - j0);
-      vf8 sums[4];
-      float tails[4] = {0, 0, 0, 0};
-      for (int64_t j = 0; j < 4; ++j) sums[j] = Vec<float>::broadcast(0.0f);
-      int64_t k = 0;
-      for (; k + 8 <= p.K; k += 8) {
-        const vf8 xv = load_as<float>(xf + k);
-        for (int64_t j = 0; j < cols; ++j) sums[j] += xv * load_as<float>(b + (j0 + j) * bv.cs + k);
-      }
-      for (int64_t j = 0; j < cols; ++j) {
-        for (int64_t kk = k; kk < p.K; ++kk) tails[j] += xf[kk] * element(b + (j0 + j) * bv.cs + kk);
-        float s = tails[j];
-        for (int l = 0; l < 8; ++l) s += sums[j][l];
-        y[(j0 + j) * ys] = StoreAs<TO>::from(s + bias.in_row(j0 + j));
-      }
+    for (int64_t j0 = 0; j0 < p.N; j0 += kGroup) errors.run([&] {
+      float dots[kGroup];
+      const int64_t cols = std::min<int64_t>(kGroup, p.N - j0);
+      if (cols == kGroup)
+        dot_columns<kGroup>(xf, b + j0 * bv.cs, bv.cs, p.K, dots);
+      else
+        for (int64_t j = 0; j < cols; ++j) dot_columns<1>(xf, b + (j0 + j) * bv.cs, 0, p.K, dots + j);
+      for (int64_t j = 0; j < cols; ++j)
+        y[(j0 + j) * ys] = StoreAs<TO>::from(dots[j] + bias.in_row(j0 + j));
     });
     errors.rethrow();
     return;

@@ -152,6 +152,11 @@ __attribute__((noinline, target("avx512bf16"))) inline void micro_kernel_bf16_pa
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
     for (int v = 0; v < kPairVecs; ++v) acc[i][v] = _mm512_setzero_ps();
+  // The sums this tile adds to come from a block of C mostly out of L1 (4 MiB per thread):
+  // asked for now, they arrive while the pairs are multiplied.
+  if (accumulate)
+    for (int i = 0; i < MR; ++i)
+      for (int v = 0; v < kPairVecs; ++v) prefetch_span(c + i * ldc + 16 * v, 1);
   const int64_t steps = (kc + 1) / 2;
 #pragma GCC unroll 2
   for (int64_t kp = 0; kp < steps; ++kp) {

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "common/memory.h"
 #include "common/scratch.h"
 #include "common/tiling.h"
 #include "common/vec.h"
@@ -145,6 +146,11 @@ __attribute__((noinline)) inline void micro_kernel(int64_t kc, const float* ap, 
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) acc[i][v] = TileVec{};
+  // The sums this tile adds to sit in a block of C mostly out of L1: asked for now, they
+  // arrive during the products.
+  if (accumulate)
+    for (int i = 0; i < MR; ++i)
+      for (int v = 0; v < NV; ++v) prefetch_span(c + i * ldc + v * kTileLanes, 1);
 #pragma GCC unroll 4
   for (int64_t k = 0; k < kc; ++k) {
     TileVec b[NV];

@@ -93,7 +93,7 @@ def _runner(case: Case, impl: str) -> tuple[Callable[[], object], str]:
             bias = torch.zeros(b.shape[1])
             return (lambda: torch.fbgemm_linear_fp16_weight_fp32_activation(a32, packed,
                                                                             bias)), "peer"
-        if impl == "F.linear float16":
+        if impl == f"F.linear {str(dt)[6:]}":
             w = b.t().contiguous()
             return (lambda: F.linear(a, w)), "peer"
     else:
@@ -122,6 +122,10 @@ CASES = (
     *(Case(f"linear M={m} 4096x4096 float16", "linear", (m, 4096, 4096), torch.float16,
            ("kernelkit.half_linear", "fbgemm fp16 weight"),
            "FBGEMM takes float32 activations and a prepacked float16 weight")
+      for m in (64, 512, 2048)),
+    *(Case(f"linear M={m} 4096x4096 bfloat16", "linear", (m, 4096, 4096), torch.bfloat16,
+           ("kernelkit.half_linear", "F.linear bfloat16"),
+           "torch's bfloat16 F.linear is oneDNN's (AVX512_BF16 or AMX where present)")
       for m in (64, 512, 2048)),
     Case("linear M=1 4096x4096 float16", "linear", (1, 4096, 4096), torch.float16,
          ("kernelkit.half_linear", "F.linear float16"), "matrix-vector: memory-bound"),
@@ -165,6 +169,15 @@ TARGETS: list[dict[str, object]] = [
             "kernelkit.half_linear", "F.linear float16", 1.0),
     _target("conv2d fwd+bwd vs F.conv2d float32", "conv2d 8x64x56x56 3x3 fwd+bwd float16",
             "kernelkit.half_conv2d", "F.conv2d float32", 0.8),
+    # Issue 13 (AVX-512 paths): bfloat16 linear layers ahead of torch's own, the convolution
+    # ahead of float32 on the CPUs it runs on.
+    *({**_target(f"linear M={m} bfloat16 vs torch F.linear bfloat16 (AVX512_BF16)",
+                 f"linear M={m} 4096x4096 bfloat16", "kernelkit.half_linear",
+                 "F.linear bfloat16", 1.0),
+       "when": {"cpu_has": ["avx512_bf16"]}} for m in (64, 512, 2048)),
+    {**_target("conv2d fwd+bwd vs F.conv2d float32 (AVX-512)",
+               "conv2d 8x64x56x56 3x3 fwd+bwd float16", "kernelkit.half_conv2d",
+               "F.conv2d float32", 1.0), "when": {"isa": "avx512"}},
     _target("conv2d fwd+bwd vs F.conv2d float16", "conv2d 8x64x56x56 3x3 fwd+bwd float16",
             "kernelkit.half_conv2d", "F.conv2d float16", 10.0),
 ]

@@ -491,7 +491,8 @@ py::dict isa_per_op(const std::string& requested) {
       {"half_conv2d", isa},             {"quantizers", binary},
       {"pack_signs", binary},           {"unpack_signs", binary},
       {"binary_matmul", binary},        {"binary_linear", binary},
-      {"binary_conv2d", binary},        {"bi_attention", binary}};
+      {"binary_conv2d", binary},        {"bi_attention", binary},
+      {"sparse_wht", isa}};  // its decoder (the front end's transforms are fwht's)
   py::dict out;
   for (const auto& [op, path] : ops) out[op] = isa_name(path);
   return out;

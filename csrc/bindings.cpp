@@ -36,14 +36,7 @@ namespace {
 
 template <class T> T* as_ptr(uintptr_t address) { return reinterpret_cast<T*>(address); }
 
-DType parse_dtype(const std::string& name) {
-  if (name == "float32") return DType::f32;
-  if (name == "float64") return DType::f64;
-  if (name == "float16") return DType::f16;
-  if (name == "bfloat16") return DType::bf16;
-  throw std::invalid_argument("unsupported dtype '" + name +
-                              "'; expected float32, float64, float16 or bfloat16");
-}
+DType parse_dtype(const std::string& name) { return parse_float_dtype(name); }
 
 void fwht_binding(uintptr_t src, int64_t src_row_stride, uintptr_t dst, int64_t dst_row_stride,
                   int64_t rows, int64_t n, const std::string& dtype, int m, uintptr_t had_m,

@@ -8,11 +8,26 @@
 #include <pybind11/pybind11.h>
 
 #include <new>
+#include <stdexcept>
+#include <string>
 #include <utility>
 
+#include "common/dtype.h"
 #include "common/parallel.h"
 
 namespace kernelkit {
+
+// A float dtype name from the Python side ("float32", "float64", "float16", "bfloat16"); any
+// other name is refused naming the op (when given) and what was expected.
+inline DType parse_float_dtype(const std::string& name, const char* op = nullptr) {
+  if (name == "float32") return DType::f32;
+  if (name == "float64") return DType::f64;
+  if (name == "float16") return DType::f16;
+  if (name == "bfloat16") return DType::bf16;
+  throw std::invalid_argument((op ? std::string(op) + ": " : std::string()) +
+                              "unsupported dtype '" + name +
+                              "'; expected float32, float64, float16 or bfloat16");
+}
 
 // Raises MemoryError("<op>: could not allocate <bytes> bytes of scratch"); bytes < 0: unknown.
 [[noreturn]] inline void raise_memory_error(const char* op, int64_t bytes) {

@@ -30,22 +30,13 @@ Isa parse_binary_isa(const std::string& name) { return binary_isa(parse_isa(name
 
 // ---- quantizers ------------------------------------------------------------------------------
 
-DType quantizer_dtype(const std::string& name) {
-  if (name == "float32") return DType::f32;
-  if (name == "float64") return DType::f64;
-  if (name == "float16") return DType::f16;
-  if (name == "bfloat16") return DType::bf16;
-  throw std::invalid_argument("quantize: unsupported dtype '" + name +
-                              "'; expected float32, float64, float16 or bfloat16");
-}
-
 void quantize_binding(uintptr_t x, uintptr_t out, const std::string& dtype, int64_t n, int kind,
                       double param, double clip, bool clipped, uintptr_t mask, uintptr_t scale,
                       int64_t channels, int threads, const std::string& isa) {
   QuantizeArgs a;
   a.x = binary_ptr<const void>(x);
   a.out = binary_ptr<void>(out);
-  a.dtype = quantizer_dtype(dtype);
+  a.dtype = parse_float_dtype(dtype, "quantize");
   a.n = n;
   a.kind = QuantKind(kind);
   a.param = param;
@@ -71,7 +62,7 @@ void quantize_backward_binding(uintptr_t grad, uintptr_t x, uintptr_t mask, uint
   a.scale = binary_ptr<const void>(scale);
   a.channels = channels;
   a.out = binary_ptr<void>(out);
-  a.dtype = quantizer_dtype(dtype);
+  a.dtype = parse_float_dtype(dtype, "quantize");
   a.n = n;
   a.kind = QuantKind(kind);
   a.param = param;
@@ -89,21 +80,12 @@ Strides3 strides3(const Sizes3& t) {
   return Strides3{std::get<0>(t), std::get<1>(t), std::get<2>(t)};
 }
 
-DType packing_dtype(const std::string& op, const std::string& name) {
-  if (name == "float32") return DType::f32;
-  if (name == "float64") return DType::f64;
-  if (name == "float16") return DType::f16;
-  if (name == "bfloat16") return DType::bf16;
-  throw std::invalid_argument(op + ": unsupported dtype '" + name +
-                              "'; expected float32, float64, float16 or bfloat16");
-}
-
 bool pack_signs_binding(uintptr_t x, const std::string& dtype, const Sizes3& sizes,
                         const Sizes3& x_strides, uintptr_t words, const Sizes3& word_strides,
                         int threads, const std::string& isa) {
   PackSignsArgs a;
   a.x = binary_ptr<const void>(x);
-  a.dtype = packing_dtype("pack_signs", dtype);
+  a.dtype = parse_float_dtype(dtype, "pack_signs");
   std::tie(a.outer, a.n, a.inner) = sizes;
   a.x_strides = strides3(x_strides);
   a.words = binary_ptr<int32_t>(words);
@@ -122,7 +104,7 @@ void unpack_signs_binding(uintptr_t words, const Sizes3& word_strides, const Siz
   a.word_strides = strides3(word_strides);
   std::tie(a.outer, a.n, a.inner) = sizes;
   a.out = binary_ptr<void>(out);
-  a.dtype = packing_dtype("unpack_signs", dtype);
+  a.dtype = parse_float_dtype(dtype, "unpack_signs");
   a.out_strides = strides3(out_strides);
   a.threads = threads;
   const Isa chosen = parse_binary_isa(isa);
@@ -135,12 +117,10 @@ void unpack_signs_binding(uintptr_t words, const Sizes3& word_strides, const Siz
 // "int32" (packed sign words, or an int32 output) or a float dtype name.
 bool gemm_dtype(const std::string& name, DType& dtype) {
   if (name == "int32") return true;
-  if (name == "float32") dtype = DType::f32;
-  else if (name == "float64") dtype = DType::f64;
-  else if (name == "float16") dtype = DType::f16;
-  else if (name == "bfloat16") dtype = DType::bf16;
-  else throw std::invalid_argument("binary_gemm: unsupported dtype '" + name +
-                                   "'; expected int32, float32, float64, float16 or bfloat16");
+  if (name != "float32" && name != "float64" && name != "float16" && name != "bfloat16")
+    throw std::invalid_argument("binary_gemm: unsupported dtype '" + name +
+                                "'; expected int32, float32, float64, float16 or bfloat16");
+  dtype = parse_float_dtype(name);
   return false;
 }
 
@@ -243,7 +223,7 @@ void bi_attention_forward_binding(const Sizes5& sizes, const std::string& dtype,
                                   const std::string& isa) {
   BiAttentionArgs a;
   std::tie(a.batch, a.Lq, a.Lk, a.d, a.dv) = sizes;
-  a.dtype = packing_dtype("bi_attention", dtype);
+  a.dtype = parse_float_dtype(dtype, "bi_attention");
   a.offsets = binary_ptr<const int64_t>(offsets);
   a.q = binary_ptr<const void>(std::get<0>(q));
   std::tie(std::ignore, a.q_rs, a.q_cs) = q;

@@ -180,15 +180,6 @@ template <class TO> struct ConvEpilogue {
 
 // ---- the operands ----
 
-template <class F> void with_float_type(DType d, F&& f) {
-  switch (d) {
-    case DType::f64: return f(static_cast<double*>(nullptr));
-    case DType::f16: return f(static_cast<f16_bits*>(nullptr));
-    case DType::bf16: return f(static_cast<bf16_bits*>(nullptr));
-    default: return f(static_cast<float*>(nullptr));
-  }
-}
-
 // Work items of the x pass: planes (image, group[, row]) of pixel lines, in chunks of kChunk
 // lines. A plane is all H * W pixels when they are evenly strided, else one row.
 constexpr int64_t kChunk = 64;

@@ -239,15 +239,6 @@ bool binarize_share(const FloatOperand<T>& f, const LineGeometry& lg, int64_t K,
   return nan;
 }
 
-template <class F> void with_float_type(DType d, F&& f) {
-  switch (d) {
-    case DType::f64: return f(static_cast<double*>(nullptr));
-    case DType::f16: return f(static_cast<f16_bits*>(nullptr));
-    case DType::bf16: return f(static_cast<bf16_bits*>(nullptr));
-    default: return f(static_cast<float*>(nullptr));
-  }
-}
-
 template <class T> FloatOperand<T> float_operand(const BinaryOperand& op) {
   return {static_cast<const T*>(op.p), op.bs, op.rs, op.cs};
 }

@@ -30,6 +30,17 @@ inline void throw_nan_operand(const char* op, const bool* first, const char* fir
                               " contains NaN, whose sign is undefined");
 }
 
+// f(tag) with tag a null pointer of the element type of a float dtype: the element type as a
+// template argument of a generic lambda.
+template <class F> void with_float_type(DType d, F&& f) {
+  switch (d) {
+    case DType::f64: return f(static_cast<double*>(nullptr));
+    case DType::f16: return f(static_cast<f16_bits*>(nullptr));
+    case DType::bf16: return f(static_cast<bf16_bits*>(nullptr));
+    default: return f(static_cast<float*>(nullptr));
+  }
+}
+
 // ---- sign bits of float elements: 1 where x < 0 (not for -0.0), NaN detected ----
 
 // The raw bits of an element type, the sign bit, and the magnitude above which it is a NaN.

@@ -26,7 +26,7 @@ import torch
 from .. import _native
 from .._backend import resolve_backend
 from ..reference.bi_attention import bi_attention_reference
-from .binary_gemm import _sum_to
+from .binary_gemm import _NAMES, _sum_to
 
 FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 OP = "bi_attention"
@@ -163,14 +163,10 @@ def _forward_cpu(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     operands = [(t.data_ptr(), t.stride(-2), t.stride(-1)) for t in (q, k, v)]
     mask_operand = (0, 0, 0) if m is None else (m.data_ptr(), m.stride(-2), m.stride(-1))
     _native._C.bi_attention_forward(
-        (out.numel() // (lq * dv), lq, lk, d, dv), _FLOAT_NAMES[q.dtype], offsets.data_ptr(),
+        (out.numel() // (lq * dv), lq, lk, d, dv), _NAMES[q.dtype], offsets.data_ptr(),
         *operands, kind, mask_operand, out.data_ptr(), math.sqrt(d), torch.get_num_threads(),
         _native.ISA)
     return out
-
-
-_FLOAT_NAMES = {torch.float32: "float32", torch.float64: "float64", torch.float16: "float16",
-                torch.bfloat16: "bfloat16"}
 
 
 torch.library.define(

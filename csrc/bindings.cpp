@@ -30,6 +30,7 @@ using namespace kernelkit;
 namespace kernelkit {
 void bind_binary(py::module_& mod);  // csrc/binary/binary_bindings.cpp
 void bind_sparse_wht(py::module_& mod);  // csrc/hadamard/sparse_wht_bindings.cpp
+void bind_ode(py::module_& mod);  // csrc/ode/ode_bindings.cpp
 }  // namespace kernelkit
 
 namespace {
@@ -485,7 +486,8 @@ py::dict isa_per_op(const std::string& requested) {
       {"pack_signs", binary},           {"unpack_signs", binary},
       {"binary_matmul", binary},        {"binary_linear", binary},
       {"binary_conv2d", binary},        {"bi_attention", binary},
-      {"sparse_wht", isa}};  // its decoder (the front end's transforms are fwht's)
+      {"sparse_wht", isa},  // its decoder (the front end's transforms are fwht's)
+      {"odeint", isa}};
   py::dict out;
   for (const auto& [op, path] : ops) out[op] = isa_name(path);
   return out;
@@ -626,4 +628,5 @@ PYBIND11_MODULE(_C, mod) {
       py::arg("address"), py::arg("bytes"));
   bind_binary(mod);
   bind_sparse_wht(mod);
+  bind_ode(mod);
 }

@@ -659,3 +659,39 @@ def test_adjoint_memory_does_not_grow_with_steps():
 
     (b_loose, _), (b_tight, _) = (saved_bytes(backprop, tol) for tol in (1e-4, 1e-9))
     assert b_tight > 3 * b_loose
+
+
+class _SyncCounter(torch.utils._python_dispatch.TorchDispatchMode):
+    """Counts the ops that read a tensor's value on the host (device synchronizations)."""
+
+    SYNCS = {"aten::_local_scalar_dense", "aten::is_nonzero", "aten::item", "aten::equal",
+             "aten::allclose"}
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func._schema.name in self.SYNCS:
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("method", ["dopri5", "tsit5", "bosh3", "dopri8"])
+def test_at_most_one_host_sync_per_step(driver, method):
+    """The fused driver reads the device at most once per step (its error sums); the start
+    (finiteness of y0, the initial step) costs a few reads in all. The reference driver
+    reads it several times per step, which shows that the counter sees the reads."""
+    f, y0, _ = linear_problem(8, seed=3)
+    t = torch.linspace(0.0, 4.0, 9, dtype=F64)
+    with kernelkit.use_backend("cpu"):
+        _, stats = kernelkit.odeint(f, y0, t, rtol=1e-9, atol=1e-11, method=method,
+                                    options={"stats": True})
+    steps = stats.accepted + stats.rejected
+    assert steps > 20
+    with _SyncCounter() as counter:
+        kernelkit.odeint(f, y0, t, rtol=1e-9, atol=1e-11, method=method)
+    if driver == "fused":
+        assert counter.count <= steps + 8, (counter.count, steps)
+    else:
+        assert counter.count > 2 * steps, (counter.count, steps)

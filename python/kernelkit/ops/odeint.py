@@ -16,14 +16,18 @@ and the ``reference`` backend.
 
 from __future__ import annotations
 
+import itertools
 import math
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
-from .._backend import current_backend
+from .. import _native
+from .._backend import current_backend, resolve_backend
 from ..reference.odeint import (
     _NEXT,
     _NONE,
@@ -35,11 +39,14 @@ from ..reference.odeint import (
     Tableau,
     _grid_from_step_size,
     _initial_step,
+    _unflatten,
     prepare,
     solve,
 )
 from ..reference.odeint_adjoint import odeint_adjoint_reference
 from . import rk_step
+
+_C = _native._C
 
 __all__ = ["ADAPTIVE_METHODS", "FIXED_METHODS", "OdeStats", "fused_unsupported", "odeint",
            "odeint_adjoint"]
@@ -96,12 +103,8 @@ def fused_unsupported(problem: Problem, t_requires_grad: bool) -> str | None:
     return None
 
 
-def _flat(x: torch.Tensor) -> torch.Tensor:
-    return x.view(-1) if x.is_contiguous() else x.contiguous().view(-1)
-
-
 class _Buffers:
-    """Stage-input buffers of the state's shape, reused once nothing else refers to them.
+    """Flat stage-input buffers, reused once nothing else refers to them.
 
     A buffer is free when only this pool's list holds it: no Python name (func may keep its
     input), no view or autograd reference to its storage. Small states allocate fresh ones.
@@ -115,13 +118,13 @@ class _Buffers:
 
     def take(self) -> torch.Tensor:
         if self.pool is None:
-            return torch.empty_like(self.like, memory_format=torch.contiguous_format)
+            return torch.empty_like(self.like)
         for buf in self.pool:
             # references: the list, this loop's name, getrefcount's argument
             if (sys.getrefcount(buf) == 3
                     and torch._C._storage_Use_Count(buf.untyped_storage()._cdata) == 2):
                 return buf
-        buf = torch.empty_like(self.like, memory_format=torch.contiguous_format)
+        buf = torch.empty_like(self.like)
         self.pool.append(buf)
         return buf
 
@@ -130,51 +133,101 @@ def _rms(x: torch.Tensor) -> torch.Tensor:
     return x.pow(2).mean().sqrt()
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """A tableau as the fused driver uses it: per stage, the stages its input weights
+    (nonzero coefficients only), and the solution, error and midpoint weights."""
+
+    stages: tuple[tuple[float, tuple[int, ...], tuple[float, ...]], ...]  # (c, idx, a)
+    sol: tuple[int, ...]
+    b: tuple[float, ...]
+    err: tuple[int, ...]
+    e: tuple[float, ...]
+    mid: tuple[float, ...] | None
+
+    @staticmethod
+    def of(tab: Tableau) -> _Plan:
+        def nonzero(w: Sequence[float]) -> tuple[tuple[int, ...], tuple[float, ...]]:
+            idx = tuple(j for j, x in enumerate(w) if x != 0)
+            return idx, tuple(float(w[j]) for j in idx)
+
+        stages = tuple((float(c), *nonzero(row)) for c, row in zip(tab.c, tab.a, strict=True))
+        sol, b = nonzero(tab.b)
+        err, e = nonzero(tab.b_err) if tab.b_err is not None else ((), ())
+        return _Plan(stages, sol, b, err, e, tab.mid)
+
+
+_PLANS = {name: _Plan.of(tab) for name, tab in {**ADAPTIVE_METHODS, **FIXED_METHODS}.items()}
+
+
+def _tracked(xs: Sequence[torch.Tensor]) -> bool:
+    return torch.is_grad_enabled() and any(x.requires_grad for x in xs)
+
+
 class _Solver:
-    """The fused driver's state for one solve: flat views, weights, counters."""
+    """One fused solve: the user's func on the flat state, stage buffers, counters.
+
+    The stages k are the user's func values as returned (for decreasing t, of the problem
+    in the user's time): the sign of the time reversal is folded into the weights.
+    """
 
     def __init__(self, p: Problem, want_stats: bool):
         self.p = p
-        self.rhs = p.rhs
+        self.shape = p.y0.shape
+        # the kernels see contiguous tensors as flat arrays: no views on the hot path
         y0 = p.y0.contiguous()
         self.y0 = y0
         self.n = y0.numel()
-        if p.shapes is None:
-            self.seg_end = [self.n]
-        else:
-            ends, total = [], 0
-            for s in p.shapes:
-                total += math.prod(s)
-                ends.append(total)
-            self.seg_end = ends
+        # the C++ kernels called directly on the hot path (rk_step's dispatch costs more than
+        # a small state's kernel); autograd-tracked sums go through rk_step.combine
+        self.cpu = resolve_backend("odeint", y0.device) == "cpu"
+        self.grad = torch.is_grad_enabled()
+        self.dtype_name = str(y0.dtype).removeprefix("torch.")
+        self.threads = torch.get_num_threads()
+        self.sign = -1.0 if p.reverse else 1.0
+        self.dtype, self.device = y0.dtype, y0.device
+        self.func, self.shapes = p.rhs.func, p.shapes
+        self.seg_end = list(itertools.accumulate(math.prod(s) for s in p.shapes)) \
+            if p.shapes is not None else [self.n]
         self.seg_len = [e - s for s, e in zip([0, *self.seg_end[:-1]], self.seg_end, strict=True)]
         self.buffers = _Buffers(y0)
         self.want_stats = want_stats
-        self.nfe = 0
-        self.accepted = 0
-        self.rejected = 0
-        zero = torch.zeros((), dtype=y0.dtype, device=y0.device)
-        self.error_dt = zero
-        self.stiffness_dt = zero
+        self.nfe = self.accepted = self.rejected = 0
+        self.error_dt = self.stiffness_dt = torch.zeros((), dtype=self.dtype, device=self.device)
+        self.rnd = _rounder(self.dtype)
 
     # ---- pieces -------------------------------------------------------------------------
 
     def call(self, t: float, y: torch.Tensor, perturb: int = _NONE) -> torch.Tensor:
+        """func at the solver's time t (the user's time is -t for decreasing t), the value
+        at t moved to the neighbouring float of the state's dtype when asked."""
         self.nfe += 1
-        tt = torch.tensor(t, dtype=torch.float64, device=y.device)
-        k = self.rhs(tt, y, perturb)
-        return k if k.is_contiguous() else k.contiguous()
+        if perturb != _NONE:
+            t = _nextafter(self.rnd(t), perturb == _NEXT, self.dtype)
+        tt = torch.scalar_tensor(self.sign * t, dtype=self.dtype, device=self.device)
+        if self.shapes is None:
+            k = self.func(tt, y)
+            if type(k) is not torch.Tensor or k.shape != self.shape or k.dtype != self.dtype:
+                self.p.rhs._check(k, self.shape)
+            return k if k.is_contiguous() else k.contiguous()
+        k = self.func(tt, _unflatten(y, self.shapes))
+        if not isinstance(k, (tuple, list)) or len(k) != len(self.shapes):
+            self.p.rhs(tt, y)  # raises the reference's error
+        for ki, shape in zip(k, self.shapes, strict=True):
+            self.p.rhs._check(ki, shape)
+        return torch.cat([ki.reshape(-1) for ki in k])
 
-    def combine(self, srcs: Sequence[torch.Tensor], w: Sequence[float]) -> torch.Tensor:
-        """w[0] * srcs[0] + sum w[j] srcs[j] over the nonzero weights, in the state's shape."""
-        pairs = [(s, wj) for j, (s, wj) in enumerate(zip(srcs, w, strict=True))
-                 if j == 0 or wj != 0]
-        flat = [_flat(s) for s, _ in pairs]
-        weights = [wj for _, wj in pairs]
-        if _tracked(flat):
-            return rk_step.combine(flat, weights).view(self.y0.shape)
+    def combine(self, base: torch.Tensor, w0: float, srcs: Sequence[torch.Tensor],
+                w: Sequence[float]) -> torch.Tensor:
+        """w0 * base + sum_j w[j] * srcs[j]."""
+        if self.grad and (base.requires_grad or any(x.requires_grad for x in srcs)):
+            return rk_step.combine([base, *srcs], [w0, *w])
         out = self.buffers.take()
-        rk_step.combine(flat, weights, out=out.view(-1))
+        if self.cpu:
+            _C.rk_combine(out.data_ptr(), [base.data_ptr(), *(x.data_ptr() for x in srcs)],
+                          [w0, *w], self.n, self.dtype_name, self.threads, _native.ISA)
+        else:
+            rk_step.combine([base, *srcs], [w0, *w], out=out)
         return out
 
     def ratio_from(self, stats) -> tuple[float, bool]:  # noqa: ANN001
@@ -184,77 +237,84 @@ class _Solver:
         finite = all(stats[2 * s + 1] == 0.0 for s in range(len(self.seg_len)))
         return ratio, finite
 
-    def record(self, k: list[torch.Tensor], g: list[torch.Tensor], e: Sequence[float],
+    def record(self, plan: _Plan, k: list[torch.Tensor], g: list[torch.Tensor],
                dt: float) -> None:
         """Adds an accepted step's differentiable regularizer terms (stats=True only)."""
-        err = torch.zeros_like(k[0])
-        for kj, ej in zip(k, e, strict=True):
-            if ej != 0:
-                err = err + kj * ej
+        err = sum(k[j] * (e * dt) for j, e in zip(plan.err, plan.e, strict=True))
         self.error_dt = self.error_dt + _rms(err) * abs(dt)
-        if len(k) >= 2 and len(g) >= 2:
-            num = _rms(k[-1] - k[-2])
-            den = _rms(g[-1] - g[-2])
-            ratio = torch.where(den > 0, num / torch.where(den > 0, den, 1.0), 0.0)
-            self.stiffness_dt = self.stiffness_dt + ratio * abs(dt)
+        if len(k) >= 2:
+            num, den = _rms(k[-1] - k[-2]), _rms(g[-1] - g[-2])
+            safe = torch.where(den > 0, den, torch.ones_like(den))
+            self.stiffness_dt = self.stiffness_dt + torch.where(den > 0, num / safe, 0.0) * abs(dt)
 
     def stats(self) -> OdeStats:
         return OdeStats(self.nfe, self.accepted, self.rejected, self.error_dt,
                         self.stiffness_dt)
 
-    # ---- adaptive -----------------------------------------------------------------------
+    # ---- one step -----------------------------------------------------------------------
 
-    def stages(self, tab: Tableau, y: torch.Tensor, f0: torch.Tensor, t0: float, dt: float,
+    def stages(self, plan: _Plan, y: torch.Tensor, f0: torch.Tensor, t0: float, dt: float,
                t1: float) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """The stages k (k[0] = f0) and their inputs g (g[0] = y) of one step."""
         k, g = [f0], [y]
-        for ci, row in zip(tab.c, tab.a, strict=True):
-            yi = self.combine([y, *k], [1.0, *(a * dt for a in row)])
-            if ci == 1.0:
+        sdt = self.sign * dt
+        for c, idx, a in plan.stages:
+            yi = self.combine(y, 1.0, [k[j] for j in idx], [x * sdt for x in a]) if idx else y
+            if c == 1.0:
                 k.append(self.call(t1, yi, _PREV))
             else:
-                k.append(self.call(t0 + ci * dt, yi))
+                k.append(self.call(t0 + c * dt, yi))
             g.append(yi)
         return k, g
 
-    def step_end(self, tab: Tableau, y, k, g, dt: float, rtol: float, atol: float):  # noqa: ANN001, ANN201
-        """(y1, the step's stats, the error weights): y1 is the last stage input of a
-        first-same-as-last method, else written by the same pass (by its own combine when
-        autograd tracks the stages)."""
-        e = [w * dt for w in tab.b_err]
-        b = [w * dt for w in tab.b]
-        if tab.fsal:
+    def step_end(self, plan: _Plan, fsal: bool, y: torch.Tensor, k: list[torch.Tensor],
+                 g: list[torch.Tensor], dt: float, rtol: float, atol: float):  # noqa: ANN201
+        """(y1, the step's stats): y1 is the last stage input of a first-same-as-last
+        method, else written by the same pass (by its own combine when autograd tracks)."""
+        sdt = self.sign * dt
+        if fsal:
             y1, write = g[-1], False
         elif _tracked([y, *k]):
-            y1, write = self.combine([y, *k], [1.0, *b]), False
+            y1 = self.combine(y, 1.0, [k[j] for j in plan.sol], [x * sdt for x in plan.b])
+            write = False
         else:
             y1, write = self.buffers.take(), True
-        used = [j for j in range(len(k)) if e[j] != 0 or (write and b[j] != 0)]
+        used = sorted(set(plan.err) | (set(plan.sol) if write else set()))
+        e = dict(zip(plan.err, plan.e, strict=True))
+        b = dict(zip(plan.sol, plan.b, strict=True))
+        wb = [b.get(j, 0.0) * sdt for j in used] if write else None
+        we = [e.get(j, 0.0) * sdt for j in used]
+        if self.cpu:
+            stats = np.empty(2 * len(self.seg_end))
+            _C.rk_step_end(y.data_ptr(), y1.data_ptr(), write, [k[j].data_ptr() for j in used],
+                           wb or [], we, rtol, atol, self.seg_end, self.n, self.dtype_name,
+                           stats.ctypes.data, self.threads, _native.ISA)
+            return y1, stats
         with torch.no_grad():
-            stats = rk_step.step_end(
-                _flat(y.detach()), _flat(y1.detach()), [_flat(k[j].detach()) for j in used],
-                [b[j] for j in used] if write else None, [e[j] for j in used], rtol, atol,
-                self.seg_end)
-        return y1, stats, e
+            stats = rk_step.step_end(y.detach(), y1.detach(), [k[j].detach() for j in used], wb,
+                                     we, rtol, atol, self.seg_end)
+        return y1, stats
 
-    def dense(self, tab: Tableau, y, y1, k, dt: float, x: float) -> torch.Tensor:  # noqa: ANN001
+    def dense(self, plan: _Plan, y: torch.Tensor, y1: torch.Tensor, k: list[torch.Tensor],
+              dt: float, x: float) -> torch.Tensor:
         """The quartic dense output at x = (t - ta) / (tb - ta) as one weighted sum."""
         if x == 1.0:
             return y1
         x2, x3, x4 = x * x, x * x * x, x * x * x * x
         c_y0 = 1 + 5 * x2 - 14 * x3 + 8 * x4
         c_y1 = -5 * x2 + 14 * x3 - 8 * x4
-        c_f0 = (x - 4 * x2 + 5 * x3 - 2 * x4) * dt
-        c_f1 = (x2 - 3 * x3 + 2 * x4) * dt
-        c_mid = 16 * x2 * (1 - x) ** 2 * dt
-        w = [c_mid * m for m in tab.mid]
-        w[0] += c_f0
-        w[-1] += c_f1
-        out = self.combine([y, y1, *k], [c_y0, c_y1, *w])
-        return out.clone() if out is y or out is y1 else out
+        sdt = self.sign * dt
+        c_mid = 16 * x2 * (1 - x) ** 2 * sdt
+        w = [c_mid * m for m in plan.mid]
+        w[0] += (x - 4 * x2 + 5 * x3 - 2 * x4) * sdt
+        w[-1] += (x2 - 3 * x3 + 2 * x4) * sdt
+        nz = [j for j, wj in enumerate(w) if wj != 0]
+        return self.combine(y, c_y0, [y1, *(k[j] for j in nz)], [c_y1, *(w[j] for j in nz)])
 
-    def adaptive(self, tab: Tableau, t: list[float]) -> list[torch.Tensor]:
-        p, opts = self.p, self.p.options
+    # ---- drivers ------------------------------------------------------------------------
+
+    def adaptive(self, name: str, t: list[float]) -> list[torch.Tensor]:
+        tab, plan, p, opts = ADAPTIVE_METHODS[name], _PLANS[name], self.p, self.p.options
         rtol, atol = float(p.rtol), float(p.atol)
         min_step = float(opts.get("min_step", 0))
         max_step = float(opts.get("max_step", math.inf))
@@ -262,16 +322,18 @@ class _Solver:
         ifactor = float(opts.get("ifactor", 10.0))
         dfactor = float(opts.get("dfactor", 0.2))
         max_num_steps = int(opts.get("max_num_steps", 2**31 - 1))
-        exponent = 1.0 / tab.order
+        exponent, fsal = 1.0 / tab.order, tab.fsal
 
         y = self.y0
         if not bool(torch.isfinite(y).all()):
             raise FloatingPointError(f"odeint: non-finite values in the state at t = {t[0]}")
-        t_start = torch.tensor(t[0], dtype=torch.float64, device=y.device)
         f = self.call(t[0], y)
         if opts.get("first_step") is None:
-            counting = _Counting(self)
-            dt = float(_initial_step(counting, t_start, y, f, tab.order, rtol, atol, p.norm))
+            t_start = torch.tensor(t[0], dtype=torch.float64, device=y.device)
+            f_sys = -f if self.sign < 0 else f
+            with torch.no_grad():  # the step size is not differentiated (as torchdiffeq)
+                dt = float(_initial_step(_Counting(self), t_start, y, f_sys, tab.order, rtol,
+                                         atol, p.norm))
         else:
             dt = float(opts["first_step"])
 
@@ -287,8 +349,8 @@ class _Solver:
             t1 = tb + dt
             if not t1 > tb:
                 raise RuntimeError(f"odeint: step size underflow at t = {tb} (dt = {dt})")
-            k, g = self.stages(tab, y, f, tb, dt, t1)
-            y1, stats, e = self.step_end(tab, y, k, g, dt, rtol, atol)
+            k, g = self.stages(plan, y, f, tb, dt, t1)
+            y1, stats = self.step_end(plan, fsal, y, k, g, dt, rtol, atol)
             ratio, finite = self.ratio_from(stats)
             accept = (ratio <= 1 and not dt > max_step) or dt <= min_step
             if not accept and math.isnan(ratio) and not min_step > 0:
@@ -300,9 +362,9 @@ class _Solver:
                     raise FloatingPointError(f"odeint: non-finite values in the state at t = {t1}")
                 self.accepted += 1
                 if self.want_stats:
-                    self.record(k, g, e, dt)
+                    self.record(plan, k, g, dt)
                 while j < len(t) and t[j] <= t1:
-                    out.append(self.dense(tab, y, y1, k, dt, (t[j] - tb) / (t1 - tb)))
+                    out.append(self.dense(plan, y, y1, k, dt, (t[j] - tb) / (t1 - tb)))
                     j, n_steps = j + 1, 0
                 tb, y, f = t1, y1, k[-1]
             else:
@@ -311,32 +373,28 @@ class _Solver:
             dt = min(max(dt, min_step), max_step)
         return out
 
-    # ---- fixed grid ---------------------------------------------------------------------
-
-    def fixed(self, tab: Tableau, t: torch.Tensor) -> list[torch.Tensor]:
-        opts = self.p.options
+    def fixed(self, name: str, t: torch.Tensor) -> list[torch.Tensor]:
+        plan, opts = _PLANS[name], self.p.options
         step_size = opts.get("step_size")
         grid = t if step_size is None else _grid_from_step_size(step_size, t)
         grid_l, t_l = grid.tolist(), t.tolist()
-        # time arithmetic in t's dtype, as the reference (float32 grids round every step)
-        rnd = (lambda v: v) if t.dtype == torch.float64 else _rounder(t.dtype)
-        perturb = bool(opts.get("perturb", False))
+        # time arithmetic in t's dtype, as the reference's (a float32 grid rounds each value)
+        rnd = _rounder(t.dtype)
+        first, last = (_NEXT, _PREV) if opts.get("perturb", False) else (_NONE, _NONE)
         y = self.y0
         out = [y]
         j = 1
         for t0, t1 in zip(grid_l[:-1], grid_l[1:], strict=True):
             dt = rnd(t1 - t0)
-            k = [self.call(t0, y, _NEXT if perturb else _NONE)]
-            for ci, row in zip(tab.c, tab.a, strict=True):
-                if all(a == 0 for a in row):
-                    yi = y
+            sdt = self.sign * dt
+            k = [self.call(t0, y, first)]
+            for c, idx, a in plan.stages:
+                yi = self.combine(y, 1.0, [k[i] for i in idx], [x * sdt for x in a]) if idx else y
+                if c == 1.0:
+                    k.append(self.call(t1, yi, last))
                 else:
-                    yi = self.combine([y, *k], [1.0, *(a * dt for a in row)])
-                if ci == 1.0:
-                    k.append(self.call(t1, yi, _PREV if perturb else _NONE))
-                else:
-                    k.append(self.call(rnd(t0 + rnd(ci * dt)), yi))
-            y1 = self.combine([y, *k], [1.0, *(b * dt for b in tab.b)])
+                    k.append(self.call(rnd(t0 + rnd(c * dt)), yi))
+            y1 = self.combine(y, 1.0, [k[i] for i in plan.sol], [x * sdt for x in plan.b])
             self.accepted += 1
             while j < len(t_l) and t1 >= t_l[j]:
                 tj = t_l[j]
@@ -346,7 +404,7 @@ class _Solver:
                     out.append(y1)
                 else:
                     x = rnd((tj - t0) / dt)
-                    out.append(self.combine([y, y1, y], [1.0, x, -x]))
+                    out.append(self.combine(y, 1.0, [y1, y], [x, -x]))
                 j += 1
             y = y1
         return out
@@ -363,10 +421,19 @@ def _next_step(dt: float, ratio: float, safety: float, ifactor: float, dfactor: 
 
 
 def _rounder(dtype: torch.dtype) -> Callable[[float], float]:
-    def rnd(v: float) -> float:
-        return torch.tensor(v, dtype=dtype).item()
+    """Rounds a Python float to the nearest value of dtype (the identity for float64)."""
+    if dtype == torch.float64:
+        return lambda v: v
+    np_type = {torch.float32: np.float32, torch.float16: np.float16}[dtype]
+    return lambda v: float(np_type(v))
 
-    return rnd
+
+def _nextafter(t: float, up: bool, dtype: torch.dtype) -> float:
+    """The neighbouring float of t in dtype, toward +inf (up) or -inf."""
+    if dtype == torch.float64:
+        return math.nextafter(t, math.inf if up else -math.inf)
+    np_type = np.float32 if dtype == torch.float32 else np.float16
+    return float(np.nextafter(np_type(t), np_type(np.inf if up else -np.inf)))
 
 
 class _Counting:
@@ -376,12 +443,9 @@ class _Counting:
         self.solver = solver
 
     def __call__(self, t: torch.Tensor, y: torch.Tensor, perturb: int = _NONE) -> torch.Tensor:
-        self.solver.nfe += 1
-        return self.solver.rhs(t, y, perturb)
-
-
-def _tracked(xs: Sequence[torch.Tensor]) -> bool:
-    return torch.is_grad_enabled() and any(x.requires_grad for x in xs)
+        s = self.solver
+        s.nfe += 1
+        return s.p.rhs(t, y, perturb)
 
 
 def odeint(
@@ -436,9 +500,8 @@ def odeint(
     if problem.y0.numel() == 0:
         sol = problem.y0.new_empty((problem.t.numel(), *problem.y0.shape))
     elif problem.method in ADAPTIVE_METHODS:
-        sol = torch.stack(solver.adaptive(ADAPTIVE_METHODS[problem.method],
-                                          problem.t.tolist()))
+        sol = torch.stack(solver.adaptive(problem.method, problem.t.tolist()))
     else:
-        sol = torch.stack(solver.fixed(FIXED_METHODS[problem.method], problem.t))
+        sol = torch.stack(solver.fixed(problem.method, problem.t))
     sol = problem.unflatten(sol)
     return (sol, solver.stats()) if want_stats else sol

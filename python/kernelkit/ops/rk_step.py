@@ -1,4 +1,5 @@
-"""odeint's fused Runge-Kutta stage kernels, on flat contiguous float32 / float64 states.
+"""odeint's fused Runge-Kutta stage kernels, on contiguous float32 / float64 states (seen
+as flat arrays of N values, whatever their shape).
 
 * :func:`combine` -- ``out = w[0] * srcs[0] + sum_{j>=1} w[j] * srcs[j]``: a stage's input
   ``y0 + sum_j (a_ij dt) k_j`` or a dense-output point, one pass, no per-stage temporaries.
@@ -67,13 +68,14 @@ def combine(srcs: Sequence[torch.Tensor], w: Sequence[float],
     """``w[0] * srcs[0] + sum_{j>=1} w[j] * srcs[j]``.
 
     Args:
-        srcs: 1 to 32 contiguous 1-D tensors of one length N, float32 or float64, one device.
+        srcs: 1 to 32 contiguous tensors of one shape (N values), float32 or float64, one
+            device.
         w: one float weight per source (float64 on the host; cast to the state's dtype).
-        out: optional contiguous (N,) tensor written in place (never one of ``srcs``); not
+        out: optional contiguous tensor of that shape written in place (never one of ``srcs``); not
             allowed when a source requires grad.
 
     Returns:
-        (N,) tensor of the sources' dtype.
+        A tensor of the sources' shape and dtype.
     """
     backend = resolve_backend(_OP, srcs[0].device)
     tracked = torch.is_grad_enabled() and any(s.requires_grad for s in srcs)
@@ -95,7 +97,8 @@ def _step_end_reference(y0, y1, ks, b, e, rtol, atol, seg_end, stats) -> torch.T
     err = _combine_reference([torch.zeros_like(y0), *ks], [1.0, *e])
     if b is not None:
         y1.copy_(_combine_reference([y0, *ks], [1.0, *b]))
-    r = err / (atol + rtol * torch.maximum(y0.abs(), y1.abs()))
+    r = (err / (atol + rtol * torch.maximum(y0.abs(), y1.abs()))).reshape(-1)
+    y1 = y1.reshape(-1)
     start = 0
     for s, end in enumerate(seg_end):
         part = r[start:end]
@@ -111,10 +114,10 @@ def step_end(y0: torch.Tensor, y1: torch.Tensor, ks: Sequence[torch.Tensor],
     """One step's end, in one pass over the state.
 
     Args:
-        y0: (N,) contiguous state at the step's start, float32 or float64.
-        y1: (N,) contiguous tensor: written with ``y0 + sum_j b[j] * ks[j]`` when ``b`` is
+        y0: contiguous state (N values) at the step's start, float32 or float64.
+        y1: contiguous tensor of y0's shape: written with ``y0 + sum_j b[j] * ks[j]`` when ``b`` is
             given, else read (the step's solution, already computed).
-        ks: the stages the weights multiply, each (N,) contiguous.
+        ks: the stages the weights multiply, contiguous, of y0's shape.
         b, e: weights (dt folded in) of the solution and of the error estimate.
         rtol, atol: float tolerances.
         seg_end: increasing segment ends, the last one N (one segment per part of a tuple

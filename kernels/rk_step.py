@@ -123,9 +123,9 @@ def rk_step_end(y0: torch.Tensor, y1: torch.Tensor, ks, b, e, rtol: float, atol:
 # Ahead-of-time compile specializations (tests/test_triton_compile.py)
 # ---------------------------------------------------------------------------------------------
 def aot_specializations():
-    """The combine for 1..14 sources (dopri8's dense output has 15 with y0 and y1) and the
+    """The combine for 1..15 sources (dopri8's dense output has 15 with y0 and y1) and the
     step end for the stage counts of the methods (2..13), both dtypes."""
-    for dtype, elem in _TL_TYPE.items():
+    for elem in _TL_TYPE.values():
         p = "*" + elem
         for nsrc in range(1, 16):
             sig = {"out_ptr": p, "srcs": (p,) * nsrc, "w_ptr": p, "n": "i32",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import struct
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -38,7 +39,6 @@ from ..reference.odeint import (
     State,
     Tableau,
     _grid_from_step_size,
-    _initial_step,
     _unflatten,
     prepare,
     solve,
@@ -220,12 +220,15 @@ class _Solver:
     def combine(self, base: torch.Tensor, w0: float, srcs: Sequence[torch.Tensor],
                 w: Sequence[float]) -> torch.Tensor:
         """w0 * base + sum_j w[j] * srcs[j]."""
-        if self.grad and (base.requires_grad or any(x.requires_grad for x in srcs)):
+        if self.grad and (base.requires_grad or any([x.requires_grad for x in srcs])):
             return rk_step.combine([base, *srcs], [w0, *w])
-        out = self.buffers.take()
+        out = self.buffers.take() if self.buffers.pool is not None else torch.empty_like(base)
         if self.cpu:
-            _C.rk_combine(out.data_ptr(), [base.data_ptr(), *(x.data_ptr() for x in srcs)],
-                          [w0, *w], self.n, self.dtype_name, self.threads, _native.ISA)
+            ptrs = [x.data_ptr() for x in srcs]
+            ptrs.insert(0, base.data_ptr())
+            w = [w0, *w]
+            _C.rk_combine(out.data_ptr(), ptrs, w, self.n, self.dtype_name, self.threads,
+                          _native.ISA)
         else:
             rk_step.combine([base, *srcs], [w0, *w], out=out)
         return out
@@ -284,16 +287,46 @@ class _Solver:
         b = dict(zip(plan.sol, plan.b, strict=True))
         wb = [b.get(j, 0.0) * sdt for j in used] if write else None
         we = [e.get(j, 0.0) * sdt for j in used]
-        if self.cpu:
-            stats = np.empty(2 * len(self.seg_end))
-            _C.rk_step_end(y.data_ptr(), y1.data_ptr(), write, [k[j].data_ptr() for j in used],
-                           wb or [], we, rtol, atol, self.seg_end, self.n, self.dtype_name,
-                           stats.ctypes.data, self.threads, _native.ISA)
-            return y1, stats
+        stats = self.end_sums(y, y1, [k[j] for j in used], wb, we, rtol, atol)
+        return y1, stats
         with torch.no_grad():
             stats = rk_step.step_end(y.detach(), y1.detach(), [k[j].detach() for j in used], wb,
                                      we, rtol, atol, self.seg_end)
         return y1, stats
+
+    def end_sums(self, y: torch.Tensor, y1: torch.Tensor, ks: list[torch.Tensor],
+                 wb: list[float] | None, we: list[float], rtol: float, atol: float):  # noqa: ANN201
+        """rk_step.step_end on the solver's backend (the C++ kernel called directly)."""
+        if self.cpu:
+            stats = np.empty(2 * len(self.seg_end))
+            _C.rk_step_end(y.data_ptr(), y1.data_ptr(), wb is not None,
+                           [x.data_ptr() for x in ks], wb or [], we, rtol, atol, self.seg_end,
+                           self.n, self.dtype_name, stats.ctypes.data, self.threads,
+                           _native.ISA)
+            return stats
+        with torch.no_grad():
+            return rk_step.step_end(y.detach(), y1.detach(), [x.detach() for x in ks], wb, we,
+                                    rtol, atol, self.seg_end)
+
+    def initial_step(self, y: torch.Tensor, k0: torch.Tensor, t0: float, order: int,
+                     rtol: float, atol: float) -> float:
+        """Hairer-Norsett-Wanner's starting step with the reference's arithmetic (in the
+        state's dtype), its three norms as step-end sums over y0 (scale atol + rtol |y0|)."""
+        rnd = self.rnd
+
+        def norm(ks: list[torch.Tensor], w: list[float]) -> float:
+            return rnd(self.ratio_from(self.end_sums(y, y, ks, None, w, rtol, atol))[0])
+
+        d0, d1 = norm([y], [1.0]), norm([k0], [1.0])
+        h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else rnd(rnd(0.01 * d0) / d1)
+        y_try = self.combine(y, 1.0, [k0], [rnd(h0) * self.sign])
+        k1 = self.call(t0 + h0, y_try)
+        d2 = rnd(norm([k1, k0], [1.0, -1.0]) / h0)
+        if d1 <= 1e-15 and d2 <= 1e-15:
+            h1 = max(1e-6, rnd(h0 * 1e-3))
+        else:
+            h1 = rnd(rnd(0.01 / max(d1, d2)) ** (1.0 / order))
+        return min(rnd(100 * h0), abs(h1))
 
     def dense(self, plan: _Plan, y: torch.Tensor, y1: torch.Tensor, k: list[torch.Tensor],
               dt: float, x: float) -> torch.Tensor:
@@ -325,15 +358,11 @@ class _Solver:
         exponent, fsal = 1.0 / tab.order, tab.fsal
 
         y = self.y0
-        if not bool(torch.isfinite(y).all()):
+        if not self.ratio_from(self.end_sums(y, y, [y], None, [0.0], rtol, atol))[1]:
             raise FloatingPointError(f"odeint: non-finite values in the state at t = {t[0]}")
         f = self.call(t[0], y)
         if opts.get("first_step") is None:
-            t_start = torch.tensor(t[0], dtype=torch.float64, device=y.device)
-            f_sys = -f if self.sign < 0 else f
-            with torch.no_grad():  # the step size is not differentiated (as torchdiffeq)
-                dt = float(_initial_step(_Counting(self), t_start, y, f_sys, tab.order, rtol,
-                                         atol, p.norm))
+            dt = self.initial_step(y, f, t[0], tab.order, rtol, atol)
         else:
             dt = float(opts["first_step"])
 
@@ -424,28 +453,32 @@ def _rounder(dtype: torch.dtype) -> Callable[[float], float]:
     """Rounds a Python float to the nearest value of dtype (the identity for float64)."""
     if dtype == torch.float64:
         return lambda v: v
-    np_type = {torch.float32: np.float32, torch.float16: np.float16}[dtype]
-    return lambda v: float(np_type(v))
+    if dtype != torch.float32:
+        return lambda v: torch.tensor(v, dtype=dtype).item()
+
+    def rnd(v: float) -> float:
+        try:
+            return struct.unpack("<f", struct.pack("<f", v))[0]
+        except OverflowError:  # beyond float32's range: rounds to an infinity
+            return math.copysign(math.inf, v)
+
+    return rnd
 
 
 def _nextafter(t: float, up: bool, dtype: torch.dtype) -> float:
-    """The neighbouring float of t in dtype, toward +inf (up) or -inf."""
+    """The neighbouring float of t (a value of dtype) in dtype, toward +inf (up) or -inf."""
     if dtype == torch.float64:
         return math.nextafter(t, math.inf if up else -math.inf)
-    np_type = np.float32 if dtype == torch.float32 else np.float16
-    return float(np.nextafter(np_type(t), np_type(np.inf if up else -np.inf)))
+    if dtype != torch.float32:
+        raise TypeError(f"odeint: no fused path for {dtype}")
+    if t == 0.0:
+        return _F32_TINY if up else -_F32_TINY
+    bits = struct.unpack("<i", struct.pack("<f", t))[0]
+    bits += 1 if (t > 0) == up else -1  # away from zero grows the magnitude
+    return struct.unpack("<f", struct.pack("<i", bits))[0]
 
 
-class _Counting:
-    """The problem's rhs, counting evaluations into a solver (for the initial step)."""
-
-    def __init__(self, solver: _Solver):
-        self.solver = solver
-
-    def __call__(self, t: torch.Tensor, y: torch.Tensor, perturb: int = _NONE) -> torch.Tensor:
-        s = self.solver
-        s.nfe += 1
-        return s.p.rhs(t, y, perturb)
+_F32_TINY = struct.unpack("<f", struct.pack("<i", 1))[0]
 
 
 def odeint(

@@ -695,3 +695,44 @@ def test_at_most_one_host_sync_per_step(driver, method):
         assert counter.count <= steps + 8, (counter.count, steps)
     else:
         assert counter.count > 2 * steps, (counter.count, steps)
+
+
+# ---- the stage kernels on every ISA path -------------------------------------------------
+
+
+@pytest.mark.parametrize("isa", kernelkit._native.usable_isas())
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+@pytest.mark.parametrize("n", [1, 15, 16, 1000, 40003])
+def test_stage_kernels_on_every_isa_path(isa, dtype, n, monkeypatch):
+    """rk_combine and rk_step_end (C++, the ISA path asked for) against the sums written
+    out in float64, with a 3-part segmentation (the tuple-state norm, one part empty)."""
+    from kernelkit.ops import rk_step
+
+    monkeypatch.setattr(kernelkit._native, "ISA", isa)
+    g = torch.Generator().manual_seed(n)
+    srcs = [torch.randn(n, generator=g, dtype=F64).to(dtype) for _ in range(6)]
+    w = [1.0, 0.25, -1.5, 3e-3, 0.0, 2.0]
+    want = srcs[0].double() + sum(wj * s.double() for wj, s in zip(w[1:], srcs[1:], strict=True))
+    with kernelkit.use_backend("cpu"):
+        got = rk_step.combine(srcs, w)
+        y1 = torch.empty_like(srcs[0])
+        ends = [n // 3, n // 3, n]
+        b, e = [0.1, 0.2, 0.3, 0.4, 0.5], [0.01, -0.02, 0.0, 0.04, 1e-3]
+        stats = rk_step.step_end(srcs[0], y1, srcs[1:], b, e, 1e-3, 1e-6, ends)
+    eps = 1e-5 if dtype == torch.float32 else 1e-13
+    torch.testing.assert_close(got.double(), want, rtol=eps, atol=eps * 10)
+    y1_want = srcs[0].double() + sum(bj * s.double() for bj, s in zip(b, srcs[1:], strict=True))
+    torch.testing.assert_close(y1.double(), y1_want, rtol=eps, atol=eps * 10)
+    err = sum(ej * s.double() for ej, s in zip(e, srcs[1:], strict=True))
+    r2 = (err / (1e-6 + 1e-3 * torch.maximum(srcs[0].double().abs(), y1_want.abs()))) ** 2
+    start = 0
+    for s, end in enumerate(ends):
+        expected = r2[start:end].sum().item()
+        assert stats[2 * s] == pytest.approx(expected, rel=1e-4 if eps > 1e-6 else 1e-10)
+        assert stats[2 * s + 1] == 0.0
+        start = end
+    srcs[3][n // 2] = math.inf  # a non-finite y1 shows in its segment's flag
+    with kernelkit.use_backend("cpu"):
+        stats = rk_step.step_end(srcs[0], y1, srcs[1:], b, e, 1e-3, 1e-6, ends)
+    seg = next(s for s, end in enumerate(ends) if n // 2 < end)
+    assert math.isnan(stats[2 * seg + 1])

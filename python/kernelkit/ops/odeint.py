@@ -20,7 +20,7 @@ import itertools
 import math
 import struct
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -40,18 +40,17 @@ from ..reference.odeint import (
     Tableau,
     _grid_from_step_size,
     _unflatten,
+    odeint_reference,
     prepare,
     solve,
 )
-from ..reference.odeint_adjoint import odeint_adjoint_reference
+from ..reference.odeint_adjoint import adjoint_apply, adjoint_setup
 from . import rk_step
 
 _C = _native._C
 
 __all__ = ["ADAPTIVE_METHODS", "FIXED_METHODS", "OdeStats", "fused_unsupported", "odeint",
            "odeint_adjoint"]
-
-odeint_adjoint = odeint_adjoint_reference
 
 
 class OdeStats(NamedTuple):
@@ -171,11 +170,12 @@ class _Solver:
     in the user's time): the sign of the time reversal is folded into the weights.
     """
 
-    def __init__(self, p: Problem, want_stats: bool):
+    def __init__(self, p: Problem, want_stats: bool, y0: torch.Tensor | None = None,
+                 segments: tuple[list[int], list[bool]] | None = None):
         self.p = p
         self.shape = p.y0.shape
         # the kernels see contiguous tensors as flat arrays: no views on the hot path
-        y0 = p.y0.contiguous()
+        y0 = (p.y0 if y0 is None else y0).contiguous()
         self.y0 = y0
         self.n = y0.numel()
         # the C++ kernels called directly on the hot path (rk_step's dispatch costs more than
@@ -187,8 +187,13 @@ class _Solver:
         self.sign = -1.0 if p.reverse else 1.0
         self.dtype, self.device = y0.dtype, y0.device
         self.func, self.shapes = p.rhs.func, p.shapes
-        self.seg_end = list(itertools.accumulate(math.prod(s) for s in p.shapes)) \
-            if p.shapes is not None else [self.n]
+        if segments is not None:  # (segment lengths, which of them the error norm takes)
+            self.seg_end = list(itertools.accumulate(segments[0]))
+            self.seg_include = list(segments[1])
+        else:
+            self.seg_end = list(itertools.accumulate(math.prod(s) for s in p.shapes)) \
+                if p.shapes is not None else [self.n]
+            self.seg_include = [True] * len(self.seg_end)
         self.seg_len = [e - s for s, e in zip([0, *self.seg_end[:-1]], self.seg_end, strict=True)]
         self.buffers = _Buffers(y0)
         self.want_stats = want_stats
@@ -235,7 +240,8 @@ class _Solver:
 
     def ratio_from(self, stats) -> tuple[float, bool]:  # noqa: ANN001
         """(error ratio: the max over segments of the RMS, NaN if any is; y1 finite)."""
-        rms = [math.sqrt(stats[2 * s] / n) for s, n in enumerate(self.seg_len) if n]
+        rms = [math.sqrt(stats[2 * s] / n) for s, n in enumerate(self.seg_len)
+               if n and self.seg_include[s]]
         ratio = math.nan if any(math.isnan(r) for r in rms) else max(rms, default=0.0)
         finite = all(stats[2 * s + 1] == 0.0 for s in range(len(self.seg_len)))
         return ratio, finite
@@ -530,11 +536,80 @@ def odeint(
                              f"take this problem: {why}")
         return problem.unflatten(solve(problem, problem.y0, problem.t))
     solver = _Solver(problem, want_stats)
-    if problem.y0.numel() == 0:
-        sol = problem.y0.new_empty((problem.t.numel(), *problem.y0.shape))
-    elif problem.method in ADAPTIVE_METHODS:
-        sol = torch.stack(solver.adaptive(problem.method, problem.t.tolist()))
-    else:
-        sol = torch.stack(solver.fixed(problem.method, problem.t))
-    sol = problem.unflatten(sol)
+    sol = problem.unflatten(_run(solver, problem.t))
     return (sol, solver.stats()) if want_stats else sol
+
+
+def _run(solver: _Solver, t: torch.Tensor) -> torch.Tensor:
+    """The solver's solution at the increasing times t: (len(t), *state shape)."""
+    y0 = solver.y0
+    if y0.numel() == 0:
+        return y0.new_empty((t.numel(), *y0.shape))
+    if solver.p.method in ADAPTIVE_METHODS:
+        return torch.stack(solver.adaptive(solver.p.method, t.tolist()))
+    return torch.stack(solver.fixed(solver.p.method, t))
+
+
+def _fused_forward(problem: Problem, y0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    return _run(_Solver(problem, False, y0=y0), t)
+
+
+def _augmented_odeint(forward: Problem, params: tuple, with_params: bool) -> Callable:
+    """odeint_reference's signature for the adjoint's augmented solves (s, y, a, *g), on the
+    fused driver: the default adjoint norm (the max of |s|, the state norm of y and of a, and
+    the parameter adjoints' RMS norms; ``seminorm`` leaves those out) is a max over segments
+    of RMS norms, the fused driver's own norm."""
+    parts = [math.prod(s) for s in forward.shapes] if forward.shapes else [forward.y0.numel()]
+    lengths = [1, *parts, *parts, *(q.numel() for q in params)]
+    include = [True] * (1 + 2 * len(parts)) + [with_params] * len(params)
+
+    def augmented_odeint(func, y0, t, *, rtol, atol, method, options):  # noqa: ANN001, ANN202
+        opts = {k: v for k, v in options.items() if k != "norm"}
+        problem = prepare(func, y0, t.detach(), rtol, atol, method, opts)
+        if fused_unsupported(problem, False) is not None:
+            return odeint_reference(func, y0, t, rtol=rtol, atol=atol, method=method,
+                                    options=options)
+        solver = _Solver(problem, False, segments=(lengths, include))
+        return problem.unflatten(_run(solver, problem.t))
+
+    return augmented_odeint
+
+
+def odeint_adjoint(
+    func: Callable[[torch.Tensor, State], State],
+    y0: State,
+    t: torch.Tensor,
+    *,
+    rtol: float | torch.Tensor | Sequence = 1e-7,
+    atol: float | torch.Tensor | Sequence = 1e-9,
+    method: str | None = None,
+    options: dict | None = None,
+    adjoint_rtol: float | None = None,
+    adjoint_atol: float | None = None,
+    adjoint_method: str | None = None,
+    adjoint_options: dict | None = None,
+    adjoint_params: Iterable[torch.Tensor] | None = None,
+) -> State:
+    """torchdiffeq's ``odeint_adjoint``: :func:`odeint` whose backward solves the adjoint ODE.
+
+    Memory does not grow with the number of steps: the forward keeps only the outputs.
+    Gradients flow to y0, t and ``adjoint_params`` (default: ``func.parameters()``, so func
+    must then be an ``nn.Module``; pass ``()`` for none). ``adjoint_rtol`` / ``adjoint_atol``
+    / ``adjoint_method`` default to the forward's; ``adjoint_options`` defaults to
+    ``options`` without its norm and may set ``norm`` to ``"seminorm"`` (leave the parameter
+    adjoints out of the error norm) or to a callable taking ``(s, *y, *a, *param_adjoints)``.
+
+    The forward and the backward's augmented solves run on the fused driver when it takes
+    the problem (see :func:`fused_unsupported`; a callable adjoint norm keeps the backward on
+    the reference driver). Shapes and errors as :func:`odeint`'s.
+    """
+    problem, adjoint, params = adjoint_setup(
+        func, y0, t, rtol, atol, method, options, adjoint_rtol, adjoint_atol, adjoint_method,
+        adjoint_options, adjoint_params)
+    t_grad = isinstance(t, torch.Tensor) and t.requires_grad
+    if fused_unsupported(problem, t_grad) is None:
+        adjoint["forward"] = _fused_forward
+    if adjoint["norm_kind"] != "user":
+        adjoint["augmented_odeint"] = _augmented_odeint(
+            problem, params, with_params=adjoint["norm_kind"] == "default")
+    return adjoint_apply(problem, adjoint, t, params)

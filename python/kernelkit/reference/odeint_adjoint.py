@@ -20,14 +20,14 @@ import torch
 
 from .odeint import Problem, State, _unflatten, odeint_reference, prepare, rms_norm, solve
 
-__all__ = ["odeint_adjoint_reference"]
+__all__ = ["adjoint_apply", "adjoint_setup", "odeint_adjoint_reference"]
 
 
 class _Adjoint(torch.autograd.Function):
     @staticmethod
     def forward(ctx, problem: Problem, adjoint: dict, y0, t, *params):
         with torch.no_grad():
-            ys = solve(problem, y0, t)
+            ys = adjoint.get("forward", solve)(problem, y0, t)
         ctx.problem, ctx.adjoint = problem, adjoint
         ctx.t_requires_grad = t.requires_grad
         ctx.save_for_backward(t, ys, *params)
@@ -62,7 +62,7 @@ class _Adjoint(torch.autograd.Function):
                     dl_dt = rhs(t[i], ys[i]).reshape(-1).dot(grad_ys[i].reshape(-1))
                     aug[0] = aug[0] - dl_dt
                     time_vjps[i] = dl_dt
-                sol = odeint_reference(
+                sol = adj.get("augmented_odeint", odeint_reference)(
                     augmented, tuple(aug), t[i - 1:i + 1].flip(0), rtol=adj["rtol"],
                     atol=adj["atol"], method=adj["method"], options=adj["options"],
                 )
@@ -124,6 +124,20 @@ def odeint_adjoint_reference(
     ``norm`` to ``"seminorm"`` (leave the parameter adjoints out of the error norm) or to a
     callable taking ``(s, *y, *a, *param_adjoints)``. Shapes and errors as odeint's.
     """
+    problem, adjoint, params = adjoint_setup(
+        func, y0, t, rtol, atol, method, options, adjoint_rtol, adjoint_atol, adjoint_method,
+        adjoint_options, adjoint_params)
+    return adjoint_apply(problem, adjoint, t, params)
+
+
+def adjoint_setup(func, y0, t, rtol, atol, method, options, adjoint_rtol, adjoint_atol,  # noqa: ANN001, ANN201
+                  adjoint_method, adjoint_options, adjoint_params):
+    """Checks odeint_adjoint's arguments: (the problem, the adjoint settings, the parameters).
+
+    The settings dict holds ``rtol``, ``atol``, ``method``, ``options`` (with the adjoint
+    norm) and ``norm_kind`` (``"default"``, ``"seminorm"`` or ``"user"``); a caller may add
+    ``forward`` (``solve``'s signature) and ``augmented_odeint`` (``odeint_reference``'s) to
+    run the solves on another driver."""
     if adjoint_params is None and not isinstance(func, torch.nn.Module):
         raise ValueError(
             "odeint_adjoint: func must be an nn.Module, or adjoint_params given "
@@ -148,11 +162,17 @@ def odeint_adjoint_reference(
     params = tuple(p for p in params if p.requires_grad)
 
     problem = prepare(func, y0, t, rtol, atol, method, options)
-    adjoint_options["norm"] = _adjoint_norm(
-        adjoint_options.get("norm"), problem.norm, problem.shapes
-    )
+    user_norm = adjoint_options.get("norm")
+    kind = ("default" if user_norm is None
+            else "seminorm" if isinstance(user_norm, str) and user_norm == "seminorm" else "user")
+    adjoint_options["norm"] = _adjoint_norm(user_norm, problem.norm, problem.shapes)
     adjoint = {"rtol": adjoint_rtol, "atol": adjoint_atol, "method": adjoint_method,
-               "options": adjoint_options}
+               "options": adjoint_options, "norm_kind": kind}
+    return problem, adjoint, params
+
+
+def adjoint_apply(problem: Problem, adjoint: dict, t: torch.Tensor, params: tuple) -> State:
+    """Runs the adjoint-backed solve set up by :func:`adjoint_setup`."""
     # prepare() normalized t (negated when decreasing): differentiate through that.
     t_norm = -t if problem.reverse else t
     ys = _Adjoint.apply(problem, adjoint, problem.y0, t_norm, *params)

@@ -206,3 +206,61 @@ def test_odeint(bench, case: Case, key: str, overhead: bool) -> None:  # noqa: A
             with torch.no_grad():
                 inner()
     bench.run(solve)
+
+
+# ---------------------------------------------------------------------------------------------
+# odeint_adjoint: the backward (the adjoint solves) of a 256 x 64 solve of 100+ steps. The
+# field rotates (W2 - W2^T), so the steps grow with the interval. A row times one backward;
+# the forward solve runs untimed in setup.
+
+ADJOINT_CASE = "odeint_adjoint backward 256x64"
+
+
+class _Rotating(torch.nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        g = torch.Generator().manual_seed(1)
+        self.w1 = torch.nn.Parameter(torch.randn(dim, dim, generator=g) / dim**0.5)
+        w2 = torch.randn(dim, dim, generator=g) / dim**0.5
+        self.w2 = torch.nn.Parameter(16.0 * (w2 - w2.T))
+
+    def forward(self, t, y):  # noqa: ANN001, ANN201
+        return torch.tanh(y @ self.w1) @ self.w2
+
+
+ADJOINT_SOLVERS = {"ours": ("kernelkit.odeint_adjoint", "ours"),
+                   "torchdiffeq": ("torchdiffeq.odeint_adjoint", "peer")}
+TARGETS.append({"name": f"{ADJOINT_CASE}: vs torchdiffeq", "min": 3,
+                "a": [ADJOINT_CASE, ADJOINT_SOLVERS["ours"][0]],
+                "b": [ADJOINT_CASE, ADJOINT_SOLVERS["torchdiffeq"][0]]})
+
+
+@pytest.mark.parametrize("key", list(ADJOINT_SOLVERS))
+def test_odeint_adjoint_backward(bench, key: str) -> None:  # noqa: ANN001
+    field = _Rotating(64)
+    y0 = torch.randn(256, 64, generator=torch.Generator().manual_seed(2))
+    t = torch.tensor([0.0, 10.0])
+    with torch.no_grad():
+        _, stats = kernelkit.odeint(field, y0, t, rtol=RTOL, atol=ATOL, options={"stats": True})
+    assert stats.accepted >= 100, stats
+    name, role = ADJOINT_SOLVERS[key]
+    passes = step_passes()
+    bench.describe(
+        family=FAMILY, op="odeint_adjoint", case=ADJOINT_CASE, impl=name, role=role,
+        variant="out", shape=(256, 64), dtype="float32", elements=y0.numel(),
+        nbytes=passes * stats.accepted * y0.numel() * 4,
+        flops=2.0 * passes * stats.accepted * y0.numel(), flop_kind="fma",
+        compute_dtype="float32",
+        case_note=f"forward: {stats.accepted} accepted steps, nfe {stats.nfe}; the row times "
+                  "the backward alone (memory flat in the steps: tests/test_odeint.py)")
+    if key == "ours":
+        solve = kernelkit.odeint_adjoint
+    else:
+        solve = pytest.importorskip("torchdiffeq").odeint_adjoint
+    state: dict = {}
+
+    def forward() -> None:
+        y = y0.clone().requires_grad_(True)
+        state["loss"] = solve(field, y, t, rtol=RTOL, atol=ATOL)[-1].square().sum()
+
+    bench.run(lambda: state["loss"].backward(), setup=forward)

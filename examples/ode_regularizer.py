@@ -76,7 +76,7 @@ def main() -> None:
     torch.set_num_threads(2)
     print("| training | test loss | test nfe | train time |")
     print("|---|---|---|---|")
-    for name, reg in (("plain", (0.0, 0.0)), ("regularized (error + stiffness)", (10.0, 0.01))):
+    for name, reg in (("plain", (0.0, 0.0)), ("regularized (error_dt x 3e5)", (3e5, 0.0))):
         start = time.perf_counter()
         loss, nfe = train(*reg, steps=args.steps, seed=args.seed)
         print(f"| {name} | {loss:.4f} | {nfe:.1f} | {time.perf_counter() - start:.1f} s |")

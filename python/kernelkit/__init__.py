@@ -27,6 +27,7 @@ from .ops.quantizers import (
     ste_tern,
     swish_sign,
 )
+from .ops.scheduler_step import scheduler_step
 from .ops.selective_scan import selective_scan
 from .ops.selective_state_update import selective_state_update
 from .ops.sparse_wht import sparse_wht
@@ -52,6 +53,7 @@ __all__ = [
     "odeint_adjoint",
     "pack_signs",
     "reference",
+    "scheduler_step",
     "selective_scan",
     "selective_state_update",
     "sparse_wht",

@@ -4,7 +4,7 @@ CPU kernels are C++ (AVX2/FMA/F16C chosen at run time, a portable path always bu
 tensors go to Triton kernels. ``use_backend`` forces one implementation.
 """
 
-from . import nn, reference
+from . import nn, reference, schedulers
 from ._backend import use_backend
 from ._native import build_info
 from .ops.bi_attention import bi_attention
@@ -54,6 +54,7 @@ __all__ = [
     "pack_signs",
     "reference",
     "scheduler_step",
+    "schedulers",
     "selective_scan",
     "selective_state_update",
     "sparse_wht",

@@ -23,6 +23,7 @@
 #include "scan/linear_scan.h"
 #include "scan/selective_scan.h"
 #include "scan/selective_state_update.h"
+#include "schedulers/scheduler_step.h"
 
 namespace py = pybind11;
 using namespace kernelkit;
@@ -470,6 +471,41 @@ void delta_rule_backward_binding(const SizeTuple& sizes, const std::string& dtyp
   delta_rule_backward(a, chosen);
 }
 
+// The fused scheduler step (schedulers/scheduler_step.h): addresses (0 = absent), the element
+// count, the sample dtype and the coefficients; hist0..hist3 are the first n_hist histories.
+void scheduler_step_binding(uintptr_t x, uintptr_t m, uintptr_t aux, uintptr_t h0, uintptr_t h1,
+                            uintptr_t h2, uintptr_t h3, int n_hist, uintptr_t out,
+                            uintptr_t store, int64_t n, const std::string& dtype, double p_x,
+                            double p_m, double c_x, double c_conv, double c_aux, double c0,
+                            double c1, double c2, double c3, int threads,
+                            const std::string& isa) {
+  SchedulerStepArgs a;
+  a.x = as_ptr<const void>(x);
+  a.m = as_ptr<const void>(m);
+  a.aux = as_ptr<const void>(aux);
+  const uintptr_t hist[] = {h0, h1, h2, h3};
+  const double c[] = {c0, c1, c2, c3};
+  for (int k = 0; k < kSchedulerMaxHistory; ++k) {
+    a.hist[k] = as_ptr<const void>(hist[k]);
+    a.c_hist[k] = c[k];
+  }
+  a.n_hist = n_hist;
+  a.out = as_ptr<void>(out);
+  a.store = as_ptr<void>(store);
+  a.n = n;
+  a.dtype = parse_float_dtype(dtype, "scheduler_step");
+  a.p_x = p_x;
+  a.p_m = p_m;
+  a.c_x = c_x;
+  a.c_conv = c_conv;
+  a.c_aux = c_aux;
+  a.threads = threads;
+  const Isa chosen = parse_isa(isa);
+  if (n < (int64_t(1) << 16)) return scheduler_step(a, chosen);  // shorter than a GIL handoff
+  py::gil_scoped_release release;
+  scheduler_step(a, chosen);
+}
+
 // The path each op runs when `requested` is asked for: the best one built for it, at most the
 // request (ops without an AVX-512 build run their AVX2 code under avx512; the binary family's
 // AVX-512 build also needs VPOPCNTDQ and BITALG). Keep in step with each op's dispatch.
@@ -487,7 +523,8 @@ py::dict isa_per_op(const std::string& requested) {
       {"binary_matmul", binary},        {"binary_linear", binary},
       {"binary_conv2d", binary},        {"bi_attention", binary},
       {"sparse_wht", isa},  // its decoder (the front end's transforms are fwht's)
-      {"odeint", isa}};
+      {"odeint", isa},
+      {"scheduler_step", isa}};
   py::dict out;
   for (const auto& [op, path] : ops) out[op] = isa_name(path);
   return out;
@@ -608,6 +645,12 @@ PYBIND11_MODULE(_C, mod) {
           py::arg("d_o"), py::arg("w"), py::arg("h0"), py::arg("d_last"), py::arg("dq"),
           py::arg("dk"), py::arg("dv"), py::arg("dbeta"), py::arg("dh0"), py::arg("scale"),
           py::arg("threads"), py::arg("isa") = "auto");
+  def_kernel(mod, "scheduler_step", &scheduler_step_binding, py::arg("x"), py::arg("m"),
+          py::arg("aux"), py::arg("h0"), py::arg("h1"), py::arg("h2"), py::arg("h3"),
+          py::arg("n_hist"), py::arg("out"), py::arg("store"), py::arg("n"), py::arg("dtype"),
+          py::arg("p_x"), py::arg("p_m"), py::arg("c_x"), py::arg("c_conv"), py::arg("c_aux"),
+          py::arg("c0"), py::arg("c1"), py::arg("c2"), py::arg("c3"), py::arg("threads"),
+          py::arg("isa") = "auto");
   mod.def("build_info", &build_info);
   mod.def("half_gemm_peak", [](int threads, const std::string& isa, const std::string& dtype) {
     const Isa chosen = parse_isa(isa);

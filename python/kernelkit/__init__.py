@@ -4,7 +4,7 @@ CPU kernels are C++ (AVX2/FMA/F16C chosen at run time, a portable path always bu
 tensors go to Triton kernels. ``use_backend`` forces one implementation.
 """
 
-from . import nn, reference
+from . import nn, reference, schedulers
 from ._backend import use_backend
 from ._native import build_info
 from .ops.bi_attention import bi_attention
@@ -27,6 +27,7 @@ from .ops.quantizers import (
     ste_tern,
     swish_sign,
 )
+from .ops.scheduler_step import scheduler_step
 from .ops.selective_scan import selective_scan
 from .ops.selective_state_update import selective_state_update
 from .ops.sparse_wht import sparse_wht
@@ -52,6 +53,8 @@ __all__ = [
     "odeint_adjoint",
     "pack_signs",
     "reference",
+    "scheduler_step",
+    "schedulers",
     "selective_scan",
     "selective_state_update",
     "sparse_wht",

@@ -1,0 +1,227 @@
+"""What every kernelkit scheduler shares: the diffusers-style config, step-index bookkeeping,
+the training noise schedule (betas), the output type and the fused step call."""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from .._backend import plain_eager, resolve_backend
+from ..ops.scheduler_step import run_cpu, scheduler_step
+from ..reference.scheduler_step import compute_dtype
+
+
+class SchedulerConfig(dict):
+    """The constructor arguments, readable as ``config["name"]`` and ``config.name`` (as
+    diffusers' FrozenDict)."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+@dataclass
+class SchedulerOutput:
+    """A step's result: ``prev_sample`` (the sample's shape and dtype) and, where the scheduler
+    computes one, ``pred_original_sample``. ``out[0]`` is prev_sample, as diffusers' output."""
+
+    prev_sample: torch.Tensor
+    pred_original_sample: torch.Tensor | None = None
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.to_tuple()[i]
+
+    def to_tuple(self) -> tuple[torch.Tensor, ...]:
+        if self.pred_original_sample is None:
+            return (self.prev_sample,)
+        return (self.prev_sample, self.pred_original_sample)
+
+
+def training_betas(num_train_timesteps: int, beta_start: float, beta_end: float,
+                   beta_schedule: str, trained_betas: Sequence[float] | np.ndarray | None,
+                   rescale_betas_zero_snr: bool = False, owner: str = "scheduler",
+                   ) -> torch.Tensor:
+    """The float32 betas of a DDPM training schedule: given, ``linear``, ``scaled_linear``
+    (linear in sqrt(beta)) or ``squaredcos_cap_v2`` (Nichol & Dhariwal's cosine alpha-bar,
+    betas capped at 0.999); optionally rescaled to zero terminal SNR (Lin et al. 2023, Alg. 1)."""
+    n = num_train_timesteps
+    if trained_betas is not None:
+        betas = torch.tensor(trained_betas, dtype=torch.float32)
+    elif beta_schedule == "linear":
+        betas = torch.linspace(beta_start, beta_end, n, dtype=torch.float32)
+    elif beta_schedule == "scaled_linear":
+        betas = torch.linspace(beta_start**0.5, beta_end**0.5, n, dtype=torch.float32) ** 2
+    elif beta_schedule == "squaredcos_cap_v2":
+        def abar(t: float) -> float:
+            return math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
+        betas = torch.tensor([min(1 - abar((i + 1) / n) / abar(i / n), 0.999) for i in range(n)],
+                             dtype=torch.float32)
+    else:
+        raise NotImplementedError(f"{owner}: beta_schedule {beta_schedule!r} is not implemented; "
+                                  "expected linear, scaled_linear or squaredcos_cap_v2")
+    if rescale_betas_zero_snr:
+        root = torch.cumprod(1.0 - betas, dim=0).sqrt()
+        first, last = root[0].clone(), root[-1].clone()
+        root = (root - last) * (first / (first - last))
+        abar_t = root**2
+        betas = 1 - torch.cat([abar_t[0:1], abar_t[1:] / abar_t[:-1]])
+    return betas
+
+
+def sigma_to_t(sigmas: np.ndarray, log_sigmas: np.ndarray) -> np.ndarray:
+    """The (fractional) training timestep of each sigma: linear interpolation of its log
+    between the two neighbouring entries of the increasing ``log_sigmas``, clipped to the
+    table's range."""
+    sigmas = np.asarray(sigmas)
+    log_s = np.log(np.maximum(sigmas, 1e-10)).reshape(-1)
+    # Index of the last table entry <= log sigma (the lowest entry when all are above).
+    low = np.clip((log_s[None, :] - log_sigmas[:, None] >= 0).cumsum(axis=0).argmax(axis=0),
+                  None, log_sigmas.shape[0] - 2)
+    lo, hi = log_sigmas[low], log_sigmas[low + 1]
+    w = np.clip((lo - log_s) / (lo - hi), 0, 1)
+    return ((1 - w) * low + w * (low + 1)).reshape(sigmas.shape)
+
+
+def karras_sigmas(sigma_min: float, sigma_max: float, n: int, rho: float = 7.0) -> np.ndarray:
+    """Karras et al. (2022) eq. 5: sigma_i = (max^(1/rho) + i/(n-1) (min^(1/rho) -
+    max^(1/rho)))^rho, decreasing."""
+    ramp = np.linspace(0, 1, n)
+    lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
+    return (hi + ramp * (lo - hi)) ** rho
+
+
+def exponential_sigmas(sigma_min: float, sigma_max: float, n: int) -> np.ndarray:
+    """n sigmas evenly spaced in log from sigma_max to sigma_min."""
+    return np.exp(np.linspace(math.log(sigma_max), math.log(sigma_min), n))
+
+
+def beta_sigmas(sigma_min: float, sigma_max: float, n: int, a: float = 0.6,
+                b: float = 0.6) -> np.ndarray:
+    """Lee et al. (2024) "Beta sampling": sigma_min + ppf_Beta(a, b)(1 - i/(n-1)) (max - min)."""
+    import scipy.stats
+
+    q = scipy.stats.beta.ppf(1 - np.linspace(0, 1, n), a, b)
+    return np.array([sigma_min + p * (sigma_max - sigma_min) for p in q])
+
+
+def fused_step(x: torch.Tensor, m: torch.Tensor | None, hist: Sequence[torch.Tensor],
+               aux: torch.Tensor | None, coefs: list[float], out: torch.Tensor | None,
+               store: torch.Tensor | None) -> None:
+    """kernelkit::scheduler_step on tensors the scheduler has made contiguous: straight to the
+    C++ kernel in plain eager CPU mode (no dispatcher on the per-step path), the custom op
+    otherwise (CUDA, compile, tracing, a forced backend)."""
+    if plain_eager(x, m) and resolve_backend("scheduler_step", x.device) == "cpu":
+        run_cpu(x, m, hist, aux, coefs, out, store)
+        return
+    scheduler_step(x, m, hist, aux, p_x=coefs[0], p_m=coefs[1], c_x=coefs[2], c_conv=coefs[3],
+                   c_aux=coefs[4], c_hist=coefs[5:], out=out, store=store)
+
+
+def log0(v: float) -> float:
+    """log(v), -inf at 0 (a zero sigma or alpha at the schedule's ends)."""
+    return -math.inf if v == 0 else math.log(v)
+
+
+class SchedulerBase:
+    """diffusers' scheduler contract: ``config``, ``from_config``, ``order``,
+    ``init_noise_sigma``, ``step_index`` / ``begin_index`` / ``set_begin_index``, timestep
+    lookup. Subclasses define ``__init__`` (its arguments become the config), set_timesteps
+    and step."""
+
+    order = 1
+    _name = "scheduler"
+
+    def _register(self, args: Mapping[str, Any]) -> None:
+        params = inspect.signature(type(self).__init__).parameters
+        self.config = SchedulerConfig({k: args[k] for k in params if k != "self"})
+        self._step_index: int | None = None
+        self._begin_index: int | None = None
+        self.num_inference_steps: int | None = None
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any] | None = None, **kwargs: Any):  # noqa: ANN206
+        """A scheduler built from another scheduler's config (a diffusers scheduler's
+        ``.config`` too): the keys this constructor takes, then ``kwargs`` over them; other
+        keys (``_class_name``, options of other schedulers) are ignored."""
+        params = inspect.signature(cls.__init__).parameters
+        merged = {k: v for k, v in dict(config or {}).items() if k in params and k != "self"}
+        merged.update(kwargs)
+        return cls(**merged)
+
+    @property
+    def step_index(self) -> int | None:
+        """The index of the next step into ``timesteps`` (None before the first step)."""
+        return self._step_index
+
+    @property
+    def begin_index(self) -> int | None:
+        """The first step's index when set by a pipeline (``set_begin_index``)."""
+        return self._begin_index
+
+    def set_begin_index(self, begin_index: int = 0) -> None:
+        """Start the steps at ``timesteps[begin_index]`` (image-to-image pipelines)."""
+        self._begin_index = begin_index
+
+    def index_for_timestep(self, timestep: float | torch.Tensor,
+                           schedule_timesteps: torch.Tensor | None = None) -> int:
+        """The position of ``timestep`` in the schedule (the second one when it occurs twice,
+        as diffusers). ValueError when it is not in the schedule."""
+        schedule = self.timesteps if schedule_timesteps is None else schedule_timesteps
+        if isinstance(timestep, torch.Tensor):
+            timestep = timestep.to(schedule.device)
+        hits = (schedule == timestep).nonzero()
+        if len(hits) == 0:
+            raise ValueError(f"{self._name}: timestep {float(timestep)} is not in the schedule "
+                             f"set by set_timesteps ({schedule.tolist()})")
+        return int(hits[1 if len(hits) > 1 else 0].item())
+
+    def _init_step_index(self, timestep: float | torch.Tensor) -> None:
+        if self._begin_index is None:
+            self._step_index = self.index_for_timestep(timestep)
+        else:
+            self._step_index = self._begin_index
+
+    def _check_step(self, model_output: torch.Tensor, sample: torch.Tensor) -> None:
+        if self.num_inference_steps is None:
+            raise ValueError(f"{self._name}: call set_timesteps before step "
+                             "(the number of inference steps is not set)")
+        for name, t in (("model_output", model_output), ("sample", sample)):
+            if not isinstance(t, torch.Tensor):
+                raise TypeError(f"{self._name}: {name} must be a torch.Tensor; got "
+                                f"{type(t).__name__}")
+        if sample.dtype not in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
+            raise TypeError(f"{self._name}: sample must be a floating tensor; got {sample.dtype}")
+
+    def _check_shapes(self, model_output: torch.Tensor, sample: torch.Tensor) -> None:
+        if model_output.shape != sample.shape:
+            raise ValueError(f"{self._name}: model_output of shape {tuple(model_output.shape)} "
+                             f"does not match the sample's {tuple(sample.shape)}")
+        if model_output.device != sample.device:
+            raise ValueError(f"{self._name}: model_output is on {model_output.device}, the "
+                             f"sample on {sample.device}")
+
+    def _check_not_finished(self, n_steps: int) -> None:
+        if self._step_index is not None and self._step_index >= n_steps:
+            raise ValueError(f"{self._name}: all {n_steps} steps of the schedule were taken; "
+                             "call set_timesteps again to start a new sampling loop")
+
+    @staticmethod
+    def _dense(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        if t.dtype != dtype:
+            t = t.to(dtype)
+        return t if t.is_contiguous() else t.contiguous()
+
+    @staticmethod
+    def _compute(dtype: torch.dtype) -> torch.dtype:
+        return compute_dtype(dtype)
+
+    def __len__(self) -> int:
+        return int(self.config.get("num_train_timesteps", 1000))

@@ -1,0 +1,194 @@
+"""kernelkit.schedulers against diffusers==0.42.1 (full 10- and 25-step loops with diffusers'
+own deterministic fixture) and against float64 references written from the papers."""
+
+from __future__ import annotations
+
+import math
+
+import diffusers
+import pytest
+import torch
+from scheduler_helpers import FIXTURE, dummy_model, quiet, run_loop
+
+import kernelkit.schedulers as ks
+
+DPM_BASE = dict(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02,
+                beta_schedule="linear", solver_order=2, prediction_type="epsilon",
+                thresholding=False, sample_max_value=1.0, algorithm_type="dpmsolver++",
+                solver_type="midpoint", lower_order_final=False, euler_at_final=False,
+                final_sigmas_type="sigma_min")
+
+DPM_CONFIGS = [
+    dict(solver_order=o, algorithm_type=a, solver_type=s, prediction_type=p)
+    for o in (1, 2, 3)
+    for a in ("dpmsolver++", "dpmsolver", "sde-dpmsolver++")
+    for s in ("midpoint", "heun")
+    for p in ("epsilon", "sample", "v_prediction")
+    if not (o == 1 and s == "heun")
+] + [
+    dict(algorithm_type="sde-dpmsolver", solver_type="heun"),
+    dict(algorithm_type="sde-dpmsolver", solver_order=1),
+    dict(use_karras_sigmas=True),
+    dict(use_karras_sigmas=True, solver_order=3, final_sigmas_type="zero"),
+    dict(use_exponential_sigmas=True), dict(use_beta_sigmas=True), dict(use_lu_lambdas=True),
+    dict(thresholding=True, prediction_type="sample", sample_max_value=0.5),
+    dict(thresholding=True, algorithm_type="dpmsolver", sample_max_value=0.8),
+    dict(final_sigmas_type="zero"), dict(lower_order_final=True),
+    dict(euler_at_final=True, solver_order=3),
+    dict(use_flow_sigmas=True, prediction_type="flow_prediction", flow_shift=3.0),
+    dict(timestep_spacing="trailing"), dict(timestep_spacing="leading", steps_offset=1),
+    dict(beta_schedule="squaredcos_cap_v2", solver_order=3),
+    dict(beta_schedule="scaled_linear", beta_end=0.012, lambda_min_clipped=-5.1),
+    dict(rescale_betas_zero_snr=True, final_sigmas_type="zero", timestep_spacing="trailing",
+         prediction_type="v_prediction"),
+]
+
+
+def cfg_id(c):
+    return "-".join(f"{k}={v}" for k, v in c.items()) or "default"
+
+
+def assert_matches_diffusers(ours, theirs, ours64, peak):
+    """max |ours - diffusers| <= 1e-6 x the loop's sample scale; where diffusers' own float32
+    rounding (amplified by the multistep combination) exceeds that, up to 3e-5 x scale and ours
+    at most as far from a float64 evaluation as diffusers is (x2 + 1e-6 x scale)."""
+    scale = max(peak, 1.0)
+    err = (ours.double() - theirs.double()).abs().max().item()
+    if err <= 1e-6 * scale:
+        return
+    ours_err = (ours.double() - ours64).abs().max().item()
+    theirs_err = (theirs.double() - ours64).abs().max().item()
+    assert err <= 3e-5 * scale, f"differs from diffusers by {err:.3g} (scale {scale:.3g})"
+    assert ours_err <= 2 * theirs_err + 1e-6 * scale, (ours_err, theirs_err, scale)
+
+
+@pytest.mark.parametrize("steps", [10, 25])
+@pytest.mark.parametrize("extra", DPM_CONFIGS, ids=cfg_id)
+def test_dpm_multistep_loop_matches_diffusers(extra, steps):
+    cfg = {**DPM_BASE, **extra}
+    seed = 0 if cfg["algorithm_type"].startswith("sde") else None
+    theirs_s = quiet(diffusers.DPMSolverMultistepScheduler, **cfg)
+    theirs, peak = run_loop(theirs_s, steps, FIXTURE, seed)
+    ours_s = ks.DPMSolverMultistepScheduler.from_config(theirs_s.config)
+    ours, _ = run_loop(ours_s, steps, FIXTURE, seed)
+    assert torch.equal(ours_s.timesteps, theirs_s.timesteps)
+    torch.testing.assert_close(ours_s.sigmas, theirs_s.sigmas, rtol=1e-6, atol=0)
+    assert ours.dtype == theirs.dtype
+    ours64, _ = run_loop(ks.DPMSolverMultistepScheduler.from_config(theirs_s.config), steps,
+                         FIXTURE.double(), seed)
+    assert_matches_diffusers(ours, theirs, ours64.double(), peak)
+
+
+def test_fixture_values_of_diffusers_tests():
+    s = ks.DPMSolverMultistepScheduler(**DPM_BASE)
+    x, _ = run_loop(s, 10, FIXTURE)
+    assert abs(x.abs().mean().item() - 0.330145) < 1e-5
+
+
+def dpmpp_2m_f64(sigmas, x, model, timesteps):
+    """DPM-Solver++(2M) from Lu et al. 2022b, Alg. 2, in float64: lambda = log(alpha/sigma),
+    x0 = (x - sigma_t eps) / alpha_t, x_{i+1} = (s_{i+1}/s_i) x - alpha_{i+1} (e^{-h} - 1) D,
+    D = x0_i (first step and final) or (1 + 1/(2r)) x0_i - 1/(2r) x0_{i-1}, r = h_{i-1}/h_i."""
+    x = x.double()
+    prev_x0, prev_h = None, None
+    for i, t in enumerate(timesteps):
+        sig, nxt = float(sigmas[i]), float(sigmas[i + 1])
+        a_s, s_s = 1 / math.sqrt(1 + sig**2), sig / math.sqrt(1 + sig**2)
+        a_t, s_t = 1 / math.sqrt(1 + nxt**2), nxt / math.sqrt(1 + nxt**2)
+        h = math.log(a_t / s_t) - math.log(a_s / s_s)
+        x0 = (x - s_s * model(x, t)) / a_s
+        d = x0 if prev_x0 is None else (1 + 1 / (2 * prev_h / h)) * x0 - prev_x0 / (2 * prev_h / h)
+        x = (s_t / s_s) * x - a_t * math.expm1(-h) * d
+        prev_x0, prev_h = x0, h
+    return x
+
+
+def test_dpm_2m_against_the_paper_in_float64():
+    cfg = {**DPM_BASE}
+    s = ks.DPMSolverMultistepScheduler(**cfg)
+    x, _ = run_loop(s, 12, FIXTURE.double())
+    want = dpmpp_2m_f64(s.sigmas.tolist(), FIXTURE, dummy_model, s.timesteps)
+    assert (x - want).abs().max().item() <= 1e-10 * want.abs().max().item()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_dpm_low_precision_samples(dtype):
+    cfg = {**DPM_BASE, "solver_order": 3}
+    ref64, _ = run_loop(ks.DPMSolverMultistepScheduler(**cfg), 10, FIXTURE.double())
+    theirs, _ = run_loop(quiet(diffusers.DPMSolverMultistepScheduler, **cfg), 10,
+                         FIXTURE.to(dtype))
+    ours, _ = run_loop(ks.DPMSolverMultistepScheduler(**cfg), 10, FIXTURE.to(dtype))
+    assert ours.dtype == dtype
+    ours_err = (ours.double() - ref64).abs().max().item()
+    theirs_err = (theirs.double() - ref64).abs().max().item()
+    assert ours_err <= 2 * theirs_err + 1e-3, (ours_err, theirs_err)
+
+
+def test_dpm_batch_odd_and_non_contiguous_samples():
+    cfg = {**DPM_BASE, "solver_order": 3}
+    base = torch.randn(5, 3, 7, 9, generator=torch.Generator().manual_seed(1))
+    sample = base.transpose(2, 3)  # (5, 3, 9, 7), not contiguous
+    keep = sample.clone()
+    theirs, peak = run_loop(quiet(diffusers.DPMSolverMultistepScheduler, **cfg), 25, sample)
+    ours, _ = run_loop(ks.DPMSolverMultistepScheduler(**cfg), 25, sample)
+    ours64, _ = run_loop(ks.DPMSolverMultistepScheduler(**cfg), 25, sample.double())
+    assert torch.equal(sample, keep)
+    assert_matches_diffusers(ours, theirs, ours64, peak)
+
+
+def test_dpm_sde_seeded_reproducible_and_noise_argument():
+    cfg = {**DPM_BASE, "algorithm_type": "sde-dpmsolver++"}
+    a, _ = run_loop(ks.DPMSolverMultistepScheduler(**cfg), 10, FIXTURE, seed=5)
+    b, _ = run_loop(ks.DPMSolverMultistepScheduler(**cfg), 10, FIXTURE, seed=5)
+    c, _ = run_loop(ks.DPMSolverMultistepScheduler(**cfg), 10, FIXTURE, seed=6)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    noise = torch.randn(FIXTURE.shape, generator=torch.Generator().manual_seed(2))
+    outs = []
+    for cls in (ks.DPMSolverMultistepScheduler, diffusers.DPMSolverMultistepScheduler):
+        s = quiet(cls, **cfg)
+        s.set_timesteps(10)
+        t = s.timesteps[0]
+        outs.append(s.step(dummy_model(FIXTURE, t), t, FIXTURE, variance_noise=noise)[0])
+    assert (outs[0] - outs[1]).abs().max().item() <= 1e-6
+
+
+def test_dpm_contract_bad_input():
+    s = ks.DPMSolverMultistepScheduler()
+    x = FIXTURE.clone()
+    with pytest.raises(ValueError, match="set_timesteps"):
+        s.step(x, 999, x)
+    s.set_timesteps(3)
+    with pytest.raises(ValueError, match="not in the schedule"):
+        s.step(x, 998, x)
+    with pytest.raises(ValueError, match="does not match"):
+        s.step(x[:2], s.timesteps[0], x)
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        s.step(x.numpy(), s.timesteps[0], x)
+    for t in s.timesteps:
+        x = s.step(dummy_model(x, t), t, x).prev_sample
+    with pytest.raises(ValueError, match="all 3 steps"):
+        s.step(x, s.timesteps[-1], x)
+    with pytest.raises(ValueError, match="exactly one"):
+        s.set_timesteps()
+    with pytest.raises(ValueError, match="final_sigmas_type"):
+        ks.DPMSolverMultistepScheduler(algorithm_type="dpmsolver")
+    with pytest.raises(ValueError, match="at most one"):
+        ks.DPMSolverMultistepScheduler(use_karras_sigmas=True, use_beta_sigmas=True)
+    with pytest.raises(NotImplementedError, match="beta_schedule"):
+        ks.DPMSolverMultistepScheduler(beta_schedule="nope")
+
+
+def test_dpm_config_and_helpers_match_diffusers():
+    theirs = quiet(diffusers.DPMSolverMultistepScheduler, solver_order=3,
+                   use_karras_sigmas=True)
+    ours = ks.DPMSolverMultistepScheduler.from_config(theirs.config)
+    public = {k: v for k, v in theirs.config.items() if not k.startswith("_")}
+    assert set(ours.config) == set(public)
+    assert ours.config.solver_order == 3 and ours.init_noise_sigma == theirs.init_noise_sigma
+    for s in (ours, theirs):
+        s.set_timesteps(10)
+    x0, noise = FIXTURE, torch.randn(FIXTURE.shape, generator=torch.Generator().manual_seed(0))
+    t = theirs.timesteps[[1, 3, 3, 7]]
+    torch.testing.assert_close(ours.add_noise(x0, noise, t), theirs.add_noise(x0, noise, t))
+    assert ours.scale_model_input(x0, t[0]) is x0
+    assert len(ours) == len(theirs)

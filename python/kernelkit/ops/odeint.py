@@ -223,17 +223,17 @@ class _Solver:
         return torch.cat([ki.reshape(-1) for ki in k])
 
     def combine(self, base: torch.Tensor, w0: float, srcs: Sequence[torch.Tensor],
-                w: Sequence[float]) -> torch.Tensor:
-        """w0 * base + sum_j w[j] * srcs[j]."""
+                w: Sequence[float], ptrs: list[int] | None = None) -> torch.Tensor:
+        """w0 * base + sum_j w[j] * srcs[j]; ptrs: the sources' data_ptr()s, base's first,
+        when the caller has them (a stage is weighted by every later stage input)."""
         if self.grad and (base.requires_grad or any([x.requires_grad for x in srcs])):
             return rk_step.combine([base, *srcs], [w0, *w])
         out = self.buffers.take() if self.buffers.pool is not None else torch.empty_like(base)
         if self.cpu:
-            ptrs = [x.data_ptr() for x in srcs]
-            ptrs.insert(0, base.data_ptr())
-            w = [w0, *w]
-            _C.rk_combine(out.data_ptr(), ptrs, w, self.n, self.dtype_name, self.threads,
-                          _native.ISA)
+            if ptrs is None:
+                ptrs = [base.data_ptr(), *[x.data_ptr() for x in srcs]]
+            _C.rk_combine(out.data_ptr(), ptrs, [w0, *w], self.n, self.dtype_name,
+                          self.threads, _native.ISA)
         else:
             rk_step.combine([base, *srcs], [w0, *w], out=out)
         return out
@@ -266,13 +266,17 @@ class _Solver:
                t1: float) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """The stages k (k[0] = f0) and their inputs g (g[0] = y) of one step."""
         k, g = [f0], [y]
+        ptrs = [y.data_ptr(), f0.data_ptr()]  # y's, then k[j]'s at j + 1
         sdt = self.sign * dt
         for c, idx, a in plan.stages:
-            yi = self.combine(y, 1.0, [k[j] for j in idx], [x * sdt for x in a]) if idx else y
-            if c == 1.0:
-                k.append(self.call(t1, yi, _PREV))
+            if idx:
+                yi = self.combine(y, 1.0, [k[j] for j in idx], [x * sdt for x in a],
+                                  [ptrs[0], *[ptrs[j + 1] for j in idx]])
             else:
-                k.append(self.call(t0 + c * dt, yi))
+                yi = y
+            ki = self.call(t1, yi, _PREV) if c == 1.0 else self.call(t0 + c * dt, yi)
+            k.append(ki)
+            ptrs.append(ki.data_ptr())
             g.append(yi)
         return k, g
 

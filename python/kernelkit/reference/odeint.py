@@ -841,12 +841,23 @@ def prepare(func, y0, t, rtol, atol, method, options) -> Problem:
         raise ValueError(f"odeint: t must be 1-D and non-empty; got shape {tuple(t.shape)}")
     if t.device != parts[0].device:
         raise ValueError(f"odeint: t is on {t.device} but y0 is on {parts[0].device}")
-    if not torch.isfinite(t).all():
+    # a CPU t is checked on its values (no tensor ops: this runs once per solve, and a
+    # small solve's whole budget is a few hundred microseconds)
+    tv = t.tolist() if t.device.type == "cpu" else None
+    finite = all(map(math.isfinite, tv)) if tv is not None else bool(torch.isfinite(t).all())
+    if not finite:
         raise ValueError("odeint: t must be finite")
-    reverse = t.numel() > 1 and bool(t[0] > t[1])
+    if tv is not None:
+        reverse = len(tv) > 1 and tv[0] > tv[1]
+        sign = -1.0 if reverse else 1.0
+        monotone = all(sign * b > sign * a for a, b in zip(tv[:-1], tv[1:], strict=True))
+    else:
+        reverse = t.numel() > 1 and bool(t[0] > t[1])
     if reverse:
         t = -t
-    if t.numel() > 1 and not bool((t[1:] > t[:-1]).all()):
+    if tv is None:
+        monotone = t.numel() < 2 or bool((t[1:] > t[:-1]).all())
+    if not monotone:
         raise ValueError("odeint: t must be strictly increasing or strictly decreasing")
     # ---- method, options ----
     method = "dopri5" if method is None else method

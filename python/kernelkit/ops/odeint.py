@@ -143,6 +143,11 @@ class _Plan:
     err: tuple[int, ...]
     e: tuple[float, ...]
     mid: tuple[float, ...] | None
+    # the stages the solution or the error weights, and both weights over them (a step end
+    # that also writes y1)
+    both: tuple[int, ...] = ()
+    both_b: tuple[float, ...] = ()
+    both_e: tuple[float, ...] = ()
 
     @staticmethod
     def of(tab: Tableau) -> _Plan:
@@ -153,7 +158,10 @@ class _Plan:
         stages = tuple((float(c), *nonzero(row)) for c, row in zip(tab.c, tab.a, strict=True))
         sol, b = nonzero(tab.b)
         err, e = nonzero(tab.b_err) if tab.b_err is not None else ((), ())
-        return _Plan(stages, sol, b, err, e, tab.mid)
+        both = tuple(sorted(set(sol) | set(err)))
+        return _Plan(stages, sol, b, err, e, tab.mid, both,
+                     tuple(float(tab.b[j]) for j in both),
+                     tuple(float(tab.b_err[j]) for j in both) if tab.b_err else ())
 
 
 _PLANS = {name: _Plan.of(tab) for name, tab in {**ADAPTIVE_METHODS, **FIXED_METHODS}.items()}
@@ -292,17 +300,12 @@ class _Solver:
             write = False
         else:
             y1, write = self.buffers.take(), True
-        used = sorted(set(plan.err) | (set(plan.sol) if write else set()))
-        e = dict(zip(plan.err, plan.e, strict=True))
-        b = dict(zip(plan.sol, plan.b, strict=True))
-        wb = [b.get(j, 0.0) * sdt for j in used] if write else None
-        we = [e.get(j, 0.0) * sdt for j in used]
-        stats = self.end_sums(y, y1, [k[j] for j in used], wb, we, rtol, atol)
-        return y1, stats
-        with torch.no_grad():
-            stats = rk_step.step_end(y.detach(), y1.detach(), [k[j].detach() for j in used], wb,
-                                     we, rtol, atol, self.seg_end)
-        return y1, stats
+        if write:
+            used, wb = plan.both, [x * sdt for x in plan.both_b]
+            we = [x * sdt for x in plan.both_e]
+        else:
+            used, wb, we = plan.err, None, [x * sdt for x in plan.e]
+        return y1, self.end_sums(y, y1, [k[j] for j in used], wb, we, rtol, atol)
 
     def end_sums(self, y: torch.Tensor, y1: torch.Tensor, ks: list[torch.Tensor],
                  wb: list[float] | None, we: list[float], rtol: float, atol: float):  # noqa: ANN201

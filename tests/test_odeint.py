@@ -787,3 +787,24 @@ def test_stats_regularizer_is_differentiable(driver):
     (g_stiff,) = torch.autograd.grad(stats.stiffness_dt, lam)
     assert stats.error_dt.requires_grad and g_err.abs() > 0
     assert g_stiff < 0  # about |lam| * T for lam < 0
+
+
+def test_large_state_buffers_are_never_reused_while_referenced(driver):
+    """The fused driver reuses the stage buffers of states of 1 MiB and more, but never one
+    that something else still refers to: here func keeps every input it was given and
+    returns views of it, and the solution must equal the reference driver's."""
+    kept = []
+
+    def f(t, y):
+        kept.append((y, y.clone()))
+        return (-0.5 * y).view_as(y)[:]
+
+    y0 = torch.linspace(-1.0, 1.0, 140_000, dtype=F64)  # 1.1 MB
+    t = torch.tensor([0.0, 0.3, 1.0], dtype=F64)
+    got = kernelkit.odeint(f, y0, t, rtol=1e-6, atol=1e-8)
+    with kernelkit.use_backend("reference"):
+        want = kernelkit.odeint(lambda t, y: -0.5 * y, y0, t, rtol=1e-6, atol=1e-8)
+    torch.testing.assert_close(got, want, rtol=tol(1e-12), atol=tol(1e-12))
+    for y, at_call in kept:  # no input func kept was overwritten later
+        assert torch.equal(y, at_call)
+    kept.clear()

@@ -404,9 +404,12 @@ def test_torch_compile_fullgraph():
     def f(a, x):
         return torch.tanh(kernelkit.linear_scan(torch.sigmoid(a), x * 2)) + 1
 
-    a, x = torch.randn(4, 16, 33), torch.randn(4, 16, 33)
+    g = torch.Generator().manual_seed(0)
+    a, x = torch.randn(4, 16, 33, generator=g), torch.randn(4, 16, 33, generator=g)
     compiled = torch.compile(f, fullgraph=True, backend="inductor")
-    assert torch.allclose(compiled(a, x), f(a, x), atol=1e-5)
+    # inductor's generated sigmoid may differ from ATen's in the last bit, which the scan
+    # carries over 33 steps (seen: 2e-5 on an AVX-512 Xeon): compare to 1e-4
+    torch.testing.assert_close(compiled(a, x), f(a, x), rtol=1e-4, atol=1e-4)
 
 
 # ---- bad input ---------------------------------------------------------------------------

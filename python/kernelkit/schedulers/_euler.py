@@ -1,6 +1,7 @@
 """The Euler step with Karras et al.'s churn, shared by EulerDiscreteScheduler and
 EDMEulerScheduler: sigma_hat = sigma (1 + gamma);
-x' = x + s_noise sqrt(sigma_hat^2 - sigma^2) z when gamma > 0; x0 = p_x x' + p_m m; x_next = x' + (sigma_next - sigma_hat) (x' - x0) / sigma_hat."""
+x' = x + s_noise sqrt(sigma_hat^2 - sigma^2) z when gamma > 0;
+x0 = p_x x' + p_m m; x_next = x' + (sigma_next - sigma_hat) (x' - x0) / sigma_hat."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ def run_loop(scheduler, steps, sample, seed=None, model=dummy_model, scale_input
         scheduler.set_timesteps(steps)
     g = None if seed is None else torch.Generator().manual_seed(seed)
     x = sample.clone()
-    x = x * scheduler.init_noise_sigma
+    x = x * getattr(scheduler, "init_noise_sigma", 1.0)
     peak = x.abs().max().item()
     for t in scheduler.timesteps:
         inp = scheduler.scale_model_input(x, t) if scale_input else x

@@ -192,3 +192,136 @@ def test_dpm_config_and_helpers_match_diffusers():
     torch.testing.assert_close(ours.add_noise(x0, noise, t), theirs.add_noise(x0, noise, t))
     assert ours.scale_model_input(x0, t[0]) is x0
     assert len(ours) == len(theirs)
+
+
+# ---- the Euler family and flow matching ---------------------------------------------------
+
+EULER_CASES = [
+    ("EulerDiscreteScheduler", {}),
+    ("EulerDiscreteScheduler", dict(prediction_type="v_prediction")),
+    ("EulerDiscreteScheduler", dict(prediction_type="sample")),
+    ("EulerDiscreteScheduler", dict(use_karras_sigmas=True)),
+    ("EulerDiscreteScheduler", dict(use_exponential_sigmas=True, sigma_max=20.0)),
+    ("EulerDiscreteScheduler", dict(use_beta_sigmas=True)),
+    ("EulerDiscreteScheduler", dict(interpolation_type="log_linear")),
+    ("EulerDiscreteScheduler", dict(timestep_spacing="leading", steps_offset=1)),
+    ("EulerDiscreteScheduler", dict(timestep_spacing="trailing", final_sigmas_type="sigma_min")),
+    ("EulerDiscreteScheduler", dict(timestep_type="continuous", prediction_type="v_prediction")),
+    ("EulerDiscreteScheduler", dict(beta_schedule="scaled_linear", rescale_betas_zero_snr=True,
+                                    timestep_spacing="trailing")),
+    ("EDMEulerScheduler", {}),
+    ("EDMEulerScheduler", dict(sigma_schedule="exponential", prediction_type="v_prediction")),
+    ("EDMEulerScheduler", dict(final_sigmas_type="sigma_min", rho=5.0)),
+    ("FlowMatchEulerDiscreteScheduler", {}),
+    ("FlowMatchEulerDiscreteScheduler", dict(shift=3.0)),
+    ("FlowMatchEulerDiscreteScheduler", dict(use_karras_sigmas=True)),
+    ("FlowMatchEulerDiscreteScheduler", dict(use_exponential_sigmas=True)),
+    ("FlowMatchEulerDiscreteScheduler", dict(stochastic_sampling=True)),
+    ("FlowMatchEulerDiscreteScheduler", dict(shift_terminal=0.1)),
+    ("FlowMatchEulerDiscreteScheduler", dict(invert_sigmas=True)),
+]
+
+
+def case_id(case):
+    return case[0].removesuffix("Scheduler") + "-" + cfg_id(case[1])
+
+
+def uses_scaling(name):
+    return not name.startswith("Flow")
+
+
+@pytest.mark.parametrize("steps", [10, 25])
+@pytest.mark.parametrize("case", EULER_CASES, ids=case_id)
+def test_euler_family_loop_matches_diffusers(case, steps):
+    name, kw = case
+    theirs_s = quiet(getattr(diffusers, name), **kw)
+    ours_s = getattr(ks, name).from_config(theirs_s.config)
+    theirs, peak = run_loop(theirs_s, steps, FIXTURE, 0, scale_input=uses_scaling(name))
+    ours, _ = run_loop(ours_s, steps, FIXTURE, 0, scale_input=uses_scaling(name))
+    assert torch.equal(ours_s.timesteps, theirs_s.timesteps)
+    torch.testing.assert_close(ours_s.sigmas, theirs_s.sigmas, rtol=1e-6, atol=0)
+    assert (ours - theirs).abs().max().item() <= 1e-6 * max(peak, 1.0)
+
+
+def diffusers_test_loop(s, steps, seed=0):
+    """The loop of diffusers' own Euler/EDM tests (the scaled sample replaces the sample)."""
+    s.set_timesteps(steps)
+    g = torch.Generator().manual_seed(seed)
+    x = FIXTURE * s.init_noise_sigma
+    for t in s.timesteps:
+        x = s.scale_model_input(x, t)
+        x = s.step(dummy_model(x, t), t, x, generator=g).prev_sample
+    return x
+
+
+def test_fixture_sums_of_diffusers_tests():
+    x = diffusers_test_loop(ks.EulerDiscreteScheduler(num_train_timesteps=1100), 10)
+    assert abs(x.sum().item() - 10.0807) < 2e-3
+    x, _ = run_loop(ks.EDMEulerScheduler(), 10, FIXTURE, 0, scale_input=True)
+    assert abs(x.abs().sum().item() - 34.1855) < 2e-3
+
+
+def test_euler_churn_matches_diffusers_seeded():
+    kw = dict(s_churn=0.8, s_tmin=0.05, s_tmax=50.0, s_noise=1.003)
+    outs = []
+    for mod in (diffusers, ks):
+        s = quiet(mod.EulerDiscreteScheduler)
+        s.set_timesteps(10)
+        g = torch.Generator().manual_seed(4)
+        x = FIXTURE * s.init_noise_sigma
+        for t in s.timesteps:
+            out = s.step(dummy_model(s.scale_model_input(x, t), t), t, x, generator=g, **kw)
+            x = out.prev_sample
+        outs.append((x, out.pred_original_sample))
+    (a, a0), (b, b0) = outs
+    assert (a - b).abs().max().item() <= 1e-6 * max(a.abs().max().item(), 1.0)
+    assert (a0 - b0).abs().max().item() <= 1e-6 * max(a0.abs().max().item(), 1.0)
+
+
+def test_flow_dynamic_shifting_and_custom_sigmas():
+    for mu in (0.3, 1.1):
+        for shift_type in ("exponential", "linear"):
+            kw = dict(use_dynamic_shifting=True, time_shift_type=shift_type)
+            theirs = quiet(diffusers.FlowMatchEulerDiscreteScheduler, **kw)
+            ours = ks.FlowMatchEulerDiscreteScheduler(**kw)
+            for s in (theirs, ours):
+                s.set_timesteps(12, mu=mu)
+            torch.testing.assert_close(ours.sigmas, theirs.sigmas, rtol=1e-6, atol=0)
+    theirs, ours = quiet(diffusers.FlowMatchEulerDiscreteScheduler, shift=2.0), \
+        ks.FlowMatchEulerDiscreteScheduler(shift=2.0)
+    for s in (theirs, ours):
+        s.set_timesteps(sigmas=[1.0, 0.7, 0.4, 0.1])
+    torch.testing.assert_close(ours.sigmas, theirs.sigmas, rtol=1e-6, atol=0)
+    with pytest.raises(ValueError, match="mu"):
+        ks.FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True).set_timesteps(4)
+
+
+@pytest.mark.parametrize("name", ["FlowMatchEulerDiscreteScheduler", "EulerDiscreteScheduler",
+                                  "EDMEulerScheduler"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_euler_family_low_precision(name, dtype):
+    scale = uses_scaling(name)
+    ref64, _ = run_loop(getattr(ks, name)(), 10, FIXTURE.double(), scale_input=scale)
+    theirs, _ = run_loop(quiet(getattr(diffusers, name)), 10, FIXTURE.to(dtype),
+                         scale_input=scale)
+    ours, _ = run_loop(getattr(ks, name)(), 10, FIXTURE.to(dtype), scale_input=scale)
+    assert ours.dtype == dtype
+    ours_err = (ours.double() - ref64).abs().max().item()
+    theirs_err = (theirs.double() - ref64).abs().max().item()
+    assert ours_err <= 2 * theirs_err + 1e-3 * ref64.abs().max().item(), (ours_err, theirs_err)
+
+
+def test_euler_family_bad_input():
+    for cls in (ks.EulerDiscreteScheduler, ks.FlowMatchEulerDiscreteScheduler,
+                ks.EDMEulerScheduler):
+        s = cls()
+        s.set_timesteps(4)
+        t = s.timesteps[0]
+        with pytest.raises(ValueError, match="integer index"):
+            s.step(FIXTURE, 3, FIXTURE)
+        with pytest.raises(ValueError, match="not in the schedule"):
+            s.step(FIXTURE, torch.tensor(-123.5), FIXTURE)
+        with pytest.raises(ValueError, match="does not match"):
+            s.step(FIXTURE[:1], t, FIXTURE)
+    with pytest.raises(ValueError, match="set_timesteps"):
+        ks.EDMEulerScheduler().step(FIXTURE, torch.tensor(0.5), FIXTURE)

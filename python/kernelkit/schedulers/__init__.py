@@ -4,9 +4,15 @@ pipe.scheduler.config)``)."""
 
 from ._base import SchedulerConfig, SchedulerOutput
 from .dpmsolver_multistep import DPMSolverMultistepScheduler
+from .edm_euler import EDMEulerScheduler
+from .euler_discrete import EulerDiscreteScheduler
+from .flow_match_euler import FlowMatchEulerDiscreteScheduler
 
 __all__ = [
     "DPMSolverMultistepScheduler",
+    "EDMEulerScheduler",
+    "EulerDiscreteScheduler",
+    "FlowMatchEulerDiscreteScheduler",
     "SchedulerConfig",
     "SchedulerOutput",
 ]

@@ -1,0 +1,232 @@
+"""Euler steps of the probability-flow ODE in sigma (Karras et al. 2022, Alg. 2 with churn)
+with diffusers' EulerDiscreteScheduler contract; each step one fused kernel."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from ._base import (
+    SchedulerBase,
+    SchedulerOutput,
+    beta_sigmas,
+    exponential_sigmas,
+    fused_step,
+    karras_sigmas,
+    sigma_to_t,
+    training_betas,
+)
+from ._euler import euler_step
+
+
+class EulerDiscreteScheduler(SchedulerBase):
+    """diffusers' ``EulerDiscreteScheduler``: same constructor, ``set_timesteps``
+    (``num_inference_steps``, ``timesteps`` or ``sigmas``), ``scale_model_input`` (x /
+    sqrt(sigma^2 + 1)), ``step`` with s_churn / s_tmin / s_tmax / s_noise, ``add_noise``.
+    prediction types epsilon, v_prediction, sample; linear or log-linear interpolation;
+    Karras / exponential / beta sigmas; discrete or continuous timesteps."""
+
+    order = 1
+    _name = "EulerDiscreteScheduler"
+
+    def __init__(
+        self,
+        num_train_timesteps: int = 1000,
+        beta_start: float = 0.0001,
+        beta_end: float = 0.02,
+        beta_schedule: str = "linear",
+        trained_betas: np.ndarray | list[float] | None = None,
+        prediction_type: str = "epsilon",
+        interpolation_type: str = "linear",
+        use_karras_sigmas: bool | None = False,
+        use_exponential_sigmas: bool | None = False,
+        use_beta_sigmas: bool | None = False,
+        sigma_min: float | None = None,
+        sigma_max: float | None = None,
+        timestep_spacing: str = "linspace",
+        timestep_type: str = "discrete",
+        steps_offset: int = 0,
+        rescale_betas_zero_snr: bool = False,
+        final_sigmas_type: str = "zero",
+    ) -> None:
+        if sum([bool(use_beta_sigmas), bool(use_exponential_sigmas),
+                bool(use_karras_sigmas)]) > 1:
+            raise ValueError(f"{self._name}: use at most one of use_beta_sigmas, "
+                             "use_exponential_sigmas and use_karras_sigmas")
+        if prediction_type not in ("epsilon", "v_prediction", "sample", "original_sample"):
+            raise ValueError(f"{self._name}: prediction_type must be epsilon, v_prediction or "
+                             f"sample; got {prediction_type!r}")
+        self._register(locals())
+        self.betas = training_betas(num_train_timesteps, beta_start, beta_end, beta_schedule,
+                                    trained_betas, rescale_betas_zero_snr, self._name)
+        self.alphas = 1.0 - self.betas
+        self.alphas_cumprod = torch.cumprod(self.alphas, dim=0)
+        if rescale_betas_zero_snr:
+            self.alphas_cumprod[-1] = 2**-24
+        sigmas = (((1 - self.alphas_cumprod) / self.alphas_cumprod) ** 0.5).flip(0)
+        ts = torch.from_numpy(np.linspace(0, num_train_timesteps - 1, num_train_timesteps,
+                                          dtype=float)[::-1].copy()).to(torch.float32)
+        if timestep_type == "continuous" and prediction_type == "v_prediction":
+            self.timesteps = torch.Tensor([0.25 * s.log() for s in sigmas])
+        else:
+            self.timesteps = ts
+        self.sigmas = torch.cat([sigmas, torch.zeros(1)])
+        self._sig = [float(v) for v in self.sigmas.tolist()]
+        self.is_scale_input_called = False
+        self.use_karras_sigmas = use_karras_sigmas
+        self.use_exponential_sigmas = use_exponential_sigmas
+        self.use_beta_sigmas = use_beta_sigmas
+
+    @property
+    def init_noise_sigma(self) -> torch.Tensor:
+        """The largest sigma (linspace / trailing spacing), else sqrt(max^2 + 1)."""
+        top = self.sigmas.max()
+        return top if self.config.timestep_spacing in ("linspace", "trailing") else (
+            (top**2 + 1) ** 0.5)
+
+    def _train_sigmas(self) -> np.ndarray:
+        return (((1 - self.alphas_cumprod) / self.alphas_cumprod) ** 0.5).numpy()
+
+    def set_timesteps(self, num_inference_steps: int | None = None,
+                      device: str | torch.device | None = None,
+                      timesteps: Sequence[float] | None = None,
+                      sigmas: Sequence[float] | None = None) -> None:
+        """Sets ``timesteps`` (float32) and ``sigmas`` (float32 with the final sigma)."""
+        cfg = self.config
+        name = self._name
+        if timesteps is not None and sigmas is not None:
+            raise ValueError(f"{name}: pass only one of timesteps and sigmas")
+        if num_inference_steps is None and timesteps is None and sigmas is None:
+            raise ValueError(f"{name}: pass exactly one of num_inference_steps, timesteps, sigmas")
+        if num_inference_steps is not None and (timesteps is not None or sigmas is not None):
+            raise ValueError(f"{name}: pass only one of num_inference_steps, timesteps, sigmas")
+        if timesteps is not None:
+            for flag in ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas"):
+                if cfg[flag]:
+                    raise ValueError(f"{name}: custom timesteps cannot be used with {flag}=True")
+            if cfg.timestep_type == "continuous" and cfg.prediction_type == "v_prediction":
+                raise ValueError(f"{name}: custom timesteps cannot be used with continuous "
+                                 "v_prediction timesteps")
+        if num_inference_steps is None:
+            num_inference_steps = len(timesteps) if timesteps is not None else len(sigmas) - 1
+        self.num_inference_steps = num_inference_steps
+        n = num_inference_steps
+        train = self._train_sigmas()
+        log_train = np.log(train)
+        if sigmas is not None:
+            sig = np.array(sigmas).astype(np.float32)
+            ts = sigma_to_t(sig[:-1], log_train)
+        else:
+            if timesteps is not None:
+                ts = np.array(timesteps).astype(np.float32)
+            else:
+                ts = self._spaced(n)
+            if cfg.interpolation_type == "linear":
+                sig = np.interp(ts, np.arange(0, len(train)), train)
+            elif cfg.interpolation_type == "log_linear":
+                sig = torch.linspace(np.log(train[-1]), np.log(train[0]), n + 1).exp().numpy()
+            else:
+                raise ValueError(f"{name}: interpolation_type must be 'linear' or 'log_linear'; "
+                                 f"got {cfg.interpolation_type!r}")
+            if cfg.use_karras_sigmas or cfg.use_exponential_sigmas or cfg.use_beta_sigmas:
+                lo = cfg.sigma_min if cfg.sigma_min is not None else float(sig[-1])
+                hi = cfg.sigma_max if cfg.sigma_max is not None else float(sig[0])
+                make = (karras_sigmas if cfg.use_karras_sigmas else
+                        exponential_sigmas if cfg.use_exponential_sigmas else beta_sigmas)
+                sig = make(lo, hi, n)
+                ts = sigma_to_t(sig, log_train)
+            if cfg.final_sigmas_type == "sigma_min":
+                last = float(((1 - self.alphas_cumprod[0]) / self.alphas_cumprod[0]) ** 0.5)
+            elif cfg.final_sigmas_type == "zero":
+                last = 0.0
+            else:
+                raise ValueError(f"{name}: final_sigmas_type must be 'zero' or 'sigma_min'; "
+                                 f"got {cfg.final_sigmas_type!r}")
+            sig = np.concatenate([sig, [last]]).astype(np.float32)
+        sig_t = torch.from_numpy(sig).to(dtype=torch.float32, device=device)
+        if cfg.timestep_type == "continuous" and cfg.prediction_type == "v_prediction":
+            self.timesteps = torch.Tensor([0.25 * s.log() for s in sig_t[:-1]]).to(device=device)
+        else:
+            self.timesteps = torch.from_numpy(np.asarray(ts).astype(np.float32)).to(device=device)
+        self.sigmas = sig_t.to("cpu")
+        self._sig = [float(v) for v in self.sigmas.tolist()]
+        self._step_index = None
+        self._begin_index = None
+
+    def _spaced(self, n: int) -> np.ndarray:
+        cfg = self.config
+        n_train = cfg.num_train_timesteps
+        if cfg.timestep_spacing == "linspace":
+            return np.linspace(0, n_train - 1, n, dtype=np.float32)[::-1].copy()
+        if cfg.timestep_spacing == "leading":
+            ratio = n_train // n
+            ts = (np.arange(0, n) * ratio).round()[::-1].copy().astype(np.float32)
+            return ts + cfg.steps_offset
+        if cfg.timestep_spacing == "trailing":
+            ratio = n_train / n
+            return np.arange(n_train, 0, -ratio).round().copy().astype(np.float32) - 1
+        raise ValueError(f"{self._name}: timestep_spacing must be linspace, leading or "
+                         f"trailing; got {cfg.timestep_spacing!r}")
+
+    def scale_model_input(self, sample: torch.Tensor, timestep: float | torch.Tensor,
+                          ) -> torch.Tensor:
+        """sample / sqrt(sigma^2 + 1) at the current step (a new tensor)."""
+        if self._step_index is None:
+            self._init_step_index(timestep)
+        sigma = self._sig[self._step_index]
+        self.is_scale_input_called = True
+        x = self._dense(sample, sample.dtype)
+        out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+        fused_step(x, None, [], None, [0.0, 0.0, 1.0 / (sigma * sigma + 1.0) ** 0.5, 0.0, 0.0],
+                   out, None)
+        return out
+
+    def _conversion(self, sigma: float, sigma_hat: float) -> tuple[float, float]:
+        pred = self.config.prediction_type
+        if pred in ("sample", "original_sample"):
+            return 0.0, 1.0
+        if pred == "epsilon":
+            return 1.0, -sigma_hat
+        return 1.0 / (sigma * sigma + 1.0), -sigma / (sigma * sigma + 1.0) ** 0.5
+
+    def step(self, model_output: torch.Tensor, timestep: float | torch.Tensor,
+             sample: torch.Tensor, s_churn: float = 0.0, s_tmin: float = 0.0,
+             s_tmax: float = float("inf"), s_noise: float = 1.0,
+             generator: torch.Generator | None = None, return_dict: bool = True,
+             ) -> SchedulerOutput | tuple[torch.Tensor, torch.Tensor]:
+        """One Euler step (churned when s_churn > 0: noise drawn from ``generator`` in the
+        model output's dtype, as diffusers).
+
+        Args:
+            model_output: the model's prediction at the scaled sample (sample's shape).
+            timestep: one of ``timesteps`` (an integer index is refused, as diffusers).
+            sample: the current (unscaled) sample.
+
+        Returns:
+            SchedulerOutput(prev_sample, pred_original_sample); prev_sample has
+            model_output's dtype, pred_original_sample the compute dtype (float32 / float64).
+        """
+        return euler_step(self, model_output, timestep, sample, self._conversion, s_churn,
+                          s_tmin, s_tmax, s_noise, generator, return_dict)
+
+    def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor,
+                  timesteps: torch.Tensor) -> torch.Tensor:
+        """x0 + sigma_t noise at each sample's timestep."""
+        sigma = self._sigmas_at(original_samples, timesteps)
+        return original_samples + noise * sigma
+
+    def _sigmas_at(self, like: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        sigmas = self.sigmas.to(device=like.device, dtype=like.dtype)
+        schedule = self.timesteps.to(like.device)
+        timesteps = timesteps.to(like.device)
+        if self._begin_index is None:
+            idx = [self.index_for_timestep(t, schedule) for t in timesteps]
+        else:
+            idx = [self._step_index if self._step_index is not None else self._begin_index
+                   ] * timesteps.shape[0]
+        sigma = sigmas[idx].flatten()
+        while sigma.dim() < like.dim():
+            sigma = sigma.unsqueeze(-1)
+        return sigma

@@ -4,7 +4,8 @@
 #define KK_ISA_AVX2 1
 #define KK_ISA_AVX512 1
 #define KK_VEC_512 1
-// GCC 12 reports its own AVX-512 intrinsics' undefined-vector idiom as maybe uninitialized once
-// they are inlined into these kernels; every value is defined.
+// GCC 12 reports its own AVX-512 intrinsics' undefined-vector idiom (`__Y = __Y`) as
+// (maybe) uninitialized once they are inlined into these kernels; every value is defined.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include "scan/linear_scan_2d_impl.h"

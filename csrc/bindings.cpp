@@ -515,8 +515,8 @@ py::dict isa_per_op(const std::string& requested) {
   const Isa binary = binary_isa(isa);
   const std::pair<const char*, Isa> ops[] = {
       {"fwht", avx2_at_most},           {"selective_scan", isa},
-      {"selective_state_update", avx2_at_most}, {"linear_scan", avx2_at_most},
-      {"linear_scan_2d", avx2_at_most}, {"delta_rule", avx2_at_most},
+      {"selective_state_update", isa}, {"linear_scan", avx2_at_most},
+      {"linear_scan_2d", isa}, {"delta_rule", avx2_at_most},
       {"half_matmul", isa},             {"half_linear", isa},
       {"half_conv2d", isa},             {"quantizers", binary},
       {"pack_signs", binary},           {"unpack_signs", binary},

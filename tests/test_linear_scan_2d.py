@@ -91,9 +91,9 @@ def make_inputs(batch, t_len, v_len, dtype=torch.float64, seed=0, h0=(True, True
     return a_t, a_v, x, h0_t, h0_v
 
 
-@pytest.fixture(params=["cpu-auto", "cpu-portable"])
+@pytest.fixture(params=[f"cpu-{isa}" for isa in _native.usable_isas()])
 def cpu_path(request, monkeypatch):
-    """Runs the test on the best ISA path and again on the portable one."""
+    """Runs the test on every ISA path this CPU runs (AVX-512: 512-bit vectors)."""
     monkeypatch.setattr(_native, "ISA", request.param.split("-")[1])
     with kernelkit.use_backend("cpu"):
         yield request.param

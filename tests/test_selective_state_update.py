@@ -21,10 +21,10 @@ NAMES = ("state", "x", "dt", "A", "B", "C", "D", "z", "dt_bias")
 DEVICE = "cpu"  # where the op runs (the backend fixture's triton-cuda case sets cuda)
 
 
-@pytest.fixture(params=["cpu-auto", "cpu-portable", "triton",
+@pytest.fixture(params=[*(f"cpu-{isa}" for isa in _native.usable_isas()), "triton",
                         pytest.param("triton-cuda", marks=pytest.mark.cuda)])
 def backend(request, monkeypatch):
-    """The C++ kernel on the best ISA and on the portable path, and Triton: interpreted on CPU
+    """The C++ kernel on every ISA path this CPU runs, and Triton: interpreted on CPU
     tensors, or compiled on CUDA tensors (inputs and results moved, references on the CPU)."""
     if request.param.startswith("triton"):
         device = "cuda" if request.param == "triton-cuda" else "cpu"

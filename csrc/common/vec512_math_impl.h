@@ -41,6 +41,22 @@ KK_INLINE vd8 softplus_vec(vd8 x) {
   return x;
 }
 
+// The sum of one vector's lanes: 4 shuffle + add levels for 16 floats, 3 for 8 doubles.
+KK_INLINE float sum_lanes(vf16 v) {
+  v += __builtin_shuffle(v, vi16{8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7});
+  v += __builtin_shuffle(v, vi16{4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11});
+  v += __builtin_shuffle(v, vi16{2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13});
+  v += __builtin_shuffle(v, vi16{1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14});
+  return v[0];
+}
+
+KK_INLINE double sum_lanes(vd8 v) {
+  v += __builtin_shuffle(v, vl8{4, 5, 6, 7, 0, 1, 2, 3});
+  v += __builtin_shuffle(v, vl8{2, 3, 0, 1, 6, 7, 4, 5});
+  v += __builtin_shuffle(v, vl8{1, 0, 3, 2, 5, 4, 7, 6});
+  return v[0];
+}
+
 // 16 vectors in, one out whose lane j is the sum of the lanes of v[j]: four levels, each
 // adding the two halves of every vector's partial sums while packing two vectors into one.
 KK_INLINE vf16 sum_lanes_transposed(const vf16* v) {

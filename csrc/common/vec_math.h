@@ -171,6 +171,21 @@ template <class V> KK_INLINE V sigmoid_vec(V x) { return 1.0f / (1.0f + exp_vec(
 
 template <class V> KK_INLINE V silu_vec(V x) { return x * sigmoid_vec(x); }
 
+// The sum of one vector's lanes as a tree of shuffles and adds (3 levels for 8 floats, 2 for
+// 4 doubles) rather than a chain of scalar adds.
+KK_INLINE float sum_lanes(vf8 v) {
+  v += __builtin_shuffle(v, vi8{4, 5, 6, 7, 0, 1, 2, 3});
+  v += __builtin_shuffle(v, vi8{2, 3, 0, 1, 6, 7, 4, 5});
+  v += __builtin_shuffle(v, vi8{1, 0, 3, 2, 5, 4, 7, 6});
+  return v[0];
+}
+
+KK_INLINE double sum_lanes(vd4 v) {
+  v += __builtin_shuffle(v, vl4{2, 3, 0, 1});
+  v += __builtin_shuffle(v, vl4{1, 0, 3, 2});
+  return v[0];
+}
+
 // W vectors in, one vector out whose lane j is the sum of the lanes of v[j]: a transpose and
 // add tree (7 adds for 8 floats) instead of W horizontal sums.
 KK_INLINE vf8 sum_lanes_transposed(const vf8* v) {

@@ -56,6 +56,9 @@ void linear_scan_2d_forward(const LinearScan2dForward& a, Isa isa) {
   check_edge(op, "h0_t", a.s.h0_t);
   check_edge(op, "h0_v", a.s.h0_v);
   check_out(op, "h", a.h, a.s);
+#if defined(KERNELKIT_HAVE_AVX512)
+  if (isa == Isa::avx512) return avx512::linear_scan_2d_forward_run(a);
+#endif
   if (isa >= Isa::avx2) {
 #if defined(KERNELKIT_HAVE_AVX2)
     return avx2::linear_scan_2d_forward_run(a);
@@ -77,6 +80,9 @@ void linear_scan_2d_backward(const LinearScan2dBackward& a, Isa isa) {
   if (a.da_t.data != nullptr) check_out(op, "da_t", a.da_t, a.s);
   if (a.da_v.data != nullptr) check_out(op, "da_v", a.da_v, a.s);
   if (a.da_t.data != nullptr || a.da_v.data != nullptr) check_plane(op, "h", a.h);
+#if defined(KERNELKIT_HAVE_AVX512)
+  if (isa == Isa::avx512) return avx512::linear_scan_2d_backward_run(a);
+#endif
   if (isa >= Isa::avx2) {
 #if defined(KERNELKIT_HAVE_AVX2)
     return avx2::linear_scan_2d_backward_run(a);

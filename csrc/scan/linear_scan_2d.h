@@ -73,5 +73,9 @@ namespace avx2 {
 void linear_scan_2d_forward_run(const LinearScan2dForward& args);
 void linear_scan_2d_backward_run(const LinearScan2dBackward& args);
 }  // namespace avx2
+namespace avx512 {
+void linear_scan_2d_forward_run(const LinearScan2dForward& args);
+void linear_scan_2d_backward_run(const LinearScan2dBackward& args);
+}  // namespace avx512
 
 }  // namespace kernelkit

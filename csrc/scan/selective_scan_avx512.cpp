@@ -1,10 +1,4 @@
 // AVX-512 build of the selective scan kernels (F/BW/VL/DQ): the same kernels over vec.h's
-// 512-bit vectors (KK_VEC_512), so a state of N = 16 is one zmm register.
-#define KK_ISA avx512
-#define KK_ISA_AVX2 1
-#define KK_ISA_AVX512 1
-#define KK_VEC_512 1
-// GCC 12 reports its own AVX-512 intrinsics' undefined-vector idiom (`__Y = __Y`) as maybe
-// uninitialized once they are inlined into these kernels; every value is defined.
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// 512-bit vectors, so a state of N = 16 is one zmm register.
+#include "common/avx512_vec_unit.h"
 #include "scan/selective_scan_impl.h"

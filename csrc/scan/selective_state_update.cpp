@@ -34,6 +34,9 @@ static void check_ssu_args(const SsuArgs& a) {
 void selective_state_update(const SsuArgs& args, Isa isa) {
   check_ssu_args(args);
   if (args.batch * args.nheads * args.dim == 0) return;
+#if defined(KERNELKIT_HAVE_AVX512)
+  if (isa == Isa::avx512) return avx512::selective_state_update_run(args);
+#endif
   if (isa >= Isa::avx2) {
 #if defined(KERNELKIT_HAVE_AVX2)
     return avx2::selective_state_update_run(args);

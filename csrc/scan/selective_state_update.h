@@ -44,5 +44,6 @@ void selective_state_update(const SsuArgs& args, Isa isa);
 
 namespace portable { void selective_state_update_run(const SsuArgs& args); }
 namespace avx2 { void selective_state_update_run(const SsuArgs& args); }
+namespace avx512 { void selective_state_update_run(const SsuArgs& args); }
 
 }  // namespace kernelkit

@@ -20,21 +20,6 @@ namespace kernelkit {
 namespace KK_ISA {
 namespace ssu_detail {
 
-// The sum of the lanes as a tree of shuffles and adds (3 levels for 8 floats, 2 for 4
-// doubles) rather than a chain of scalar adds.
-KK_INLINE float sum_lanes(vf8 v) {
-  v += __builtin_shuffle(v, vi8{4, 5, 6, 7, 0, 1, 2, 3});
-  v += __builtin_shuffle(v, vi8{2, 3, 0, 1, 6, 7, 4, 5});
-  v += __builtin_shuffle(v, vi8{1, 0, 3, 2, 5, 4, 7, 6});
-  return v[0];
-}
-
-KK_INLINE double sum_lanes(vd4 v) {
-  v += __builtin_shuffle(v, vl4{2, 3, 0, 1});
-  v += __builtin_shuffle(v, vl4{1, 0, 3, 2});
-  return v[0];
-}
-
 // state[n] <- e**(dt A[n]) state[n] + dt x B[n] over one row; returns sum_n C[n] state[n]
 // from the new values before they are rounded to S. TIED: A is one value for the row, and
 // tied = e**(dt A[0]).

@@ -170,6 +170,22 @@ class SchedulerBase:
         """Start the steps at ``timesteps[begin_index]`` (image-to-image pipelines)."""
         self._begin_index = begin_index
 
+    def _sigmas_at(self, like: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """The sigma of each sample's timestep, shaped to broadcast over ``like``'s trailing
+        dims (diffusers' rule: the timesteps' indices, or the current / begin index)."""
+        sigmas = self.sigmas.to(device=like.device, dtype=like.dtype)
+        schedule = self.timesteps.to(like.device)
+        timesteps = timesteps.to(like.device)
+        if self._begin_index is None:
+            idx = [self.index_for_timestep(t, schedule) for t in timesteps]
+        else:
+            idx = [self._step_index if self._step_index is not None else self._begin_index
+                   ] * timesteps.shape[0]
+        sigma = sigmas[idx].flatten()
+        while sigma.dim() < like.dim():
+            sigma = sigma.unsqueeze(-1)
+        return sigma
+
     def index_for_timestep(self, timestep: float | torch.Tensor,
                            schedule_timesteps: torch.Tensor | None = None) -> int:
         """The position of ``timestep`` in the schedule (the second one when it occurs twice,

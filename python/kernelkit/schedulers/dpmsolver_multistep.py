@@ -423,16 +423,6 @@ class DPMSolverMultistepScheduler(SchedulerBase):
     def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor,
                   timesteps: torch.Tensor) -> torch.Tensor:
         """alpha_t x0 + sigma_t noise at each sample's timestep (forward diffusion)."""
-        sigmas = self.sigmas.to(device=original_samples.device, dtype=original_samples.dtype)
-        schedule = self.timesteps.to(original_samples.device)
-        timesteps = timesteps.to(original_samples.device)
-        if self._begin_index is None:
-            idx = [self.index_for_timestep(t, schedule) for t in timesteps]
-        else:
-            idx = [self._step_index if self._step_index is not None else self._begin_index
-                   ] * timesteps.shape[0]
-        sigma = sigmas[idx].flatten()
-        while sigma.dim() < original_samples.dim():
-            sigma = sigma.unsqueeze(-1)
+        sigma = self._sigmas_at(original_samples, timesteps)
         a, s = self._sigma_to_alpha_sigma_t(sigma)
         return a * original_samples + s * noise

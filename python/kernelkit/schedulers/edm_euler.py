@@ -142,14 +142,5 @@ class EDMEulerScheduler(SchedulerBase):
     def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor,
                   timesteps: torch.Tensor) -> torch.Tensor:
         """x0 + sigma_t noise at each sample's timestep."""
-        sigmas = self.sigmas.to(device=original_samples.device, dtype=original_samples.dtype)
-        schedule = self.timesteps.to(original_samples.device)
-        if self._begin_index is None:
-            idx = [self.index_for_timestep(t, schedule) for t in timesteps.to(schedule.device)]
-        else:
-            idx = [self._step_index if self._step_index is not None else self._begin_index
-                   ] * timesteps.shape[0]
-        sigma = sigmas[idx].flatten()
-        while sigma.dim() < original_samples.dim():
-            sigma = sigma.unsqueeze(-1)
+        sigma = self._sigmas_at(original_samples, timesteps)
         return original_samples + noise * sigma

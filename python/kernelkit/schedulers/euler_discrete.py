@@ -216,17 +216,3 @@ class EulerDiscreteScheduler(SchedulerBase):
         """x0 + sigma_t noise at each sample's timestep."""
         sigma = self._sigmas_at(original_samples, timesteps)
         return original_samples + noise * sigma
-
-    def _sigmas_at(self, like: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-        sigmas = self.sigmas.to(device=like.device, dtype=like.dtype)
-        schedule = self.timesteps.to(like.device)
-        timesteps = timesteps.to(like.device)
-        if self._begin_index is None:
-            idx = [self.index_for_timestep(t, schedule) for t in timesteps]
-        else:
-            idx = [self._step_index if self._step_index is not None else self._begin_index
-                   ] * timesteps.shape[0]
-        sigma = sigmas[idx].flatten()
-        while sigma.dim() < like.dim():
-            sigma = sigma.unsqueeze(-1)
-        return sigma

@@ -198,17 +198,7 @@ class FlowMatchEulerDiscreteScheduler(SchedulerBase):
     def scale_noise(self, sample: torch.Tensor, timestep: torch.Tensor,
                     noise: torch.Tensor | None = None) -> torch.Tensor:
         """The forward process: sigma noise + (1 - sigma) sample at each timestep."""
-        sigmas = self.sigmas.to(device=sample.device, dtype=sample.dtype)
-        schedule = self.timesteps.to(sample.device)
-        timestep = timestep.to(sample.device)
-        if self._begin_index is None:
-            idx = [self.index_for_timestep(t, schedule) for t in timestep]
-        else:
-            idx = [self._step_index if self._step_index is not None else self._begin_index
-                   ] * timestep.shape[0]
-        sigma = sigmas[idx].flatten()
-        while sigma.dim() < sample.dim():
-            sigma = sigma.unsqueeze(-1)
+        sigma = self._sigmas_at(sample, timestep)
         return sigma * noise + (1.0 - sigma) * sample
 
     def scale_model_input(self, sample: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:

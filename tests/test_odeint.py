@@ -738,6 +738,27 @@ def test_stage_kernels_on_every_isa_path(isa, dtype, n, monkeypatch):
     assert math.isnan(stats[2 * seg + 1])
 
 
+def test_stage_input_kernel_indexes_and_scales():
+    """rk_stage_input (the driver's per-stage call): sources picked by index from the step's
+    address list, every weight but the base's times the scale; a bad index is a ValueError."""
+    from kernelkit._native import _C
+
+    g = torch.Generator().manual_seed(3)
+    srcs = [torch.randn(37, generator=g, dtype=F64) for _ in range(5)]
+    ptrs = [s.data_ptr() for s in srcs]
+    out = torch.empty_like(srcs[0])
+    _C.rk_stage_input(out.data_ptr(), ptrs, (0, 4, 2), (1.0, 0.5, -2.0), 0.1, 37, "float64",
+                      1, kernelkit._native.ISA)
+    want = srcs[0] + (srcs[4] * 0.05 + srcs[2] * -0.2)
+    torch.testing.assert_close(out, want, rtol=1e-14, atol=1e-14)
+    with pytest.raises(ValueError, match=r"idx\[1\] = 5 is outside ptrs"):
+        _C.rk_stage_input(out.data_ptr(), ptrs, (0, 5), (1.0, 1.0), 1.0, 37, "float64", 1,
+                          kernelkit._native.ISA)
+    with pytest.raises(ValueError, match="one weight per source"):
+        _C.rk_stage_input(out.data_ptr(), ptrs, (0, 1), (1.0,), 1.0, 37, "float64", 1,
+                          kernelkit._native.ISA)
+
+
 # ---- solver statistics ----------------------------------------------------------------------
 
 

@@ -55,6 +55,28 @@ void rk_combine_binding(uintptr_t out, const std::vector<uintptr_t>& srcs,
   rk_combine(a, chosen);
 }
 
+// A stage input from the step's address list: sources ptrs[idx[j]], weights w[0] and
+// w[j] * scale (scale = the signed dt, multiplied here in float64 as the Python driver would):
+// the driver's hot loop then passes its per-method constants unchanged.
+void rk_stage_input_binding(uintptr_t out, const std::vector<uintptr_t>& ptrs,
+                            const std::vector<int64_t>& idx, const std::vector<double>& w,
+                            double scale, int64_t n, const std::string& dtype, int threads,
+                            const std::string& isa) {
+  const char* op = "rk_stage_input";
+  check_weights(op, "w", w.size(), idx.size());
+  std::vector<uintptr_t> srcs(idx.size());
+  std::vector<double> scaled(w.size());
+  for (size_t j = 0; j < idx.size(); ++j) {
+    if (idx[j] < 0 || idx[j] >= int64_t(ptrs.size()))
+      throw std::invalid_argument(std::string(op) + ": idx[" + std::to_string(j) + "] = " +
+                                  std::to_string(idx[j]) + " is outside ptrs (" +
+                                  std::to_string(ptrs.size()) + " addresses)");
+    srcs[j] = ptrs[size_t(idx[j])];
+    scaled[j] = j == 0 ? w[j] : w[j] * scale;
+  }
+  rk_combine_binding(out, srcs, scaled, n, dtype, threads, isa);
+}
+
 void rk_step_end_binding(uintptr_t y0, uintptr_t y1, bool write_y1,
                          const std::vector<uintptr_t>& ks, const std::vector<double>& b,
                          const std::vector<double>& e, double rtol, double atol,
@@ -93,6 +115,10 @@ void bind_ode(py::module_& mod) {
              py::arg("w"), py::arg("n"), py::arg("dtype"), py::arg("threads"),
              py::arg("isa") = "auto",
              "out = w[0] * srcs[0] + sum_{j>=1} w[j] * srcs[j] over n contiguous values");
+  def_kernel(mod, "rk_stage_input", &rk_stage_input_binding, py::arg("out"), py::arg("ptrs"),
+             py::arg("idx"), py::arg("w"), py::arg("scale"), py::arg("n"), py::arg("dtype"),
+             py::arg("threads"), py::arg("isa") = "auto",
+             "out = w[0] * ptrs[idx[0]] + sum_{j>=1} (w[j] * scale) * ptrs[idx[j]]");
   def_kernel(mod, "rk_step_end", &rk_step_end_binding, py::arg("y0"), py::arg("y1"),
              py::arg("write_y1"), py::arg("ks"), py::arg("b"), py::arg("e"), py::arg("rtol"),
              py::arg("atol"), py::arg("seg_end"), py::arg("n"), py::arg("dtype"),

@@ -148,6 +148,8 @@ class _Plan:
     both: tuple[int, ...] = ()
     both_b: tuple[float, ...] = ()
     both_e: tuple[float, ...] = ()
+    # per stage, rk_stage_input's sources (0 is y, j + 1 is k[j]) and unscaled weights
+    inputs: tuple[tuple[tuple[int, ...], tuple[float, ...]], ...] = ()
 
     @staticmethod
     def of(tab: Tableau) -> _Plan:
@@ -159,9 +161,10 @@ class _Plan:
         sol, b = nonzero(tab.b)
         err, e = nonzero(tab.b_err) if tab.b_err is not None else ((), ())
         both = tuple(sorted(set(sol) | set(err)))
+        inputs = tuple(((0, *(j + 1 for j in idx)), (1.0, *a)) for _, idx, a in stages)
         return _Plan(stages, sol, b, err, e, tab.mid, both,
                      tuple(float(tab.b[j]) for j in both),
-                     tuple(float(tab.b_err[j]) for j in both) if tab.b_err else ())
+                     tuple(float(tab.b_err[j]) for j in both) if tab.b_err else (), inputs)
 
 
 _PLANS = {name: _Plan.of(tab) for name, tab in {**ADAPTIVE_METHODS, **FIXED_METHODS}.items()}
@@ -204,6 +207,8 @@ class _Solver:
             self.seg_include = [True] * len(self.seg_end)
         self.seg_len = [e - s for s, e in zip([0, *self.seg_end[:-1]], self.seg_end, strict=True)]
         self.buffers = _Buffers(y0)
+        self.stats_buf = np.empty(2 * len(self.seg_end))
+        self.stats_addr = self.stats_buf.ctypes.data
         self.want_stats = want_stats
         self.nfe = self.accepted = self.rejected = 0
         self.error_dt = self.stiffness_dt = torch.zeros((), dtype=self.dtype, device=self.device)
@@ -248,6 +253,8 @@ class _Solver:
 
     def ratio_from(self, stats) -> tuple[float, bool]:  # noqa: ANN001
         """(error ratio: the max over segments of the RMS, NaN if any is; y1 finite)."""
+        if len(stats) == 2:  # one segment (seg_include is all True then)
+            return math.sqrt(stats[0] / self.n), stats[1] == 0.0
         rms = [math.sqrt(stats[2 * s] / n) for s, n in enumerate(self.seg_len)
                if n and self.seg_include[s]]
         ratio = math.nan if any(math.isnan(r) for r in rms) else max(rms, default=0.0)
@@ -276,13 +283,22 @@ class _Solver:
         k, g = [f0], [y]
         ptrs = [y.data_ptr(), f0.data_ptr()]  # y's, then k[j]'s at j + 1
         sdt = self.sign * dt
-        for c, idx, a in plan.stages:
-            if idx:
+        # untracked CPU stages: one kernel call per stage input, the plan's constants passed
+        # as they are (a small state's step is otherwise mostly Python list building)
+        direct = self.cpu and not (self.grad and (y.requires_grad or f0.requires_grad))
+        pool, n, dtn, threads = self.buffers.pool, self.n, self.dtype_name, self.threads
+        for (c, idx, a), (src, w) in zip(plan.stages, plan.inputs, strict=True):
+            if not idx:
+                yi = y
+            elif direct:
+                yi = self.buffers.take() if pool is not None else torch.empty_like(y)
+                _C.rk_stage_input(yi.data_ptr(), ptrs, src, w, sdt, n, dtn, threads,
+                                  _native.ISA)
+            else:
                 yi = self.combine(y, 1.0, [k[j] for j in idx], [x * sdt for x in a],
                                   [ptrs[0], *[ptrs[j + 1] for j in idx]])
-            else:
-                yi = y
             ki = self.call(t1, yi, _PREV) if c == 1.0 else self.call(t0 + c * dt, yi)
+            direct = direct and not (self.grad and ki.requires_grad)
             k.append(ki)
             ptrs.append(ki.data_ptr())
             g.append(yi)
@@ -311,26 +327,27 @@ class _Solver:
                  wb: list[float] | None, we: list[float], rtol: float, atol: float):  # noqa: ANN201
         """rk_step.step_end on the solver's backend (the C++ kernel called directly)."""
         if self.cpu:
-            stats = np.empty(2 * len(self.seg_end))
+            stats = self.stats_buf
             _C.rk_step_end(y.data_ptr(), y1.data_ptr(), wb is not None,
                            [x.data_ptr() for x in ks], wb or [], we, rtol, atol, self.seg_end,
-                           self.n, self.dtype_name, stats.ctypes.data, self.threads,
+                           self.n, self.dtype_name, self.stats_addr, self.threads,
                            _native.ISA)
-            return stats
+            return stats.tolist()  # Python floats: the controller's arithmetic is on them
         with torch.no_grad():
             return rk_step.step_end(y.detach(), y1.detach(), [x.detach() for x in ks], wb, we,
                                     rtol, atol, self.seg_end)
 
     def initial_step(self, y: torch.Tensor, k0: torch.Tensor, t0: float, order: int,
-                     rtol: float, atol: float) -> float:
+                     rtol: float, atol: float, y_norm: float) -> float:
         """Hairer-Norsett-Wanner's starting step with the reference's arithmetic (in the
-        state's dtype), its three norms as step-end sums over y0 (scale atol + rtol |y0|)."""
+        state's dtype), its norms as step-end sums over y0 (scale atol + rtol |y0|); y_norm:
+        y0's, from the finiteness check."""
         rnd = self.rnd
 
         def norm(ks: list[torch.Tensor], w: list[float]) -> float:
             return rnd(self.ratio_from(self.end_sums(y, y, ks, None, w, rtol, atol))[0])
 
-        d0, d1 = norm([y], [1.0]), norm([k0], [1.0])
+        d0, d1 = rnd(y_norm), norm([k0], [1.0])
         h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else rnd(rnd(0.01 * d0) / d1)
         y_try = self.combine(y, 1.0, [k0], [rnd(h0) * self.sign])
         k1 = self.call(t0 + h0, y_try)
@@ -371,11 +388,13 @@ class _Solver:
         exponent, fsal = 1.0 / tab.order, tab.fsal
 
         y = self.y0
-        if not self.ratio_from(self.end_sums(y, y, [y], None, [0.0], rtol, atol))[1]:
+        # y0's scaled norm (the initial step's first) and its finiteness in one pass
+        y_norm, finite = self.ratio_from(self.end_sums(y, y, [y], None, [1.0], rtol, atol))
+        if not finite:
             raise FloatingPointError(f"odeint: non-finite values in the state at t = {t[0]}")
         f = self.call(t[0], y)
         if opts.get("first_step") is None:
-            dt = self.initial_step(y, f, t[0], tab.order, rtol, atol)
+            dt = self.initial_step(y, f, t[0], tab.order, rtol, atol, y_norm)
         else:
             dt = float(opts["first_step"])
 

@@ -363,14 +363,7 @@ class _Solver:
         """The quartic dense output at x = (t - ta) / (tb - ta) as one weighted sum."""
         if x == 1.0:
             return y1
-        x2, x3, x4 = x * x, x * x * x, x * x * x * x
-        c_y0 = 1 + 5 * x2 - 14 * x3 + 8 * x4
-        c_y1 = -5 * x2 + 14 * x3 - 8 * x4
-        sdt = self.sign * dt
-        c_mid = 16 * x2 * (1 - x) ** 2 * sdt
-        w = [c_mid * m for m in plan.mid]
-        w[0] += (x - 4 * x2 + 5 * x3 - 2 * x4) * sdt
-        w[-1] += (x2 - 3 * x3 + 2 * x4) * sdt
+        c_y0, c_y1, w = dense_weights(plan.mid, x, self.sign * dt)
         nz = [j for j, wj in enumerate(w) if wj != 0]
         return self.combine(y, c_y0, [y1, *(k[j] for j in nz)], [c_y1, *(w[j] for j in nz)])
 
@@ -379,12 +372,7 @@ class _Solver:
     def adaptive(self, name: str, t: list[float]) -> list[torch.Tensor]:
         tab, plan, p, opts = ADAPTIVE_METHODS[name], _PLANS[name], self.p, self.p.options
         rtol, atol = float(p.rtol), float(p.atol)
-        min_step = float(opts.get("min_step", 0))
-        max_step = float(opts.get("max_step", math.inf))
-        safety = float(opts.get("safety", 0.9))
-        ifactor = float(opts.get("ifactor", 10.0))
-        dfactor = float(opts.get("dfactor", 0.2))
-        max_num_steps = int(opts.get("max_num_steps", 2**31 - 1))
+        min_step, max_step, safety, ifactor, dfactor, max_num_steps = controller_options(opts)
         exponent, fsal = 1.0 / tab.order, tab.fsal
 
         y = self.y0
@@ -471,6 +459,26 @@ class _Solver:
         return out
 
 
+def controller_options(opts: dict) -> tuple[float, float, float, float, float, int]:
+    """(min_step, max_step, safety, ifactor, dfactor, max_num_steps), torchdiffeq's defaults."""
+    return (float(opts.get("min_step", 0)), float(opts.get("max_step", math.inf)),
+            float(opts.get("safety", 0.9)), float(opts.get("ifactor", 10.0)),
+            float(opts.get("dfactor", 0.2)), int(opts.get("max_num_steps", 2**31 - 1)))
+
+
+def dense_weights(mid: Sequence[float], x, sdt):  # noqa: ANN001, ANN201
+    """The quartic dense output at x in [0, 1] of a step of signed size sdt as weights:
+    (of y0, of y1, of each stage). x and sdt are floats, or numpy arrays (one per row)."""
+    x2, x3, x4 = x * x, x * x * x, x * x * x * x
+    c_y0 = 1 + 5 * x2 - 14 * x3 + 8 * x4
+    c_y1 = -5 * x2 + 14 * x3 - 8 * x4
+    c_mid = 16 * x2 * (1 - x) ** 2 * sdt
+    w = [c_mid * m for m in mid]
+    w[0] = w[0] + (x - 4 * x2 + 5 * x3 - 2 * x4) * sdt
+    w[-1] = w[-1] + (x2 - 3 * x3 + 2 * x4) * sdt
+    return c_y0, c_y1, w
+
+
 def _next_step(dt: float, ratio: float, safety: float, ifactor: float, dfactor: float,
                exponent: float) -> float:
     """torchdiffeq's controller: dt * min(ifactor, max(safety / ratio**exponent, lower))."""
@@ -538,7 +546,10 @@ def odeint(
         options: torchdiffeq's (adaptive: ``first_step``, ``max_num_steps``, ``step_t``,
             ``jump_t``, ``norm``, ``dtype``, ``safety``, ``ifactor``, ``dfactor``,
             ``min_step``, ``max_step``; fixed-grid: ``step_size``, ``perturb``, ``interp``,
-            ``grid_constructor``), plus ``stats``: True also returns an :class:`OdeStats`.
+            ``grid_constructor``), plus ``stats``: True also returns an :class:`OdeStats`,
+            and ``per_sample``: True gives each row of a ``(batch, ...)`` y0 its own step
+            control (func then gets t of shape ``(batch,)``; t may be ``(batch, T)``; see
+            :mod:`kernelkit.ops.odeint_per_sample`).
 
     Returns:
         The solution at every t: shape ``(len(t), *y0.shape)`` and y0's dtype (a tuple of
@@ -553,6 +564,13 @@ def odeint(
     """
     opts = {} if options is None else dict(options)
     want_stats = bool(opts.pop("stats", False))
+    if opts.pop("per_sample", False):
+        from .odeint_per_sample import solve_per_sample
+
+        # a (batch, T) t: prepare checks its first row, solve_per_sample every row
+        t_first = t[0] if isinstance(t, torch.Tensor) and t.dim() == 2 else t
+        return solve_per_sample(prepare(func, y0, t_first, rtol, atol, method, opts), t,
+                                want_stats)
     problem = prepare(func, y0, t, rtol, atol, method, opts)
     t_grad = isinstance(t, torch.Tensor) and t.requires_grad
     why = fused_unsupported(problem, t_grad)

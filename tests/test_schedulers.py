@@ -152,6 +152,22 @@ def test_dpm_sde_seeded_reproducible_and_noise_argument():
     assert (outs[0] - outs[1]).abs().max().item() <= 1e-6
 
 
+def assert_step_contract(s):
+    """Shape / type errors, then a whole loop, then the error of a step past its end and of
+    set_timesteps without arguments (s: set_timesteps called, no step taken)."""
+    x = FIXTURE.clone()
+    with pytest.raises(ValueError, match="does not match"):
+        s.step(x[:2], s.timesteps[0], x)
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        s.step(x.numpy(), s.timesteps[0], x)
+    for t in s.timesteps:
+        x = s.step(dummy_model(x, t), t, x).prev_sample
+    with pytest.raises(ValueError, match=f"all {len(s.timesteps)} steps"):
+        s.step(x, s.timesteps[-1], x)
+    with pytest.raises(ValueError, match="exactly one"):
+        s.set_timesteps()
+
+
 def test_dpm_contract_bad_input():
     s = ks.DPMSolverMultistepScheduler()
     x = FIXTURE.clone()
@@ -160,16 +176,7 @@ def test_dpm_contract_bad_input():
     s.set_timesteps(3)
     with pytest.raises(ValueError, match="not in the schedule"):
         s.step(x, 998, x)
-    with pytest.raises(ValueError, match="does not match"):
-        s.step(x[:2], s.timesteps[0], x)
-    with pytest.raises(TypeError, match="torch.Tensor"):
-        s.step(x.numpy(), s.timesteps[0], x)
-    for t in s.timesteps:
-        x = s.step(dummy_model(x, t), t, x).prev_sample
-    with pytest.raises(ValueError, match="all 3 steps"):
-        s.step(x, s.timesteps[-1], x)
-    with pytest.raises(ValueError, match="exactly one"):
-        s.set_timesteps()
+    assert_step_contract(s)
     with pytest.raises(ValueError, match="final_sigmas_type"):
         ks.DPMSolverMultistepScheduler(algorithm_type="dpmsolver")
     with pytest.raises(ValueError, match="at most one"):
@@ -244,13 +251,14 @@ def test_euler_family_loop_matches_diffusers(case, steps):
 
 
 def diffusers_test_loop(s, steps, seed=0):
-    """The loop of diffusers' own Euler/EDM tests (the scaled sample replaces the sample)."""
+    """The loop of diffusers' own Euler/EDM/Heun tests (the scaled sample replaces the sample;
+    seed None: a scheduler without a generator argument)."""
     s.set_timesteps(steps)
-    g = torch.Generator().manual_seed(seed)
+    kw = {} if seed is None else {"generator": torch.Generator().manual_seed(seed)}
     x = FIXTURE * s.init_noise_sigma
     for t in s.timesteps:
         x = s.scale_model_input(x, t)
-        x = s.step(dummy_model(x, t), t, x, generator=g).prev_sample
+        x = s.step(dummy_model(x, t), t, x, **kw).prev_sample
     return x
 
 
@@ -297,7 +305,7 @@ def test_flow_dynamic_shifting_and_custom_sigmas():
 
 
 @pytest.mark.parametrize("name", ["FlowMatchEulerDiscreteScheduler", "EulerDiscreteScheduler",
-                                  "EDMEulerScheduler"])
+                                  "EDMEulerScheduler", "HeunDiscreteScheduler"])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_euler_family_low_precision(name, dtype):
     scale = uses_scaling(name)
@@ -325,3 +333,145 @@ def test_euler_family_bad_input():
             s.step(FIXTURE[:1], t, FIXTURE)
     with pytest.raises(ValueError, match="set_timesteps"):
         ks.EDMEulerScheduler().step(FIXTURE, torch.tensor(0.5), FIXTURE)
+
+
+# ---- Heun -----------------------------------------------------------------------------------
+
+HEUN_CONFIGS = [
+    {}, dict(prediction_type="v_prediction"), dict(prediction_type="sample"),
+    dict(use_karras_sigmas=True), dict(use_exponential_sigmas=True), dict(use_beta_sigmas=True),
+    dict(clip_sample=True, clip_sample_range=0.3), dict(beta_schedule="exp"),
+    dict(beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction"),
+    dict(beta_schedule="scaled_linear", use_karras_sigmas=True),
+    dict(timestep_spacing="leading", steps_offset=1), dict(timestep_spacing="trailing"),
+    dict(num_train_timesteps=1100, beta_start=0.0001, beta_end=0.02),
+]
+
+
+@pytest.mark.parametrize("steps", [10, 25])
+@pytest.mark.parametrize("extra", HEUN_CONFIGS, ids=cfg_id)
+def test_heun_loop_matches_diffusers(extra, steps):
+    theirs_s = quiet(diffusers.HeunDiscreteScheduler, **extra)
+    ours_s = ks.HeunDiscreteScheduler.from_config(theirs_s.config)
+    theirs, peak = run_loop(theirs_s, steps, FIXTURE, scale_input=True)
+    ours, _ = run_loop(ours_s, steps, FIXTURE, scale_input=True)
+    assert len(ours_s.timesteps) == 2 * steps - 1
+    assert torch.equal(ours_s.timesteps, theirs_s.timesteps)
+    torch.testing.assert_close(ours_s.sigmas, theirs_s.sigmas, rtol=1e-6, atol=0)
+    assert ours.dtype == theirs.dtype
+    # squaredcos_cap_v2 reaches sigma 2e4-3.5e4, where diffusers' float32 0-d scalar
+    # arithmetic (sigma^2 + 1) rounds: there the float64 run decides.
+    ours64, _ = run_loop(ks.HeunDiscreteScheduler.from_config(theirs_s.config), steps,
+                         FIXTURE.double(), scale_input=True)
+    assert_matches_diffusers(ours, theirs, ours64.double(), peak)
+
+
+def test_heun_clip_sample_is_active_in_its_case():
+    runs = [run_loop(quiet(diffusers.HeunDiscreteScheduler, clip_sample=c, clip_sample_range=0.3),
+                     10, FIXTURE, scale_input=True)[0] for c in (True, False)]
+    assert (runs[0] - runs[1]).abs().max().item() > 1e-3
+
+
+def test_heun_fixture_sum_of_diffusers_tests():
+    s = ks.HeunDiscreteScheduler(num_train_timesteps=1100, beta_start=0.0001, beta_end=0.02)
+    x = diffusers_test_loop(s, 10, seed=None)
+    assert abs(x.sum().item() - 0.1233) < 1e-4
+
+
+def heun_f64(sigmas, timesteps, x, model):
+    """Karras et al. 2022, Alg. 1 (deterministic Heun) in float64 on dx/dsigma = (x - D) / sigma,
+    D = x - sigma model(x / sqrt(sigma^2 + 1), t) (an epsilon model); the step to sigma 0 is
+    Euler."""
+    x = x.double()
+
+    def deriv(x, s, t):
+        return model(x / math.sqrt(s * s + 1), t)  # (x - D) / sigma = eps
+
+    for i in range(len(sigmas) - 1):
+        s, nxt = sigmas[i], sigmas[i + 1]
+        d = deriv(x, s, timesteps[i])
+        x1 = x + (nxt - s) * d
+        if nxt == 0:
+            x = x1
+        else:
+            x = x + (nxt - s) * 0.5 * (d + deriv(x1, nxt, timesteps[i + 1]))
+    return x
+
+
+def test_heun_against_karras_alg1_in_float64():
+    s = ks.HeunDiscreteScheduler(use_karras_sigmas=True)
+    x, _ = run_loop(s, 12, FIXTURE.double(), scale_input=True)
+    sig = s.sigmas.tolist()
+    unique_sig = sig[:1] + sig[1:-1:2] + [0.0]
+    unique_ts = [s.timesteps[0]] + list(s.timesteps[1::2])
+    want = heun_f64(unique_sig, unique_ts, FIXTURE.double() * s.init_noise_sigma, dummy_model)
+    assert x.dtype == torch.float64
+    assert (x - want).abs().max().item() <= 1e-10 * want.abs().max().item()
+
+
+def test_heun_batch_odd_and_non_contiguous_samples():
+    base = torch.randn(5, 3, 7, 9, generator=torch.Generator().manual_seed(1))
+    sample = base.transpose(2, 3)  # (5, 3, 9, 7), not contiguous
+    keep = sample.clone()
+    theirs, peak = run_loop(quiet(diffusers.HeunDiscreteScheduler), 25, sample,
+                            scale_input=True)
+    ours, _ = run_loop(ks.HeunDiscreteScheduler(), 25, sample, scale_input=True)
+    assert torch.equal(sample, keep)
+    assert (ours - theirs).abs().max().item() <= 1e-6 * max(peak, 1.0)
+
+
+def test_heun_stages_and_outputs_follow_diffusers():
+    scheds = [quiet(diffusers.HeunDiscreteScheduler, prediction_type="v_prediction"),
+              ks.HeunDiscreteScheduler(prediction_type="v_prediction")]
+    xs = [FIXTURE.clone(), FIXTURE.clone()]
+    for s in scheds:
+        s.set_timesteps(6)
+    for t in scheds[0].timesteps:
+        assert scheds[0].state_in_first_order == scheds[1].state_in_first_order
+        outs = [s.step(dummy_model(s.scale_model_input(x, t), t), t, x, return_dict=False)
+                for s, x in zip(scheds, xs, strict=True)]
+        for k in (0, 1):  # prev_sample and pred_original_sample
+            assert (outs[0][k] - outs[1][k]).abs().max().item() <= 1e-6 * max(
+                outs[0][k].abs().max().item(), 1.0)
+        xs = [o[0] for o in outs]
+
+
+def test_heun_config_and_helpers_match_diffusers():
+    theirs = quiet(diffusers.HeunDiscreteScheduler, use_karras_sigmas=True,
+                   timestep_spacing="leading")
+    ours = ks.HeunDiscreteScheduler.from_config(theirs.config)
+    public = {k: v for k, v in theirs.config.items() if not k.startswith("_")}
+    assert set(ours.config) == set(public) and ours.order == theirs.order == 2
+    assert torch.equal(ours.timesteps, theirs.timesteps)  # the schedule before set_timesteps
+    for s in (ours, theirs):
+        s.set_timesteps(10)
+    torch.testing.assert_close(torch.as_tensor(ours.init_noise_sigma),
+                               torch.as_tensor(theirs.init_noise_sigma))
+    noise = torch.randn(FIXTURE.shape, generator=torch.Generator().manual_seed(0))
+    t = theirs.timesteps[[0, 3, 4, 9]]
+    torch.testing.assert_close(ours.add_noise(FIXTURE, noise, t),
+                               theirs.add_noise(FIXTURE, noise, t))
+    theirs = quiet(diffusers.HeunDiscreteScheduler, timestep_spacing="leading")
+    ours = ks.HeunDiscreteScheduler.from_config(theirs.config)
+    for s in (ours, theirs):
+        s.set_timesteps(timesteps=[900.0, 500.0, 100.0])
+    torch.testing.assert_close(ours.sigmas, theirs.sigmas, rtol=1e-6, atol=0)
+    assert torch.equal(ours.timesteps, theirs.timesteps)
+
+
+def test_heun_bad_input():
+    s = ks.HeunDiscreteScheduler()
+    s.set_timesteps(3)
+    with pytest.raises(ValueError, match="not in the schedule"):
+        s.step(FIXTURE, torch.tensor(-123.5), FIXTURE)
+    assert_step_contract(s)
+    with pytest.raises(ValueError, match="custom timesteps"):
+        ks.HeunDiscreteScheduler(use_karras_sigmas=True).set_timesteps(timesteps=[900, 100])
+    with pytest.raises(ValueError, match="prediction_type"):
+        ks.HeunDiscreteScheduler(prediction_type="flow_prediction")
+    with pytest.raises(ValueError, match="at most one"):
+        ks.HeunDiscreteScheduler(use_karras_sigmas=True, use_exponential_sigmas=True)
+    with pytest.raises(NotImplementedError, match="beta_schedule"):
+        ks.HeunDiscreteScheduler(beta_schedule="nope")
+    with pytest.raises(NotImplementedError, match="beta_schedule"):
+        ks.EulerDiscreteScheduler(beta_schedule="exp")  # as diffusers: exp is Heun's only

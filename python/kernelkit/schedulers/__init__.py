@@ -7,12 +7,14 @@ from .dpmsolver_multistep import DPMSolverMultistepScheduler
 from .edm_euler import EDMEulerScheduler
 from .euler_discrete import EulerDiscreteScheduler
 from .flow_match_euler import FlowMatchEulerDiscreteScheduler
+from .heun_discrete import HeunDiscreteScheduler
 
 __all__ = [
     "DPMSolverMultistepScheduler",
     "EDMEulerScheduler",
     "EulerDiscreteScheduler",
     "FlowMatchEulerDiscreteScheduler",
+    "HeunDiscreteScheduler",
     "SchedulerConfig",
     "SchedulerOutput",
 ]

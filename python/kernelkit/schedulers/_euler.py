@@ -27,6 +27,15 @@ def churn_gamma(s_churn: float, n_sigmas: int, sigma: float, s_tmin: float,
     return min(s_churn / (n_sigmas - 1), 2**0.5 - 1) if s_tmin <= sigma <= s_tmax else 0.0
 
 
+def heun_coefficients(sigma: float, nxt: float) -> tuple[float, float, float, float]:
+    """Heun's correction over [sigma, nxt] (Karras et al. 2022, Alg. 1-2) as a combination:
+    x_s + (nxt - sigma) / 2 ((x_s - x0_s) / sigma + (x1 - x0_1) / nxt) = c_s x_s + c_s0 x0_s +
+    c_1 x1 + c_10 x0_1, with x_s the interval's start, x1 its Euler estimate and x0_* the
+    denoised estimates there. Returns (c_s, c_s0, c_1, c_10); nxt must be nonzero."""
+    a, b = (nxt - sigma) / (2.0 * sigma), (nxt - sigma) / (2.0 * nxt)
+    return 1.0 + a, -a, b, -b
+
+
 def euler_step(sched: SchedulerBase, model_output: torch.Tensor, timestep: float | torch.Tensor,
                sample: torch.Tensor, conversion: Callable[[float, float], tuple[float, float]],
                s_churn: float, s_tmin: float, s_tmax: float, s_noise: float,

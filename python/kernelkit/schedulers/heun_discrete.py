@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ._base import SchedulerOutput, fused_step, training_betas
-from ._euler import DiscreteSigmaScheduler
+from ._euler import DiscreteSigmaScheduler, heun_coefficients
 
 
 class HeunDiscreteScheduler(DiscreteSigmaScheduler):
@@ -154,11 +154,11 @@ class HeunDiscreteScheduler(DiscreteSigmaScheduler):
             # stage's sample, x the Euler estimate it returned.
             x_s, x0_s = self._first
             sigma, nxt = sig[i - 1], sig[i]
-            a, b = (nxt - sigma) / (2.0 * sigma), (nxt - sigma) / (2.0 * nxt)
+            c_s, c_s0, c_1, c_10 = heun_coefficients(sigma, nxt)
             if x_s.dtype != x.dtype:
                 x_s = x_s.to(x.dtype)
-            self._fused(x, m, self._conversion(nxt, nxt), x0, out, b, -b, [x0_s], [-a], x_s,
-                        1.0 + a)
+            self._fused(x, m, self._conversion(nxt, nxt), x0, out, c_1, c_10, [x0_s], [c_s0],
+                        x_s, c_s)
             self._first = None
         self._step_index = i + 1
         if model_output.dtype != out.dtype:

@@ -52,11 +52,20 @@ def _check_generator(generator: object, owner: str) -> None:
                         f"got {type(generator).__name__}")
 
 
-def _randn(like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """Standard normal noise of ``like``'s shape and dtype, drawn on the generator's device."""
-    device = generator.device if generator is not None else like.device
-    z = torch.randn(like.shape, generator=generator, device=device, dtype=like.dtype)
-    return z if z.device == like.device else z.to(like.device)
+class _Noise:
+    """Standard normal draws of one sample's shape and dtype into a buffer allocated once
+    (the values of ``torch.randn(shape, generator=...)``), drawn on the generator's device."""
+
+    def __init__(self, like: torch.Tensor, generator: torch.Generator | None) -> None:
+        self.buf = torch.empty(like.shape, dtype=like.dtype, device=like.device)
+        self.generator = generator
+
+    def draw(self) -> torch.Tensor:
+        g = self.generator
+        if g is None or g.device == self.buf.device:
+            return self.buf.normal_(generator=g)
+        return self.buf.copy_(torch.randn(self.buf.shape, generator=g, device=g.device,
+                                          dtype=self.buf.dtype))
 
 
 def _output(y: object, like: torch.Tensor, name: str, owner: str) -> torch.Tensor:
@@ -140,6 +149,7 @@ def edm_sampler(
     cur = torch.empty(x.shape, dtype=x.dtype, device=x.device)
     nxt = torch.empty_like(cur)
     den = torch.empty(x.shape, dtype=_compute(x.dtype), device=x.device)  # D at t_hat
+    noise = _Noise(cur, generator) if S_churn > 0 else None
     fused_step(x, None, [], None, [0.0, 0.0, t[0], 0.0, 0.0], cur, None)
     for i in range(n):
         t_cur, t_next = t[i], t[i + 1]
@@ -148,7 +158,7 @@ def edm_sampler(
         t_hat = t_cur * (1.0 + gamma)
         if gamma > 0:
             k = S_noise * math.sqrt(t_hat * t_hat - t_cur * t_cur)
-            fused_step(cur, None, [], _randn(cur, generator), [0.0, 0.0, 1.0, 0.0, k], cur, None)
+            fused_step(cur, None, [], noise.draw(), [0.0, 0.0, 1.0, 0.0, k], cur, None)
         d = _output(denoiser(cur, t_hat), cur, "denoiser", owner)
         c = (t_next - t_hat) / t_hat
         # x_next = x_hat + (t_next - t_hat) (x_hat - D) / t_hat; D kept for the correction.
@@ -256,6 +266,7 @@ def rectified_flow_euler(
         raise ValueError(f"{owner}: need noise_scale >= 0 and init_noise_scale > 0; got "
                          f"noise_scale={noise_scale}, init_noise_scale={init_noise_scale}")
     x = z0.clone(memory_format=torch.contiguous_format)
+    noise = _Noise(x, generator) if noise_scale > 0 else None
     dt = 1.0 / n
     for i in range(n):
         t = i / n * (1.0 - eps) + eps
@@ -267,7 +278,7 @@ def rectified_flow_euler(
         c = sigma_t**2 / (2.0 * init_noise_scale**2 * (1.0 - t) ** 2)
         coefs = [0.0, 1.0, 1.0 - 0.5 * c * (2.0 - t) * dt, dt * (1.0 + 0.5 * c * t * (1.0 - t)),
                  sigma_t * math.sqrt(dt)]
-        fused_step(x, v, [], _randn(x, generator), coefs, x, None)
+        fused_step(x, v, [], noise.draw(), coefs, x, None)
     return x
 
 
@@ -355,12 +366,13 @@ def score_sde_pc_sampler(
     x = torch.randn(shape, generator=generator, device=gen_device, dtype=dtype).to(device)
     if sde == "ve":
         fused_step(x, None, [], None, [0.0, 0.0, sigma_max, 0.0, 0.0], x, None)
+    noise = _Noise(x, generator)
     for i in range(n):
         t, k = ts[i], idx[i]
         alpha = 1.0 if sde == "ve" else 1.0 - table[k]
         for _ in range(n_corrector):
             s = _output(score(x, t), x, "score", owner)
-            z = _randn(x, generator)
+            z = noise.draw()
             s_norm = torch.linalg.vector_norm(s.reshape(s.shape[0], -1), dim=1).mean().item()
             z_norm = torch.linalg.vector_norm(z.reshape(z.shape[0], -1), dim=1).mean().item()
             if s_norm == 0:  # the Score SDE code's step would be infinite (a NaN sample)
@@ -374,7 +386,7 @@ def score_sde_pc_sampler(
         if denoise and i == n - 1:
             fused_step(x, s, [], None, [0.0, 1.0, c_x, c_s, 0.0], x, None)
         else:
-            fused_step(x, s, [], _randn(x, generator), [0.0, 1.0, c_x, c_s, c_z], x, None)
+            fused_step(x, s, [], noise.draw(), [0.0, 1.0, c_x, c_s, c_z], x, None)
     return x
 
 

@@ -306,10 +306,27 @@ def test_score_sde_pc_sampler_seeded_and_bad_input():
     for bad, match in [(dict(sde="sub-vp"), "sde"), (dict(predictor="ancestral"), "predictor"),
                        (dict(snr=0.0), "snr"), (dict(n_corrector=-1), "n_corrector"),
                        (dict(num_steps=0), "num_steps"), (dict(eps=0.0), "eps"),
-                       (dict(sigma_min=60.0), "sigma_min")]:
+                       (dict(sigma_min=60.0), "sigma_min"),
+                       (dict(sde="vp", num_steps=20), "num_steps must exceed beta_max")]:
         with pytest.raises(ValueError, match=match):
             samplers.score_sde_pc_sampler(score, (2, 3), **{**kw, **bad})
     with pytest.raises(TypeError, match="score"):
         samplers.score_sde_pc_sampler("score", (2, 3))
     with pytest.raises(ValueError, match="score is zero"):
         samplers.score_sde_pc_sampler(lambda x, t: torch.zeros_like(x), (2, 3), num_steps=2)
+
+
+def test_samplers_on_the_reference_backend_match_the_kernel():
+    import kernelkit
+
+    z = latents(torch.float64)
+    runs = []
+    for backend in ("auto", "reference"):
+        with kernelkit.use_backend(backend):
+            runs.append((samplers.edm_sampler(denoiser, z, num_steps=5, S_churn=5.0,
+                                              generator=gen(2)),
+                         samplers.score_sde_pc_sampler(score_vp, (2, 3, 4), sde="vp",
+                                                       num_steps=30, generator=gen(2),
+                                                       dtype=torch.float64)))
+    for a, b in zip(*runs, strict=True):
+        assert rel_err(a, b) <= 1e-12

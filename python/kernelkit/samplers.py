@@ -348,6 +348,9 @@ def score_sde_pc_sampler(
                          f"{sigma_max}")
     if sde == "vp" and not 0 < beta_min < beta_max:
         raise ValueError(f"{owner}: need 0 < beta_min < beta_max; got {beta_min}, {beta_max}")
+    if sde == "vp" and beta_max / n >= 1:  # the discrete betas beta(t) / N must stay below 1
+        raise ValueError(f"{owner}: num_steps must exceed beta_max for the VP SDE; got "
+                         f"num_steps={n}, beta_max={beta_max}")
     if dtype not in _FLOATS:
         raise TypeError(f"{owner}: dtype must be a floating dtype; got {dtype}")
     eps = (1e-5 if sde == "ve" else 1e-3) if eps is None else eps

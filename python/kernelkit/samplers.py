@@ -162,7 +162,8 @@ def edm_sampler(
         d = _output(denoiser(cur, t_hat), cur, "denoiser", owner)
         c = (t_next - t_hat) / t_hat
         # x_next = x_hat + (t_next - t_hat) (x_hat - D) / t_hat; D kept for the correction.
-        fused_step(cur, d, [], None, [0.0, 1.0, 1.0 + c, -c, 0.0], nxt, den)
+        fused_step(cur, d, [], None, [0.0, 1.0, 1.0 + c, -c, 0.0], nxt,
+                   den if t_next > 0 else None)
         if t_next > 0:
             d2 = _output(denoiser(nxt, t_next), nxt, "denoiser", owner)
             c_s, c_s0, c_1, c_10 = heun_coefficients(t_hat, t_next)

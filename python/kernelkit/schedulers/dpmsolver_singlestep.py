@@ -67,7 +67,6 @@ class DPMSolverSinglestepScheduler(DPMSolverBase):
     ) -> None:
         self._register(locals())
         self._setup()
-        self.num_inference_steps = None
         self.order_list = self.get_order_list(num_train_timesteps)
 
     def _reset_state(self) -> None:

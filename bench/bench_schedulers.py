@@ -1,9 +1,11 @@
 """Diffusion / flow sampler steps: kernelkit.schedulers against diffusers 0.42.1's schedulers,
-the step alone (model outputs precomputed).
+and kernelkit.samplers against the same updates written with torch ops; the step alone (model
+outputs precomputed).
 
-A row times a loop of ``STEPS`` ``step()`` calls on a fresh scheduler (set_timesteps and the
-model outputs are untimed setup), so multistep schedulers run with their history as in a
-sampling loop; per-step time = row / STEPS. Ratios compare the same loop.
+A scheduler row times a loop of ``STEPS`` ``step()`` calls on a fresh scheduler (set_timesteps
+and the model outputs are untimed setup), so multistep schedulers run with their history as in
+a sampling loop; per-step time = row / STEPS. A sampler row times a whole ``STEPS``-step
+sampler call whose model returns precomputed outputs. Ratios compare the same loop.
 
 Install the peer with ``pip install ".[bench]"`` (diffusers, pinned). Run:
 ``python bench/report.py -k schedulers`` (or pytest on this file).
@@ -11,12 +13,15 @@ Install the peer with ``pip install ".[bench]"`` (diffusers, pinned). Run:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import pytest
 import torch
 
 import kernelkit.schedulers as ours
+from kernelkit import samplers
+from kernelkit.schedulers._base import karras_sigmas
 
 FAMILY = "schedulers"
 STEPS = 20
@@ -48,9 +53,15 @@ CASES = _cases()
 IMPLS = {"ours": ("kernelkit.schedulers", "ours"), "diffusers": ("diffusers 0.42.1", "peer")}
 _MIN = {"DPM++ 2M 4x4x128x128": 5, "DPM++ 2M 1x4x64x64": 10, "DPM++ 3M 4x4x128x128": 6,
         "FlowMatchEuler 4x4x128x128": 1.5, "FlowMatchEuler 1x4x64x64": 2}
+SAMPLER_CASES = tuple((f"{kind} {'x'.join(map(str, shape))}", kind, shape)
+                      for shape in ((4, 4, 128, 128), (1, 4, 64, 64))
+                      for kind in ("EDM Heun", "Score-SDE PC"))
+SAMPLER_IMPLS = {"ours": ("kernelkit.samplers", "ours"), "torch": ("torch ops", "peer")}
 TARGETS = [{"name": f"{case.name}: vs diffusers", "a": [case.name, IMPLS["ours"][0]],
             "b": [case.name, IMPLS["diffusers"][0]], "min": _MIN[case.name]}
-           for case in CASES if case.name in _MIN]
+           for case in CASES if case.name in _MIN] + [
+    {"name": f"{name}: vs torch ops", "a": [name, SAMPLER_IMPLS["ours"][0]],
+     "b": [name, SAMPLER_IMPLS["torch"][0]], "min": 2} for name, _, _ in SAMPLER_CASES]
 
 
 def _module(key: str):  # noqa: ANN202
@@ -87,3 +98,89 @@ def test_scheduler_loop(bench, case: Case, key: str) -> None:  # noqa: ANN001
     setup()
     loop()
     bench.run(loop, setup=setup)
+
+
+def _edm_torch(denoiser, latents: torch.Tensor, t: list[float]) -> torch.Tensor:  # noqa: ANN001
+    """EDM's deterministic Heun sampler (the EDM code's edm_sampler, S_churn = 0) in torch
+    ops, the schedule as host floats."""
+    x_next = latents * t[0]
+    n = len(t) - 1
+    for i in range(n):
+        t_cur, t_next = t[i], t[i + 1]
+        x_hat = x_next
+        d_cur = (x_hat - denoiser(x_hat, t_cur)) / t_cur
+        x_next = x_hat + (t_next - t_cur) * d_cur
+        if i < n - 1:
+            d_prime = (x_next - denoiser(x_next, t_next)) / t_next
+            x_next = x_hat + (t_next - t_cur) * (0.5 * d_cur + 0.5 * d_prime)
+    return x_next
+
+
+def _pc_torch(score, shape: tuple[int, ...], n: int, generator: torch.Generator,  # noqa: ANN001
+              snr: float = 0.16, sigma_min: float = 0.01, sigma_max: float = 50.0,
+              eps: float = 1e-5) -> torch.Tensor:
+    """Score SDE's VE predictor-corrector step (one Langevin step, reverse diffusion) in torch
+    ops: step size from the batch-mean norms as tensors (no host sync), G from the table."""
+    sig = torch.exp(torch.linspace(math.log(sigma_min), math.log(sigma_max), n)).tolist()
+    ts = torch.linspace(1.0, eps, n)
+    idx = (ts * (n - 1)).long().tolist()
+    x = torch.randn(shape, generator=generator) * sigma_max
+    for i in range(n):
+        t, k = float(ts[i]), idx[i]
+        grad = score(x, t)
+        z = torch.randn(shape, generator=generator)
+        ratio = z.flatten(1).norm(dim=1).mean() / grad.flatten(1).norm(dim=1).mean()
+        step = 2 * (snr * ratio) ** 2
+        x = x + step * grad + (2 * step).sqrt() * z
+        g2 = sig[k] ** 2 - (sig[k - 1] ** 2 if k > 0 else 0.0)
+        x_mean = x + g2 * score(x, t)
+        x = x_mean if i == n - 1 else x_mean + math.sqrt(g2) * torch.randn(shape,
+                                                                            generator=generator)
+    return x
+
+
+@pytest.mark.parametrize(("name", "kind", "shape", "key"), [
+    pytest.param(name, kind, shape, k, id=f"{name}-{k}".replace(" ", "_"))
+    for name, kind, shape in SAMPLER_CASES for k in SAMPLER_IMPLS])
+def test_sampler_loop(bench, name: str, kind: str, shape: tuple[int, ...],  # noqa: ANN001
+                      key: str) -> None:
+    g = torch.Generator().manual_seed(0)
+    latents = torch.randn(shape, generator=g)
+    outputs = [torch.randn(shape, generator=g) for _ in range(4)]
+    numel = latents.numel()
+    calls = 2 * STEPS - 1 if kind == "EDM Heun" else 2 * STEPS
+    # Passes a step must make: EDM Heun: Euler (x, D in; x', D out) and correction (x', D',
+    # D, x in; x out): 9; PC: two reads for the norms, Langevin (x, s, z in, x out) and the
+    # predictor (x, s, z in, x out): 10.
+    passes = 9 if kind == "EDM Heun" else 10
+    bench.describe(
+        family=FAMILY, op="edm_sampler" if kind == "EDM Heun" else "score_sde_pc_sampler",
+        case=name, impl=SAMPLER_IMPLS[key][0], role=SAMPLER_IMPLS[key][1], variant="out",
+        shape=shape, dtype="float32", elements=numel, nbytes=passes * 4 * numel * STEPS,
+        flops=8.0 * numel * STEPS, flop_kind="fma", compute_dtype="float32",
+        case_note=f"a {STEPS}-step sampler call, {calls} model calls returning precomputed "
+                  "outputs" + ("" if kind == "EDM Heun" else "; noise drawn by both"))
+    state = {"i": 0}
+
+    def model(x: torch.Tensor, t: float) -> torch.Tensor:
+        state["i"] += 1
+        return outputs[state["i"] % len(outputs)]
+
+    if kind == "EDM Heun":
+        t = [float(v) for v in karras_sigmas(0.002, 80.0, STEPS)] + [0.0]
+
+        def run() -> torch.Tensor:
+            if key == "ours":
+                return samplers.edm_sampler(model, latents, sigmas=t)
+            return _edm_torch(model, latents, t)
+    else:
+        def run() -> torch.Tensor:
+            gen = torch.Generator().manual_seed(1)
+            if key == "ours":
+                return samplers.score_sde_pc_sampler(model, shape, num_steps=STEPS,
+                                                     generator=gen)
+            return _pc_torch(model, shape, STEPS, gen)
+
+    got = run()
+    assert got.shape == shape and torch.isfinite(got).all()
+    bench.run(run)

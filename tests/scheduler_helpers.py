@@ -20,13 +20,14 @@ def run_loop(scheduler, steps, sample, seed=None, model=dummy_model, scale_input
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         scheduler.set_timesteps(steps)
-    g = None if seed is None else torch.Generator().manual_seed(seed)
+    # Deterministic schedulers (Heun) take no generator argument.
+    kw = {} if seed is None else {"generator": torch.Generator().manual_seed(seed)}
     x = sample.clone()
     x = x * getattr(scheduler, "init_noise_sigma", 1.0)
     peak = x.abs().max().item()
     for t in scheduler.timesteps:
         inp = scheduler.scale_model_input(x, t) if scale_input else x
-        x = scheduler.step(model(inp, t), t, x, generator=g).prev_sample
+        x = scheduler.step(model(inp, t), t, x, **kw).prev_sample
         peak = max(peak, x.abs().max().item())
     return x, peak
 

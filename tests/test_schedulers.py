@@ -18,14 +18,17 @@ DPM_BASE = dict(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02,
                 solver_type="midpoint", lower_order_final=False, euler_at_final=False,
                 final_sigmas_type="sigma_min")
 
-DPM_CONFIGS = [
+# Every order x algorithm x solver type x prediction type (order 1 has no solver type).
+SOLVER_GRID = [
     dict(solver_order=o, algorithm_type=a, solver_type=s, prediction_type=p)
     for o in (1, 2, 3)
     for a in ("dpmsolver++", "dpmsolver", "sde-dpmsolver++")
     for s in ("midpoint", "heun")
     for p in ("epsilon", "sample", "v_prediction")
     if not (o == 1 and s == "heun")
-] + [
+]
+
+DPM_CONFIGS = SOLVER_GRID + [
     dict(algorithm_type="sde-dpmsolver", solver_type="heun"),
     dict(algorithm_type="sde-dpmsolver", solver_order=1),
     dict(use_karras_sigmas=True),
@@ -43,9 +46,34 @@ DPM_CONFIGS = [
          prediction_type="v_prediction"),
 ]
 
+# diffusers' singlestep test config (its fixture value: mean |x| 0.279116 after 10 steps).
+SINGLE_BASE = {**{k: v for k, v in DPM_BASE.items() if k != "euler_at_final"},
+               "lambda_min_clipped": -float("inf"), "variance_type": None}
+
+SINGLE_CONFIGS = SOLVER_GRID + [
+    dict(use_karras_sigmas=True), dict(use_karras_sigmas=True, solver_order=3),
+    dict(use_exponential_sigmas=True), dict(use_beta_sigmas=True),
+    dict(thresholding=True, prediction_type="sample", sample_max_value=0.5),
+    dict(thresholding=True, solver_order=3, sample_max_value=0.8),
+    dict(final_sigmas_type="zero"), dict(final_sigmas_type="zero", solver_order=3),
+    dict(lower_order_final=True, solver_order=3),
+    dict(use_flow_sigmas=True, prediction_type="flow_prediction", flow_shift=3.0),
+    dict(beta_schedule="squaredcos_cap_v2", solver_order=3),
+    dict(beta_schedule="scaled_linear", beta_end=0.012, lambda_min_clipped=-5.1),
+]
+
+DPM_CASES = ([("DPMSolverMultistepScheduler", DPM_BASE, c) for c in DPM_CONFIGS] +
+             [("DPMSolverSinglestepScheduler", SINGLE_BASE, c) for c in SINGLE_CONFIGS])
+DPM_NAMES = ["DPMSolverMultistepScheduler", "DPMSolverSinglestepScheduler"]
+DPM_BASES = {"DPMSolverMultistepScheduler": DPM_BASE, "DPMSolverSinglestepScheduler": SINGLE_BASE}
+
 
 def cfg_id(c):
     return "-".join(f"{k}={v}" for k, v in c.items()) or "default"
+
+
+def dpm_case_id(case):
+    return case[0].removeprefix("DPMSolver").removesuffix("Scheduler") + "-" + cfg_id(case[2])
 
 
 def assert_matches_diffusers(ours, theirs, ours64, peak):
@@ -63,26 +91,29 @@ def assert_matches_diffusers(ours, theirs, ours64, peak):
 
 
 @pytest.mark.parametrize("steps", [10, 25])
-@pytest.mark.parametrize("extra", DPM_CONFIGS, ids=cfg_id)
-def test_dpm_multistep_loop_matches_diffusers(extra, steps):
-    cfg = {**DPM_BASE, **extra}
+@pytest.mark.parametrize("case", DPM_CASES, ids=dpm_case_id)
+def test_dpm_loop_matches_diffusers(case, steps):
+    name, base, extra = case
+    cfg = {**base, **extra}
     seed = 0 if cfg["algorithm_type"].startswith("sde") else None
-    theirs_s = quiet(diffusers.DPMSolverMultistepScheduler, **cfg)
+    theirs_s = quiet(getattr(diffusers, name), **cfg)
     theirs, peak = run_loop(theirs_s, steps, FIXTURE, seed)
-    ours_s = ks.DPMSolverMultistepScheduler.from_config(theirs_s.config)
+    ours_s = getattr(ks, name).from_config(theirs_s.config)
     ours, _ = run_loop(ours_s, steps, FIXTURE, seed)
     assert torch.equal(ours_s.timesteps, theirs_s.timesteps)
     torch.testing.assert_close(ours_s.sigmas, theirs_s.sigmas, rtol=1e-6, atol=0)
+    assert getattr(ours_s, "order_list", None) == getattr(theirs_s, "order_list", None)
     assert ours.dtype == theirs.dtype
-    ours64, _ = run_loop(ks.DPMSolverMultistepScheduler.from_config(theirs_s.config), steps,
+    ours64, _ = run_loop(getattr(ks, name).from_config(theirs_s.config), steps,
                          FIXTURE.double(), seed)
     assert_matches_diffusers(ours, theirs, ours64.double(), peak)
 
 
 def test_fixture_values_of_diffusers_tests():
-    s = ks.DPMSolverMultistepScheduler(**DPM_BASE)
-    x, _ = run_loop(s, 10, FIXTURE)
+    x, _ = run_loop(ks.DPMSolverMultistepScheduler(**DPM_BASE), 10, FIXTURE)
     assert abs(x.abs().mean().item() - 0.330145) < 1e-5
+    x, _ = run_loop(ks.DPMSolverSinglestepScheduler(**SINGLE_BASE), 10, FIXTURE)
+    assert abs(x.abs().mean().item() - 0.279116) < 1e-5
 
 
 def dpmpp_2m_f64(sigmas, x, model, timesteps):
@@ -111,37 +142,76 @@ def test_dpm_2m_against_the_paper_in_float64():
     assert (x - want).abs().max().item() <= 1e-10 * want.abs().max().item()
 
 
+def dpmpp_2s_f64(sigmas, x, model, timesteps):
+    """DPM-Solver++(2S) from Lu et al. 2022b, Alg. 1, in float64, its intermediate points the
+    odd sigmas of the schedule: from x_i at sigma_i, u = (s_{i+1}/s_i) x_i - alpha_{i+1}
+    (e^{-h_1} - 1) x0(x_i); then x_{i+2} = (s_{i+2}/s_i) x_i - alpha_{i+2} (e^{-h} - 1) D,
+    D = (1 - 1/(2r)) x0(x_i) + 1/(2r) x0(u), r = h_1 / h (h_1, h: lambda steps from sigma_i to
+    sigma_{i+1}, sigma_{i+2})."""
+    def ab(sig):
+        return 1 / math.sqrt(1 + sig**2), sig / math.sqrt(1 + sig**2)
+
+    def x0(x, i):
+        a, s = ab(float(sigmas[i]))
+        return (x - s * model(x, timesteps[i])) / a
+
+    x = x.double()
+    for i in range(0, len(timesteps), 2):
+        (a0, s0), (a1, s1), (a2, s2) = (ab(float(sigmas[i + k])) for k in range(3))
+        lam0, lam1, lam2 = (math.log(a / s) for a, s in ((a0, s0), (a1, s1), (a2, s2)))
+        d0 = x0(x, i)
+        u = (s1 / s0) * x - a1 * math.expm1(-(lam1 - lam0)) * d0
+        r = (lam1 - lam0) / (lam2 - lam0)
+        d = (1 - 1 / (2 * r)) * d0 + x0(u, i + 1) / (2 * r)
+        x = (s2 / s0) * x - a2 * math.expm1(-(lam2 - lam0)) * d
+    return x
+
+
+def test_dpm_2s_singlestep_against_the_paper_in_float64():
+    s = ks.DPMSolverSinglestepScheduler(**SINGLE_BASE)
+    x, _ = run_loop(s, 12, FIXTURE.double())
+    assert s.order_list == [1, 2] * 6
+    want = dpmpp_2s_f64(s.sigmas.tolist(), FIXTURE, dummy_model, s.timesteps)
+    assert (x - want).abs().max().item() <= 1e-10 * want.abs().max().item()
+
+
+@pytest.mark.parametrize("name", DPM_NAMES)
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_dpm_low_precision_samples(dtype):
-    cfg = {**DPM_BASE, "solver_order": 3}
-    ref64, _ = run_loop(ks.DPMSolverMultistepScheduler(**cfg), 10, FIXTURE.double())
-    theirs, _ = run_loop(quiet(diffusers.DPMSolverMultistepScheduler, **cfg), 10,
-                         FIXTURE.to(dtype))
-    ours, _ = run_loop(ks.DPMSolverMultistepScheduler(**cfg), 10, FIXTURE.to(dtype))
+def test_dpm_low_precision_samples(dtype, name):
+    cfg = {**DPM_BASES[name], "solver_order": 3}
+    ref64, _ = run_loop(getattr(ks, name)(**cfg), 10, FIXTURE.double())
+    theirs, _ = run_loop(quiet(getattr(diffusers, name), **cfg), 10, FIXTURE.to(dtype))
+    ours, _ = run_loop(getattr(ks, name)(**cfg), 10, FIXTURE.to(dtype))
     assert ours.dtype == dtype
     ours_err = (ours.double() - ref64).abs().max().item()
     theirs_err = (theirs.double() - ref64).abs().max().item()
     assert ours_err <= 2 * theirs_err + 1e-3, (ours_err, theirs_err)
 
 
-def test_dpm_batch_odd_and_non_contiguous_samples():
-    cfg = {**DPM_BASE, "solver_order": 3}
+@pytest.mark.parametrize("name", DPM_NAMES)
+def test_dpm_batch_odd_and_non_contiguous_samples(name):
+    cfg = {**DPM_BASES[name], "solver_order": 3}
     base = torch.randn(5, 3, 7, 9, generator=torch.Generator().manual_seed(1))
     sample = base.transpose(2, 3)  # (5, 3, 9, 7), not contiguous
     keep = sample.clone()
-    theirs, peak = run_loop(quiet(diffusers.DPMSolverMultistepScheduler, **cfg), 25, sample)
-    ours, _ = run_loop(ks.DPMSolverMultistepScheduler(**cfg), 25, sample)
-    ours64, _ = run_loop(ks.DPMSolverMultistepScheduler(**cfg), 25, sample.double())
+    theirs, peak = run_loop(quiet(getattr(diffusers, name), **cfg), 24, sample)
+    ours, _ = run_loop(getattr(ks, name)(**cfg), 24, sample)
+    ours64, _ = run_loop(getattr(ks, name)(**cfg), 24, sample.double())
     assert torch.equal(sample, keep)
     assert_matches_diffusers(ours, theirs, ours64, peak)
 
 
-def test_dpm_sde_seeded_reproducible_and_noise_argument():
-    cfg = {**DPM_BASE, "algorithm_type": "sde-dpmsolver++"}
-    a, _ = run_loop(ks.DPMSolverMultistepScheduler(**cfg), 10, FIXTURE, seed=5)
-    b, _ = run_loop(ks.DPMSolverMultistepScheduler(**cfg), 10, FIXTURE, seed=5)
-    c, _ = run_loop(ks.DPMSolverMultistepScheduler(**cfg), 10, FIXTURE, seed=6)
+@pytest.mark.parametrize("name", DPM_NAMES)
+def test_dpm_sde_seeded_reproducible(name):
+    cfg = {**DPM_BASES[name], "algorithm_type": "sde-dpmsolver++"}
+    a, _ = run_loop(getattr(ks, name)(**cfg), 10, FIXTURE, seed=5)
+    b, _ = run_loop(getattr(ks, name)(**cfg), 10, FIXTURE, seed=5)
+    c, _ = run_loop(getattr(ks, name)(**cfg), 10, FIXTURE, seed=6)
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_dpm_multistep_noise_argument():
+    cfg = {**DPM_BASE, "algorithm_type": "sde-dpmsolver++"}
     noise = torch.randn(FIXTURE.shape, generator=torch.Generator().manual_seed(2))
     outs = []
     for cls in (ks.DPMSolverMultistepScheduler, diffusers.DPMSolverMultistepScheduler):
@@ -152,39 +222,51 @@ def test_dpm_sde_seeded_reproducible_and_noise_argument():
     assert (outs[0] - outs[1]).abs().max().item() <= 1e-6
 
 
-def test_dpm_contract_bad_input():
-    s = ks.DPMSolverMultistepScheduler()
+def assert_step_contract(s):
+    """Shape / type errors, then a whole loop, then the error of a step past its end and of
+    set_timesteps without arguments (s: set_timesteps called, no step taken)."""
     x = FIXTURE.clone()
-    with pytest.raises(ValueError, match="set_timesteps"):
-        s.step(x, 999, x)
-    s.set_timesteps(3)
-    with pytest.raises(ValueError, match="not in the schedule"):
-        s.step(x, 998, x)
     with pytest.raises(ValueError, match="does not match"):
         s.step(x[:2], s.timesteps[0], x)
     with pytest.raises(TypeError, match="torch.Tensor"):
         s.step(x.numpy(), s.timesteps[0], x)
     for t in s.timesteps:
         x = s.step(dummy_model(x, t), t, x).prev_sample
-    with pytest.raises(ValueError, match="all 3 steps"):
+    with pytest.raises(ValueError, match=f"all {len(s.timesteps)} steps"):
         s.step(x, s.timesteps[-1], x)
     with pytest.raises(ValueError, match="exactly one"):
         s.set_timesteps()
+
+
+@pytest.mark.parametrize("name", DPM_NAMES)
+def test_dpm_contract_bad_input(name):
+    cls = getattr(ks, name)
+    s = cls()
+    x = FIXTURE.clone()
+    with pytest.raises(ValueError, match="set_timesteps"):
+        s.step(x, 999, x)
+    s.set_timesteps(3)
+    with pytest.raises(ValueError, match="not in the schedule"):
+        s.step(x, 998, x)
+    assert_step_contract(s)
     with pytest.raises(ValueError, match="final_sigmas_type"):
-        ks.DPMSolverMultistepScheduler(algorithm_type="dpmsolver")
+        cls(algorithm_type="dpmsolver")
     with pytest.raises(ValueError, match="at most one"):
-        ks.DPMSolverMultistepScheduler(use_karras_sigmas=True, use_beta_sigmas=True)
+        cls(use_karras_sigmas=True, use_beta_sigmas=True)
     with pytest.raises(NotImplementedError, match="beta_schedule"):
-        ks.DPMSolverMultistepScheduler(beta_schedule="nope")
+        cls(beta_schedule="nope")
+    with pytest.raises(ValueError, match="solver_order"):
+        cls(solver_order=4)
 
 
-def test_dpm_config_and_helpers_match_diffusers():
-    theirs = quiet(diffusers.DPMSolverMultistepScheduler, solver_order=3,
-                   use_karras_sigmas=True)
-    ours = ks.DPMSolverMultistepScheduler.from_config(theirs.config)
+@pytest.mark.parametrize("name", DPM_NAMES)
+def test_dpm_config_and_helpers_match_diffusers(name):
+    theirs = quiet(getattr(diffusers, name), solver_order=3, use_karras_sigmas=True)
+    ours = getattr(ks, name).from_config(theirs.config)
     public = {k: v for k, v in theirs.config.items() if not k.startswith("_")}
     assert set(ours.config) == set(public)
     assert ours.config.solver_order == 3 and ours.init_noise_sigma == theirs.init_noise_sigma
+    assert getattr(ours, "order_list", None) == getattr(theirs, "order_list", None)
     for s in (ours, theirs):
         s.set_timesteps(10)
     x0, noise = FIXTURE, torch.randn(FIXTURE.shape, generator=torch.Generator().manual_seed(0))
@@ -192,6 +274,28 @@ def test_dpm_config_and_helpers_match_diffusers():
     torch.testing.assert_close(ours.add_noise(x0, noise, t), theirs.add_noise(x0, noise, t))
     assert ours.scale_model_input(x0, t[0]) is x0
     assert len(ours) == len(theirs)
+    theirs = quiet(getattr(diffusers, name))
+    ours = getattr(ks, name).from_config(theirs.config)
+    for s in (ours, theirs):
+        s.set_timesteps(timesteps=[901, 650, 420, 100])
+    assert torch.equal(ours.timesteps, theirs.timesteps)
+    torch.testing.assert_close(ours.sigmas, theirs.sigmas, rtol=1e-6, atol=0)
+
+
+def test_dpm_singlestep_learned_variance_and_algorithms():
+    cfg = {**SINGLE_BASE, "variance_type": "learned_range"}
+    outs = []
+    for mod in (diffusers, ks):
+        s = quiet(mod.DPMSolverSinglestepScheduler, **cfg)
+        s.set_timesteps(4)
+        x = FIXTURE
+        for t in s.timesteps:
+            m = dummy_model(x, t)
+            x = s.step(torch.cat([m, -m], dim=1), t, x).prev_sample
+        outs.append(x)
+    assert (outs[0] - outs[1]).abs().max().item() <= 1e-6 * max(outs[0].abs().max().item(), 1.0)
+    with pytest.raises(NotImplementedError, match="algorithm_type"):  # as diffusers
+        ks.DPMSolverSinglestepScheduler(algorithm_type="sde-dpmsolver")
 
 
 # ---- the Euler family and flow matching ---------------------------------------------------
@@ -244,13 +348,14 @@ def test_euler_family_loop_matches_diffusers(case, steps):
 
 
 def diffusers_test_loop(s, steps, seed=0):
-    """The loop of diffusers' own Euler/EDM tests (the scaled sample replaces the sample)."""
+    """The loop of diffusers' own Euler/EDM/Heun tests (the scaled sample replaces the sample;
+    seed None: a scheduler without a generator argument)."""
     s.set_timesteps(steps)
-    g = torch.Generator().manual_seed(seed)
+    kw = {} if seed is None else {"generator": torch.Generator().manual_seed(seed)}
     x = FIXTURE * s.init_noise_sigma
     for t in s.timesteps:
         x = s.scale_model_input(x, t)
-        x = s.step(dummy_model(x, t), t, x, generator=g).prev_sample
+        x = s.step(dummy_model(x, t), t, x, **kw).prev_sample
     return x
 
 
@@ -297,7 +402,7 @@ def test_flow_dynamic_shifting_and_custom_sigmas():
 
 
 @pytest.mark.parametrize("name", ["FlowMatchEulerDiscreteScheduler", "EulerDiscreteScheduler",
-                                  "EDMEulerScheduler"])
+                                  "EDMEulerScheduler", "HeunDiscreteScheduler"])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_euler_family_low_precision(name, dtype):
     scale = uses_scaling(name)
@@ -325,3 +430,145 @@ def test_euler_family_bad_input():
             s.step(FIXTURE[:1], t, FIXTURE)
     with pytest.raises(ValueError, match="set_timesteps"):
         ks.EDMEulerScheduler().step(FIXTURE, torch.tensor(0.5), FIXTURE)
+
+
+# ---- Heun -----------------------------------------------------------------------------------
+
+HEUN_CONFIGS = [
+    {}, dict(prediction_type="v_prediction"), dict(prediction_type="sample"),
+    dict(use_karras_sigmas=True), dict(use_exponential_sigmas=True), dict(use_beta_sigmas=True),
+    dict(clip_sample=True, clip_sample_range=0.3), dict(beta_schedule="exp"),
+    dict(beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction"),
+    dict(beta_schedule="scaled_linear", use_karras_sigmas=True),
+    dict(timestep_spacing="leading", steps_offset=1), dict(timestep_spacing="trailing"),
+    dict(num_train_timesteps=1100, beta_start=0.0001, beta_end=0.02),
+]
+
+
+@pytest.mark.parametrize("steps", [10, 25])
+@pytest.mark.parametrize("extra", HEUN_CONFIGS, ids=cfg_id)
+def test_heun_loop_matches_diffusers(extra, steps):
+    theirs_s = quiet(diffusers.HeunDiscreteScheduler, **extra)
+    ours_s = ks.HeunDiscreteScheduler.from_config(theirs_s.config)
+    theirs, peak = run_loop(theirs_s, steps, FIXTURE, scale_input=True)
+    ours, _ = run_loop(ours_s, steps, FIXTURE, scale_input=True)
+    assert len(ours_s.timesteps) == 2 * steps - 1
+    assert torch.equal(ours_s.timesteps, theirs_s.timesteps)
+    torch.testing.assert_close(ours_s.sigmas, theirs_s.sigmas, rtol=1e-6, atol=0)
+    assert ours.dtype == theirs.dtype
+    # squaredcos_cap_v2 reaches sigma 2e4-3.5e4, where diffusers' float32 0-d scalar
+    # arithmetic (sigma^2 + 1) rounds: there the float64 run decides.
+    ours64, _ = run_loop(ks.HeunDiscreteScheduler.from_config(theirs_s.config), steps,
+                         FIXTURE.double(), scale_input=True)
+    assert_matches_diffusers(ours, theirs, ours64.double(), peak)
+
+
+def test_heun_clip_sample_is_active_in_its_case():
+    runs = [run_loop(quiet(diffusers.HeunDiscreteScheduler, clip_sample=c, clip_sample_range=0.3),
+                     10, FIXTURE, scale_input=True)[0] for c in (True, False)]
+    assert (runs[0] - runs[1]).abs().max().item() > 1e-3
+
+
+def test_heun_fixture_sum_of_diffusers_tests():
+    s = ks.HeunDiscreteScheduler(num_train_timesteps=1100, beta_start=0.0001, beta_end=0.02)
+    x = diffusers_test_loop(s, 10, seed=None)
+    assert abs(x.sum().item() - 0.1233) < 1e-4
+
+
+def heun_f64(sigmas, timesteps, x, model):
+    """Karras et al. 2022, Alg. 1 (deterministic Heun) in float64 on dx/dsigma = (x - D) / sigma,
+    D = x - sigma model(x / sqrt(sigma^2 + 1), t) (an epsilon model); the step to sigma 0 is
+    Euler."""
+    x = x.double()
+
+    def deriv(x, s, t):
+        return model(x / math.sqrt(s * s + 1), t)  # (x - D) / sigma = eps
+
+    for i in range(len(sigmas) - 1):
+        s, nxt = sigmas[i], sigmas[i + 1]
+        d = deriv(x, s, timesteps[i])
+        x1 = x + (nxt - s) * d
+        if nxt == 0:
+            x = x1
+        else:
+            x = x + (nxt - s) * 0.5 * (d + deriv(x1, nxt, timesteps[i + 1]))
+    return x
+
+
+def test_heun_against_karras_alg1_in_float64():
+    s = ks.HeunDiscreteScheduler(use_karras_sigmas=True)
+    x, _ = run_loop(s, 12, FIXTURE.double(), scale_input=True)
+    sig = s.sigmas.tolist()
+    unique_sig = sig[:1] + sig[1:-1:2] + [0.0]
+    unique_ts = [s.timesteps[0]] + list(s.timesteps[1::2])
+    want = heun_f64(unique_sig, unique_ts, FIXTURE.double() * s.init_noise_sigma, dummy_model)
+    assert x.dtype == torch.float64
+    assert (x - want).abs().max().item() <= 1e-10 * want.abs().max().item()
+
+
+def test_heun_batch_odd_and_non_contiguous_samples():
+    base = torch.randn(5, 3, 7, 9, generator=torch.Generator().manual_seed(1))
+    sample = base.transpose(2, 3)  # (5, 3, 9, 7), not contiguous
+    keep = sample.clone()
+    theirs, peak = run_loop(quiet(diffusers.HeunDiscreteScheduler), 25, sample,
+                            scale_input=True)
+    ours, _ = run_loop(ks.HeunDiscreteScheduler(), 25, sample, scale_input=True)
+    assert torch.equal(sample, keep)
+    assert (ours - theirs).abs().max().item() <= 1e-6 * max(peak, 1.0)
+
+
+def test_heun_stages_and_outputs_follow_diffusers():
+    scheds = [quiet(diffusers.HeunDiscreteScheduler, prediction_type="v_prediction"),
+              ks.HeunDiscreteScheduler(prediction_type="v_prediction")]
+    xs = [FIXTURE.clone(), FIXTURE.clone()]
+    for s in scheds:
+        s.set_timesteps(6)
+    for t in scheds[0].timesteps:
+        assert scheds[0].state_in_first_order == scheds[1].state_in_first_order
+        outs = [s.step(dummy_model(s.scale_model_input(x, t), t), t, x, return_dict=False)
+                for s, x in zip(scheds, xs, strict=True)]
+        for k in (0, 1):  # prev_sample and pred_original_sample
+            assert (outs[0][k] - outs[1][k]).abs().max().item() <= 1e-6 * max(
+                outs[0][k].abs().max().item(), 1.0)
+        xs = [o[0] for o in outs]
+
+
+def test_heun_config_and_helpers_match_diffusers():
+    theirs = quiet(diffusers.HeunDiscreteScheduler, use_karras_sigmas=True,
+                   timestep_spacing="leading")
+    ours = ks.HeunDiscreteScheduler.from_config(theirs.config)
+    public = {k: v for k, v in theirs.config.items() if not k.startswith("_")}
+    assert set(ours.config) == set(public) and ours.order == theirs.order == 2
+    assert torch.equal(ours.timesteps, theirs.timesteps)  # the schedule before set_timesteps
+    for s in (ours, theirs):
+        s.set_timesteps(10)
+    torch.testing.assert_close(torch.as_tensor(ours.init_noise_sigma),
+                               torch.as_tensor(theirs.init_noise_sigma))
+    noise = torch.randn(FIXTURE.shape, generator=torch.Generator().manual_seed(0))
+    t = theirs.timesteps[[0, 3, 4, 9]]
+    torch.testing.assert_close(ours.add_noise(FIXTURE, noise, t),
+                               theirs.add_noise(FIXTURE, noise, t))
+    theirs = quiet(diffusers.HeunDiscreteScheduler, timestep_spacing="leading")
+    ours = ks.HeunDiscreteScheduler.from_config(theirs.config)
+    for s in (ours, theirs):
+        s.set_timesteps(timesteps=[900.0, 500.0, 100.0])
+    torch.testing.assert_close(ours.sigmas, theirs.sigmas, rtol=1e-6, atol=0)
+    assert torch.equal(ours.timesteps, theirs.timesteps)
+
+
+def test_heun_bad_input():
+    s = ks.HeunDiscreteScheduler()
+    s.set_timesteps(3)
+    with pytest.raises(ValueError, match="not in the schedule"):
+        s.step(FIXTURE, torch.tensor(-123.5), FIXTURE)
+    assert_step_contract(s)
+    with pytest.raises(ValueError, match="custom timesteps"):
+        ks.HeunDiscreteScheduler(use_karras_sigmas=True).set_timesteps(timesteps=[900, 100])
+    with pytest.raises(ValueError, match="prediction_type"):
+        ks.HeunDiscreteScheduler(prediction_type="flow_prediction")
+    with pytest.raises(ValueError, match="at most one"):
+        ks.HeunDiscreteScheduler(use_karras_sigmas=True, use_exponential_sigmas=True)
+    with pytest.raises(NotImplementedError, match="beta_schedule"):
+        ks.HeunDiscreteScheduler(beta_schedule="nope")
+    with pytest.raises(NotImplementedError, match="beta_schedule"):
+        ks.EulerDiscreteScheduler(beta_schedule="exp")  # as diffusers: exp is Heun's only

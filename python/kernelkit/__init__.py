@@ -4,7 +4,7 @@ CPU kernels are C++ (AVX2/FMA/F16C chosen at run time, a portable path always bu
 tensors go to Triton kernels. ``use_backend`` forces one implementation.
 """
 
-from . import nn, reference, schedulers
+from . import nn, reference, samplers, schedulers
 from ._backend import use_backend
 from ._native import build_info
 from .ops.bi_attention import bi_attention
@@ -53,6 +53,7 @@ __all__ = [
     "odeint_adjoint",
     "pack_signs",
     "reference",
+    "samplers",
     "scheduler_step",
     "schedulers",
     "selective_scan",

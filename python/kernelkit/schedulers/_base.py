@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,11 +48,17 @@ class SchedulerOutput:
 def training_betas(num_train_timesteps: int, beta_start: float, beta_end: float,
                    beta_schedule: str, trained_betas: Sequence[float] | np.ndarray | None,
                    rescale_betas_zero_snr: bool = False, owner: str = "scheduler",
-                   ) -> torch.Tensor:
+                   allow_exp: bool = False) -> torch.Tensor:
     """The float32 betas of a DDPM training schedule: given, ``linear``, ``scaled_linear``
-    (linear in sqrt(beta)) or ``squaredcos_cap_v2`` (Nichol & Dhariwal's cosine alpha-bar,
-    betas capped at 0.999); optionally rescaled to zero terminal SNR (Lin et al. 2023, Alg. 1)."""
+    (linear in sqrt(beta)), ``squaredcos_cap_v2`` (Nichol & Dhariwal's cosine alpha-bar,
+    betas capped at 0.999) or, where the scheduler allows it, ``exp`` (alpha-bar = e^{-12 t},
+    capped likewise); optionally rescaled to zero terminal SNR (Lin et al. 2023, Alg. 1)."""
     n = num_train_timesteps
+
+    def from_abar(abar: Callable[[float], float]) -> torch.Tensor:
+        return torch.tensor([min(1 - abar((i + 1) / n) / abar(i / n), 0.999) for i in range(n)],
+                            dtype=torch.float32)
+
     if trained_betas is not None:
         betas = torch.tensor(trained_betas, dtype=torch.float32)
     elif beta_schedule == "linear":
@@ -60,13 +66,14 @@ def training_betas(num_train_timesteps: int, beta_start: float, beta_end: float,
     elif beta_schedule == "scaled_linear":
         betas = torch.linspace(beta_start**0.5, beta_end**0.5, n, dtype=torch.float32) ** 2
     elif beta_schedule == "squaredcos_cap_v2":
-        def abar(t: float) -> float:
-            return math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
-        betas = torch.tensor([min(1 - abar((i + 1) / n) / abar(i / n), 0.999) for i in range(n)],
-                             dtype=torch.float32)
+        betas = from_abar(lambda t: math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2)
+    elif beta_schedule == "exp" and allow_exp:
+        betas = from_abar(lambda t: math.exp(-12.0 * t))
     else:
+        names = ("linear, scaled_linear, squaredcos_cap_v2 or exp" if allow_exp else
+                 "linear, scaled_linear or squaredcos_cap_v2")
         raise NotImplementedError(f"{owner}: beta_schedule {beta_schedule!r} is not implemented; "
-                                  "expected linear, scaled_linear or squaredcos_cap_v2")
+                                  f"expected {names}")
     if rescale_betas_zero_snr:
         root = torch.cumprod(1.0 - betas, dim=0).sqrt()
         first, last = root[0].clone(), root[-1].clone()
@@ -204,6 +211,17 @@ class SchedulerBase:
             self._step_index = self.index_for_timestep(timestep)
         else:
             self._step_index = self._begin_index
+
+    def _begin_step(self, model_output: torch.Tensor, timestep: float | torch.Tensor,
+                    sample: torch.Tensor) -> int:
+        """Checks a step's arguments and the call order; returns the step index (looked up
+        from ``timestep`` on the first step only, as diffusers)."""
+        self._check_step(model_output, sample)
+        if self._step_index is None:
+            self._init_step_index(timestep)
+        self._check_not_finished(len(self.timesteps))
+        self._check_shapes(model_output, sample)
+        return self._step_index
 
     def _check_step(self, model_output: torch.Tensor, sample: torch.Tensor) -> None:
         if self.num_inference_steps is None:

@@ -8,20 +8,11 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ._base import (
-    SchedulerBase,
-    SchedulerOutput,
-    beta_sigmas,
-    exponential_sigmas,
-    fused_step,
-    karras_sigmas,
-    sigma_to_t,
-    training_betas,
-)
-from ._euler import euler_step
+from ._base import SchedulerOutput, sigma_to_t, training_betas
+from ._euler import DiscreteSigmaScheduler, euler_step
 
 
-class EulerDiscreteScheduler(SchedulerBase):
+class EulerDiscreteScheduler(DiscreteSigmaScheduler):
     """diffusers' ``EulerDiscreteScheduler``: same constructor, ``set_timesteps``
     (``num_inference_steps``, ``timesteps`` or ``sigmas``), ``scale_model_input`` (x /
     sqrt(sigma^2 + 1)), ``step`` with s_churn / s_tmin / s_tmax / s_noise, ``add_noise``.
@@ -79,16 +70,6 @@ class EulerDiscreteScheduler(SchedulerBase):
         self.use_exponential_sigmas = use_exponential_sigmas
         self.use_beta_sigmas = use_beta_sigmas
 
-    @property
-    def init_noise_sigma(self) -> torch.Tensor:
-        """The largest sigma (linspace / trailing spacing), else sqrt(max^2 + 1)."""
-        top = self.sigmas.max()
-        return top if self.config.timestep_spacing in ("linspace", "trailing") else (
-            (top**2 + 1) ** 0.5)
-
-    def _train_sigmas(self) -> np.ndarray:
-        return (((1 - self.alphas_cumprod) / self.alphas_cumprod) ** 0.5).numpy()
-
     def set_timesteps(self, num_inference_steps: int | None = None,
                       device: str | torch.device | None = None,
                       timesteps: Sequence[float] | None = None,
@@ -103,9 +84,7 @@ class EulerDiscreteScheduler(SchedulerBase):
         if num_inference_steps is not None and (timesteps is not None or sigmas is not None):
             raise ValueError(f"{name}: pass only one of num_inference_steps, timesteps, sigmas")
         if timesteps is not None:
-            for flag in ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas"):
-                if cfg[flag]:
-                    raise ValueError(f"{name}: custom timesteps cannot be used with {flag}=True")
+            self._check_custom_timesteps()
             if cfg.timestep_type == "continuous" and cfg.prediction_type == "v_prediction":
                 raise ValueError(f"{name}: custom timesteps cannot be used with continuous "
                                  "v_prediction timesteps")
@@ -130,13 +109,9 @@ class EulerDiscreteScheduler(SchedulerBase):
             else:
                 raise ValueError(f"{name}: interpolation_type must be 'linear' or 'log_linear'; "
                                  f"got {cfg.interpolation_type!r}")
-            if cfg.use_karras_sigmas or cfg.use_exponential_sigmas or cfg.use_beta_sigmas:
-                lo = cfg.sigma_min if cfg.sigma_min is not None else float(sig[-1])
-                hi = cfg.sigma_max if cfg.sigma_max is not None else float(sig[0])
-                make = (karras_sigmas if cfg.use_karras_sigmas else
-                        exponential_sigmas if cfg.use_exponential_sigmas else beta_sigmas)
-                sig = make(lo, hi, n)
-                ts = sigma_to_t(sig, log_train)
+            remapped = self._remapped(sig, n, log_train)
+            if remapped is not None:
+                sig, ts = remapped
             if cfg.final_sigmas_type == "sigma_min":
                 last = float(((1 - self.alphas_cumprod[0]) / self.alphas_cumprod[0]) ** 0.5)
             elif cfg.final_sigmas_type == "zero":
@@ -154,42 +129,6 @@ class EulerDiscreteScheduler(SchedulerBase):
         self._sig = [float(v) for v in self.sigmas.tolist()]
         self._step_index = None
         self._begin_index = None
-
-    def _spaced(self, n: int) -> np.ndarray:
-        cfg = self.config
-        n_train = cfg.num_train_timesteps
-        if cfg.timestep_spacing == "linspace":
-            return np.linspace(0, n_train - 1, n, dtype=np.float32)[::-1].copy()
-        if cfg.timestep_spacing == "leading":
-            ratio = n_train // n
-            ts = (np.arange(0, n) * ratio).round()[::-1].copy().astype(np.float32)
-            return ts + cfg.steps_offset
-        if cfg.timestep_spacing == "trailing":
-            ratio = n_train / n
-            return np.arange(n_train, 0, -ratio).round().copy().astype(np.float32) - 1
-        raise ValueError(f"{self._name}: timestep_spacing must be linspace, leading or "
-                         f"trailing; got {cfg.timestep_spacing!r}")
-
-    def scale_model_input(self, sample: torch.Tensor, timestep: float | torch.Tensor,
-                          ) -> torch.Tensor:
-        """sample / sqrt(sigma^2 + 1) at the current step (a new tensor)."""
-        if self._step_index is None:
-            self._init_step_index(timestep)
-        sigma = self._sig[self._step_index]
-        self.is_scale_input_called = True
-        x = self._dense(sample, sample.dtype)
-        out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-        fused_step(x, None, [], None, [0.0, 0.0, 1.0 / (sigma * sigma + 1.0) ** 0.5, 0.0, 0.0],
-                   out, None)
-        return out
-
-    def _conversion(self, sigma: float, sigma_hat: float) -> tuple[float, float]:
-        pred = self.config.prediction_type
-        if pred in ("sample", "original_sample"):
-            return 0.0, 1.0
-        if pred == "epsilon":
-            return 1.0, -sigma_hat
-        return 1.0 / (sigma * sigma + 1.0), -sigma / (sigma * sigma + 1.0) ** 0.5
 
     def step(self, model_output: torch.Tensor, timestep: float | torch.Tensor,
              sample: torch.Tensor, s_churn: float = 0.0, s_tmin: float = 0.0,
@@ -210,9 +149,3 @@ class EulerDiscreteScheduler(SchedulerBase):
         """
         return euler_step(self, model_output, timestep, sample, self._conversion, s_churn,
                           s_tmin, s_tmax, s_noise, generator, return_dict)
-
-    def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor,
-                  timesteps: torch.Tensor) -> torch.Tensor:
-        """x0 + sigma_t noise at each sample's timestep."""
-        sigma = self._sigmas_at(original_samples, timesteps)
-        return original_samples + noise * sigma

@@ -173,12 +173,7 @@ class FlowMatchEulerDiscreteScheduler(SchedulerBase):
                              "integer index (e.g. from enumerate(timesteps))")
         if per_token_timesteps is not None:
             raise NotImplementedError(f"{self._name}: per_token_timesteps is not supported")
-        self._check_step(model_output, sample)
-        if self._step_index is None:
-            self._init_step_index(timestep)
-        self._check_not_finished(len(self.timesteps))
-        self._check_shapes(model_output, sample)
-        i = self._step_index
+        i = self._begin_step(model_output, timestep, sample)
         sigma, nxt = self._sig[i], self._sig[i + 1]
         x = self._dense(sample, sample.dtype)
         m = self._dense(model_output, sample.dtype)

@@ -243,8 +243,9 @@ def header_lines(data: dict[str, Any], stat: str) -> list[str]:
                             if isa in m.get("half_gemm", {})) + f" ({dt})"
                  for dt in ("float16", "bfloat16")]
         lines.append(f"- compute roofline, half GEMM {isa}: kernelkit._C.half_gemm_peak "
-                     f"{'; '.join(parts)} GFLOP/s (start / end of run; bfloat16 by vdpbf16ps "
-                     "where the AVX-512 path has AVX512_BF16)")
+                     f"{'; '.join(parts)} GFLOP/s (start / end of run; bfloat16 by AMX "
+                     "tdpbf16ps where usable, else vdpbf16ps where the AVX-512 path has "
+                     "AVX512_BF16)")
     if roof and not isas:
         lines.append("- compute roofline, popcount: not measured (this kernelkit has no "
                      "_C.binary_popcount_peak): the popcount cases have no compute floor")

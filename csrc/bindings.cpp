@@ -545,6 +545,7 @@ py::dict build_info() {
   if (avx512_compiled()) compiled.append("avx512");
   info["isa_compiled"] = compiled;
   info["isa_in_use"] = isa_name(best_isa());
+  info["amx_bf16_in_use"] = amx_bf16_usable();
   const CpuFeatures& f = cpu_features();
   info["cpu_avx2"] = f.avx2;
   info["cpu_fma"] = f.fma;
@@ -661,6 +662,10 @@ PYBIND11_MODULE(_C, mod) {
      "Measured rate of the half GEMM micro-kernel's inner operation for operands of dtype "
      "(register-resident FMAs, or vdpbf16ps for bfloat16 where the CPU has AVX512_BF16), in "
      "flops per second");
+  mod.def("set_amx_enabled", &set_amx_enabled, py::arg("on"),
+          "Lets (True, the default) or stops the bfloat16 GEMM using AMX tiles where usable");
+  mod.def("amx_bf16_usable", &amx_bf16_usable,
+          "Whether the bfloat16 GEMM runs on AMX tiles here: CPU, OS, permission, switch");
   mod.def("isa_per_op", &isa_per_op, py::arg("requested") = "auto",
           "The ISA path each op runs for a requested one");
   mod.def(

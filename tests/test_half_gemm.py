@@ -20,13 +20,39 @@ HALF = [torch.float16, torch.bfloat16]
 SIZES = [0, 1, 7, 16, 129, 1000]
 
 
-@pytest.fixture(params=_native.usable_isas())
+def _cpu_paths() -> list[str]:
+    """Every ISA path this CPU can run; AVX-512 twice where AMX-BF16 is usable: with the
+    AMX tile ("avx512+amx") and without it (the AVX512_BF16 pair tile where the CPU has it)."""
+    paths = list(_native.usable_isas())
+    if "avx512" in paths and _native._C.amx_bf16_usable():
+        paths.append("avx512+amx")
+    return paths
+
+
+@pytest.fixture(params=_cpu_paths())
 def cpu_path(request, monkeypatch):
-    """Runs the test on every ISA path this CPU can run (AVX-512 includes the bfloat16 pair
-    tile where the CPU has AVX512_BF16)."""
-    monkeypatch.setattr(_native, "ISA", request.param)
-    with kernelkit.use_backend("cpu"):
-        yield request.param
+    """Runs the test on every ISA path this CPU can run (see _cpu_paths)."""
+    monkeypatch.setattr(_native, "ISA", request.param.removesuffix("+amx"))
+    _native._C.set_amx_enabled(request.param.endswith("+amx"))
+    try:
+        with kernelkit.use_backend("cpu"):
+            yield request.param
+    finally:
+        _native._C.set_amx_enabled(True)
+
+
+def test_amx_is_used_where_the_cpu_has_it():
+    """A CPU (and Linux) with AMX-TILE and AMX-BF16 runs the bfloat16 GEMM on AMX tiles: the
+    build has the path and the process got the tile state."""
+    cpu = _native.build_info()["cpu_features"]
+    if not (cpu["amx_tile"] and cpu["amx_bf16"] and "avx512" in _native.usable_isas()):
+        pytest.skip("this CPU has no AMX-BF16 (the AVX-512 paths are tested without it)")
+    assert _native._C.amx_bf16_usable()
+    _native._C.set_amx_enabled(False)
+    try:
+        assert not _native._C.amx_bf16_usable()
+    finally:
+        _native._C.set_amx_enabled(True)
 
 
 # ---- half_matmul ----------------------------------------------------------------------------
@@ -53,12 +79,12 @@ def test_matmul_large(dtype, shape):
 
 
 @pytest.mark.parametrize("dtype", HALF)
-@pytest.mark.parametrize("k", [255, 257, 513, 770])
+@pytest.mark.parametrize("k", [31, 255, 257, 513, 770, 1055])
 @pytest.mark.parametrize("tb", [False, True])
 def test_matmul_panel_edges(cpu_path, dtype, k, tb):
-    """K past one 256-deep panel, ending odd or even (the bfloat16 pair tile pads the last
-    pair of an odd panel with zero), over several 64-column tiles, B row-major or
-    transposed."""
+    """K past one 256-deep panel (the AMX tile's: 512), ending odd or even (the bfloat16
+    tiles pad the last pair of an odd panel with zero; the AMX tile pads K to whole 32-k
+    blocks), over several 64-column tiles, B row-major or transposed."""
     gen = torch.Generator().manual_seed(k)
     a = random_half(20, k, dtype=dtype, gen=gen)
     b = random_half(150, k, dtype=dtype, gen=gen).t() if tb else random_half(k, 150, dtype=dtype,

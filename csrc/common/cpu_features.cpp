@@ -1,6 +1,11 @@
 #include "common/cpu_features.h"
 
+#include <atomic>
 #include <stdexcept>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
@@ -99,6 +104,28 @@ bool avx512_usable() {
   return avx512_compiled() && avx2_usable() && f.avx512f && f.avx512bw && f.avx512vl &&
          f.avx512dq;
 }
+
+namespace {
+std::atomic<bool> amx_enabled{true};
+
+bool amx_permitted() {
+#if defined(__linux__) && defined(__x86_64__)
+  constexpr int kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+  static const bool granted = syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+  return granted;
+#else
+  return false;
+#endif
+}
+}  // namespace
+
+bool amx_bf16_usable() {
+  const CpuFeatures& f = cpu_features();
+  return amx_enabled.load(std::memory_order_relaxed) && avx512_usable() && f.amx_tile &&
+         f.amx_bf16 && amx_permitted();
+}
+
+void set_amx_enabled(bool on) { amx_enabled.store(on, std::memory_order_relaxed); }
 
 Isa best_isa() {
   if (avx512_usable()) return Isa::avx512;

@@ -38,6 +38,12 @@ bool avx512_compiled();
 // AVX2 + FMA + F16C + POPCNT with OS support; AVX-512 F/BW/VL/DQ with OS support of ZMM state.
 bool avx2_usable();
 bool avx512_usable();
+// AMX-BF16 tiles (used inside the AVX-512 path by the bfloat16 GEMM): the CPU and the OS
+// (XCR0) have them, Linux grants this process the tile data state (asked once, by
+// arch_prctl), and they are not switched off by set_amx_enabled(false) (the tests' and the
+// bench's switch between the AMX and the AVX512_BF16 kernels).
+bool amx_bf16_usable();
+void set_amx_enabled(bool on);
 Isa best_isa();
 // "auto" -> best_isa(); "portable"; "avx2"; "avx512" (refused with a clear message when not
 // compiled or not supported by this CPU and OS).

@@ -74,11 +74,13 @@ KK_INLINE void transpose_words16(__m512i* r) {
   }
 }
 
-// B[0:kc, 0:cols] (cols <= NR) into out[kp * NR + j] = (B[2 kp, j], B[2 kp + 1, j]).
-inline void pack_b_pairs(const bf16_bits* b, int64_t rs, int64_t cs, int64_t kc, int64_t cols,
+// B[0:kc, 0:cols] (cols <= kCols, a multiple of 32) into out[kp * kCols + j] = (B[2 kp, j],
+// B[2 kp + 1, j]).
+template <int kCols = NR>
+void pack_b_pairs(const bf16_bits* b, int64_t rs, int64_t cs, int64_t kc, int64_t cols,
                          uint32_t* out) {
   const int64_t steps = (kc + 1) / 2;
-  if (cols == NR && cs == 1) {
+  if (cols == kCols && cs == 1) {
     // Rows contiguous: two rows of 32 values interleaved into 32 pairs by one vpermt2w each.
     alignas(64) static constexpr uint16_t kLow[32] = {
         0, 32, 1, 33, 2, 34, 3, 35, 4, 36, 5, 37, 6, 38, 7, 39,
@@ -90,21 +92,21 @@ inline void pack_b_pairs(const bf16_bits* b, int64_t rs, int64_t cs, int64_t kc,
     for (int64_t kp = 0; kp < steps; ++kp) {
       const bf16_bits* r0 = b + 2 * kp * rs;
       const bool second = 2 * kp + 1 < kc;
-      for (int h = 0; h < NR / 32; ++h) {
+      for (int h = 0; h < kCols / 32; ++h) {
         const __m512i x0 = _mm512_loadu_si512(r0 + 32 * h);
         const __m512i x1 = second ? _mm512_loadu_si512(r0 + rs + 32 * h) : _mm512_setzero_si512();
-        _mm512_storeu_si512(out + kp * NR + 32 * h, _mm512_permutex2var_epi16(x0, low, x1));
-        _mm512_storeu_si512(out + kp * NR + 32 * h + 16, _mm512_permutex2var_epi16(x0, high, x1));
+        _mm512_storeu_si512(out + kp * kCols + 32 * h, _mm512_permutex2var_epi16(x0, low, x1));
+        _mm512_storeu_si512(out + kp * kCols + 32 * h + 16, _mm512_permutex2var_epi16(x0, high, x1));
       }
     }
     return;
   }
   int64_t kp = 0;
-  if (cols == NR && rs == 1) {
+  if (cols == kCols && rs == 1) {
     // Columns contiguous along k (a weight used transposed): each column's pairs are words in
     // memory, so 16 pairs of 16 columns are one 16 x 16 word transpose.
     for (; 2 * kp + 32 <= kc; kp += 16) {
-      for (int64_t j0 = 0; j0 < NR; j0 += 16) {
+      for (int64_t j0 = 0; j0 < kCols; j0 += 16) {
         __m512i r[16];
         for (int j = 0; j < 16; ++j) {
           const bf16_bits* column = b + (j0 + j) * cs + 2 * kp;
@@ -115,15 +117,15 @@ inline void pack_b_pairs(const bf16_bits* b, int64_t rs, int64_t cs, int64_t kc,
           _mm_prefetch(reinterpret_cast<const char*>(column + kPairKC), _MM_HINT_T1);
         }
         transpose_words16(r);
-        for (int q = 0; q < 16; ++q) _mm512_storeu_si512(out + (kp + q) * NR + j0, r[q]);
+        for (int q = 0; q < 16; ++q) _mm512_storeu_si512(out + (kp + q) * kCols + j0, r[q]);
       }
     }
   }
   // The rest, or any strides: a pair per column.
   for (; kp < steps; ++kp) {
     const bool second = 2 * kp + 1 < kc;
-    for (int64_t j = 0; j < NR; ++j)
-      out[kp * NR + j] = j < cols ? bf16_pair(b + 2 * kp * rs + j * cs, rs, second) : 0u;
+    for (int64_t j = 0; j < kCols; ++j)
+      out[kp * kCols + j] = j < cols ? bf16_pair(b + 2 * kp * rs + j * cs, rs, second) : 0u;
   }
 }
 
@@ -189,6 +191,8 @@ struct Bf16PairTile {
   static constexpr int kMR = MR, kNR = NR;
   static constexpr int64_t kKC = kPairKC;
   static int64_t steps(int64_t kc) { return (kc + 1) / 2; }
+  static void begin() {}
+  static void end() {}
   static void micro(int64_t kc, const uint32_t* ap, const uint32_t* bp, float* c, int64_t ldc,
                     bool accumulate) {
     micro_kernel_bf16_pairs(kc, ap, bp, c, ldc, accumulate);

@@ -183,6 +183,9 @@ struct FloatTile {
   static constexpr int kMR = MR, kNR = NR;
   static constexpr int64_t kKC = KC;
   static int64_t steps(int64_t kc) { return kc; }  // packed k-steps of kc elements
+  // around a thread's share of a product: state the tile needs set up (AMX's tile shapes)
+  static void begin() {}
+  static void end() {}
   static void micro(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc,
                     bool accumulate) {
     micro_kernel(kc, ap, bp, c, ldc, accumulate);
@@ -238,6 +241,7 @@ void gemm_serial(const ASource& a, const BSource& b, TO* c, int64_t c_rs, int64_
                  int64_t j_begin, int64_t j_end) {
   using Packed = typename Tile::Packed;
   constexpr int64_t TR = Tile::kMR, TC = Tile::kNR, TK = Tile::kKC;
+  constexpr int64_t TM = MC / TR * TR;  // rows of an A block: whole tiles
   const int64_t K = p.K;
   const int64_t M = i_end - i_begin, N = j_end - j_begin;
   const int64_t nc_max = std::min(NC, round_up(N, TC));
@@ -247,13 +251,14 @@ void gemm_serial(const ASource& a, const BSource& b, TO* c, int64_t c_rs, int64_
   const int64_t mb_max = round_up((M + m_parts - 1) / m_parts, TR);
   float* acc = thread_buffer<float, kSlotAccumulator>(mb_max * nc_max);
   Packed* bpack = thread_buffer<Packed, kSlotPackedB>(TK * nc_max);
-  Packed* apack = thread_buffer<Packed, kSlotPackedA>(MC * KS + 8);
+  Packed* apack = thread_buffer<Packed, kSlotPackedA>(TM * KS + 8);
+  Tile::begin();
   for (int64_t m0 = i_begin; m0 < i_end; m0 += mb_max) {
     const int64_t mb = std::min(mb_max, i_end - m0);
     for (int64_t j0 = j_begin; j0 < j_end; j0 += nc_max) {
       const int64_t nc = std::min(nc_max, j_end - j0);
       const int64_t ldc = round_up(nc, TC);
-      if (mb <= MC) {
+      if (mb <= TM) {
         // One row block (few rows, e.g. a linear layer's batch): every B sliver is used once.
         // A is packed for KS of K at a time; then per sliver of columns all its panels in
         // turn, each packed right before its micro-kernels into one L1-resident slot, the
@@ -263,14 +268,14 @@ void gemm_serial(const ASource& a, const BSource& b, TO* c, int64_t c_rs, int64_
           const int64_t kq = std::min(KS, K - q0);
           for (int64_t p0 = q0; p0 < q0 + kq; p0 += TK) {
             const int64_t kc = std::min(TK, K - p0), steps = Tile::steps(kc);
-            Packed* ap = apack + (p0 - q0) / TK * Tile::steps(TK) * MC;
+            Packed* ap = apack + (p0 - q0) / TK * Tile::steps(TK) * TM;
             for (int64_t r = 0; r < mb; r += TR)
               a.pack(m0 + r, std::min<int64_t>(TR, mb - r), p0, kc, ap + r * steps);
           }
           for (int64_t s = 0; s * TC < nc; ++s) {
             for (int64_t p0 = q0; p0 < q0 + kq; p0 += TK) {
               const int64_t kc = std::min(TK, K - p0), steps = Tile::steps(kc);
-              const Packed* ap = apack + (p0 - q0) / TK * Tile::steps(TK) * MC;
+              const Packed* ap = apack + (p0 - q0) / TK * Tile::steps(TK) * TM;
               b.pack(p0, kc, j0 + s * TC, std::min<int64_t>(TC, nc - s * TC), bpack);
               for (int64_t r = 0; r < mb; r += TR)
                 Tile::micro(kc, ap + r * steps, bpack, acc + r * ldc + s * TC, ldc, p0 > 0);
@@ -283,8 +288,8 @@ void gemm_serial(const ASource& a, const BSource& b, TO* c, int64_t c_rs, int64_
           for (int64_t s = 0; s * TC < nc; ++s)
             b.pack(p0, kc, j0 + s * TC, std::min<int64_t>(TC, nc - s * TC),
                    bpack + s * steps * TC);
-          for (int64_t i0 = 0; i0 < mb; i0 += MC) {
-            const int64_t mc = std::min(MC, mb - i0);
+          for (int64_t i0 = 0; i0 < mb; i0 += TM) {
+            const int64_t mc = std::min(TM, mb - i0);
             for (int64_t r = 0; r < mc; r += TR)
               a.pack(m0 + i0 + r, std::min<int64_t>(TR, mc - r), p0, kc, apack + r * steps);
             for (int64_t s = 0; s * TC < nc; ++s)
@@ -299,6 +304,7 @@ void gemm_serial(const ASource& a, const BSource& b, TO* c, int64_t c_rs, int64_
                   c_cs, p.accumulate);
     }
   }
+  Tile::end();
 }
 
 // C = A B (+ bias) for one batch entry; A and B come from packers (DenseA / DenseB, or views

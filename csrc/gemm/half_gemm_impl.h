@@ -8,6 +8,7 @@
 #include "common/peak.h"
 #include "gemm/gemm_core_impl.h"
 #if defined(KK_ISA_AVX512)
+#include "gemm/gemm_amx_bf16_impl.h"
 #include "gemm/gemm_bf16_pairs_impl.h"
 #endif
 
@@ -118,6 +119,12 @@ template <class T, class TO> void run_typed(const HalfGemmArgs& g) {
       const Plan plan{g.M, g.N, g.K, g.threads};
 #if defined(KK_ISA_AVX512)
       if constexpr (std::is_same_v<T, bf16_bits>) {
+        if (amx_bf16_usable()) {
+          gemm_one<AmxBf16Tile>(DenseAmxA<T>{ab, g.a.rs, g.a.cs},
+                                DenseAmxB<T>{bb, g.b.rs, g.b.cs}, cb, g.c_rs, g.c_cs, bias,
+                                plan);
+          continue;
+        }
         if (cpu_features().avx512_bf16) {
           gemm_one<Bf16PairTile>(DensePairsA<T>{ab, g.a.rs, g.a.cs},
                                  DensePairsB<T>{bb, g.b.rs, g.b.cs}, cb, g.c_rs, g.c_cs, bias,
@@ -169,6 +176,14 @@ __attribute__((noinline)) inline double fma_loop(int64_t steps, const float* see
 double half_gemm_peak_run(int threads, DType dtype) {
   using namespace half_gemm_detail;
 #if defined(KK_ISA_AVX512)
+  if (dtype == DType::bf16 && amx_bf16_usable()) {
+    // two A and two B tiles of bfloat16 values near 2^-7 (sums stay finite)
+    alignas(64) static uint32_t tiles[4 * 256];
+    for (uint32_t& w : tiles) w = 0x3c003c00u;
+    return measure_peak(threads, [&](int64_t steps, uint64_t* sink) {
+      return amx_bf16_loop(steps, tiles, sink);
+    });
+  }
   if (dtype == DType::bf16 && cpu_features().avx512_bf16) {
     alignas(64) uint32_t seeds[32];
     for (int i = 0; i < 32; ++i) seeds[i] = 0x3c003c00u + uint32_t(i);  // bf16 pairs near 2^-7

@@ -514,7 +514,7 @@ py::dict isa_per_op(const std::string& requested) {
   const Isa avx2_at_most = std::min(isa, Isa::avx2);
   const Isa binary = binary_isa(isa);
   const std::pair<const char*, Isa> ops[] = {
-      {"fwht", avx2_at_most},           {"selective_scan", isa},
+      {"fwht", isa},                    {"selective_scan", isa},
       {"selective_state_update", isa}, {"linear_scan", avx2_at_most},
       {"linear_scan_2d", isa}, {"delta_rule", avx2_at_most},
       {"half_matmul", isa},             {"half_linear", isa},

@@ -54,8 +54,10 @@ def test_isa_per_op_names_a_usable_path_at_most_the_request():
             assert path in usable, (op, path)
             assert order.index(path) <= order.index(requested), (op, path, requested)
         if requested == "avx512":
-            assert per_op["half_matmul"] == "avx512"  # it has an AVX-512 build
-            assert per_op["fwht"] == "avx2"  # it has none yet
+            for op in ("half_matmul", "fwht"):  # they have AVX-512 builds
+                assert per_op[op] == "avx512", op
+            for op in ("linear_scan", "delta_rule"):  # they have none yet
+                assert per_op[op] == "avx2", op
     assert kernelkit.build_info()["isa_per_op"] == dict(kernelkit._native._C.isa_per_op("auto"))
 
 

@@ -61,6 +61,39 @@ template <class VU, class VF> KK_INLINE VF bf16_storable(VF v) {
   return w;
 }
 
+// bfloat16 in pairs, written once over a width's vector types VU (32-bit words) and VF
+// (floats); each width's load_even / load_odd / bf16_round_high / store_pair wrap them (see
+// "bfloat16 in pairs" below). Two load functions, not one with output references: those
+// would pin the caller's registers to the stack.
+template <class VU, class VF, bool ODD> KK_INLINE VF bf16_words_half(const bf16_bits* p) {
+  VU w;
+  std::memcpy(&w, p, sizeof w);
+  w = ODD ? (w & 0xffff0000u) : (w << 16);
+  VF v;
+  std::memcpy(&v, &w, sizeof v);
+  return v;
+}
+
+// Float lanes rounded to nearest even at bit 16. Only for floats computed from bfloat16
+// inputs: every NaN among them then has a zero low half (a bf16 widened by a shift; x86 and
+// Arm arithmetic pass an input NaN's payload on, or make the default NaN 0x?fc00000), so
+// adding the rounding bias cannot carry out of a NaN's low half, and no NaN test is needed.
+// Infinities stay infinite; finite values that round past the largest bfloat16 become
+// infinities, as round-to-nearest wants.
+template <class VU, class VF> KK_INLINE VU bf16_rounded_words(VF v) {
+  VU u;
+  std::memcpy(&u, &v, sizeof u);
+  return u + 0x7fffu + ((u >> 16) & 1u);
+}
+
+// Stores 2W bfloat16 values from their even- and odd-indexed halves as floats (same rounding
+// and precondition).
+template <class VU, class VF> KK_INLINE void bf16_store_words(bf16_bits* p, VF even, VF odd) {
+  const VU w =
+      (bf16_rounded_words<VU>(even) >> 16) | (bf16_rounded_words<VU>(odd) & 0xffff0000u);
+  std::memcpy(p, &w, sizeof w);
+}
+
 #if !defined(KK_VEC_512)  // else the 512-bit Vec, loads and stores of vec512_impl.h
 template <> struct Vec<float> {
   using V = vf8;
@@ -148,41 +181,13 @@ KK_INLINE void store_vec(f16_bits* p, vf8 v) {
 // A bf16 is the top half of a float, so a 32-bit word holding bf16 values x[2l] (low half)
 // and x[2l+1] (high half) gives both as floats with one shift and one mask: no shuffle.
 
-// (Two functions, not one with output references: those would pin the caller's registers
-// to the stack.)
-KK_INLINE vf8 load_even(const bf16_bits* p) {
-  vu8 w;
-  std::memcpy(&w, p, sizeof w);
-  w <<= 16;
-  vf8 v;
-  std::memcpy(&v, &w, sizeof v);
-  return v;
-}
-
-KK_INLINE vf8 load_odd(const bf16_bits* p) {
-  vu8 w;
-  std::memcpy(&w, p, sizeof w);
-  w &= 0xffff0000u;
-  vf8 v;
-  std::memcpy(&v, &w, sizeof v);
-  return v;
-}
-
-// Stores 16 bfloat16 values from their even- and odd-indexed halves as floats, rounded to
-// nearest even. Only for floats computed from bfloat16 inputs: every NaN among them then has
-// a zero low half (a bf16 widened by a shift; x86 and Arm arithmetic pass an input NaN's
-// payload on, or make the default NaN 0x?fc00000), so adding the rounding bias cannot carry
-// out of a NaN's low half, and no NaN test is needed. Infinities stay infinite; finite values
-// that round past the largest bfloat16 become infinities, as round-to-nearest wants.
-KK_INLINE vu8 bf16_round_high(vf8 v) {
-  vu8 u;
-  std::memcpy(&u, &v, sizeof u);
-  return u + 0x7fffu + ((u >> 16) & 1u);
-}
-
+#if !defined(KK_VEC_512)
+KK_INLINE vf8 load_even(const bf16_bits* p) { return bf16_words_half<vu8, vf8, false>(p); }
+KK_INLINE vf8 load_odd(const bf16_bits* p) { return bf16_words_half<vu8, vf8, true>(p); }
+#endif  // !KK_VEC_512
+KK_INLINE vu8 bf16_round_high(vf8 v) { return bf16_rounded_words<vu8>(v); }
 KK_INLINE void store_pair(bf16_bits* p, vf8 even, vf8 odd) {
-  const vu8 w = (bf16_round_high(even) >> 16) | (bf16_round_high(odd) & 0xffff0000u);
-  std::memcpy(p, &w, sizeof w);
+  bf16_store_words<vu8>(p, even, odd);
 }
 
 // 8 bfloat16 values in natural order (same rounding, same precondition as store_pair).

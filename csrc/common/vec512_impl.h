@@ -14,6 +14,18 @@ template <> struct Vec<float> {
   static constexpr int W = 16;
   static constexpr int LOG_W = 4;
   static V broadcast(float s) { return V{} + s; }
+  // The four butterfly levels inside one register, as the 8-lane form's three (vec.h).
+  KK_INLINE static V butterflies(V v) {
+    v = __builtin_shuffle(v, vi16{1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14}) +
+        v * V{1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1};
+    v = __builtin_shuffle(v, vi16{2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13}) +
+        v * V{1, 1, -1, -1, 1, 1, -1, -1, 1, 1, -1, -1, 1, 1, -1, -1};
+    v = __builtin_shuffle(v, vi16{4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11}) +
+        v * V{1, 1, 1, 1, -1, -1, -1, -1, 1, 1, 1, 1, -1, -1, -1, -1};
+    v = __builtin_shuffle(v, vi16{8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7}) +
+        v * V{1, 1, 1, 1, 1, 1, 1, 1, -1, -1, -1, -1, -1, -1, -1, -1};
+    return v;
+  }
 };
 
 template <> struct Vec<double> {
@@ -21,6 +33,12 @@ template <> struct Vec<double> {
   static constexpr int W = 8;
   static constexpr int LOG_W = 3;
   static V broadcast(double s) { return V{} + s; }
+  KK_INLINE static V butterflies(V v) {
+    v = __builtin_shuffle(v, vl8{1, 0, 3, 2, 5, 4, 7, 6}) + v * V{1, -1, 1, -1, 1, -1, 1, -1};
+    v = __builtin_shuffle(v, vl8{2, 3, 0, 1, 6, 7, 4, 5}) + v * V{1, 1, -1, -1, 1, 1, -1, -1};
+    v = __builtin_shuffle(v, vl8{4, 5, 6, 7, 0, 1, 2, 3}) + v * V{1, 1, 1, 1, -1, -1, -1, -1};
+    return v;
+  }
 };
 
 KK_INLINE vf16 load_vec(const float* p, float*) { vf16 v; std::memcpy(&v, p, sizeof v); return v; }
@@ -46,10 +64,16 @@ KK_INLINE void store_vec(f16_bits* p, vf16 v) {
 // 16 bfloat16 values, rounded to nearest even, with vec.h's precondition for store_vec (NaNs
 // only from bfloat16 inputs: their low halves are zero).
 KK_INLINE void store_vec(bf16_bits* p, vf16 v) {
-  vu16 u;
-  std::memcpy(&u, &v, sizeof u);
-  const vu16 r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+  const vu16 r = bf16_rounded_words<vu16>(v) >> 16;
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(__m512i(r)));
+}
+
+// bfloat16 in pairs, 32 values as their even- and odd-indexed halves (vec.h's forms).
+KK_INLINE vf16 load_even(const bf16_bits* p) { return bf16_words_half<vu16, vf16, false>(p); }
+KK_INLINE vf16 load_odd(const bf16_bits* p) { return bf16_words_half<vu16, vf16, true>(p); }
+KK_INLINE vu16 bf16_round_high(vf16 v) { return bf16_rounded_words<vu16>(v); }
+KK_INLINE void store_pair(bf16_bits* p, vf16 even, vf16 odd) {
+  bf16_store_words<vu16>(p, even, odd);
 }
 
 KK_INLINE void store_vec_checked(float* p, vf16 v) { store_vec(p, v); }

@@ -29,11 +29,12 @@ static void check_fwht_args(const FwhtArgs& a) {
 void fwht(const FwhtArgs& args, Isa isa) {
   check_fwht_args(args);
   if (args.rows == 0) return;
-  if (isa >= Isa::avx2) {
-#if defined(KERNELKIT_HAVE_AVX2)
-    return avx2::fwht_run(args);
+#if defined(KERNELKIT_HAVE_AVX512)
+  if (isa == Isa::avx512) return avx512::fwht_run(args);
 #endif
-  }
+#if defined(KERNELKIT_HAVE_AVX2)
+  if (isa >= Isa::avx2) return avx2::fwht_run(args);
+#endif
   portable::fwht_run(args);
 }
 

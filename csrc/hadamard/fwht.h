@@ -28,5 +28,6 @@ void fwht(const FwhtArgs& args, Isa isa);
 
 namespace portable { void fwht_run(const FwhtArgs& args); }
 namespace avx2 { void fwht_run(const FwhtArgs& args); }
+namespace avx512 { void fwht_run(const FwhtArgs& args); }
 
 }  // namespace kernelkit

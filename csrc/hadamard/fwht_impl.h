@@ -1,5 +1,5 @@
-// FWHT kernels, written once over 256-bit vectors and compiled once per ISA (fwht.cpp,
-// fwht_avx2.cpp). A row costs one read of src and one write of dst: the first pass does the 3
+// FWHT kernels, written once over vec.h's vectors and compiled once per ISA (fwht.cpp,
+// fwht_avx2.cpp, and fwht_avx512.cpp on 512-bit vectors). A row costs one read of src and one write of dst: the first pass does the 3
 // in-register levels + 3 across registers, later passes 4 (3 at 4 KiB strides) on the row held
 // in L1 (rows > 32 KiB: L1 blocks, then the levels across blocks in L2). Rows beyond L2 are cut
 // into 2**15..2**17-element chunks, then one streaming or strip-buffered pass joins them: two
@@ -71,7 +71,8 @@ template <int G, class V> KK_INLINE void butterfly_registers(V* r, bool scaled, 
 }
 
 // bfloat16 rows are loaded in pairs of vectors (even- and odd-indexed values, see
-// load_even): the first pass then leaves each 16 results in the order 0, 2, .., 14, 1, .., 15.
+// load_even): the first pass then leaves each 2W results in the order 0, 2, .., 1, 3, .. (W
+// lanes per vector: 16 values per pair on AVX2, 32 on AVX-512).
 // Later passes act on higher index bits and do not care; the last one (store_pair, in a
 // first pass or fixed_cross_pass_pairs) or convert_pairs restores the order while it rounds
 // to bfloat16. This keeps both conversions off the shuffle port.
@@ -81,7 +82,7 @@ template <class Out> constexpr bool kPairedStore = std::is_same<Out, bf16_bits>:
 // First pass of a contiguous row (len a multiple of W * G): the in-register levels of each
 // vector, then log2(G) levels across G consecutive vectors.
 // With DEFER_EO (bfloat16 rows whose last pass is fixed_cross_pass_pairs), the level between
-// each 16 values' even and odd halves is left to that last pass: the halves are then
+// each 2W values' even and odd halves is left to that last pass: the halves are then
 // independent here, and each is done with G/2 registers (no spills at G = 16).
 template <class S, int G, bool DEFER_EO = false, class In, class Out>
 void first_pass(const In* src, Out* dst, int64_t len, S scale, bool scaled) {
@@ -183,10 +184,10 @@ void column_transform(const In* src, int64_t src_ld, S* work, int64_t work_ld, O
   }
 }
 
-// Rows shorter than one vector (n = 1, 2, 4 floats; 1, 2 doubles).
+// Rows shorter than one vector (n < 8 or 16 floats, 4 or 8 doubles).
 template <class S, class In, class Out>
 void short_row_transform(const In* src, Out* dst, int64_t len, S scale) {
-  S t[8];
+  S t[16];
   for (int64_t i = 0; i < len; ++i) t[i] = to_compute<S>(src[i]);
   for (int64_t h = 1; h < len; h *= 2)
     for (int64_t i = 0; i < len; ++i)
@@ -218,7 +219,7 @@ void fixed_cross_pass(const In* src, Out* dst, S scale, bool scaled, int64_t c0 
   }
 }
 
-// The last pass of a bfloat16 row: as fixed_cross_pass, for the two columns of each 16
+// The last pass of a bfloat16 row: as fixed_cross_pass, for the two columns of each 2W
 // values (their even and odd halves), storing bfloat16 pairs directly. The even half is done
 // first and its rounded words parked in work (scratch by now), then the odd half joins them:
 // 8 vectors live at a time instead of 16, so nothing spills.
@@ -226,8 +227,9 @@ void fixed_cross_pass(const In* src, Out* dst, S scale, bool scaled, int64_t c0 
 template <class S, int G, int64_t STRIDE, int64_t LEN, bool EO = false>
 void fixed_cross_pass_pairs(S* work, bf16_bits* dst, S scale, bool scaled) {
   using V = VecT<S>;
+  using VU = decltype(bf16_round_high(V{}));  // the vector's 32-bit words
   constexpr int W = Vec<S>::W;
-  static_assert(STRIDE % (2 * W) == 0, "pairs need 16-value columns");
+  static_assert(STRIDE % (2 * W) == 0, "pairs need columns of two vectors");
   const V sv = Vec<S>::broadcast(scale);
   for (int64_t b = 0; b < LEN; b += G * STRIDE) {
     for (int64_t c = b; c < b + STRIDE; c += 2 * W) {
@@ -238,14 +240,14 @@ void fixed_cross_pass_pairs(S* work, bf16_bits* dst, S scale, bool scaled) {
         if constexpr (EO) {
           store_vec(work + c + j * STRIDE, r[j]);
         } else {
-          const vu8 even = bf16_round_high(r[j]) >> 16;
+          const VU even = bf16_round_high(r[j]) >> 16;
           std::memcpy(work + c + j * STRIDE, &even, sizeof even);
         }
       }
       for (int j = 0; j < G; ++j) r[j] = load_as<S>(work + c + W + j * STRIDE);
       butterfly_registers<G>(r, scaled, sv);
       for (int j = 0; j < G; ++j) {
-        vu8 even;
+        VU even;
         V odd = r[j];
         if constexpr (EO) {
           const V e = load_as<S>(work + c + j * STRIDE);
@@ -255,7 +257,7 @@ void fixed_cross_pass_pairs(S* work, bf16_bits* dst, S scale, bool scaled) {
         } else {
           std::memcpy(&even, work + c + j * STRIDE, sizeof even);
         }
-        const vu8 pair = even | (bf16_round_high(odd) & 0xffff0000u);
+        const VU pair = even | (bf16_round_high(odd) & 0xffff0000u);
         std::memcpy(dst + c + j * STRIDE, &pair, sizeof pair);
       }
     }
@@ -450,12 +452,13 @@ void long_row_transform(const In* src, Out* dst, S* work, int64_t len, S scale, 
   errors.rethrow();
 }
 
-// The float results of a bfloat16 row (paired order when its blocks had >= 16 values) to dst.
+// The float results of a bfloat16 row (paired order when its blocks had >= 2W values) to dst.
 template <class S>
 void convert_pairs(const S* work, bf16_bits* dst, int64_t n, bool paired) {
+  constexpr int W = Vec<S>::W;
   int64_t i = 0;
   if (paired)
-    for (; i < n; i += 16) store_pair(dst + i, load_as<S>(work + i), load_as<S>(work + i + 8));
+    for (; i < n; i += 2 * W) store_pair(dst + i, load_as<S>(work + i), load_as<S>(work + i + W));
   for (; i < n; ++i) dst[i] = to_bf16(float(work[i]));
 }
 
@@ -510,9 +513,11 @@ void transform_rows(const FwhtArgs& a) {
     Out* d = dst + i * a.dst_row_stride;
     S* w = out_is_compute ? reinterpret_cast<S*>(d) : scratch.get(a.n);
     Target* t = reinterpret_cast<Target*>(convert_last ? static_cast<void*>(w) : d);
-    // Column pieces of a row for the threads: a multiple of 16 values, the last takes the rest.
+    // Column pieces of a row for the threads: whole pairs of vectors (a bfloat16 pair, and
+    // small_matrix_pass's step), the last takes the rest.
     const int64_t pieces = int64_t(a.threads) * 4;
-    const int64_t piece = (len / pieces / 16) * 16;
+    constexpr int64_t align = 2 * Vec<S>::W;
+    const int64_t piece = (len / pieces / align) * align;
     if (m == 1) {
       long_row_transform<S>(s, t, w, len, block_scale, a.threads);
     } else {

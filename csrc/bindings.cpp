@@ -516,7 +516,7 @@ py::dict isa_per_op(const std::string& requested) {
   const std::pair<const char*, Isa> ops[] = {
       {"fwht", isa},                    {"selective_scan", isa},
       {"selective_state_update", isa}, {"linear_scan", avx2_at_most},
-      {"linear_scan_2d", isa}, {"delta_rule", avx2_at_most},
+      {"linear_scan_2d", isa}, {"delta_rule", isa},
       {"half_matmul", isa},             {"half_linear", isa},
       {"half_conv2d", isa},             {"quantizers", binary},
       {"pack_signs", binary},           {"unpack_signs", binary},

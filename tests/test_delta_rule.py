@@ -57,9 +57,9 @@ def rel_close(ours, expected, rel):
     assert err <= rel * scale, f"error {err:.3g} > {rel:g} * {scale:.3g}"
 
 
-@pytest.fixture(params=["cpu-auto", "cpu-portable"])
+@pytest.fixture(params=[f"cpu-{isa}" for isa in _native.usable_isas()])
 def cpu_path(request, monkeypatch):
-    """Runs the test on the best ISA path and again on the portable one."""
+    """Runs the test once per ISA path this build has and this CPU can run."""
     monkeypatch.setattr(_native, "ISA", request.param.split("-")[1])
     with kernelkit.use_backend("cpu"):
         yield request.param
@@ -201,14 +201,14 @@ def test_non_contiguous_inputs_and_inputs_untouched(cpu_path):
                     st.integers(1, 20)),
     with_h0=st.booleans(),
     head_first=st.booleans(),
-    portable=st.booleans(),
+    isa_path=st.sampled_from(_native.usable_isas()),
 )
-def test_fuzz_shapes(shape, with_h0, head_first, portable):
+def test_fuzz_shapes(shape, with_h0, head_first, isa_path):
     q, k, v, beta, h0 = make(*shape, beta_max=2.0, with_h0=with_h0, seed=sum(shape))
     if head_first:  # (B, H, T, D) storage seen as (B, T, H, D)
         q, k, v = (x.transpose(1, 2).contiguous().transpose(1, 2) for x in (q, k, v))
     isa = _native.ISA
-    _native.ISA = "portable" if portable else "auto"
+    _native.ISA = isa_path
     try:
         with kernelkit.use_backend("cpu"):
             o, last = kernelkit.delta_rule(q, k, v, beta, h0, True, scale=0.9)

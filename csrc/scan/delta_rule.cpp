@@ -52,11 +52,12 @@ void delta_rule_forward(const DeltaRuleForwardArgs& a, Isa isa) {
   const bool steps = check_inputs(a);
   check_seq(a.o, "o", steps);
   check_optional_seq(a.w, "w", steps);
-  if (isa >= Isa::avx2) {
-#if defined(KERNELKIT_HAVE_AVX2)
-    return avx2::delta_rule_forward_run(a);
+#if defined(KERNELKIT_HAVE_AVX512)
+  if (isa == Isa::avx512) return avx512::delta_rule_forward_run(a);
 #endif
-  }
+#if defined(KERNELKIT_HAVE_AVX2)
+  if (isa >= Isa::avx2) return avx2::delta_rule_forward_run(a);
+#endif
   portable::delta_rule_forward_run(a);
 }
 
@@ -70,11 +71,12 @@ void delta_rule_backward(const DeltaRuleBackwardArgs& a, Isa isa) {
   check_seq(a.dk, "dk", steps);
   check_seq(a.dv, "dv", steps);
   check_seq(a.dbeta, "dbeta", steps);
-  if (isa >= Isa::avx2) {
-#if defined(KERNELKIT_HAVE_AVX2)
-    return avx2::delta_rule_backward_run(a);
+#if defined(KERNELKIT_HAVE_AVX512)
+  if (isa == Isa::avx512) return avx512::delta_rule_backward_run(a);
 #endif
-  }
+#if defined(KERNELKIT_HAVE_AVX2)
+  if (isa >= Isa::avx2) return avx2::delta_rule_backward_run(a);
+#endif
   portable::delta_rule_backward_run(a);
 }
 

@@ -64,5 +64,9 @@ namespace avx2 {
 void delta_rule_forward_run(const DeltaRuleForwardArgs& args);
 void delta_rule_backward_run(const DeltaRuleBackwardArgs& args);
 }  // namespace avx2
+namespace avx512 {
+void delta_rule_forward_run(const DeltaRuleForwardArgs& args);
+void delta_rule_backward_run(const DeltaRuleBackwardArgs& args);
+}  // namespace avx512
 
 }  // namespace kernelkit

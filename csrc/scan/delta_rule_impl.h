@@ -41,29 +41,12 @@ namespace delta_rule_detail {
 
 template <class S> KK_INLINE VecT<S> vload(const S* p) { return load_as<S>(p); }
 
-// Pairwise sums within 128-bit lanes, as vhaddps / vhaddpd order them.
-KK_INLINE vf8 hadd(vf8 x, vf8 y) {
-  return __builtin_shuffle(x, y, vi8{0, 2, 8, 10, 4, 6, 12, 14}) +
-         __builtin_shuffle(x, y, vi8{1, 3, 9, 11, 5, 7, 13, 15});
-}
-
-KK_INLINE vd4 hadd(vd4 x, vd4 y) {
-  return __builtin_shuffle(x, y, vl4{0, 4, 2, 6}) + __builtin_shuffle(x, y, vl4{1, 5, 3, 7});
-}
-
 // The lane sums of the W vectors at p, as one vector (lane r: the sum of vector r).
-KK_INLINE vf8 lane_sums(const float* p) {
-  vf8 a[8];
-  for (int r = 0; r < 8; ++r) a[r] = vload(p + 8 * r);
-  const vf8 lo = hadd(hadd(a[0], a[1]), hadd(a[2], a[3]));  // per 128-bit half: a[0..3]
-  const vf8 hi = hadd(hadd(a[4], a[5]), hadd(a[6], a[7]));
-  return __builtin_shuffle(lo, hi, vi8{0, 1, 2, 3, 8, 9, 10, 11}) +
-         __builtin_shuffle(lo, hi, vi8{4, 5, 6, 7, 12, 13, 14, 15});
-}
-
-KK_INLINE vd4 lane_sums(const double* p) {
-  const vd4 t0 = hadd(vload(p), vload(p + 4)), t1 = hadd(vload(p + 8), vload(p + 12));
-  return __builtin_shuffle(t0, t1, vl4{0, 1, 4, 5}) + __builtin_shuffle(t0, t1, vl4{2, 3, 6, 7});
+template <class S> KK_INLINE VecT<S> lane_sums(const S* p) {
+  constexpr int W = Vec<S>::W;
+  VecT<S> a[W];
+  for (int r = 0; r < W; ++r) a[r] = vload(p + W * r);
+  return sum_lanes_transposed(a);
 }
 
 // The sizes a kernel works with: d_k and d_v padded to whole pairs of vectors (the narrowest

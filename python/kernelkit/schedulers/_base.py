@@ -119,6 +119,9 @@ def beta_sigmas(sigma_min: float, sigma_max: float, n: int, a: float = 0.6,
     return np.array([sigma_min + p * (sigma_max - sigma_min) for p in q])
 
 
+SIGMA_FLAGS = ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas")
+
+
 def fused_step(x: torch.Tensor, m: torch.Tensor | None, hist: Sequence[torch.Tensor],
                aux: torch.Tensor | None, coefs: list[float], out: torch.Tensor | None,
                store: torch.Tensor | None) -> None:
@@ -205,6 +208,62 @@ class SchedulerBase:
             raise ValueError(f"{self._name}: timestep {float(timestep)} is not in the schedule "
                              f"set by set_timesteps ({schedule.tolist()})")
         return int(hits[1 if len(hits) > 1 else 0].item())
+
+    # ---- what the configs share ----------------------------------------------------------
+
+    def _check_sigma_flags(self) -> None:
+        """At most one of the config's use_karras_sigmas / use_exponential_sigmas /
+        use_beta_sigmas is set."""
+        if sum(bool(self.config.get(flag)) for flag in SIGMA_FLAGS) > 1:
+            raise ValueError(f"{self._name}: use at most one of use_beta_sigmas, "
+                             "use_exponential_sigmas and use_karras_sigmas")
+
+    def _check_custom_timesteps(self) -> None:
+        """Custom timesteps and a remapped sigma schedule exclude each other."""
+        for flag in ("use_karras_sigmas", "use_lu_lambdas", "use_exponential_sigmas",
+                     "use_beta_sigmas"):
+            if self.config.get(flag):
+                raise ValueError(f"{self._name}: custom timesteps cannot be used with {flag}=True")
+
+    def _configured_sigmas(self, sigma_min: float, sigma_max: float,
+                           n: int) -> np.ndarray | None:
+        """n sigmas from sigma_max down to sigma_min by the schedule the config enables
+        (Karras, exponential or beta), or None when it enables none."""
+        cfg = self.config
+        if cfg.get("use_karras_sigmas"):
+            return karras_sigmas(sigma_min, sigma_max, n)
+        if cfg.get("use_exponential_sigmas"):
+            return exponential_sigmas(sigma_min, sigma_max, n)
+        if cfg.get("use_beta_sigmas"):
+            return beta_sigmas(sigma_min, sigma_max, n)
+        return None
+
+    def _set_training_schedule(self, rescale: bool = False, allow_exp: bool = False) -> None:
+        """``betas``, ``alphas`` and ``alphas_cumprod`` of the config's DDPM training
+        schedule (see training_betas); rescaled to zero terminal SNR, the last alpha-bar is
+        2**-24 (the smallest float16 subnormal) so that its sigma stays finite, as diffusers."""
+        cfg = self.config
+        self.betas = training_betas(cfg.num_train_timesteps, cfg.beta_start, cfg.beta_end,
+                                    cfg.beta_schedule, cfg.trained_betas, rescale, self._name,
+                                    allow_exp)
+        self.alphas = 1.0 - self.betas
+        self.alphas_cumprod = torch.cumprod(self.alphas, dim=0)
+        if rescale:
+            self.alphas_cumprod[-1] = 2**-24
+
+    def _final_sigma(self) -> float:
+        """The sigma after the schedule's last, by ``final_sigmas_type``: the training
+        schedule's smallest ("sigma_min") or 0 ("zero")."""
+        kind = self.config.final_sigmas_type
+        if kind == "sigma_min":
+            abar = self.alphas_cumprod[0]
+            return float(((1 - abar) / abar) ** 0.5)
+        if kind == "zero":
+            return 0.0
+        raise ValueError(f"{self._name}: final_sigmas_type must be 'zero' or 'sigma_min'; "
+                         f"got {kind!r}")
+
+    # ---- step bookkeeping ------------------------------------------------------------------
 
     def _init_step_index(self, timestep: float | torch.Tensor) -> None:
         if self._begin_index is None:

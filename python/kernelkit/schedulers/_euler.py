@@ -10,15 +10,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from ._base import (
-    SchedulerBase,
-    SchedulerOutput,
-    beta_sigmas,
-    exponential_sigmas,
-    fused_step,
-    karras_sigmas,
-    sigma_to_t,
-)
+from ._base import SchedulerBase, SchedulerOutput, fused_step, sigma_to_t
 
 
 def churn_gamma(s_churn: float, n_sigmas: int, sigma: float, s_tmin: float,
@@ -117,21 +109,25 @@ class DiscreteSigmaScheduler(SchedulerBase):
         between the config's sigma_min / sigma_max (default: the ends of ``sig``), or None when
         none of them is enabled."""
         cfg = self.config
-        if not (cfg.use_karras_sigmas or cfg.use_exponential_sigmas or cfg.use_beta_sigmas):
-            return None
         lo = cfg.get("sigma_min")
         hi = cfg.get("sigma_max")
         lo = float(sig[-1]) if lo is None else lo
         hi = float(sig[0]) if hi is None else hi
-        make = (karras_sigmas if cfg.use_karras_sigmas else
-                exponential_sigmas if cfg.use_exponential_sigmas else beta_sigmas)
-        out = make(lo, hi, n)
-        return out, sigma_to_t(out, log_train)
+        out = self._configured_sigmas(lo, hi, n)
+        return None if out is None else (out, sigma_to_t(out, log_train))
 
-    def _check_custom_timesteps(self) -> None:
-        for flag in ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas"):
-            if self.config[flag]:
-                raise ValueError(f"{self._name}: custom timesteps cannot be used with {flag}=True")
+    def _setup_training(self, predictions: tuple[str, ...], rescale: bool = False,
+                        allow_exp: bool = False) -> None:
+        """Checks the registered config (sigma flags, prediction type among ``predictions``),
+        builds the training tables and sets the attributes diffusers' schedulers expose
+        (``is_scale_input_called``, ``use_karras_sigmas``)."""
+        self._check_sigma_flags()
+        if self.config.prediction_type not in predictions:
+            raise ValueError(f"{self._name}: prediction_type must be epsilon, v_prediction or "
+                             f"sample; got {self.config.prediction_type!r}")
+        self._set_training_schedule(rescale, allow_exp)
+        self.is_scale_input_called = False
+        self.use_karras_sigmas = self.config.use_karras_sigmas
 
     def _conversion(self, sigma: float, sigma_hat: float) -> tuple[float, float]:
         """(p_x, p_m) of the denoised estimate x0 = p_x x + p_m model_output."""

@@ -12,20 +12,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._backend import plain_eager, resolve_backend
+from .._backend import current_backend, plain_eager
 from ..ops.scheduler_step import run_cpu, scheduler_step
 from ..reference.scheduler_step import compute_dtype
 
 
 class SchedulerConfig(dict):
     """The constructor arguments, readable as ``config["name"]`` and ``config.name`` (as
-    diffusers' FrozenDict)."""
+    diffusers' FrozenDict); a key comes before a method or attribute of the same name."""
 
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
+    def __getattribute__(self, name: str) -> Any:
+        # Keys first: a __getattr__ fallback would pay a failed lookup and its AttributeError
+        # (0.3 us) on every read, and a step reads the config a dozen times.
+        if dict.__contains__(self, name):
+            return dict.__getitem__(self, name)
+        return object.__getattribute__(self, name)
 
 
 @dataclass
@@ -128,7 +129,8 @@ def fused_step(x: torch.Tensor, m: torch.Tensor | None, hist: Sequence[torch.Ten
     """kernelkit::scheduler_step on tensors the scheduler has made contiguous: straight to the
     C++ kernel in plain eager CPU mode (no dispatcher on the per-step path), the custom op
     otherwise (CUDA, compile, tracing, a forced backend)."""
-    if plain_eager(x, m) and resolve_backend("scheduler_step", x.device) == "cpu":
+    # auto and cpu both run the C++ kernel on CPU tensors (plain_eager checks they are).
+    if current_backend() in ("auto", "cpu") and plain_eager(x, m):
         run_cpu(x, m, hist, aux, coefs, out, store)
         return
     scheduler_step(x, m, hist, aux, p_x=coefs[0], p_m=coefs[1], c_x=coefs[2], c_conv=coefs[3],
@@ -297,7 +299,7 @@ class SchedulerBase:
         if model_output.shape != sample.shape:
             raise ValueError(f"{self._name}: model_output of shape {tuple(model_output.shape)} "
                              f"does not match the sample's {tuple(sample.shape)}")
-        if model_output.device != sample.device:
+        if not (model_output.is_cpu and sample.is_cpu) and model_output.device != sample.device:
             raise ValueError(f"{self._name}: model_output is on {model_output.device}, the "
                              f"sample on {sample.device}")
 
@@ -311,6 +313,12 @@ class SchedulerBase:
         if t.dtype != dtype:
             t = t.to(dtype)
         return t if t.is_contiguous() else t.contiguous()
+
+    @staticmethod
+    def _like(x: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """A new tensor of contiguous x's shape and strides (x's dtype unless given); a third
+        of torch.empty(shape, dtype=, device=)'s host cost."""
+        return torch.empty_like(x, dtype=dtype)
 
     @staticmethod
     def _compute(dtype: torch.dtype) -> torch.dtype:

@@ -234,7 +234,7 @@ class DPMSolverBase(SchedulerBase):
         quantile needs the whole conversion first). Returns out (x's dtype, new)."""
         i = self._step_index
         p_x, p_m = self._conversion(self._sig[i])
-        out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+        out = self._like(x)
         if self.config.thresholding:
             self._thresholded(x, m, slot, p_x, p_m)
             fused_step(x, None, [slot, *hist], aux, [0.0, 0.0, c_x, 0.0, c_aux, *c_m], out, None)

@@ -49,14 +49,14 @@ def euler_step(sched: SchedulerBase, model_output: torch.Tensor, timestep: float
     cdt = sched._compute(x.dtype)
     if gamma > 0:  # the churned sample, in the compute dtype as diffusers keeps it
         noise = torch.randn(m.shape, generator=generator, device=m.device, dtype=m.dtype)
-        churned = torch.empty(x.shape, dtype=cdt, device=x.device)
+        churned = sched._like(x, cdt)
         k = s_noise * (sigma_hat**2 - sigma**2) ** 0.5
         fused_step(x, noise, [], None, [1.0, k, 0.0, 0.0, 0.0], None, churned)
         x = churned if cdt == x.dtype else churned.to(x.dtype)
     p_x, p_m = conversion(sigma, sigma_hat)
     dt = nxt - sigma_hat
-    out = torch.empty(x.shape, dtype=sample.dtype, device=x.device)
-    x0 = torch.empty(x.shape, dtype=cdt, device=x.device)
+    out = sched._like(x)
+    x0 = sched._like(x, cdt)
     fused_step(x, m, [], None, [p_x, p_m, 1.0 + dt / sigma_hat, -dt / sigma_hat, 0.0], out, x0)
     sched._step_index = i + 1
     if model_output.dtype != out.dtype:
@@ -146,7 +146,7 @@ class DiscreteSigmaScheduler(SchedulerBase):
         sigma = self._sig[self._step_index]
         self.is_scale_input_called = True
         x = self._dense(sample, sample.dtype)
-        out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+        out = self._like(x)
         fused_step(x, None, [], None, [0.0, 0.0, 1.0 / (sigma * sigma + 1.0) ** 0.5, 0.0, 0.0],
                    out, None)
         return out

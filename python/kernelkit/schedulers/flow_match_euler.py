@@ -167,8 +167,8 @@ class FlowMatchEulerDiscreteScheduler(SchedulerBase):
         sigma, nxt = self._sig[i], self._sig[i + 1]
         x = self._dense(sample, sample.dtype)
         m = self._dense(model_output, sample.dtype)
-        out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-        if self.config.stochastic_sampling:
+        out = self._like(x)
+        if self.config["stochastic_sampling"]:
             noise = torch.randn(x.shape, generator=generator, device=x.device,
                                 dtype=torch.float32)
             noise = self._dense(noise, self._compute(x.dtype))

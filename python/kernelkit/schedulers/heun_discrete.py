@@ -128,8 +128,8 @@ class HeunDiscreteScheduler(DiscreteSigmaScheduler):
         sig = self._sig
         x = self._dense(sample, sample.dtype)
         m = self._dense(model_output, sample.dtype)
-        x0 = torch.empty(x.shape, dtype=self._compute(x.dtype), device=x.device)
-        out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+        x0 = self._like(x, self._compute(x.dtype))
+        out = self._like(x)
         if self._first is None:
             # out = x + (s' - s) (x - x0) / s
             sigma, nxt = sig[i], sig[i + 1]

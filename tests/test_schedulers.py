@@ -145,6 +145,24 @@ def test_dpm_repeated_final_sigma_where_diffusers_gives_nan(extra):
         x_t, x_o = nxt_t, nxt_o
 
 
+@pytest.mark.parametrize("name", ["DPMSolverMultistepScheduler", "EulerDiscreteScheduler"])
+def test_set_timesteps_follows_an_edited_alphas_cumprod(name):
+    """Ours keeps the training sigmas between set_timesteps calls; an alphas_cumprod edited in
+    place or replaced gives diffusers' schedule (which recomputes every time)."""
+    theirs = quiet(getattr(diffusers, name))
+    ours = getattr(ks, name).from_config(theirs.config)
+    ours.set_timesteps(10)
+    for edit in ("in place", "replaced"):
+        for s in (theirs, ours):
+            if edit == "in place":
+                s.alphas_cumprod[-1] = 0.01
+            else:
+                s.alphas_cumprod = s.alphas_cumprod * 0.9
+            quiet(s.set_timesteps, 10)
+        torch.testing.assert_close(ours.sigmas, theirs.sigmas, rtol=1e-6, atol=0)
+        assert torch.equal(ours.timesteps.float(), theirs.timesteps.float())
+
+
 def test_fixture_values_of_diffusers_tests():
     x, _ = run_loop(ks.DPMSolverMultistepScheduler(**DPM_BASE), 10, FIXTURE)
     assert abs(x.abs().mean().item() - 0.330145) < 1e-5

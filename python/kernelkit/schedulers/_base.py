@@ -253,6 +253,18 @@ class SchedulerBase:
         if rescale:
             self.alphas_cumprod[-1] = 2**-24
 
+    def _train_sigmas(self) -> np.ndarray:
+        """sqrt((1 - abar) / abar) of each training step (float32, torch's sqrt, whose last
+        bit numpy's does not always share), computed again only when ``alphas_cumprod`` is
+        replaced or modified: torch runs this sqrt of 1000 values as a parallel region, which
+        costs a scheduler tick (ms) in every set_timesteps while another process holds a core."""
+        abar = self.alphas_cumprod
+        cached = getattr(self, "_train_sig_of", None)  # (the tensor, its version, the table)
+        if cached is None or cached[0] is not abar or cached[1] != abar._version:
+            cached = (abar, abar._version, (((1 - abar) / abar) ** 0.5).numpy())
+            self._train_sig_of = cached
+        return cached[2].copy()
+
     def _final_sigma(self) -> float:
         """The sigma after the schedule's last, by ``final_sigmas_type``: the training
         schedule's smallest ("sigma_min") or 0 ("zero")."""

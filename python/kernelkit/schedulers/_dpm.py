@@ -124,7 +124,7 @@ class DPMSolverBase(SchedulerBase):
                 raise ValueError(f"{name}: num_inference_steps must be >= 1; "
                                  f"got {num_inference_steps}")
             ts = self._spaced_timesteps(num_inference_steps)
-        sig = (((1 - self.alphas_cumprod) / self.alphas_cumprod) ** 0.5).numpy()
+        sig = self._train_sigmas()
         log_sig = np.log(sig)
         n = num_inference_steps
         rounded = self._round_karras_always or cfg.beta_schedule != "squaredcos_cap_v2"

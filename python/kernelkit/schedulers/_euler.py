@@ -83,9 +83,6 @@ class DiscreteSigmaScheduler(SchedulerBase):
         return top if self.config.timestep_spacing in ("linspace", "trailing") else (
             (top**2 + 1) ** 0.5)
 
-    def _train_sigmas(self) -> np.ndarray:
-        return (((1 - self.alphas_cumprod) / self.alphas_cumprod) ** 0.5).numpy()
-
     def _spaced(self, n: int, n_train: int | None = None) -> np.ndarray:
         """n float32 timesteps, decreasing, by ``timestep_spacing`` over ``n_train`` training
         steps (the config's by default)."""

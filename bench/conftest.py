@@ -7,7 +7,8 @@ Conventions every family file follows, so that bench/report.py stays generic:
   that is not installed is skipped there with ``pytest.importorskip``), checks its output once,
   and times it with ``bench.run(fn, setup=None)``.
 * ``role`` is ``ours``, ``peer`` or ``floor``; ``variant`` is ``out`` (out of place) or
-  ``inplace``. The memory floor of an out-of-place case is ``clone``, of an in-place one ``copy_``.
+  ``inplace``. The memory floor of an out-of-place case is ``clone``, of an in-place one ``copy_``;
+  a case whose bytes are not one tensor's times its floor with ``bench.copy_floor(nbytes)``.
 * A module may define ``FAMILY`` (its name) and ``TARGETS`` (list of dicts, see report.py);
   both are copied into the JSON written by ``--benchmark-json``, together with the skipped
   cases, the build info and the measured rooflines (matmul FLOP/s; popcount bit-pair MAC/s).
@@ -295,6 +296,15 @@ class Bench:
             raise RuntimeError("call bench.describe(...) before bench.amend(...)")
         self.info.update(fields)
         self.benchmark.extra_info.update(fields)
+
+    def copy_floor(self, nbytes: int, device: str | torch.device = "cpu") -> Callable[[], None]:
+        """The memory floor of a case that moves ``nbytes`` (read + write): one copy_ of
+        nbytes / 2 bytes into a preallocated tensor. Both tensors are written here, untimed, so
+        that no timed call faults pages in or reads the shared zero page."""
+        src = torch.ones(max(1, nbytes // 2), dtype=torch.uint8, device=device)
+        dst = torch.empty_like(src)
+        dst.copy_(src)
+        return lambda: dst.copy_(src)
 
     def run(self, fn: Callable[[], object], setup: Callable[[], None] | None = None) -> None:
         """Time fn: one call per round (setup, if any, runs before each round, untimed)."""

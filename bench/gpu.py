@@ -93,10 +93,7 @@ def run_row(bench: Any, key: str, impls: dict[str, Impl], *,
     if key == FLOOR:
         bench.describe(impl=FLOOR, role="floor", variant="out",
                        note="device copy_ moving the case's bytes (read + write)", **describe)
-        half = max(1, describe["nbytes"] // 2)
-        src = torch.empty(half, dtype=torch.uint8, device=DEVICE)
-        dst = torch.empty_like(src)
-        bench.run(lambda: dst.copy_(src))
+        bench.run(bench.copy_floor(describe["nbytes"], DEVICE))
         return
     impl = impls[key]
     bench.describe(impl=impl.name, role=impl.role, variant="out", note=impl.note, **describe)

@@ -109,6 +109,60 @@ def test_dpm_loop_matches_diffusers(case, steps):
     assert_matches_diffusers(ours, theirs, ours64.double(), peak)
 
 
+# Schedules that end at sigma_min (Karras / exponential / beta / Lu) with final_sigmas_type
+# "sigma_min" repeat their last sigma: the last step has h = 0, where diffusers' second-order
+# heun and third-order coefficients are 0/0 and its loop returns NaN everywhere.
+REPEATED_FINAL_SIGMA = [
+    dict(solver_order=3, use_karras_sigmas=True),
+    dict(solver_order=3, use_exponential_sigmas=True, solver_type="heun"),
+    dict(solver_order=2, solver_type="heun", use_beta_sigmas=True),
+    dict(solver_order=3, use_lu_lambdas=True, algorithm_type="dpmsolver"),
+    dict(solver_order=2, solver_type="heun", use_karras_sigmas=True, prediction_type="sample"),
+]
+
+
+@pytest.mark.parametrize("extra", REPEATED_FINAL_SIGMA, ids=cfg_id)
+def test_dpm_repeated_final_sigma_where_diffusers_gives_nan(extra):
+    """Every step before the last as diffusers; the last (h = 0) returns its sample unchanged,
+    the h -> 0 limit of every update (x_t = x_s when lambda_t = lambda_s)."""
+    steps = 25
+    theirs_s = quiet(diffusers.DPMSolverMultistepScheduler, **{**DPM_BASE, **extra})
+    ours_s = ks.DPMSolverMultistepScheduler.from_config(theirs_s.config)
+    theirs_s.set_timesteps(steps)
+    ours_s.set_timesteps(steps)
+    assert theirs_s.sigmas[-2] == theirs_s.sigmas[-1] > 0  # the premise: h = 0 at the end
+    x_t = x_o = FIXTURE.clone()
+    for i, t in enumerate(theirs_s.timesteps):
+        nxt_t = theirs_s.step(dummy_model(x_t, t), t, x_t).prev_sample
+        nxt_o = ours_s.step(dummy_model(x_o, t), t, x_o).prev_sample
+        if i == steps - 1:
+            assert torch.isnan(nxt_t).all()  # diffusers' result there
+            assert torch.equal(nxt_o, x_o)
+            break
+        # Near the end h is small and float32 rounding grows (2e-6 x scale seen): 1e-5.
+        scale = max(nxt_t.abs().max().item(), 1.0)
+        assert (nxt_o - nxt_t).abs().max().item() <= 1e-5 * scale, i
+        x_t, x_o = nxt_t, nxt_o
+
+
+@pytest.mark.parametrize("name", ["DPMSolverMultistepScheduler", "EulerDiscreteScheduler"])
+def test_set_timesteps_follows_an_edited_alphas_cumprod(name):
+    """Ours keeps the training sigmas between set_timesteps calls; an alphas_cumprod edited in
+    place or replaced gives diffusers' schedule (which recomputes every time)."""
+    theirs = quiet(getattr(diffusers, name))
+    ours = getattr(ks, name).from_config(theirs.config)
+    ours.set_timesteps(10)
+    for edit in ("in place", "replaced"):
+        for s in (theirs, ours):
+            if edit == "in place":
+                s.alphas_cumprod[-1] = 0.01
+            else:
+                s.alphas_cumprod = s.alphas_cumprod * 0.9
+            quiet(s.set_timesteps, 10)
+        torch.testing.assert_close(ours.sigmas, theirs.sigmas, rtol=1e-6, atol=0)
+        assert torch.equal(ours.timesteps.float(), theirs.timesteps.float())
+
+
 def test_fixture_values_of_diffusers_tests():
     x, _ = run_loop(ks.DPMSolverMultistepScheduler(**DPM_BASE), 10, FIXTURE)
     assert abs(x.abs().mean().item() - 0.330145) < 1e-5

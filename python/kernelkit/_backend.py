@@ -15,7 +15,9 @@ _state = threading.local()
 
 
 def current_backend() -> str:
-    return getattr(_state, "backend", "auto")
+    # The thread's own dict: getattr with a default costs an AttributeError (0.3 us) in every
+    # thread that never set one, and this runs on every op call.
+    return _state.__dict__.get("backend", "auto")
 
 
 @contextlib.contextmanager
@@ -65,7 +67,7 @@ def plain_eager(*tensors: torch.Tensor | None) -> bool:
         return False
     grad = torch.is_grad_enabled()
     for t in tensors:
-        if t is not None and (type(t) is not torch.Tensor or t.device.type != "cpu"
+        if t is not None and (type(t) is not torch.Tensor or not t.is_cpu
                               or (grad and t.requires_grad)):
             return False
     return True

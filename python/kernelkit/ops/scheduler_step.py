@@ -65,19 +65,26 @@ def check_scheduler_step_args(
             raise ValueError(f"{op}: {name} must be contiguous")
 
 
-def _ptr(t: torch.Tensor | None) -> int:
-    return 0 if t is None else t.data_ptr()
+# The absent history slots' null pointers and zero coefficients (floats: an int would send
+# pybind11 to its converting second pass).
+_NO_PTRS, _NO_COEFS = (0,) * MAX_HISTORY, (0.0,) * MAX_HISTORY
 
 
 def run_cpu(x: torch.Tensor, m: torch.Tensor | None, hist: Sequence[torch.Tensor],
             aux: torch.Tensor | None, coefs: Sequence[float], out: torch.Tensor | None,
             store: torch.Tensor | None) -> None:
     """The C++ kernel on contiguous CPU tensors (no checks: callers have validated)."""
-    h = [t.data_ptr() for t in hist] + [0] * (MAX_HISTORY - len(hist))
-    c = list(coefs[5:]) + [0.0] * (MAX_HISTORY - len(hist))
-    p_m = 0.0 if m is None else coefs[1]
-    _C.scheduler_step(x.data_ptr(), _ptr(m), _ptr(aux), h[0], h[1], h[2], h[3], len(hist),
-                      _ptr(out), _ptr(store), x.numel(), _DTYPE_NAMES[x.dtype], coefs[0], p_m,
+    n = len(hist)
+    if n:
+        h = [t.data_ptr() for t in hist] + [0] * (MAX_HISTORY - n)
+        c = [*coefs[5:], *(0.0,) * (MAX_HISTORY - n)]
+    else:  # the common one-pass step (flow / Euler): nothing to pad
+        h, c = _NO_PTRS, _NO_COEFS
+    _C.scheduler_step(x.data_ptr(), 0 if m is None else m.data_ptr(),
+                      0 if aux is None else aux.data_ptr(), h[0], h[1], h[2], h[3], n,
+                      0 if out is None else out.data_ptr(),
+                      0 if store is None else store.data_ptr(), x.numel(),
+                      _DTYPE_NAMES[x.dtype], coefs[0], 0.0 if m is None else coefs[1],
                       coefs[2], coefs[3], coefs[4], c[0], c[1], c[2], c[3],
                       torch.get_num_threads(), _native.ISA)
 

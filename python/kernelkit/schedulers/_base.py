@@ -12,20 +12,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._backend import plain_eager, resolve_backend
+from .._backend import current_backend, plain_eager
 from ..ops.scheduler_step import run_cpu, scheduler_step
 from ..reference.scheduler_step import compute_dtype
 
 
 class SchedulerConfig(dict):
     """The constructor arguments, readable as ``config["name"]`` and ``config.name`` (as
-    diffusers' FrozenDict)."""
+    diffusers' FrozenDict); a key comes before a method or attribute of the same name."""
 
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
+    def __getattribute__(self, name: str) -> Any:
+        # Keys first: a __getattr__ fallback would pay a failed lookup and its AttributeError
+        # (0.3 us) on every read, and a step reads the config a dozen times.
+        if dict.__contains__(self, name):
+            return dict.__getitem__(self, name)
+        return object.__getattribute__(self, name)
 
 
 @dataclass
@@ -119,13 +120,17 @@ def beta_sigmas(sigma_min: float, sigma_max: float, n: int, a: float = 0.6,
     return np.array([sigma_min + p * (sigma_max - sigma_min) for p in q])
 
 
+SIGMA_FLAGS = ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas")
+
+
 def fused_step(x: torch.Tensor, m: torch.Tensor | None, hist: Sequence[torch.Tensor],
                aux: torch.Tensor | None, coefs: list[float], out: torch.Tensor | None,
                store: torch.Tensor | None) -> None:
     """kernelkit::scheduler_step on tensors the scheduler has made contiguous: straight to the
     C++ kernel in plain eager CPU mode (no dispatcher on the per-step path), the custom op
     otherwise (CUDA, compile, tracing, a forced backend)."""
-    if plain_eager(x, m) and resolve_backend("scheduler_step", x.device) == "cpu":
+    # auto and cpu both run the C++ kernel on CPU tensors (plain_eager checks they are).
+    if current_backend() in ("auto", "cpu") and plain_eager(x, m):
         run_cpu(x, m, hist, aux, coefs, out, store)
         return
     scheduler_step(x, m, hist, aux, p_x=coefs[0], p_m=coefs[1], c_x=coefs[2], c_conv=coefs[3],
@@ -206,6 +211,74 @@ class SchedulerBase:
                              f"set by set_timesteps ({schedule.tolist()})")
         return int(hits[1 if len(hits) > 1 else 0].item())
 
+    # ---- what the configs share ----------------------------------------------------------
+
+    def _check_sigma_flags(self) -> None:
+        """At most one of the config's use_karras_sigmas / use_exponential_sigmas /
+        use_beta_sigmas is set."""
+        if sum(bool(self.config.get(flag)) for flag in SIGMA_FLAGS) > 1:
+            raise ValueError(f"{self._name}: use at most one of use_beta_sigmas, "
+                             "use_exponential_sigmas and use_karras_sigmas")
+
+    def _check_custom_timesteps(self) -> None:
+        """Custom timesteps and a remapped sigma schedule exclude each other."""
+        for flag in ("use_karras_sigmas", "use_lu_lambdas", "use_exponential_sigmas",
+                     "use_beta_sigmas"):
+            if self.config.get(flag):
+                raise ValueError(f"{self._name}: custom timesteps cannot be used with {flag}=True")
+
+    def _configured_sigmas(self, sigma_min: float, sigma_max: float,
+                           n: int) -> np.ndarray | None:
+        """n sigmas from sigma_max down to sigma_min by the schedule the config enables
+        (Karras, exponential or beta), or None when it enables none."""
+        cfg = self.config
+        if cfg.get("use_karras_sigmas"):
+            return karras_sigmas(sigma_min, sigma_max, n)
+        if cfg.get("use_exponential_sigmas"):
+            return exponential_sigmas(sigma_min, sigma_max, n)
+        if cfg.get("use_beta_sigmas"):
+            return beta_sigmas(sigma_min, sigma_max, n)
+        return None
+
+    def _set_training_schedule(self, rescale: bool = False, allow_exp: bool = False) -> None:
+        """``betas``, ``alphas`` and ``alphas_cumprod`` of the config's DDPM training
+        schedule (see training_betas); rescaled to zero terminal SNR, the last alpha-bar is
+        2**-24 (the smallest float16 subnormal) so that its sigma stays finite, as diffusers."""
+        cfg = self.config
+        self.betas = training_betas(cfg.num_train_timesteps, cfg.beta_start, cfg.beta_end,
+                                    cfg.beta_schedule, cfg.trained_betas, rescale, self._name,
+                                    allow_exp)
+        self.alphas = 1.0 - self.betas
+        self.alphas_cumprod = torch.cumprod(self.alphas, dim=0)
+        if rescale:
+            self.alphas_cumprod[-1] = 2**-24
+
+    def _train_sigmas(self) -> np.ndarray:
+        """sqrt((1 - abar) / abar) of each training step (float32, torch's sqrt, whose last
+        bit numpy's does not always share), computed again only when ``alphas_cumprod`` is
+        replaced or modified: torch runs this sqrt of 1000 values as a parallel region, which
+        costs a scheduler tick (ms) in every set_timesteps while another process holds a core."""
+        abar = self.alphas_cumprod
+        cached = getattr(self, "_train_sig_of", None)  # (the tensor, its version, the table)
+        if cached is None or cached[0] is not abar or cached[1] != abar._version:
+            cached = (abar, abar._version, (((1 - abar) / abar) ** 0.5).numpy())
+            self._train_sig_of = cached
+        return cached[2].copy()
+
+    def _final_sigma(self) -> float:
+        """The sigma after the schedule's last, by ``final_sigmas_type``: the training
+        schedule's smallest ("sigma_min") or 0 ("zero")."""
+        kind = self.config.final_sigmas_type
+        if kind == "sigma_min":
+            abar = self.alphas_cumprod[0]
+            return float(((1 - abar) / abar) ** 0.5)
+        if kind == "zero":
+            return 0.0
+        raise ValueError(f"{self._name}: final_sigmas_type must be 'zero' or 'sigma_min'; "
+                         f"got {kind!r}")
+
+    # ---- step bookkeeping ------------------------------------------------------------------
+
     def _init_step_index(self, timestep: float | torch.Tensor) -> None:
         if self._begin_index is None:
             self._step_index = self.index_for_timestep(timestep)
@@ -238,7 +311,7 @@ class SchedulerBase:
         if model_output.shape != sample.shape:
             raise ValueError(f"{self._name}: model_output of shape {tuple(model_output.shape)} "
                              f"does not match the sample's {tuple(sample.shape)}")
-        if model_output.device != sample.device:
+        if not (model_output.is_cpu and sample.is_cpu) and model_output.device != sample.device:
             raise ValueError(f"{self._name}: model_output is on {model_output.device}, the "
                              f"sample on {sample.device}")
 
@@ -252,6 +325,12 @@ class SchedulerBase:
         if t.dtype != dtype:
             t = t.to(dtype)
         return t if t.is_contiguous() else t.contiguous()
+
+    @staticmethod
+    def _like(x: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """A new tensor of contiguous x's shape and strides (x's dtype unless given); a third
+        of torch.empty(shape, dtype=, device=)'s host cost."""
+        return torch.empty_like(x, dtype=dtype)
 
     @staticmethod
     def _compute(dtype: torch.dtype) -> torch.dtype:

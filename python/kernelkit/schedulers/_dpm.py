@@ -12,15 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._base import (
-    SchedulerBase,
-    beta_sigmas,
-    exponential_sigmas,
-    fused_step,
-    karras_sigmas,
-    sigma_to_t,
-    training_betas,
-)
+from ._base import SchedulerBase, fused_step, sigma_to_t
 from ._threshold import threshold_in_place
 
 PREDICTIONS = ("epsilon", "sample", "v_prediction", "flow_prediction")
@@ -70,9 +62,7 @@ class DPMSolverBase(SchedulerBase):
         """Checks the config and builds the training tables (config already registered)."""
         cfg = self.config
         name = self._name
-        if sum([cfg.use_beta_sigmas, cfg.use_exponential_sigmas, cfg.use_karras_sigmas]) > 1:
-            raise ValueError(f"{name}: use at most one of use_beta_sigmas, "
-                             "use_exponential_sigmas and use_karras_sigmas")
+        self._check_sigma_flags()
         if cfg.algorithm_type == "deis":
             cfg["algorithm_type"] = "dpmsolver++"
         if cfg.algorithm_type not in self._algorithms:
@@ -91,13 +81,7 @@ class DPMSolverBase(SchedulerBase):
                              f"got {cfg.prediction_type!r}")
         if cfg.solver_order not in (1, 2, 3):
             raise ValueError(f"{name}: solver_order must be 1, 2 or 3; got {cfg.solver_order}")
-        rescale = cfg.get("rescale_betas_zero_snr", False)
-        self.betas = training_betas(cfg.num_train_timesteps, cfg.beta_start, cfg.beta_end,
-                                    cfg.beta_schedule, cfg.trained_betas, rescale, name)
-        self.alphas = 1.0 - self.betas
-        self.alphas_cumprod = torch.cumprod(self.alphas, dim=0)
-        if rescale:
-            self.alphas_cumprod[-1] = 2**-24  # the smallest float16 subnormal: a finite sigma
+        self._set_training_schedule(cfg.get("rescale_betas_zero_snr", False))
         self.alpha_t = torch.sqrt(self.alphas_cumprod)
         self.sigma_t = torch.sqrt(1 - self.alphas_cumprod)
         self.lambda_t = torch.log(self.alpha_t) - torch.log(self.sigma_t)
@@ -133,25 +117,20 @@ class DPMSolverBase(SchedulerBase):
         if (num_inference_steps is None) == (timesteps is None):
             raise ValueError(f"{name}: pass exactly one of num_inference_steps and timesteps")
         if timesteps is not None:
-            for flag in ("use_karras_sigmas", "use_lu_lambdas", "use_exponential_sigmas",
-                         "use_beta_sigmas"):
-                if cfg.get(flag):
-                    raise ValueError(f"{name}: custom timesteps cannot be used with {flag}=True")
+            self._check_custom_timesteps()
             ts = np.array(timesteps).astype(np.int64)
         else:
             if num_inference_steps < 1:
                 raise ValueError(f"{name}: num_inference_steps must be >= 1; "
                                  f"got {num_inference_steps}")
             ts = self._spaced_timesteps(num_inference_steps)
-        sig = (((1 - self.alphas_cumprod) / self.alphas_cumprod) ** 0.5).numpy()
+        sig = self._train_sigmas()
         log_sig = np.log(sig)
         n = num_inference_steps
         rounded = self._round_karras_always or cfg.beta_schedule != "squaredcos_cap_v2"
-        if cfg.use_karras_sigmas or cfg.use_exponential_sigmas or cfg.use_beta_sigmas:
-            lo, hi = float(sig[0]), float(sig[-1])
-            make = (karras_sigmas if cfg.use_karras_sigmas else
-                    exponential_sigmas if cfg.use_exponential_sigmas else beta_sigmas)
-            sig = make(lo, hi, n)
+        remapped = self._configured_sigmas(float(sig[0]), float(sig[-1]), n)
+        if remapped is not None:
+            sig = remapped
             ts = sigma_to_t(sig, log_sig)
             if cfg.use_karras_sigmas and rounded:
                 ts = ts.round()
@@ -168,13 +147,7 @@ class DPMSolverBase(SchedulerBase):
             ts = (sig * cfg.num_train_timesteps).copy()
         else:
             sig = np.interp(ts, np.arange(0, len(sig)), sig)
-        if cfg.final_sigmas_type == "sigma_min":
-            last = float(((1 - self.alphas_cumprod[0]) / self.alphas_cumprod[0]) ** 0.5)
-        elif cfg.final_sigmas_type == "zero":
-            last = 0.0
-        else:
-            raise ValueError(f"{name}: final_sigmas_type must be 'zero' or 'sigma_min'; "
-                             f"got {cfg.final_sigmas_type!r}")
+        last = self._final_sigma()
         self.sigmas = torch.from_numpy(np.concatenate([sig, [last]]).astype(np.float32))
         self.timesteps = torch.from_numpy(np.asarray(ts)).to(device=device, dtype=torch.int64)
         self.num_inference_steps = len(ts)
@@ -261,7 +234,7 @@ class DPMSolverBase(SchedulerBase):
         quantile needs the whole conversion first). Returns out (x's dtype, new)."""
         i = self._step_index
         p_x, p_m = self._conversion(self._sig[i])
-        out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+        out = self._like(x)
         if self.config.thresholding:
             self._thresholded(x, m, slot, p_x, p_m)
             fused_step(x, None, [slot, *hist], aux, [0.0, 0.0, c_x, 0.0, c_aux, *c_m], out, None)

@@ -10,15 +10,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from ._base import (
-    SchedulerBase,
-    SchedulerOutput,
-    beta_sigmas,
-    exponential_sigmas,
-    fused_step,
-    karras_sigmas,
-    sigma_to_t,
-)
+from ._base import SchedulerBase, SchedulerOutput, fused_step, sigma_to_t
 
 
 def churn_gamma(s_churn: float, n_sigmas: int, sigma: float, s_tmin: float,
@@ -57,14 +49,14 @@ def euler_step(sched: SchedulerBase, model_output: torch.Tensor, timestep: float
     cdt = sched._compute(x.dtype)
     if gamma > 0:  # the churned sample, in the compute dtype as diffusers keeps it
         noise = torch.randn(m.shape, generator=generator, device=m.device, dtype=m.dtype)
-        churned = torch.empty(x.shape, dtype=cdt, device=x.device)
+        churned = sched._like(x, cdt)
         k = s_noise * (sigma_hat**2 - sigma**2) ** 0.5
         fused_step(x, noise, [], None, [1.0, k, 0.0, 0.0, 0.0], None, churned)
         x = churned if cdt == x.dtype else churned.to(x.dtype)
     p_x, p_m = conversion(sigma, sigma_hat)
     dt = nxt - sigma_hat
-    out = torch.empty(x.shape, dtype=sample.dtype, device=x.device)
-    x0 = torch.empty(x.shape, dtype=cdt, device=x.device)
+    out = sched._like(x)
+    x0 = sched._like(x, cdt)
     fused_step(x, m, [], None, [p_x, p_m, 1.0 + dt / sigma_hat, -dt / sigma_hat, 0.0], out, x0)
     sched._step_index = i + 1
     if model_output.dtype != out.dtype:
@@ -91,9 +83,6 @@ class DiscreteSigmaScheduler(SchedulerBase):
         return top if self.config.timestep_spacing in ("linspace", "trailing") else (
             (top**2 + 1) ** 0.5)
 
-    def _train_sigmas(self) -> np.ndarray:
-        return (((1 - self.alphas_cumprod) / self.alphas_cumprod) ** 0.5).numpy()
-
     def _spaced(self, n: int, n_train: int | None = None) -> np.ndarray:
         """n float32 timesteps, decreasing, by ``timestep_spacing`` over ``n_train`` training
         steps (the config's by default)."""
@@ -117,21 +106,25 @@ class DiscreteSigmaScheduler(SchedulerBase):
         between the config's sigma_min / sigma_max (default: the ends of ``sig``), or None when
         none of them is enabled."""
         cfg = self.config
-        if not (cfg.use_karras_sigmas or cfg.use_exponential_sigmas or cfg.use_beta_sigmas):
-            return None
         lo = cfg.get("sigma_min")
         hi = cfg.get("sigma_max")
         lo = float(sig[-1]) if lo is None else lo
         hi = float(sig[0]) if hi is None else hi
-        make = (karras_sigmas if cfg.use_karras_sigmas else
-                exponential_sigmas if cfg.use_exponential_sigmas else beta_sigmas)
-        out = make(lo, hi, n)
-        return out, sigma_to_t(out, log_train)
+        out = self._configured_sigmas(lo, hi, n)
+        return None if out is None else (out, sigma_to_t(out, log_train))
 
-    def _check_custom_timesteps(self) -> None:
-        for flag in ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas"):
-            if self.config[flag]:
-                raise ValueError(f"{self._name}: custom timesteps cannot be used with {flag}=True")
+    def _setup_training(self, predictions: tuple[str, ...], rescale: bool = False,
+                        allow_exp: bool = False) -> None:
+        """Checks the registered config (sigma flags, prediction type among ``predictions``),
+        builds the training tables and sets the attributes diffusers' schedulers expose
+        (``is_scale_input_called``, ``use_karras_sigmas``)."""
+        self._check_sigma_flags()
+        if self.config.prediction_type not in predictions:
+            raise ValueError(f"{self._name}: prediction_type must be epsilon, v_prediction or "
+                             f"sample; got {self.config.prediction_type!r}")
+        self._set_training_schedule(rescale, allow_exp)
+        self.is_scale_input_called = False
+        self.use_karras_sigmas = self.config.use_karras_sigmas
 
     def _conversion(self, sigma: float, sigma_hat: float) -> tuple[float, float]:
         """(p_x, p_m) of the denoised estimate x0 = p_x x + p_m model_output."""
@@ -150,7 +143,7 @@ class DiscreteSigmaScheduler(SchedulerBase):
         sigma = self._sig[self._step_index]
         self.is_scale_input_called = True
         x = self._dense(sample, sample.dtype)
-        out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+        out = self._like(x)
         fused_step(x, None, [], None, [0.0, 0.0, 1.0 / (sigma * sigma + 1.0) ** 0.5, 0.0, 0.0],
                    out, None)
         return out

@@ -114,7 +114,7 @@ class EDMEulerScheduler(SchedulerBase):
             self._init_step_index(timestep)
         self.is_scale_input_called = True
         x = self._dense(sample, sample.dtype)
-        out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+        out = self._like(x)
         c_in = self._c_in(self._sig[self._step_index])
         fused_step(x, None, [], None, [0.0, 0.0, c_in, 0.0, 0.0], out, None)
         return out

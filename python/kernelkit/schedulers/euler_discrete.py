@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ._base import SchedulerOutput, sigma_to_t, training_betas
+from ._base import SchedulerOutput, sigma_to_t
 from ._euler import DiscreteSigmaScheduler, euler_step
 
 
@@ -42,20 +42,9 @@ class EulerDiscreteScheduler(DiscreteSigmaScheduler):
         rescale_betas_zero_snr: bool = False,
         final_sigmas_type: str = "zero",
     ) -> None:
-        if sum([bool(use_beta_sigmas), bool(use_exponential_sigmas),
-                bool(use_karras_sigmas)]) > 1:
-            raise ValueError(f"{self._name}: use at most one of use_beta_sigmas, "
-                             "use_exponential_sigmas and use_karras_sigmas")
-        if prediction_type not in ("epsilon", "v_prediction", "sample", "original_sample"):
-            raise ValueError(f"{self._name}: prediction_type must be epsilon, v_prediction or "
-                             f"sample; got {prediction_type!r}")
         self._register(locals())
-        self.betas = training_betas(num_train_timesteps, beta_start, beta_end, beta_schedule,
-                                    trained_betas, rescale_betas_zero_snr, self._name)
-        self.alphas = 1.0 - self.betas
-        self.alphas_cumprod = torch.cumprod(self.alphas, dim=0)
-        if rescale_betas_zero_snr:
-            self.alphas_cumprod[-1] = 2**-24
+        self._setup_training(("epsilon", "v_prediction", "sample", "original_sample"),
+                             rescale_betas_zero_snr)
         sigmas = (((1 - self.alphas_cumprod) / self.alphas_cumprod) ** 0.5).flip(0)
         ts = torch.from_numpy(np.linspace(0, num_train_timesteps - 1, num_train_timesteps,
                                           dtype=float)[::-1].copy()).to(torch.float32)
@@ -65,8 +54,6 @@ class EulerDiscreteScheduler(DiscreteSigmaScheduler):
             self.timesteps = ts
         self.sigmas = torch.cat([sigmas, torch.zeros(1)])
         self._sig = [float(v) for v in self.sigmas.tolist()]
-        self.is_scale_input_called = False
-        self.use_karras_sigmas = use_karras_sigmas
         self.use_exponential_sigmas = use_exponential_sigmas
         self.use_beta_sigmas = use_beta_sigmas
 
@@ -112,14 +99,7 @@ class EulerDiscreteScheduler(DiscreteSigmaScheduler):
             remapped = self._remapped(sig, n, log_train)
             if remapped is not None:
                 sig, ts = remapped
-            if cfg.final_sigmas_type == "sigma_min":
-                last = float(((1 - self.alphas_cumprod[0]) / self.alphas_cumprod[0]) ** 0.5)
-            elif cfg.final_sigmas_type == "zero":
-                last = 0.0
-            else:
-                raise ValueError(f"{name}: final_sigmas_type must be 'zero' or 'sigma_min'; "
-                                 f"got {cfg.final_sigmas_type!r}")
-            sig = np.concatenate([sig, [last]]).astype(np.float32)
+            sig = np.concatenate([sig, [self._final_sigma()]]).astype(np.float32)
         sig_t = torch.from_numpy(sig).to(dtype=torch.float32, device=device)
         if cfg.timestep_type == "continuous" and cfg.prediction_type == "v_prediction":
             self.timesteps = torch.Tensor([0.25 * s.log() for s in sig_t[:-1]]).to(device=device)

@@ -10,14 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._base import (
-    SchedulerBase,
-    SchedulerOutput,
-    beta_sigmas,
-    exponential_sigmas,
-    fused_step,
-    karras_sigmas,
-)
+from ._base import SchedulerBase, SchedulerOutput, fused_step
 
 
 class FlowMatchEulerDiscreteScheduler(SchedulerBase):
@@ -47,13 +40,11 @@ class FlowMatchEulerDiscreteScheduler(SchedulerBase):
         time_shift_type: str = "exponential",
         stochastic_sampling: bool = False,
     ) -> None:
-        if sum([use_beta_sigmas, use_exponential_sigmas, use_karras_sigmas]) > 1:
-            raise ValueError(f"{self._name}: use at most one of use_beta_sigmas, "
-                             "use_exponential_sigmas and use_karras_sigmas")
         if time_shift_type not in ("exponential", "linear"):
             raise ValueError(f"{self._name}: time_shift_type must be 'exponential' or 'linear'; "
                              f"got {time_shift_type!r}")
         self._register(locals())
+        self._check_sigma_flags()
         n = num_train_timesteps
         ts = torch.from_numpy(np.linspace(1, n, n, dtype=np.float32)[::-1].copy())
         sigmas = ts / n
@@ -126,10 +117,9 @@ class FlowMatchEulerDiscreteScheduler(SchedulerBase):
             sig = self.shift * sig / (1 + (self.shift - 1) * sig)
         if cfg.shift_terminal:
             sig = self.stretch_shift_to_terminal(sig)
-        if cfg.use_karras_sigmas or cfg.use_exponential_sigmas or cfg.use_beta_sigmas:
-            make = (karras_sigmas if cfg.use_karras_sigmas else
-                    exponential_sigmas if cfg.use_exponential_sigmas else beta_sigmas)
-            sig = make(float(sig[-1]), float(sig[0]), num_inference_steps)
+        remapped = self._configured_sigmas(float(sig[-1]), float(sig[0]), num_inference_steps)
+        if remapped is not None:
+            sig = remapped
         sig_t = torch.from_numpy(np.asarray(sig)).to(dtype=torch.float32, device=device)
         if given_ts:
             ts_t = torch.from_numpy(timesteps).to(dtype=torch.float32, device=device)
@@ -177,8 +167,8 @@ class FlowMatchEulerDiscreteScheduler(SchedulerBase):
         sigma, nxt = self._sig[i], self._sig[i + 1]
         x = self._dense(sample, sample.dtype)
         m = self._dense(model_output, sample.dtype)
-        out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-        if self.config.stochastic_sampling:
+        out = self._like(x)
+        if self.config["stochastic_sampling"]:
             noise = torch.randn(x.shape, generator=generator, device=x.device,
                                 dtype=torch.float32)
             noise = self._dense(noise, self._compute(x.dtype))

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ._base import SchedulerOutput, fused_step, training_betas
+from ._base import SchedulerOutput, fused_step
 from ._euler import DiscreteSigmaScheduler, heun_coefficients
 
 
@@ -45,20 +45,8 @@ class HeunDiscreteScheduler(DiscreteSigmaScheduler):
         timestep_spacing: str = "linspace",
         steps_offset: int = 0,
     ) -> None:
-        if sum([bool(use_beta_sigmas), bool(use_exponential_sigmas),
-                bool(use_karras_sigmas)]) > 1:
-            raise ValueError(f"{self._name}: use at most one of use_beta_sigmas, "
-                             "use_exponential_sigmas and use_karras_sigmas")
-        if prediction_type not in ("epsilon", "v_prediction", "sample"):
-            raise ValueError(f"{self._name}: prediction_type must be epsilon, v_prediction or "
-                             f"sample; got {prediction_type!r}")
         self._register(locals())
-        self.betas = training_betas(num_train_timesteps, beta_start, beta_end, beta_schedule,
-                                    trained_betas, owner=self._name, allow_exp=True)
-        self.alphas = 1.0 - self.betas
-        self.alphas_cumprod = torch.cumprod(self.alphas, dim=0)
-        self.is_scale_input_called = False
-        self.use_karras_sigmas = use_karras_sigmas
+        self._setup_training(("epsilon", "v_prediction", "sample"), allow_exp=True)
         # As diffusers: the full training schedule until set_timesteps is called.
         self.set_timesteps(num_train_timesteps, None, num_train_timesteps)
 
@@ -140,8 +128,8 @@ class HeunDiscreteScheduler(DiscreteSigmaScheduler):
         sig = self._sig
         x = self._dense(sample, sample.dtype)
         m = self._dense(model_output, sample.dtype)
-        x0 = torch.empty(x.shape, dtype=self._compute(x.dtype), device=x.device)
-        out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+        x0 = self._like(x, self._compute(x.dtype))
+        out = self._like(x)
         if self._first is None:
             # out = x + (s' - s) (x - x0) / s
             sigma, nxt = sig[i], sig[i + 1]

@@ -535,6 +535,31 @@ def test_adjoint_gradients_equal_backprop_and_tuple_state():
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-8)
 
 
+def test_adjoint_unused_parameter_and_graph_shared_across_calls():
+    """A parameter func never uses gets a zero gradient; a tensor derived from parameters
+    once, outside func, is in every call's graph (the adjoint must not free it): both as
+    torchdiffeq's."""
+    field = Field(dim=3, seed=3)
+    scale = torch.tensor(0.7, dtype=F64, requires_grad=True)
+    unused = torch.ones(2, dtype=F64, requires_grad=True)
+    y0 = torch.tensor([[0.5, -1.0, 0.3], [1.0, 0.2, -0.4]], dtype=F64)
+    t = torch.tensor([0.0, 0.6, 1.0], dtype=F64)
+    params = (field.w1, field.b, field.w2, scale, unused)
+    results = []
+    for solve in (kernelkit.odeint_adjoint, torchdiffeq.odeint_adjoint):
+        w = field.w2 * scale
+
+        def f(s, y, w=w):  # noqa: ANN001, ANN202
+            return torch.tanh(y @ field.w1 + s * field.b) @ w
+
+        y = y0.clone().requires_grad_(True)
+        out = solve(f, y, t, rtol=1e-9, atol=1e-11, adjoint_params=params)
+        results.append(torch.autograd.grad(out.sin().sum(), (y, *params)))
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-9)
+    assert torch.equal(results[0][-1], torch.zeros_like(unused))
+
+
 def test_adjoint_bad_input():
     with pytest.raises(ValueError, match="nn.Module"):
         kernelkit.odeint_adjoint(_f, Y0, T)

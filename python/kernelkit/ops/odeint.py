@@ -182,7 +182,8 @@ class _Solver:
     """
 
     def __init__(self, p: Problem, want_stats: bool, y0: torch.Tensor | None = None,
-                 segments: tuple[list[int], list[bool]] | None = None):
+                 segments: tuple[list[int], list[bool]] | None = None,
+                 flat_func: Callable | None = None):
         self.p = p
         self.shape = p.y0.shape
         # the kernels see contiguous tensors as flat arrays: no views on the hot path
@@ -198,6 +199,8 @@ class _Solver:
         self.sign = -1.0 if p.reverse else 1.0
         self.dtype, self.device = y0.dtype, y0.device
         self.func, self.shapes = p.rhs.func, p.shapes
+        if flat_func is not None:  # func on the flat state (a tuple problem seen flat)
+            self.func, self.shapes = flat_func, None
         if segments is not None:  # (segment lengths, which of them the error norm takes)
             self.seg_end = list(itertools.accumulate(segments[0]))
             self.seg_include = list(segments[1])
@@ -613,7 +616,9 @@ def _augmented_odeint(forward: Problem, params: tuple, with_params: bool) -> Cal
         if fused_unsupported(problem, False) is not None:
             return odeint_reference(func, y0, t, rtol=rtol, atol=atol, method=method,
                                     options=options)
-        solver = _Solver(problem, False, segments=(lengths, include))
+        # the augmented dynamics on the flat state: no split / re-join per call
+        flat = getattr(func, "flat", None)
+        solver = _Solver(problem, False, segments=(lengths, include), flat_func=flat)
         return problem.unflatten(_run(solver, problem.t))
 
     return augmented_odeint

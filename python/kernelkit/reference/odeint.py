@@ -397,7 +397,9 @@ class _Rhs:
         self.dtype = dtype
 
     def __call__(self, t: torch.Tensor, y: torch.Tensor, perturb: int = _NONE) -> torch.Tensor:
-        t = t.to(y.abs().dtype)
+        real = y.dtype.to_real()  # the dtype of |y|, without computing |y|
+        if t.dtype != real:
+            t = t.to(real)
         if perturb == _NEXT:
             t = _nextafter(t, t + 1)
         elif perturb == _PREV:
@@ -489,7 +491,7 @@ def _weighted(k: Sequence[torch.Tensor], w: torch.Tensor, dt: torch.Tensor) -> t
 def _rk_step(rhs: _Rhs, tt: _TableauTensors, y0, f0, t0, dt, t1):
     """One step of the tableau from (t0, y0) with k_0 = f0. Returns (y1, f1, err, k)."""
     tab = tt.tab
-    real = y0.abs().dtype
+    real = y0.dtype.to_real()
     t0, dt, t1 = t0.to(real), dt.to(real), t1.to(real)
     k = [f0]
     yi = y0
@@ -533,7 +535,7 @@ def _sorted_after(v, t0, tdtype):
 
 def _solve_adaptive(rhs, y0, t, rtol, atol, norm, tab: Tableau, opts: dict) -> torch.Tensor:
     dev = y0.device
-    tdtype = torch.promote_types(opts.get("dtype", torch.float64), y0.abs().dtype)
+    tdtype = torch.promote_types(opts.get("dtype", torch.float64), y0.dtype.to_real())
 
     def as_t(v):
         return torch.as_tensor(v, dtype=tdtype, device=dev)

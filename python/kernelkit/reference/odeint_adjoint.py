@@ -23,6 +23,59 @@ from .odeint import Problem, State, _unflatten, odeint_reference, prepare, rms_n
 __all__ = ["adjoint_apply", "adjoint_setup", "odeint_adjoint_reference"]
 
 
+class _Augmented:
+    """The augmented dynamics (s, y, a, *g)' = (-a . df/dt, f, -a . df/dy, -a . df/dtheta).
+
+    ``self(s, state)`` takes and returns the tuple ``(s, y, a, *g)``; ``self.flat(s, z)``
+    the same system on one flat vector ``z = [s, y, a, *g]`` (each part flattened), which
+    the fused driver solves without splitting and re-joining a tuple on every call. Only
+    the inputs whose gradients are needed enter the vector-Jacobian product: t's when t
+    requires grad, then y's and the parameters'.
+    """
+
+    def __init__(self, rhs, params: tuple, t_requires_grad: bool, y_like: torch.Tensor):
+        self.rhs, self.params, self.t_grad = rhs, params, t_requires_grad
+        self.y_shape = y_like.shape
+        self.n = y_like.numel()
+
+    def _vjp(self, s: torch.Tensor, y: torch.Tensor, a: torch.Tensor):
+        """(f, -a . df/dt, -a . df/dy, -a . df/dtheta per parameter), all detached."""
+        params = self.params
+        with torch.enable_grad():
+            y = y.detach().requires_grad_(True)
+            if self.t_grad:
+                s = s.detach().requires_grad_(True)
+                inputs = (s, y, *params)
+            else:
+                s = s.detach()
+                inputs = (y, *params)
+            f = self.rhs(s, y)
+            # retain_graph: f's graph may share parts built outside func (a tensor func
+            # derived from the parameters once), which the next call needs again
+            grads = torch.autograd.grad(f, inputs, -a, allow_unused=True, retain_graph=True)
+        if any(g is None for g in grads):
+            grads = tuple(torch.zeros_like(x) if g is None else g
+                          for g, x in zip(grads, inputs, strict=True))
+        if self.t_grad:
+            ds, gy, *gp = grads
+        else:
+            ds = torch.zeros((), dtype=y.dtype, device=y.device)
+            gy, *gp = grads
+        return f.detach(), ds, gy, gp
+
+    def __call__(self, s: torch.Tensor, state: tuple) -> tuple:
+        f, ds, gy, gp = self._vjp(s, state[1], state[2])
+        return (ds, f, gy, *gp)
+
+    def flat(self, s: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        n, shape = self.n, self.y_shape
+        y = z[1:1 + n].view(shape)
+        a = z[1 + n:1 + 2 * n].view(shape)
+        f, ds, gy, gp = self._vjp(s, y, a)
+        return torch.cat([ds.reshape(1), f.reshape(-1), gy.reshape(-1),
+                          *[g.reshape(-1) for g in gp]])
+
+
 class _Adjoint(torch.autograd.Function):
     @staticmethod
     def forward(ctx, problem: Problem, adjoint: dict, y0, t, *params):
@@ -40,18 +93,7 @@ class _Adjoint(torch.autograd.Function):
         rhs, adj = ctx.problem.rhs, ctx.adjoint
         t_requires_grad = ctx.t_requires_grad
 
-        def augmented(s, state):
-            y, a = state[1], state[2]
-            with torch.enable_grad():
-                s_ = s.detach().requires_grad_(True)
-                y = y.detach().requires_grad_(True)
-                f = rhs(s_ if t_requires_grad else s_.detach(), y)
-                grads = torch.autograd.grad(
-                    f, (s_, y, *params), -a, allow_unused=True, retain_graph=True
-                )
-            grads = [torch.zeros_like(x) if g is None else g
-                     for g, x in zip(grads, (s_, y, *params), strict=True)]
-            return (grads[0].detach(), f.detach(), grads[1], *grads[2:])
+        augmented = _Augmented(rhs, params, t_requires_grad, ys[-1])
 
         with torch.no_grad():
             aug = [torch.zeros((), dtype=ys.dtype, device=ys.device), ys[-1], grad_ys[-1]]

@@ -19,6 +19,7 @@ Run: ``python bench/report.py -k odeint`` (or pytest on this file).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -166,26 +167,34 @@ def _check(f, y0, t) -> None:  # noqa: ANN001
     torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-4)
 
 
+def _describe(bench, *, op: str, case: str, impl: str, role: str, shape: tuple,  # noqa: ANN001
+              steps: int, note: str = "", case_note: str = "") -> None:
+    """bench.describe for a float32 dopri5 case: traffic and FMAs of ``steps`` steps."""
+    elements, passes = math.prod(shape), step_passes()
+    bench.describe(
+        family=FAMILY, op=op, case=case, impl=impl, role=role, variant="out", shape=shape,
+        dtype="float32", elements=elements, nbytes=passes * steps * elements * 4,
+        flops=2.0 * passes * steps * elements, flop_kind="fma", compute_dtype="float32",
+        note=note, case_note=case_note,
+    )
+
+
 @pytest.mark.parametrize(("case", "key", "overhead"), _params())
 def test_odeint(bench, case: Case, key: str, overhead: bool) -> None:  # noqa: ANN001
     f, y0, t = _problem(case)
-    passes = step_passes()
     with torch.no_grad():
         _, stats = kernelkit.odeint(f, y0, t, rtol=RTOL, atol=ATOL, options={"stats": True})
-    numel = y0.numel()
     if key == "f":
         name, role, note = "f x nfe", "floor", f"f alone, {stats.nfe} calls (kernelkit's nfe)"
     else:
         name, role = _row_names(key, overhead), SOLVERS[key][1]
         note = ""
-    bench.describe(
-        family=FAMILY, op=OP, case=case.name, impl=name, role=role, variant="out",
-        shape=tuple(y0.shape), dtype="float32", elements=numel,
-        nbytes=passes * stats.accepted * numel * 4, flops=2.0 * passes * stats.accepted * numel,
-        flop_kind="fma", compute_dtype="float32", note=note,
-        case_note=(f"nfe {stats.nfe}, {stats.accepted} accepted / {stats.rejected} rejected "
-                   f"steps (kernelkit); step traffic {passes} state passes (torchdiffeq 263)"),
-    )
+    passes = step_passes()
+    _describe(bench, op=OP, case=case.name, impl=name, role=role, shape=tuple(y0.shape),
+              steps=stats.accepted, note=note,
+              case_note=(f"nfe {stats.nfe}, {stats.accepted} accepted / {stats.rejected} "
+                         f"rejected steps (kernelkit); step traffic {passes} state passes "
+                         "(torchdiffeq 263)"))
     if key == "f":
         def solve() -> None:
             for _ in range(stats.nfe):
@@ -244,15 +253,11 @@ def test_odeint_adjoint_backward(bench, key: str) -> None:  # noqa: ANN001
         _, stats = kernelkit.odeint(field, y0, t, rtol=RTOL, atol=ATOL, options={"stats": True})
     assert stats.accepted >= 100, stats
     name, role = ADJOINT_SOLVERS[key]
-    passes = step_passes()
-    bench.describe(
-        family=FAMILY, op="odeint_adjoint", case=ADJOINT_CASE, impl=name, role=role,
-        variant="out", shape=(256, 64), dtype="float32", elements=y0.numel(),
-        nbytes=passes * stats.accepted * y0.numel() * 4,
-        flops=2.0 * passes * stats.accepted * y0.numel(), flop_kind="fma",
-        compute_dtype="float32",
-        case_note=f"forward: {stats.accepted} accepted steps, nfe {stats.nfe}; the row times "
-                  "the backward alone (memory flat in the steps: tests/test_odeint.py)")
+    _describe(bench, op="odeint_adjoint", case=ADJOINT_CASE, impl=name, role=role,
+              shape=(256, 64), steps=stats.accepted,
+              case_note=f"forward: {stats.accepted} accepted steps, nfe {stats.nfe}; the row "
+                        "times the backward alone (memory flat in the steps: "
+                        "tests/test_odeint.py)")
     if key == "ours":
         solve = kernelkit.odeint_adjoint
     else:
@@ -264,3 +269,60 @@ def test_odeint_adjoint_backward(bench, key: str) -> None:  # noqa: ANN001
         state["loss"] = solve(field, y, t, rtol=RTOL, atol=ATOL)[-1].square().sum()
 
     bench.run(lambda: state["loss"].backward(), setup=forward)
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-sample step control (options={"per_sample": True}): every row of the 256 x 64 batch has
+# its own step size and accept / reject. The peer is torchode, whose solver is per-sample by
+# design (eager AutoDiffAdjoint + IntegralController, dopri5, the same rtol / atol; no
+# TorchScript). Issue 11 sets no target for it: the ratio is informative, and TARGETS has no
+# entry for this case.
+
+PER_SAMPLE_CASE = "dopri5 256x64 per-sample"
+PER_SAMPLE_SOLVERS = {
+    "ours": ("kernelkit.odeint per_sample", "ours"),
+    "torchode": ("torchode (eager)", "peer"),
+}
+
+
+def _ours_per_sample(f, y0, t):  # noqa: ANN001, ANN202
+    return lambda: kernelkit.odeint(f, y0, t, rtol=RTOL, atol=ATOL, method="dopri5",
+                                    options={"per_sample": True})
+
+
+@pytest.mark.parametrize("key", [*PER_SAMPLE_SOLVERS, "f"])
+def test_odeint_per_sample(bench, key: str) -> None:  # noqa: ANN001
+    case = Case(256, 64)
+    f, y0, t = _problem(case)
+    with torch.no_grad():
+        got, stats = kernelkit.odeint(f, y0, t, rtol=RTOL, atol=ATOL,
+                                      options={"per_sample": True, "stats": True})
+    steps = stats.accepted.double()
+    # per-row steps: nfe counts batched calls, each of all 256 rows
+    case_note = (f"nfe {stats.nfe} batched calls; accepted steps per row {int(steps.min())}-"
+                 f"{int(steps.max())} (mean {float(steps.mean()):.1f}); informative: issue 11 "
+                 "sets no target for per-sample control")
+    if key == "f":
+        name, role, note = "f x nfe", "floor", f"f alone, {stats.nfe} calls (kernelkit's nfe)"
+    else:
+        (name, role), note = PER_SAMPLE_SOLVERS[key], ""
+    _describe(bench, op=OP, case=PER_SAMPLE_CASE, impl=name, role=role,
+              shape=tuple(y0.shape), steps=int(steps.max()), note=note, case_note=case_note)
+    if key == "f":
+        def solve() -> None:
+            with torch.no_grad():
+                for _ in range(stats.nfe):
+                    f(None, y0)
+    else:
+        if key == "ours":
+            # untimed: each row's solution to the tolerances of torchdiffeq's whole-batch one
+            want = pytest.importorskip("torchdiffeq").odeint(f, y0, t, rtol=RTOL, atol=ATOL)
+            torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-4)
+            inner = _ours_per_sample(f, y0, t)
+        else:
+            inner = _torchode(f, y0, t)
+
+        def solve() -> None:
+            with torch.no_grad():
+                inner()
+    bench.run(solve)

@@ -507,15 +507,14 @@ void scheduler_step_binding(uintptr_t x, uintptr_t m, uintptr_t aux, uintptr_t h
 }
 
 // The path each op runs when `requested` is asked for: the best one built for it, at most the
-// request (ops without an AVX-512 build run their AVX2 code under avx512; the binary family's
-// AVX-512 build also needs VPOPCNTDQ and BITALG). Keep in step with each op's dispatch.
+// request (every op has an AVX-512 build; the binary family's also needs VPOPCNTDQ and
+// BITALG). Keep in step with each op's dispatch.
 py::dict isa_per_op(const std::string& requested) {
   const Isa isa = parse_isa(requested);
-  const Isa avx2_at_most = std::min(isa, Isa::avx2);
   const Isa binary = binary_isa(isa);
   const std::pair<const char*, Isa> ops[] = {
       {"fwht", isa},                    {"selective_scan", isa},
-      {"selective_state_update", isa}, {"linear_scan", avx2_at_most},
+      {"selective_state_update", isa}, {"linear_scan", isa},
       {"linear_scan_2d", isa}, {"delta_rule", isa},
       {"half_matmul", isa},             {"half_linear", isa},
       {"half_conv2d", isa},             {"quantizers", binary},

@@ -93,6 +93,20 @@ def test_matmul_panel_edges(cpu_path, dtype, k, tb):
 
 
 @pytest.mark.parametrize("dtype", HALF)
+@pytest.mark.parametrize("tb", [False, True])
+def test_matmul_row_blocks_over_panels(cpu_path, dtype, tb):
+    """More rows than one block of A (so B's panels are packed whole, swept along its rows
+    when they are contiguous), several column blocks ending in a partial sliver, and K over
+    three panels ending odd."""
+    gen = torch.Generator().manual_seed(5)
+    m, n, k = 300, 1100, 1055
+    a = random_half(m, k, dtype=dtype, gen=gen)
+    b = random_half(n, k, dtype=dtype, gen=gen).t() if tb else random_half(k, n, dtype=dtype,
+                                                                           gen=gen)
+    assert_as_accurate_as_upcast(kernelkit.half_matmul(a, b), a, b)
+
+
+@pytest.mark.parametrize("dtype", HALF)
 @pytest.mark.parametrize("ta,tb", [(False, True), (True, False), (True, True)])
 def test_matmul_transposed_views(cpu_path, dtype, ta, tb):
     gen = torch.Generator().manual_seed(3)

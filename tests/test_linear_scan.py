@@ -73,10 +73,10 @@ def assert_close(ours, expected, dtype):
     assert err <= rel * scale, f"{dtype}: error {err:.3g} > {rel:g} * {scale:.3g}"
 
 
-@pytest.fixture(params=["cpu-auto", "cpu-portable"])
+@pytest.fixture(params=_native.usable_isas())
 def cpu_path(request, monkeypatch):
-    """Runs the test on the best ISA path and again on the portable one."""
-    monkeypatch.setattr(_native, "ISA", request.param.split("-")[1])
+    """Runs the test once per ISA path this CPU can run (portable, AVX2, AVX-512)."""
+    monkeypatch.setattr(_native, "ISA", request.param)
     with kernelkit.use_backend("cpu"):
         yield request.param
 
@@ -86,6 +86,7 @@ def cpu_path(request, monkeypatch):
 SHAPES = [
     ((3, 5, 37), -1),     # time contiguous, odd T, rows not a multiple of the row group
     ((40, 130), -1),      # time contiguous: full row groups, partial last chunk
+    ((2, 33, 203), -1),   # time contiguous: three groups, chunks, a partial block of steps
     ((2, 37, 21), 1),     # time strided, contiguous channels (vectors + tail lanes)
     ((3, 100, 64), 1),    # time strided, channels a multiple of the vector group
     ((70, 3), 0),         # time outermost, few channels (scalar lanes)

@@ -74,33 +74,44 @@ KK_INLINE void transpose_words16(__m512i* r) {
   }
 }
 
+// Rows contiguous: slivers s < slivers of B[0:kc, s kCols : (s + 1) kCols] into out + s * stride,
+// each as pack_b_pairs lays one out; two rows of 32 values interleaved into 32 pairs by one
+// vpermt2w each. Swept pair of rows by pair of rows across every sliver: a sequential stream
+// per row (a sliver at a time reads one line from each of kc rows, which lie a page or more
+// apart: a TLB and prefetcher miss per line; it was a fifth of the AMX product's time).
+template <int kCols>
+void pack_b_pairs_rows(const bf16_bits* b, int64_t rs, int64_t kc, int64_t slivers,
+                       int64_t stride, uint32_t* out) {
+  alignas(64) static constexpr uint16_t kLow[32] = {
+      0, 32, 1, 33, 2, 34, 3, 35, 4, 36, 5, 37, 6, 38, 7, 39,
+      8, 40, 9, 41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
+  alignas(64) static constexpr uint16_t kHigh[32] = {
+      16, 48, 17, 49, 18, 50, 19, 51, 20, 52, 21, 53, 22, 54, 23, 55,
+      24, 56, 25, 57, 26, 58, 27, 59, 28, 60, 29, 61, 30, 62, 31, 63};
+  const __m512i low = _mm512_load_si512(kLow), high = _mm512_load_si512(kHigh);
+  const int64_t steps = (kc + 1) / 2;
+  for (int64_t kp = 0; kp < steps; ++kp) {
+    const bf16_bits* r0 = b + 2 * kp * rs;
+    const bool second = 2 * kp + 1 < kc;
+    for (int64_t s = 0; s < slivers; ++s)
+      for (int h = 0; h < kCols / 32; ++h) {
+        const int64_t j = s * kCols + 32 * h;
+        const __m512i x0 = _mm512_loadu_si512(r0 + j);
+        const __m512i x1 = second ? _mm512_loadu_si512(r0 + rs + j) : _mm512_setzero_si512();
+        uint32_t* o = out + s * stride + kp * kCols + 32 * h;
+        _mm512_storeu_si512(o, _mm512_permutex2var_epi16(x0, low, x1));
+        _mm512_storeu_si512(o + 16, _mm512_permutex2var_epi16(x0, high, x1));
+      }
+  }
+}
+
 // B[0:kc, 0:cols] (cols <= kCols, a multiple of 32) into out[kp * kCols + j] = (B[2 kp, j],
 // B[2 kp + 1, j]).
 template <int kCols = NR>
 void pack_b_pairs(const bf16_bits* b, int64_t rs, int64_t cs, int64_t kc, int64_t cols,
                          uint32_t* out) {
   const int64_t steps = (kc + 1) / 2;
-  if (cols == kCols && cs == 1) {
-    // Rows contiguous: two rows of 32 values interleaved into 32 pairs by one vpermt2w each.
-    alignas(64) static constexpr uint16_t kLow[32] = {
-        0, 32, 1, 33, 2, 34, 3, 35, 4, 36, 5, 37, 6, 38, 7, 39,
-        8, 40, 9, 41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
-    alignas(64) static constexpr uint16_t kHigh[32] = {
-        16, 48, 17, 49, 18, 50, 19, 51, 20, 52, 21, 53, 22, 54, 23, 55,
-        24, 56, 25, 57, 26, 58, 27, 59, 28, 60, 29, 61, 30, 62, 31, 63};
-    const __m512i low = _mm512_load_si512(kLow), high = _mm512_load_si512(kHigh);
-    for (int64_t kp = 0; kp < steps; ++kp) {
-      const bf16_bits* r0 = b + 2 * kp * rs;
-      const bool second = 2 * kp + 1 < kc;
-      for (int h = 0; h < kCols / 32; ++h) {
-        const __m512i x0 = _mm512_loadu_si512(r0 + 32 * h);
-        const __m512i x1 = second ? _mm512_loadu_si512(r0 + rs + 32 * h) : _mm512_setzero_si512();
-        _mm512_storeu_si512(out + kp * kCols + 32 * h, _mm512_permutex2var_epi16(x0, low, x1));
-        _mm512_storeu_si512(out + kp * kCols + 32 * h + 16, _mm512_permutex2var_epi16(x0, high, x1));
-      }
-    }
-    return;
-  }
+  if (cols == kCols && cs == 1) return pack_b_pairs_rows<kCols>(b, rs, kc, 1, 0, out);
   int64_t kp = 0;
   if (cols == kCols && rs == 1) {
     // Columns contiguous along k (a weight used transposed): each column's pairs are words in
@@ -129,6 +140,21 @@ void pack_b_pairs(const bf16_bits* b, int64_t rs, int64_t cs, int64_t kc, int64_
   }
 }
 
+// A panel of bfloat16 pairs: the whole slivers swept by rows when rows are contiguous, the rest
+// (a partial last sliver, other strides) sliver by sliver through src.pack.
+template <int kCols, class Source>
+void pack_panel_by_rows(const Source& src, const bf16_bits* b, int64_t rs, int64_t cs,
+                        int64_t k0, int64_t kc, int64_t j0, int64_t cols, int64_t stride,
+                        uint32_t* out) {
+  int64_t s = 0;
+  if (cs == 1) {
+    s = cols / kCols;
+    pack_b_pairs_rows<kCols>(b, rs, kc, s, stride, out);
+  }
+  for (; s * kCols < cols; ++s)
+    src.pack(k0, kc, j0 + s * kCols, std::min<int64_t>(kCols, cols - s * kCols), out + s * stride);
+}
+
 template <class T> struct DensePairsA {
   const T* p;
   int64_t rs, cs;
@@ -142,6 +168,11 @@ template <class T> struct DensePairsB {
   int64_t rs, cs;
   void pack(int64_t k0, int64_t kc, int64_t j0, int64_t cols, uint32_t* out) const {
     pack_b_pairs(p + k0 * rs + j0 * cs, rs, cs, kc, cols, out);
+  }
+  // The panel's slivers of NR columns (sliver s at out + s * stride), as pack per sliver.
+  void pack_panel(int64_t k0, int64_t kc, int64_t j0, int64_t cols, int64_t stride,
+                  uint32_t* out) const {
+    pack_panel_by_rows<NR>(*this, p + k0 * rs + j0 * cs, rs, cs, k0, kc, j0, cols, stride, out);
   }
 };
 
@@ -190,6 +221,7 @@ struct Bf16PairTile {
   using Packed = uint32_t;
   static constexpr int kMR = MR, kNR = NR;
   static constexpr int64_t kKC = kPairKC;
+  static constexpr int64_t kNC = NC, kMC = MC;
   static int64_t steps(int64_t kc) { return (kc + 1) / 2; }
   static void begin() {}
   static void end() {}

@@ -182,6 +182,7 @@ struct FloatTile {
   using Packed = float;
   static constexpr int kMR = MR, kNR = NR;
   static constexpr int64_t kKC = KC;
+  static constexpr int64_t kNC = NC, kMC = MC;
   static int64_t steps(int64_t kc) { return kc; }  // packed k-steps of kc elements
   // around a thread's share of a product: state the tile needs set up (AMX's tile shapes)
   static void begin() {}
@@ -232,6 +233,23 @@ struct Plan {
   bool accumulate = false;  // C += A B (float32 C only); otherwise C = A B
 };
 
+// B[k0:k0+kc, j0:j0+nc] as slivers of TC columns, sliver s at out + s * stride: through the
+// source's pack_panel where it has one (a sweep along rows), else sliver by sliver.
+template <class BSource, class = void> struct HasPackPanel : std::false_type {};
+template <class BSource>
+struct HasPackPanel<BSource, std::void_t<decltype(&BSource::pack_panel)>> : std::true_type {};
+
+template <int64_t TC, class BSource, class Packed>
+void pack_panel(const BSource& b, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
+                int64_t stride, Packed* out) {
+  if constexpr (HasPackPanel<BSource>::value) {
+    b.pack_panel(k0, kc, j0, nc, stride, out);
+  } else {
+    for (int64_t s = 0; s * TC < nc; ++s)
+      b.pack(k0, kc, j0 + s * TC, std::min<int64_t>(TC, nc - s * TC), out + s * stride);
+  }
+}
+
 // Columns [j_begin, j_end) of rows [i_begin, i_end) of C = A B (+ bias) on the calling thread.
 // A block of C is summed in a float32 accumulator over the KC panels, then stored once. Tile:
 // FloatTile or Bf16PairTile; the sources pack Tile::Packed slivers of Tile::steps(kc) steps.
@@ -241,10 +259,10 @@ void gemm_serial(const ASource& a, const BSource& b, TO* c, int64_t c_rs, int64_
                  int64_t j_begin, int64_t j_end) {
   using Packed = typename Tile::Packed;
   constexpr int64_t TR = Tile::kMR, TC = Tile::kNR, TK = Tile::kKC;
-  constexpr int64_t TM = MC / TR * TR;  // rows of an A block: whole tiles
+  constexpr int64_t TM = Tile::kMC / TR * TR;  // rows of an A block: whole tiles
   const int64_t K = p.K;
   const int64_t M = i_end - i_begin, N = j_end - j_begin;
-  const int64_t nc_max = std::min(NC, round_up(N, TC));
+  const int64_t nc_max = std::min(Tile::kNC, round_up(N, TC));
   // Row blocks of equal size (each one packs B again), as few as the accumulator allows.
   const int64_t mb_cap = std::max<int64_t>(TR, kAccumulatorFloats / nc_max / TR * TR);
   const int64_t m_parts = (M + mb_cap - 1) / mb_cap;
@@ -285,9 +303,7 @@ void gemm_serial(const ASource& a, const BSource& b, TO* c, int64_t c_rs, int64_
       } else {
         for (int64_t p0 = 0; p0 < K; p0 += TK) {
           const int64_t kc = std::min(TK, K - p0), steps = Tile::steps(kc);
-          for (int64_t s = 0; s * TC < nc; ++s)
-            b.pack(p0, kc, j0 + s * TC, std::min<int64_t>(TC, nc - s * TC),
-                   bpack + s * steps * TC);
+          pack_panel<TC>(b, p0, kc, j0, nc, steps * TC, bpack);
           for (int64_t i0 = 0; i0 < mb; i0 += TM) {
             const int64_t mc = std::min(TM, mb - i0);
             for (int64_t r = 0; r < mc; r += TR)

@@ -53,22 +53,24 @@ static void check_linear_scan_backward_args(const LinearScanBackwardArgs& a) {
 void linear_scan_backward(const LinearScanBackwardArgs& args, Isa isa) {
   check_linear_scan_backward_args(args);
   if (args.n0 == 0 || args.len == 0 || args.n1 == 0) return;
-  if (isa >= Isa::avx2) {
-#if defined(KERNELKIT_HAVE_AVX2)
-    return avx2::linear_scan_backward_run(args);
+#if defined(KERNELKIT_HAVE_AVX512)
+  if (isa == Isa::avx512) return avx512::linear_scan_backward_run(args);
 #endif
-  }
+#if defined(KERNELKIT_HAVE_AVX2)
+  if (isa >= Isa::avx2) return avx2::linear_scan_backward_run(args);
+#endif
   portable::linear_scan_backward_run(args);
 }
 
 void linear_scan(const LinearScanArgs& args, Isa isa) {
   check_linear_scan_args(args);
   if (args.n0 == 0 || args.len == 0 || args.n1 == 0) return;
-  if (isa >= Isa::avx2) {
-#if defined(KERNELKIT_HAVE_AVX2)
-    return avx2::linear_scan_run(args);
+#if defined(KERNELKIT_HAVE_AVX512)
+  if (isa == Isa::avx512) return avx512::linear_scan_run(args);
 #endif
-  }
+#if defined(KERNELKIT_HAVE_AVX2)
+  if (isa >= Isa::avx2) return avx2::linear_scan_run(args);
+#endif
   portable::linear_scan_run(args);
 }
 

@@ -65,4 +65,9 @@ void linear_scan_run(const LinearScanArgs& args);
 void linear_scan_backward_run(const LinearScanBackwardArgs& args);
 }  // namespace avx2
 
+namespace avx512 {
+void linear_scan_run(const LinearScanArgs& args);
+void linear_scan_backward_run(const LinearScanBackwardArgs& args);
+}  // namespace avx512
+
 }  // namespace kernelkit

@@ -108,8 +108,8 @@ void backward_lane_block(const BackwardProblem<T>& p, int64_t i0, int64_t c0, in
   using V = VecT<S>;
   constexpr int W = Vec<S>::W;
   constexpr int shift = CPLX ? 1 : 0;  // storage lane c is element c >> shift, part c & 1
-  alignas(32) S carry[kLaneBlock<S>];
-  alignas(32) S h0[kLaneBlock<S>];
+  alignas(64) S carry[kLaneBlock<S>];
+  alignas(64) S h0[kLaneBlock<S>];
   const int64_t n = c1 - c0, nv = n / W * W;
   for (int64_t c = 0; c < n; ++c) {
     const int64_t lane = c0 + c;
@@ -270,9 +270,9 @@ void backward_time_contiguous(const BackwardProblem<T>& p) {
 #pragma omp parallel for num_threads(threads_for(p.threads, groups, rows * p.len)) \
     schedule(static)
   for (int64_t grp = 0; grp < groups; ++grp) errors.run([&] {
-    alignas(32) C sa[kChunk * L];
-    alignas(32) C sg[kChunk * L];
-    alignas(32) S h0[L * E] = {};
+    alignas(64) C sa[kChunk * L];
+    alignas(64) C sg[kChunk * L];
+    alignas(64) S h0[L * E] = {};
     const U *ra[L], *rg[L];
     U* rx[L];
     const T* rh[L];
@@ -308,7 +308,7 @@ void backward_time_contiguous(const BackwardProblem<T>& p) {
                            p.len, h0 + l * E);
       }
     }
-    alignas(32) S out[L * E];
+    alignas(64) S out[L * E];
     for (int v = 0; v < L / Vec<C>::W; ++v) store_vec(out + v * Vec<S>::W, carry[v]);
     for (int l = 0; l < live; ++l) {
       const int64_t r = grp * L + l, i0 = r / p.n1, i1 = r % p.n1;

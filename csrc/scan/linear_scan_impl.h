@@ -1,12 +1,12 @@
-// Linear scan kernels, written once over 256-bit vectors and compiled once per ISA
-// (linear_scan.cpp, linear_scan_avx2.cpp). Every path reads a and x once and writes h once.
-// Time-contiguous rows: 4W rows at a time (W = 8 floats / 4 doubles), W x W blocks transposed
-// in registers into a time-major L1 scratch chunk, the recurrence run down the chunk as 4
-// independent vectors (hiding FMA latency), transposed back out. Time strided, batch dim
-// contiguous: each step streams a run of up to 16 KiB of contiguous lanes, vectors across
-// them, the state in L1. complex64 with time contiguous moves each element as a 64-bit unit
-// through the double transposes. Anything else (and complex128 with time contiguous): one
-// scalar loop per sequence.
+// Linear scan kernels, written once over vec.h's vectors and compiled once per ISA
+// (linear_scan.cpp, linear_scan_avx2.cpp, linear_scan_avx512.cpp: 256- or 512-bit). Every path
+// reads a and x once and writes h once. Time-contiguous rows: 32 rows at a time (float; 16
+// double), W x W blocks transposed in registers into a time-major L1 scratch chunk, the
+// recurrence run down the chunk as independent vectors (hiding FMA latency), transposed back
+// out. Time strided, batch dim contiguous: each step streams a run of up to 16 KiB of
+// contiguous lanes, vectors across them, the state in L1. complex64 with time contiguous moves
+// each element as a 64-bit unit through the double transposes. Anything else (and complex128
+// with time contiguous): one scalar loop per sequence.
 #pragma once
 
 #include <algorithm>
@@ -21,10 +21,12 @@ namespace kernelkit {
 namespace KK_ISA {
 namespace linear_scan_detail {
 
-// Steps per scratch chunk: a and x chunks of kChunk x 4W compute values stay in L1 (16 KiB).
+// Steps per scratch chunk: a and x chunks of kChunk x 32 floats stay in L1 (16 KiB).
 constexpr int kChunk = 64;
-// Independent vectors advanced per step: 4 FMA chains cover the FMA latency.
-constexpr int kGroup = 4;
+// Independent vectors advanced per step: a group spans 32 float (16 double) rows at either
+// width, so the scratch and the row streams are the same; 4 (256-bit) or 2 (512-bit) FMA chains
+// are more than the chunk's memory traffic leaves time for.
+constexpr int kGroup = 32 / Vec<float>::W;
 // Lanes of one pass over the steps when time is strided: a row of a dense (n0, len, n1) tensor
 // up to 16 KiB of state, so that step t + 1 continues where step t ended (one sequential
 // stream per operand, which the hardware prefetcher follows); the state stays in L1.
@@ -129,6 +131,7 @@ void run_scalar(const Problem<T>& p) {
 
 // Complex values as (re, im) lanes of a real vector: a * h = re(a) h + im(a) (-im h, re h).
 template <class S> struct PairLanes;
+#if !defined(KK_VEC_512)
 template <> struct PairLanes<float> {
   KK_INLINE static vf8 swap(vf8 v) { return __builtin_shuffle(v, vi8{1, 0, 3, 2, 5, 4, 7, 6}); }
   KK_INLINE static vf8 re(vf8 v) { return __builtin_shuffle(v, vi8{0, 0, 2, 2, 4, 4, 6, 6}); }
@@ -141,6 +144,26 @@ template <> struct PairLanes<double> {
   KK_INLINE static vd4 im(vd4 v) { return __builtin_shuffle(v, vl4{1, 1, 3, 3}); }
   static vd4 sign(double s) { return vd4{-s, s, -s, s}; }
 };
+#else
+template <> struct PairLanes<float> {
+  KK_INLINE static vf16 swap(vf16 v) {
+    return __builtin_shuffle(v, vi16{1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14});
+  }
+  KK_INLINE static vf16 re(vf16 v) {
+    return __builtin_shuffle(v, vi16{0, 0, 2, 2, 4, 4, 6, 6, 8, 8, 10, 10, 12, 12, 14, 14});
+  }
+  KK_INLINE static vf16 im(vf16 v) {
+    return __builtin_shuffle(v, vi16{1, 1, 3, 3, 5, 5, 7, 7, 9, 9, 11, 11, 13, 13, 15, 15});
+  }
+  static vf16 sign(float s) { return vf16{-s, s, -s, s, -s, s, -s, s, -s, s, -s, s, -s, s, -s, s}; }
+};
+template <> struct PairLanes<double> {
+  KK_INLINE static vd8 swap(vd8 v) { return __builtin_shuffle(v, vl8{1, 0, 3, 2, 5, 4, 7, 6}); }
+  KK_INLINE static vd8 re(vd8 v) { return __builtin_shuffle(v, vl8{0, 0, 2, 2, 4, 4, 6, 6}); }
+  KK_INLINE static vd8 im(vd8 v) { return __builtin_shuffle(v, vl8{1, 1, 3, 3, 5, 5, 7, 7}); }
+  static vd8 sign(double s) { return vd8{-s, s, -s, s, -s, s, -s, s}; }
+};
+#endif
 
 // Lanes [c0, c1) (storage units) of sequence row i0 over every step: each step reads and writes
 // one contiguous run per operand (sequential streams, a few pages), the state in an L1 array.
@@ -150,7 +173,7 @@ void lane_block(const Problem<T>& p, int64_t i0, int64_t c0, int64_t c1) {
   using V = VecT<S>;
   constexpr int W = Vec<S>::W;
   constexpr int shift = CPLX ? 1 : 0;  // storage lane c is element c >> shift, part c & 1
-  alignas(32) S h[kLaneBlock<S>];
+  alignas(64) S h[kLaneBlock<S>];
   const int64_t n = c1 - c0, nv = n / W * W;
   for (int64_t c = 0; c < n; ++c) {
     const int64_t lane = c0 + c;
@@ -303,6 +326,76 @@ KK_INLINE void store_halves(double* lo, double* hi, vd4 v) {
 #endif
 }
 
+#if !defined(KK_VEC_512)
+// One vector from 16-byte runs of rows i and i + P (steps j ..), and back.
+KK_INLINE vf8 load_runs(const float* const* rows, int i, int64_t j) {
+  return load_halves(rows[i] + j, rows[i + 4] + j);
+}
+KK_INLINE vd4 load_runs(const double* const* rows, int i, int64_t j) {
+  return load_halves(rows[i] + j, rows[i + 2] + j);
+}
+KK_INLINE void store_runs(float* const* rows, int i, int64_t j, vf8 v) {
+  store_halves(rows[i] + j, rows[i + 4] + j, v);
+}
+KK_INLINE void store_runs(double* const* rows, int i, int64_t j, vd4 v) {
+  store_halves(rows[i] + j, rows[i + 2] + j, v);
+}
+#else
+// 512 bits: four 128-bit lanes, so a 16 x 16 (float) or 8 x 8 (double) block is four rounds of
+// the same in-lane transposes after a transpose of the lanes themselves. Rows move as whole
+// 64-byte lines (not as 16-byte runs, as at 256 bits): a block's 16 rows, often a power of two
+// apart, share one L1 set, more than its ways, and a line written in four pieces would be
+// evicted and fetched again between them (measured: 1.85x slower in L2).
+KK_INLINE void lane_transpose(vf16* r) {
+  constexpr vi16 lo = {0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29};
+  constexpr vi16 hi = {2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14, 30, 15, 31};
+  constexpr vi16 lo2 = {0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29};
+  constexpr vi16 hi2 = {2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31};
+  const vf16 t0 = __builtin_shuffle(r[0], r[1], lo), t1 = __builtin_shuffle(r[0], r[1], hi);
+  const vf16 t2 = __builtin_shuffle(r[2], r[3], lo), t3 = __builtin_shuffle(r[2], r[3], hi);
+  r[0] = __builtin_shuffle(t0, t2, lo2);
+  r[1] = __builtin_shuffle(t0, t2, hi2);
+  r[2] = __builtin_shuffle(t1, t3, lo2);
+  r[3] = __builtin_shuffle(t1, t3, hi2);
+}
+
+KK_INLINE void lane_transpose(vd8* r) {
+  const vd8 t0 = __builtin_shuffle(r[0], r[1], vl8{0, 8, 2, 10, 4, 12, 6, 14});
+  r[1] = __builtin_shuffle(r[0], r[1], vl8{1, 9, 3, 11, 5, 13, 7, 15});
+  r[0] = t0;
+}
+
+// The 4 x 4 transpose of the 128-bit lanes of a, b, c, d (lane q of the g-th output is lane g
+// of the q-th input).
+KK_INLINE void transpose_lanes(vf16& a, vf16& b, vf16& c, vf16& d) {
+  constexpr vi16 first = {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23};
+  constexpr vi16 second = {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31};
+  constexpr vi16 even = {0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27};
+  constexpr vi16 odd = {4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31};
+  const vf16 t0 = __builtin_shuffle(a, b, first), t1 = __builtin_shuffle(a, b, second);
+  const vf16 t2 = __builtin_shuffle(c, d, first), t3 = __builtin_shuffle(c, d, second);
+  a = __builtin_shuffle(t0, t2, even);
+  b = __builtin_shuffle(t0, t2, odd);
+  c = __builtin_shuffle(t1, t3, even);
+  d = __builtin_shuffle(t1, t3, odd);
+}
+
+// Lane q of r[g P + i] becomes lane g of r[i + P q] (an involution): full rows in, the layout
+// of 16-byte runs out.
+KK_INLINE void cross_lanes(vf16* r) {
+  for (int i = 0; i < 4; ++i) transpose_lanes(r[i], r[i + 4], r[i + 8], r[i + 12]);
+}
+
+KK_INLINE void cross_lanes(vd8* r) {
+  for (int i = 0; i < 2; ++i) {
+    vf16 v[4] = {vf16(r[i]), vf16(r[i + 2]), vf16(r[i + 4]), vf16(r[i + 6])};
+    transpose_lanes(v[0], v[1], v[2], v[3]);
+    for (int q = 0; q < 4; ++q) r[i + 2 * q] = vd8(v[q]);
+  }
+}
+
+#endif  // !KK_VEC_512
+
 // bfloat16 rows, 16 steps at a time: a bf16 is the top half of a float, so the 32-bit words of a
 // row give its even-indexed steps by a shift and its odd-indexed ones by a mask (no conversion
 // shuffles); the in-lane transposes then make step vectors of each.
@@ -374,34 +467,37 @@ KK_INLINE void store_block_pairs(const vf8* r, bf16_bits* const* rows, int64_t j
   }
 }
 
-// W rows (steps j .. j + W of each) as W vectors, one step each.
+// Elements of the compute type per 128-bit lane: the in-lane transposes work on P x P blocks.
+template <class S> constexpr int kLaneElems = int(16 / sizeof(S));
+
+// 16-byte runs of the compute type per row (256 bits), or whole rows converted by load_as.
+template <class S, class T>
+constexpr bool kRowRuns = std::is_same<S, T>::value && sizeof(VecT<S>) == 32;
+
+// W rows (steps j .. j + W of each) as W vectors, one step each. r[g P + i] first holds, in
+// lane q, steps j + g P .. j + g P + P of row i + P q; the in-lane transposes of each P vectors
+// then leave step j + g P + s of every row in r[g P + s].
 template <class S, class T>
 KK_INLINE void load_block(const T* const* rows, int64_t j, VecT<S>* r) {
-  constexpr int W = Vec<S>::W, H = W / 2;
-  if constexpr (std::is_same<S, T>::value) {
-    for (int i = 0; i < H; ++i) {
-      r[i] = load_halves(rows[i] + j, rows[i + H] + j);
-      r[i + H] = load_halves(rows[i] + j + H, rows[i + H] + j + H);
-    }
+  constexpr int W = Vec<S>::W, P = kLaneElems<S>, Q = W / P;
+  if constexpr (kRowRuns<S, T>) {
+    for (int g = 0; g < Q; ++g)
+      for (int i = 0; i < P; ++i) r[g * P + i] = load_runs(rows, i, j + g * P);
   } else {
     for (int i = 0; i < W; ++i) r[i] = load_as<S>(rows[i] + j);
     cross_lanes(r);
   }
-  lane_transpose(r);
-  lane_transpose(r + H);
+  for (int g = 0; g < Q; ++g) lane_transpose(r + g * P);
 }
 
 // The inverse of load_block: W vectors of one step each into steps j .. j + W of W rows.
 template <class S, class T>
 KK_INLINE void store_block(VecT<S>* r, T* const* rows, int64_t j) {
-  constexpr int W = Vec<S>::W, H = W / 2;
-  lane_transpose(r);
-  lane_transpose(r + H);
-  if constexpr (std::is_same<S, T>::value) {
-    for (int i = 0; i < H; ++i) {
-      store_halves(rows[i] + j, rows[i + H] + j, r[i]);
-      store_halves(rows[i] + j + H, rows[i + H] + j + H, r[i + H]);
-    }
+  constexpr int W = Vec<S>::W, P = kLaneElems<S>, Q = W / P;
+  for (int g = 0; g < Q; ++g) lane_transpose(r + g * P);
+  if constexpr (kRowRuns<S, T>) {
+    for (int g = 0; g < Q; ++g)
+      for (int i = 0; i < P; ++i) store_runs(rows, i, j + g * P, r[g * P + i]);
   } else {
     cross_lanes(r);
     for (int i = 0; i < W; ++i) store_vec(rows[i] + j, r[i]);
@@ -427,9 +523,12 @@ KK_INLINE void prefetch_rows(const T* const* rows, int64_t next, bool for_write)
     }
 }
 
-// Steps per block transpose: W, or 16 for bfloat16 rows (one 32-byte run of each of 8 rows).
+// Steps per block transpose: W, or 16 for bfloat16 rows at 256 bits (one 32-byte run of each
+// of 8 rows). At 512 bits bfloat16 rows are converted by load_as and go through the float
+// transposes: measured in L2, the same pairs trick over 16 rows of 32 steps was 10% slower
+// (32 live vectors per block spill).
 template <class T, int W>
-constexpr int kBlockSteps = std::is_same<T, bf16_bits>::value ? 16 : W;
+constexpr int kBlockSteps = std::is_same<T, bf16_bits>::value && W == 8 ? 16 : W;
 
 // Steps [m0, m0 + c) (memory order) of L rows into scratch s[step][lane]. Rows with unit time
 // stride go through transposes; others (a constant along time, st == 0) element by element.
@@ -511,14 +610,15 @@ KK_INLINE void chunk_recurrence(const S* sa, S* sx, int64_t c, bool reverse, Vec
 // The same down a chunk of complex64 lanes, each a 64-bit unit of the scratch.
 template <int L>
 KK_INLINE void chunk_recurrence_complex(const double* sa, double* sx, int64_t c, bool reverse,
-                                        vf8* h, vf8 im_sign) {
+                                        VecT<float>* h, VecT<float> im_sign) {
+  constexpr int WE = Vec<double>::W;  // elements per vector
   for (int64_t k = 0; k < c; ++k) {
     const int64_t j = reverse ? c - 1 - k : k;
 #pragma GCC unroll 4
-    for (int g = 0; g < L / 4; ++g) {
-      const float* a = reinterpret_cast<const float*>(sa + j * L + g * 4);
-      float* x = reinterpret_cast<float*>(sx + j * L + g * 4);
-      const vf8 av = load_as<float>(a);
+    for (int g = 0; g < L / WE; ++g) {
+      const float* a = reinterpret_cast<const float*>(sa + j * L + g * WE);
+      float* x = reinterpret_cast<float*>(sx + j * L + g * WE);
+      const VecT<float> av = load_as<float>(a);
       h[g] = PairLanes<float>::re(av) * h[g] +
              im_sign * PairLanes<float>::im(av) * PairLanes<float>::swap(h[g]) +
              load_as<float>(x);
@@ -545,9 +645,9 @@ void run_time_contiguous(const Problem<T>& p) {
 #pragma omp parallel for num_threads(threads_for(p.threads, groups, rows * p.len)) \
     schedule(static)
   for (int64_t grp = 0; grp < groups; ++grp) errors.run([&] {
-    alignas(32) C sa[kChunk * L];
-    alignas(32) C sx[kChunk * L];
-    alignas(32) S hs[L * E];
+    alignas(64) C sa[kChunk * L];
+    alignas(64) C sx[kChunk * L];
+    alignas(64) S hs[L * E];
     const U* ra[L];
     const U* rx[L];
     U* ro[L];

@@ -255,6 +255,42 @@ def test_dpm_batch_odd_and_non_contiguous_samples(name):
     assert_matches_diffusers(ours, theirs, ours64, peak)
 
 
+def _mixed_kinds_loop(s, steps, begin=None, dtype=torch.float32):
+    """A loop whose samples change kind on the way: a non-contiguous view, a sample that
+    requires grad (grad mode on), a non-contiguous model output; the other steps plain contiguous
+    float32 (the schedulers' direct CPU path once a step armed it)."""
+    s.set_timesteps(steps)
+    if begin is not None:
+        s.set_begin_index(begin)
+    x = FIXTURE.to(dtype)
+    for k, t in enumerate(s.timesteps[begin or 0:]):
+        m = dummy_model(x, t)
+        if k == 2:
+            x = x.transpose(2, 3).contiguous().transpose(2, 3)
+        elif k == 3:
+            x = x.clone().requires_grad_(True)
+        elif k == 4:
+            m = m.transpose(2, 3).contiguous().transpose(2, 3)
+        x = s.step(m, t, x).prev_sample.detach()
+    return x
+
+
+@pytest.mark.parametrize("extra", [dict(solver_order=2), dict(solver_order=3),
+                                   dict(solver_order=3, lower_order_final=True),
+                                   dict(solver_order=3, begin=3),
+                                   dict(solver_order=2, final_sigmas_type="zero")], ids=cfg_id)
+def test_dpm_multistep_steps_of_mixed_sample_kinds(extra):
+    extra = dict(extra)
+    begin = extra.pop("begin", None)
+    cfg = {**DPM_BASE, **extra}
+    theirs = _mixed_kinds_loop(quiet(diffusers.DPMSolverMultistepScheduler, **cfg), 12, begin)
+    ours_s = ks.DPMSolverMultistepScheduler(**cfg)
+    ours = _mixed_kinds_loop(ours_s, 12, begin)
+    assert ours_s._direct is not None  # the plain steps took the direct path
+    ours64 = _mixed_kinds_loop(ks.DPMSolverMultistepScheduler(**cfg), 12, begin, torch.float64)
+    assert_matches_diffusers(ours, theirs, ours64, FIXTURE.abs().max().item())
+
+
 @pytest.mark.parametrize("name", DPM_NAMES)
 def test_dpm_sde_seeded_reproducible(name):
     cfg = {**DPM_BASES[name], "algorithm_type": "sde-dpmsolver++"}

@@ -137,6 +137,24 @@ def fused_step(x: torch.Tensor, m: torch.Tensor | None, hist: Sequence[torch.Ten
                    c_aux=coefs[4], c_hist=coefs[5:], out=out, store=store)
 
 
+STEP_DTYPES = frozenset((torch.float32, torch.float64, torch.float16, torch.bfloat16))
+_DIRECT_BACKENDS = ("auto", "cpu")
+
+
+def direct_cpu(m: torch.Tensor, x: torch.Tensor) -> bool:
+    """Whether a step on (model output m, sample x) may call the C++ kernel with no further
+    checks or conversions: plain contiguous CPU tensors of one shape and one supported dtype,
+    eager mode with nothing to record (no gradient, dispatch mode, functorch transform or
+    compile) and the auto / cpu backend. Anything else takes the step's checked path."""
+    return (type(x) is torch.Tensor and type(m) is torch.Tensor and m.dtype is x.dtype
+            and x.dtype in STEP_DTYPES and m.shape == x.shape and x.is_cpu and m.is_cpu
+            and x.is_contiguous() and m.is_contiguous()
+            and not (torch.is_grad_enabled() and (x.requires_grad or m.requires_grad))
+            and current_backend() in _DIRECT_BACKENDS and not torch.compiler.is_compiling()
+            and not torch._C._len_torch_dispatch_stack()
+            and not torch._C._are_functorch_transforms_active())
+
+
 def log0(v: float) -> float:
     """log(v), -inf at 0 (a zero sigma or alpha at the schedule's ends)."""
     return -math.inf if v == 0 else math.log(v)

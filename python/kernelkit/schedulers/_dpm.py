@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._base import SchedulerBase, fused_step, sigma_to_t
+from ._base import SchedulerBase, fused_step, log0, sigma_to_t
 from ._threshold import threshold_in_place
 
 PREDICTIONS = ("epsilon", "sample", "v_prediction", "flow_prediction")
@@ -151,8 +151,10 @@ class DPMSolverBase(SchedulerBase):
         self.sigmas = torch.from_numpy(np.concatenate([sig, [last]]).astype(np.float32))
         self.timesteps = torch.from_numpy(np.asarray(ts)).to(device=device, dtype=torch.int64)
         self.num_inference_steps = len(ts)
-        # The host's copy of the schedule, float64 of the float32 sigmas.
+        # The host's copy of the schedule, float64 of the float32 sigmas, and each one's
+        # (alpha, sigma, lambda = log alpha - log sigma) for the step coefficients.
         self._sig = [float(v) for v in self.sigmas.tolist()]
+        self._asl = [(a, s, log0(a) - log0(s)) for a, s in map(self._alpha_sigma, self._sig)]
         self._reset_state()
 
     def _spaced_timesteps(self, n: int) -> np.ndarray:

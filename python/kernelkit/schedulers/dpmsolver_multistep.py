@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._base import SchedulerOutput, log0
+from ..ops.scheduler_step import run_cpu_direct
+from ._base import SchedulerOutput, direct_cpu
 from ._dpm import DPMSolverBase, exp_coefficients
 
 
@@ -65,17 +66,58 @@ class DPMSolverMultistepScheduler(DPMSolverBase):
     def _reset_state(self) -> None:
         super()._reset_state()
         self.lower_order_nums = 0
+        # The direct path of later steps (see _arm_direct), and each (step, order)'s nine
+        # kernel coefficients.
+        self._direct: tuple | None = None
+        self._coef_cache: dict[tuple[int, int], tuple[float, ...]] = {}
+
+    def _kernel_coefs(self, i: int, order: int) -> tuple[float, ...]:
+        """The fused kernel's nine coefficients of step i at ``order`` (no thresholding, no
+        noise), computed once per set_timesteps."""
+        got = self._coef_cache.get((i, order))
+        if got is None:
+            c_x, c_m, _ = self._update_coefficients(order)
+            p_x, p_m = self._conversion(self._sig[i])
+            got = (p_x, p_m, c_x, c_m[0], 0.0, *c_m[1:], *(0.0,) * (5 - order))
+            self._coef_cache[(i, order)] = got
+        return got
+
+    def _arm_direct(self, x: torch.Tensor) -> None:
+        """After a checked step on CPU sample x: lets the next steps on samples of x's shape and
+        dtype go straight to the kernel (step's first branch) when the config needs none of
+        thresholding, noise or a learned-variance split. Keeps the schedule's length, each
+        step's highest order (lower_order_final's caps) and, per ring phase and order, the
+        store slot's and the history's addresses."""
+        d = self._direct
+        if d is not None and d[5] is self._ring and d[0] == x.shape and d[1] is x.dtype:
+            return  # armed for this sample and ring already
+        cfg = self.config
+        if (cfg.thresholding or cfg.algorithm_type.startswith("sde") or not x.is_cpu
+                or cfg.variance_type in ("learned", "learned_range")):
+            self._direct = None
+            return
+        n = len(self.timesteps)
+        caps = [3] * n  # as step()'s final / second rules
+        short = cfg.lower_order_final and n < 15
+        if n >= 2 and short:
+            caps[n - 2] = 2
+        if cfg.euler_at_final or cfg.final_sigmas_type == "zero" or short:
+            caps[n - 1] = 1
+        k = cfg.solver_order
+        ptrs = [t.data_ptr() for t in self._ring]
+        table = [[(ptrs[f], order - 1, *[ptrs[(f - j) % k] for j in range(1, order)],
+                   *(0,) * (5 - order)) for order in range(1, k + 1)] for f in range(k)]
+        self._direct = (x.shape, x.dtype, n, caps, table, self._ring)
 
     def _update_coefficients(self, order: int) -> tuple[float, list[float], float]:
         """(c_x, [coefficient of m0, m1, m2 up to order], c_noise) of the order-`order`
         multistep update from step index i to i + 1."""
         cfg = self.config
         i = self._step_index
-        sig = self._sig
-        a_t, s_t = self._alpha_sigma(sig[i + 1])
-        lam = [log0(a) - log0(s) for a, s in (self._alpha_sigma(sig[i - k]) for k in range(order))]
-        a_0, s_0 = self._alpha_sigma(sig[i])
-        lam_t = log0(a_t) - log0(s_t)
+        asl = self._asl
+        a_t, s_t, lam_t = asl[i + 1]
+        a_0, s_0, _ = asl[i]
+        lam = [asl[i - k][2] for k in range(order)]
         h = lam_t - lam[0]
         if h == 0:  # a repeated sigma (e.g. Karras sigmas ending at sigma_min): no move
             return 1.0, [0.0] * order, 0.0
@@ -117,6 +159,22 @@ class DPMSolverMultistepScheduler(DPMSolverBase):
         Returns:
             SchedulerOutput with prev_sample, of model_output's dtype (as diffusers).
         """
+        i = self._step_index
+        direct = self._direct
+        if (direct is not None and i is not None and i < direct[2] and direct_cpu(
+                model_output, sample) and sample.shape == direct[0] and sample.dtype is direct[1]):
+            # A later step on the last one's kind of sample: the precomputed coefficients and
+            # ring addresses, one kernel call (the checked path below computes the same).
+            k = len(direct[4])
+            order = min(direct[3][i], self.lower_order_nums + 1, k)
+            out = torch.empty_like(sample)
+            run_cpu_direct(sample, model_output, out, direct[4][self._filled % k][order - 1],
+                           self._kernel_coefs(i, order))
+            self._filled += 1
+            self._step_index = i + 1
+            if self.lower_order_nums < k:
+                self.lower_order_nums += 1
+            return SchedulerOutput(out) if return_dict else (out,)
         cfg = self.config
         model_output = self._model_output(model_output, sample)
         i = self._begin_step(model_output, timestep, sample)
@@ -143,6 +201,7 @@ class DPMSolverMultistepScheduler(DPMSolverBase):
         out = self._combine(x, m, slot, hist, None, c_x, c_m, 0.0)
         if self.lower_order_nums < cfg.solver_order:
             self.lower_order_nums += 1
+        self._arm_direct(x)
         if model_output.dtype != out.dtype:
             out = out.to(model_output.dtype)
         return SchedulerOutput(out) if return_dict else (out,)

@@ -662,3 +662,19 @@ def test_heun_bad_input():
         ks.HeunDiscreteScheduler(beta_schedule="nope")
     with pytest.raises(NotImplementedError, match="beta_schedule"):
         ks.EulerDiscreteScheduler(beta_schedule="exp")  # as diffusers: exp is Heun's only
+
+
+@pytest.mark.parametrize("name", ["DPMSolverMultistepScheduler", "FlowMatchEulerDiscreteScheduler",
+                                  "EulerDiscreteScheduler"])
+def test_schedulers_built_and_run_in_inference_mode(name):
+    # Inference tensors have no version counter (the cached host copies must not need one).
+    outs = []
+    for mod in (ks, diffusers):
+        with torch.inference_mode():
+            s = quiet(getattr(mod, name))
+            scale = name == "EulerDiscreteScheduler"
+            x, _ = run_loop(s, 10, FIXTURE, scale_input=scale)
+            x2, _ = run_loop(s, 10, FIXTURE, scale_input=scale)
+        assert torch.equal(x, x2)
+        outs.append(x)
+    assert (outs[0] - outs[1]).abs().max().item() <= 1e-5 * max(outs[1].abs().max().item(), 1.0)

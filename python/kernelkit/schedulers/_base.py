@@ -221,6 +221,16 @@ class SchedulerBase:
         """The position of ``timestep`` in the schedule (the second one when it occurs twice,
         as diffusers). ValueError when it is not in the schedule."""
         schedule = self.timesteps if schedule_timesteps is None else schedule_timesteps
+        if (type(timestep) is torch.Tensor and timestep.dtype == schedule.dtype
+                and timestep.is_cpu and schedule.is_cpu and timestep.dim() == 0):
+            # One of the schedule's own entries (the usual loop over timesteps): compared on
+            # the host (an exact comparison in one dtype either way; no torch ops).
+            values = self._host_values(schedule)
+            v = timestep.item()
+            count = values.count(v)
+            if count:
+                first = values.index(v)
+                return values.index(v, first + 1) if count > 1 else first
         if isinstance(timestep, torch.Tensor):
             timestep = timestep.to(schedule.device)
         hits = (schedule == timestep).nonzero()
@@ -228,6 +238,21 @@ class SchedulerBase:
             raise ValueError(f"{self._name}: timestep {float(timestep)} is not in the schedule "
                              f"set by set_timesteps ({schedule.tolist()})")
         return int(hits[1 if len(hits) > 1 else 0].item())
+
+    def _host_values(self, schedule: torch.Tensor) -> list:
+        """schedule.tolist(), kept until the tensor is replaced or modified in place."""
+        return self._derived("_host_of", schedule, torch.Tensor.tolist)
+
+    def _derived(self, slot: str, t: torch.Tensor, make: Callable[[torch.Tensor], Any]) -> Any:
+        """make(t), kept in attribute ``slot`` until ``t`` is replaced or modified in place (its
+        version counter; an inference tensor has none, and is derived afresh every call)."""
+        if t.is_inference():
+            return make(t)
+        cached = getattr(self, slot, None)  # (the tensor, its version, what was made)
+        if cached is None or cached[0] is not t or cached[1] != t._version:
+            cached = (t, t._version, make(t))
+            setattr(self, slot, cached)
+        return cached[2]
 
     # ---- what the configs share ----------------------------------------------------------
 
@@ -276,12 +301,8 @@ class SchedulerBase:
         bit numpy's does not always share), computed again only when ``alphas_cumprod`` is
         replaced or modified: torch runs this sqrt of 1000 values as a parallel region, which
         costs a scheduler tick (ms) in every set_timesteps while another process holds a core."""
-        abar = self.alphas_cumprod
-        cached = getattr(self, "_train_sig_of", None)  # (the tensor, its version, the table)
-        if cached is None or cached[0] is not abar or cached[1] != abar._version:
-            cached = (abar, abar._version, (((1 - abar) / abar) ** 0.5).numpy())
-            self._train_sig_of = cached
-        return cached[2].copy()
+        return self._derived("_train_sig_of", self.alphas_cumprod,
+                             lambda abar: (((1 - abar) / abar) ** 0.5).numpy()).copy()
 
     def _final_sigma(self) -> float:
         """The sigma after the schedule's last, by ``final_sigmas_type``: the training

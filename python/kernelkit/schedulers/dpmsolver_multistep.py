@@ -83,8 +83,8 @@ class DPMSolverMultistepScheduler(DPMSolverBase):
         return got
 
     def _arm_direct(self, x: torch.Tensor) -> None:
-        """After a checked step on CPU sample x: lets the next steps on samples of x's shape and
-        dtype go straight to the kernel (step's first branch) when the config needs none of
+        """After a checked step on CPU sample x (or before a first one): lets the steps on
+        samples of x's shape and dtype go straight to the kernel when the config needs none of
         thresholding, noise or a learned-variance split. Keeps the schedule's length, each
         step's highest order (lower_order_final's caps) and, per ring phase and order, the
         store slot's and the history's addresses."""
@@ -116,23 +116,23 @@ class DPMSolverMultistepScheduler(DPMSolverBase):
         i = self._step_index
         asl = self._asl
         a_t, s_t, lam_t = asl[i + 1]
-        a_0, s_0, _ = asl[i]
-        lam = [asl[i - k][2] for k in range(order)]
-        h = lam_t - lam[0]
+        a_0, s_0, lam_0 = asl[i]
+        h = lam_t - lam_0
         if h == 0:  # a repeated sigma (e.g. Karras sigmas ending at sigma_min): no move
             return 1.0, [0.0] * order, 0.0
-        heun = cfg.solver_type == "heun"
-        if cfg.algorithm_type == "sde-dpmsolver" and order == 3:
+        algo = cfg.algorithm_type
+        if algo == "sde-dpmsolver" and order == 3:
             raise NotImplementedError(f"{self._name}: sde-dpmsolver has no third-order "
                                       "update; use solver_order <= 2")
-        c_x, c0, c1, c2, noise = exp_coefficients(cfg.algorithm_type, h, a_t, s_t, a_0, s_0,
-                                                  not (heun or order == 3))
+        c_x, c0, c1, c2, noise = exp_coefficients(
+            algo, h, a_t, s_t, a_0, s_0, order < 3 and cfg.solver_type != "heun")
         if order == 1:
             return c_x, [c0], noise
-        r0 = (lam[0] - lam[1]) / h
+        lam_1 = asl[i - 1][2]
+        r0 = (lam_0 - lam_1) / h
         if order == 2:  # D1 = (m0 - m1) / r0
             return c_x, [c0 + c1 / r0, -c1 / r0], noise
-        r1 = (lam[1] - lam[2]) / h
+        r1 = (lam_1 - asl[i - 2][2]) / h
         # D1_0 = (m0 - m1)/r0, D1_1 = (m1 - m2)/r1, D1 = D1_0 + q (D1_0 - D1_1),
         # D2 = (D1_0 - D1_1) / (r0 + r1).
         q, u = r0 / (r0 + r1), 1.0 / (r0 + r1)
@@ -161,6 +161,15 @@ class DPMSolverMultistepScheduler(DPMSolverBase):
         """
         i = self._step_index
         direct = self._direct
+        if i is None and self.num_inference_steps is not None and direct_cpu(model_output,
+                                                                             sample):
+            # The first step on a plain CPU sample: look its timestep up, size the ring and
+            # arm the direct path (None where the config needs the checked one).
+            self._init_step_index(timestep)
+            i = self._step_index
+            self._buffers(sample)
+            self._arm_direct(sample)
+            direct = self._direct
         if (direct is not None and i is not None and i < direct[2] and direct_cpu(
                 model_output, sample) and sample.shape == direct[0] and sample.dtype is direct[1]):
             # A later step on the last one's kind of sample: the precomputed coefficients and

@@ -139,6 +139,12 @@ def fused_step(x: torch.Tensor, m: torch.Tensor | None, hist: Sequence[torch.Ten
 
 STEP_DTYPES = frozenset((torch.float32, torch.float64, torch.float16, torch.bfloat16))
 _DIRECT_BACKENDS = ("auto", "cpu")
+# Bound once: direct_cpu runs on every step, and each attribute hop costs tens of ns.
+_Tensor = torch.Tensor
+_grad_enabled = torch.is_grad_enabled
+_is_compiling = torch.compiler.is_compiling
+_dispatch_depth = torch._C._len_torch_dispatch_stack
+_functorch_active = torch._C._are_functorch_transforms_active
 
 
 def direct_cpu(m: torch.Tensor, x: torch.Tensor) -> bool:
@@ -146,13 +152,12 @@ def direct_cpu(m: torch.Tensor, x: torch.Tensor) -> bool:
     checks or conversions: plain contiguous CPU tensors of one shape and one supported dtype,
     eager mode with nothing to record (no gradient, dispatch mode, functorch transform or
     compile) and the auto / cpu backend. Anything else takes the step's checked path."""
-    return (type(x) is torch.Tensor and type(m) is torch.Tensor and m.dtype is x.dtype
+    return (type(x) is _Tensor and type(m) is _Tensor and m.dtype is x.dtype
             and x.dtype in STEP_DTYPES and m.shape == x.shape and x.is_cpu and m.is_cpu
             and x.is_contiguous() and m.is_contiguous()
-            and not (torch.is_grad_enabled() and (x.requires_grad or m.requires_grad))
-            and current_backend() in _DIRECT_BACKENDS and not torch.compiler.is_compiling()
-            and not torch._C._len_torch_dispatch_stack()
-            and not torch._C._are_functorch_transforms_active())
+            and not (_grad_enabled() and (x.requires_grad or m.requires_grad))
+            and current_backend() in _DIRECT_BACKENDS and not _is_compiling()
+            and not _dispatch_depth() and not _functorch_active())
 
 
 def log0(v: float) -> float:

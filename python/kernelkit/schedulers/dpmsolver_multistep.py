@@ -3,6 +3,8 @@ DPMSolverMultistepScheduler contract; each step one fused kernel over the sample
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 
@@ -71,12 +73,45 @@ class DPMSolverMultistepScheduler(DPMSolverBase):
         self._direct: tuple | None = None
         self._coef_cache: dict[tuple[int, int], tuple[float, ...]] = {}
 
+    def set_timesteps(self, num_inference_steps: int | None = None,
+                      device: str | torch.device | None = None, mu: float | None = None,
+                      timesteps: Sequence[int] | None = None) -> None:
+        """As DPMSolverBase.set_timesteps; then, for the configs whose steps can take the
+        direct path, each step's highest order (lower_order_final / final rules) and the
+        kernel coefficients of the order each step takes in a loop from the first timestep,
+        in float64 on the host (a step's Python work is then one dict lookup; other orders,
+        e.g. after set_begin_index, are computed when first needed)."""
+        super().set_timesteps(num_inference_steps, device, mu, timesteps)
+        cfg = self.config
+        n = len(self.timesteps)
+        caps = [3] * n  # as step()'s final / second rules
+        short = cfg.lower_order_final and n < 15
+        if n >= 2 and short:
+            caps[n - 2] = 2
+        if cfg.euler_at_final or cfg.final_sigmas_type == "zero" or short:
+            caps[n - 1] = 1
+        self._caps = caps
+        if self._direct_config():
+            k = cfg.solver_order
+            try:
+                for i in range(n):
+                    self._kernel_coefs(i, min(caps[i], i + 1, k))
+            except ValueError:  # a prediction type the algorithm cannot take: step() says so
+                self._coef_cache.clear()
+
+    def _direct_config(self) -> bool:
+        """Whether the config's steps can take the direct path: no thresholding, no noise,
+        no learned-variance split."""
+        cfg = self.config
+        return not (cfg.thresholding or cfg.algorithm_type.startswith("sde")
+                    or cfg.variance_type in ("learned", "learned_range"))
+
     def _kernel_coefs(self, i: int, order: int) -> tuple[float, ...]:
         """The fused kernel's nine coefficients of step i at ``order`` (no thresholding, no
         noise), computed once per set_timesteps."""
         got = self._coef_cache.get((i, order))
         if got is None:
-            c_x, c_m, _ = self._update_coefficients(order)
+            c_x, c_m, _ = self._update_coefficients(order, i)
             p_x, p_m = self._conversion(self._sig[i])
             got = (p_x, p_m, c_x, c_m[0], 0.0, *c_m[1:], *(0.0,) * (5 - order))
             self._coef_cache[(i, order)] = got
@@ -91,29 +126,28 @@ class DPMSolverMultistepScheduler(DPMSolverBase):
         d = self._direct
         if d is not None and d[5] is self._ring and d[0] == x.shape and d[1] is x.dtype:
             return  # armed for this sample and ring already
-        cfg = self.config
-        if (cfg.thresholding or cfg.algorithm_type.startswith("sde") or not x.is_cpu
-                or cfg.variance_type in ("learned", "learned_range")):
+        if not x.is_cpu or not self._direct_config():
             self._direct = None
             return
-        n = len(self.timesteps)
-        caps = [3] * n  # as step()'s final / second rules
-        short = cfg.lower_order_final and n < 15
-        if n >= 2 and short:
-            caps[n - 2] = 2
-        if cfg.euler_at_final or cfg.final_sigmas_type == "zero" or short:
-            caps[n - 1] = 1
-        k = cfg.solver_order
+        k = self.config.solver_order
         ptrs = [t.data_ptr() for t in self._ring]
-        table = [[(ptrs[f], order - 1, *[ptrs[(f - j) % k] for j in range(1, order)],
-                   *(0,) * (5 - order)) for order in range(1, k + 1)] for f in range(k)]
-        self._direct = (x.shape, x.dtype, n, caps, table, self._ring)
+        table = []  # [ring phase][order - 1]: (store, n_hist, hist0..hist3)
+        for f in range(k):  # the stored outputs of the last steps: ptrs[f - 1], ptrs[f - 2]
+            rows = [(ptrs[f], 0, 0, 0, 0, 0)]
+            if k > 1:
+                rows.append((ptrs[f], 1, ptrs[f - 1], 0, 0, 0))
+            if k > 2:
+                rows.append((ptrs[f], 2, ptrs[f - 1], ptrs[f - 2], 0, 0))
+            table.append(rows)
+        self._direct = (x.shape, x.dtype, len(self._caps), self._caps, table, self._ring)
 
-    def _update_coefficients(self, order: int) -> tuple[float, list[float], float]:
+    def _update_coefficients(self, order: int, i: int | None = None,
+                             ) -> tuple[float, list[float], float]:
         """(c_x, [coefficient of m0, m1, m2 up to order], c_noise) of the order-`order`
-        multistep update from step index i to i + 1."""
+        multistep update from step index i (default: the current one) to i + 1."""
         cfg = self.config
-        i = self._step_index
+        if i is None:
+            i = self._step_index
         asl = self._asl
         a_t, s_t, lam_t = asl[i + 1]
         a_0, s_0, lam_0 = asl[i]

@@ -678,3 +678,33 @@ def test_schedulers_built_and_run_in_inference_mode(name):
         assert torch.equal(x, x2)
         outs.append(x)
     assert (outs[0] - outs[1]).abs().max().item() <= 1e-5 * max(outs[1].abs().max().item(), 1.0)
+
+
+@pytest.mark.parametrize("name", DPM_NAMES)
+def test_repeated_first_timestep_warns_and_says_why_the_loop_ends_early(name):
+    # squaredcos_cap_v2 + Karras sigmas: several sigmas share the integer timestep 998/999.
+    cfg = dict(beta_schedule="squaredcos_cap_v2", use_karras_sigmas=True)
+    s = getattr(ks, name)(**cfg)
+    with pytest.warns(UserWarning, match=r"set_begin_index\(0\)"):
+        s.set_timesteps(20)
+    theirs = quiet(getattr(diffusers, name), **cfg)
+    theirs.set_timesteps(20)
+    assert torch.equal(s.timesteps, theirs.timesteps)
+    x = FIXTURE.clone()
+    with pytest.raises(ValueError, match=r"repeat.*second occurrence.*set_begin_index\(0\)"):
+        for t in s.timesteps:
+            x = s.step(dummy_model(x, t), t, x).prev_sample
+    with pytest.raises(IndexError):  # diffusers fails at the same call, less clearly
+        x = FIXTURE.clone()
+        for t in theirs.timesteps:
+            x = theirs.step(dummy_model(x, t), t, x).prev_sample
+    outs = []
+    for sched in (s, theirs):  # from the first step: every step taken, the same numbers
+        quiet(sched.set_timesteps, 20)
+        sched.set_begin_index(0)
+        x = FIXTURE.clone()
+        for t in sched.timesteps:
+            x = sched.step(dummy_model(x, t), t, x).prev_sample
+        outs.append(x)
+    assert torch.isfinite(outs[0]).all()
+    assert (outs[0] - outs[1]).abs().max().item() <= 1e-5 * max(outs[1].abs().max().item(), 1.0)

@@ -326,8 +326,10 @@ class SchedulerBase:
     def _init_step_index(self, timestep: float | torch.Tensor) -> None:
         if self._begin_index is None:
             self._step_index = self.index_for_timestep(timestep)
+            self._looked_up = self._step_index  # for _check_not_finished's message
         else:
             self._step_index = self._begin_index
+            self._looked_up = None
 
     def _begin_step(self, model_output: torch.Tensor, timestep: float | torch.Tensor,
                     sample: torch.Tensor) -> int:
@@ -361,8 +363,32 @@ class SchedulerBase:
 
     def _check_not_finished(self, n_steps: int) -> None:
         if self._step_index is not None and self._step_index >= n_steps:
-            raise ValueError(f"{self._name}: all {n_steps} steps of the schedule were taken; "
-                             "call set_timesteps again to start a new sampling loop")
+            raise ValueError(self._finished_message(n_steps))
+
+    def _finished_message(self, n_steps: int) -> str:
+        """Why a step past the schedule's end was refused. Where the first step was looked up
+        at a repeated timestep's second occurrence (a schedule whose sigmas share integer
+        timesteps, e.g. squaredcos_cap_v2 with use_karras_sigmas), a loop over ``timesteps``
+        ends here one call early: says so, and how to step them all."""
+        first = getattr(self, "_looked_up", None)
+        if first:
+            values = self._host_values(self.timesteps)
+            repeats = values.count(values[first])
+            if repeats > 1:
+                cfg = self.config
+                cause = ("squaredcos_cap_v2 with use_karras_sigmas puts several Karras sigmas on "
+                         "one integer timestep" if cfg.get("beta_schedule") == "squaredcos_cap_v2"
+                         and cfg.get("use_karras_sigmas") else
+                         "several sigmas fall on one integer timestep")
+                return (f"{self._name}: step called after the schedule's last step. Its "
+                        f"timesteps repeat ({values[first]} occurs {repeats} times: {cause}), "
+                        f"and the first step, found by its timestep, began at index {first}, "
+                        "that value's second occurrence (the rule diffusers follows too, so "
+                        "that an image-to-image start skips no sigma); so a loop over "
+                        f"timesteps makes one call more than the {n_steps - first} steps left. "
+                        "Call set_begin_index(0) after set_timesteps to step from the first")
+        return (f"{self._name}: all {n_steps} steps of the schedule were taken; call "
+                "set_timesteps again to start a new sampling loop")
 
     @staticmethod
     def _dense(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

@@ -6,6 +6,7 @@ coefficients of each algorithm."""
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -151,6 +152,15 @@ class DPMSolverBase(SchedulerBase):
         self.sigmas = torch.from_numpy(np.concatenate([sig, [last]]).astype(np.float32))
         self.timesteps = torch.from_numpy(np.asarray(ts)).to(device=device, dtype=torch.int64)
         self.num_inference_steps = len(ts)
+        int_ts = np.asarray(ts).astype(np.int64)
+        if len(int_ts) > 1 and int_ts[0] == int_ts[1] and timesteps is None:
+            warnings.warn(f"{name}: the first timestep {int(int_ts[0])} occurs "
+                          f"{int((int_ts == int_ts[0]).sum())} times in this schedule (several "
+                          "sigmas share one integer timestep); a step looks a repeated timestep "
+                          "up at its second occurrence, as diffusers, so a loop over timesteps "
+                          "skips the first sigma and its last call fails. Call "
+                          "set_begin_index(0) after set_timesteps to step them all",
+                          stacklevel=2)
         # The host's copy of the schedule, float64 of the float32 sigmas, and each one's
         # (alpha, sigma, lambda = log alpha - log sigma) for the step coefficients.
         self._sig = [float(v) for v in self.sigmas.tolist()]

@@ -9,9 +9,14 @@ bytes the loop's steps must move (conftest's ``bench.copy_floor``): an order-k
 multistep step reads the sample, the model output and k - 1 stored outputs and writes
 prev_sample and the converted output into the history; a flow Euler step reads the sample and
 the velocity and writes prev_sample. A sampler row times a whole ``STEPS``-step sampler call
-whose model returns precomputed outputs. The conv-loop row times a whole sampling loop
-(set_timesteps, then ``STEPS`` times a 3x3 conv as the denoiser and step()) with diffusers'
-DPMSolverMultistepScheduler and with ours. Ratios compare the same loop.
+whose model returns precomputed outputs. The Score-SDE PC case also times its noise alone
+(the 2N ``torch.randn`` draws of the sample both versions make, from one generator: torch's
+serial Mersenne-Twister normal_, about 2.2 ns an element on one core here): the floor of any
+version drawing that noise. At (4, 4, 128, 128) a step's parts, timed one by one, are two
+draws of 585 us, two norms of 15 us and two fused passes of 18 us: the draws are 95% of it, so
+fusing the rest cannot reach 2x the torch-ops version with them. The conv-loop row times a
+whole sampling loop (set_timesteps, then ``STEPS`` times a 3x3 conv as the denoiser and step())
+with diffusers' DPMSolverMultistepScheduler and with ours. Ratios compare the same loop.
 
 Install the peer with ``pip install ".[bench]"`` (diffusers, pinned). Run:
 ``python bench/report.py -k schedulers`` (or pytest on this file).
@@ -81,7 +86,8 @@ _MIN = {"DPM++ 2M 4x4x128x128": 5, "DPM++ 2M 1x4x64x64": 10, "DPM++ 3M 4x4x128x1
 SAMPLER_CASES = tuple((f"{kind} {'x'.join(map(str, shape))}", kind, shape)
                       for shape in ((4, 4, 128, 128), (1, 4, 64, 64))
                       for kind in ("EDM Heun", "Score-SDE PC"))
-SAMPLER_IMPLS = {"ours": ("kernelkit.samplers", "ours"), "torch": ("torch ops", "peer")}
+SAMPLER_IMPLS = {"ours": ("kernelkit.samplers", "ours"), "torch": ("torch ops", "peer"),
+                 "noise": ("its torch.randn draws alone", "floor")}  # Score-SDE PC only
 TARGETS = [{"name": f"{case.name}: vs diffusers", "a": [case.name, IMPLS["ours"][0]],
             "b": [case.name, IMPLS["diffusers"][0]], "min": _MIN[case.name]}
            for case in CASES if case.name in _MIN] + [
@@ -206,28 +212,32 @@ def _pc_torch(score, shape: tuple[int, ...], n: int, generator: torch.Generator,
               snr: float = 0.16, sigma_min: float = 0.01, sigma_max: float = 50.0,
               eps: float = 1e-5) -> torch.Tensor:
     """Score SDE's VE predictor-corrector step (one Langevin step, reverse diffusion) in torch
-    ops: step size from the batch-mean norms as tensors (no host sync), G from the table."""
+    ops, written as a good CPU torch version would be: the step size read to the host (one
+    sync a step, as ours; free on CPU), the updates in place with float alphas (two passes per
+    update, no temporaries), the schedule as host floats. Same draws as ours."""
     sig = torch.exp(torch.linspace(math.log(sigma_min), math.log(sigma_max), n)).tolist()
     ts = torch.linspace(1.0, eps, n)
     idx = (ts * (n - 1)).long().tolist()
-    x = torch.randn(shape, generator=generator) * sigma_max
+    ts = ts.tolist()
+    x = torch.randn(shape, generator=generator).mul_(sigma_max)
     for i in range(n):
-        t, k = float(ts[i]), idx[i]
+        t, k = ts[i], idx[i]
         grad = score(x, t)
         z = torch.randn(shape, generator=generator)
-        ratio = z.flatten(1).norm(dim=1).mean() / grad.flatten(1).norm(dim=1).mean()
+        ratio = (z.flatten(1).norm(dim=1).mean() / grad.flatten(1).norm(dim=1).mean()).item()
         step = 2 * (snr * ratio) ** 2
-        x = x + step * grad + (2 * step).sqrt() * z
+        x.add_(grad, alpha=step).add_(z, alpha=math.sqrt(2 * step))
         g2 = sig[k] ** 2 - (sig[k - 1] ** 2 if k > 0 else 0.0)
-        x_mean = x + g2 * score(x, t)
-        x = x_mean if i == n - 1 else x_mean + math.sqrt(g2) * torch.randn(shape,
-                                                                            generator=generator)
+        x.add_(score(x, t), alpha=g2)
+        if i < n - 1:
+            x.add_(torch.randn(shape, generator=generator), alpha=math.sqrt(g2))
     return x
 
 
 @pytest.mark.parametrize(("name", "kind", "shape", "key"), [
     pytest.param(name, kind, shape, k, id=f"{name}-{k}".replace(" ", "_"))
-    for name, kind, shape in SAMPLER_CASES for k in SAMPLER_IMPLS])
+    for name, kind, shape in SAMPLER_CASES for k in SAMPLER_IMPLS
+    if k != "noise" or kind == "Score-SDE PC"])
 def test_sampler_loop(bench, name: str, kind: str, shape: tuple[int, ...],  # noqa: ANN001
                       key: str) -> None:
     g = torch.Generator().manual_seed(0)
@@ -245,7 +255,11 @@ def test_sampler_loop(bench, name: str, kind: str, shape: tuple[int, ...],  # no
         shape=shape, dtype="float32", elements=numel, nbytes=passes * 4 * numel * STEPS,
         flops=8.0 * numel * STEPS, flop_kind="fma", compute_dtype="float32",
         case_note=f"a {STEPS}-step sampler call, {calls} model calls returning precomputed "
-                  "outputs" + ("" if kind == "EDM Heun" else "; noise drawn by both"))
+                  "outputs" + ("" if kind == "EDM Heun" else
+                               f"; noise drawn by both: {2 * STEPS} torch.randn of the "
+                               "sample (the prior, one per Langevin step, one per predictor "
+                               "step but the last; the floor row times those draws alone)"),
+        note=f"{2 * STEPS} torch.randn(shape, generator=) calls" if key == "noise" else "")
     state = {"i": 0}
 
     def model(x: torch.Tensor, t: float) -> torch.Tensor:
@@ -262,6 +276,10 @@ def test_sampler_loop(bench, name: str, kind: str, shape: tuple[int, ...],  # no
     else:
         def run() -> torch.Tensor:
             gen = torch.Generator().manual_seed(1)
+            if key == "noise":  # what both versions spend drawing noise
+                for _ in range(2 * STEPS):
+                    z = torch.randn(shape, generator=gen)
+                return z
             if key == "ours":
                 return samplers.score_sde_pc_sampler(model, shape, num_steps=STEPS,
                                                      generator=gen)

@@ -255,6 +255,42 @@ def test_dpm_batch_odd_and_non_contiguous_samples(name):
     assert_matches_diffusers(ours, theirs, ours64, peak)
 
 
+def _mixed_kinds_loop(s, steps, begin=None, dtype=torch.float32):
+    """A loop whose samples change kind on the way: a non-contiguous view, a sample that
+    requires grad (grad mode on), a non-contiguous model output; the other steps plain contiguous
+    float32 (the schedulers' direct CPU path once a step armed it)."""
+    s.set_timesteps(steps)
+    if begin is not None:
+        s.set_begin_index(begin)
+    x = FIXTURE.to(dtype)
+    for k, t in enumerate(s.timesteps[begin or 0:]):
+        m = dummy_model(x, t)
+        if k == 2:
+            x = x.transpose(2, 3).contiguous().transpose(2, 3)
+        elif k == 3:
+            x = x.clone().requires_grad_(True)
+        elif k == 4:
+            m = m.transpose(2, 3).contiguous().transpose(2, 3)
+        x = s.step(m, t, x).prev_sample.detach()
+    return x
+
+
+@pytest.mark.parametrize("extra", [dict(solver_order=2), dict(solver_order=3),
+                                   dict(solver_order=3, lower_order_final=True),
+                                   dict(solver_order=3, begin=3),
+                                   dict(solver_order=2, final_sigmas_type="zero")], ids=cfg_id)
+def test_dpm_multistep_steps_of_mixed_sample_kinds(extra):
+    extra = dict(extra)
+    begin = extra.pop("begin", None)
+    cfg = {**DPM_BASE, **extra}
+    theirs = _mixed_kinds_loop(quiet(diffusers.DPMSolverMultistepScheduler, **cfg), 12, begin)
+    ours_s = ks.DPMSolverMultistepScheduler(**cfg)
+    ours = _mixed_kinds_loop(ours_s, 12, begin)
+    assert ours_s._direct is not None  # the plain steps took the direct path
+    ours64 = _mixed_kinds_loop(ks.DPMSolverMultistepScheduler(**cfg), 12, begin, torch.float64)
+    assert_matches_diffusers(ours, theirs, ours64, FIXTURE.abs().max().item())
+
+
 @pytest.mark.parametrize("name", DPM_NAMES)
 def test_dpm_sde_seeded_reproducible(name):
     cfg = {**DPM_BASES[name], "algorithm_type": "sde-dpmsolver++"}
@@ -626,3 +662,49 @@ def test_heun_bad_input():
         ks.HeunDiscreteScheduler(beta_schedule="nope")
     with pytest.raises(NotImplementedError, match="beta_schedule"):
         ks.EulerDiscreteScheduler(beta_schedule="exp")  # as diffusers: exp is Heun's only
+
+
+@pytest.mark.parametrize("name", ["DPMSolverMultistepScheduler", "FlowMatchEulerDiscreteScheduler",
+                                  "EulerDiscreteScheduler"])
+def test_schedulers_built_and_run_in_inference_mode(name):
+    # Inference tensors have no version counter (the cached host copies must not need one).
+    outs = []
+    for mod in (ks, diffusers):
+        with torch.inference_mode():
+            s = quiet(getattr(mod, name))
+            scale = name == "EulerDiscreteScheduler"
+            x, _ = run_loop(s, 10, FIXTURE, scale_input=scale)
+            x2, _ = run_loop(s, 10, FIXTURE, scale_input=scale)
+        assert torch.equal(x, x2)
+        outs.append(x)
+    assert (outs[0] - outs[1]).abs().max().item() <= 1e-5 * max(outs[1].abs().max().item(), 1.0)
+
+
+@pytest.mark.parametrize("name", DPM_NAMES)
+def test_repeated_first_timestep_warns_and_says_why_the_loop_ends_early(name):
+    # squaredcos_cap_v2 + Karras sigmas: several sigmas share the integer timestep 998/999.
+    cfg = dict(beta_schedule="squaredcos_cap_v2", use_karras_sigmas=True)
+    s = getattr(ks, name)(**cfg)
+    with pytest.warns(UserWarning, match=r"set_begin_index\(0\)"):
+        s.set_timesteps(20)
+    theirs = quiet(getattr(diffusers, name), **cfg)
+    theirs.set_timesteps(20)
+    assert torch.equal(s.timesteps, theirs.timesteps)
+    x = FIXTURE.clone()
+    with pytest.raises(ValueError, match=r"repeat.*second occurrence.*set_begin_index\(0\)"):
+        for t in s.timesteps:
+            x = s.step(dummy_model(x, t), t, x).prev_sample
+    with pytest.raises(IndexError):  # diffusers fails at the same call, less clearly
+        x = FIXTURE.clone()
+        for t in theirs.timesteps:
+            x = theirs.step(dummy_model(x, t), t, x).prev_sample
+    outs = []
+    for sched in (s, theirs):  # from the first step: every step taken, the same numbers
+        quiet(sched.set_timesteps, 20)
+        sched.set_begin_index(0)
+        x = FIXTURE.clone()
+        for t in sched.timesteps:
+            x = sched.step(dummy_model(x, t), t, x).prev_sample
+        outs.append(x)
+    assert torch.isfinite(outs[0]).all()
+    assert (outs[0] - outs[1]).abs().max().item() <= 1e-5 * max(outs[1].abs().max().item(), 1.0)

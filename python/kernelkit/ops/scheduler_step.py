@@ -89,6 +89,20 @@ def run_cpu(x: torch.Tensor, m: torch.Tensor | None, hist: Sequence[torch.Tensor
                       torch.get_num_threads(), _native.ISA)
 
 
+def run_cpu_direct(x: torch.Tensor, m: torch.Tensor, out: torch.Tensor,
+                   addrs: tuple[int, int, int, int, int, int], coefs: tuple[float, ...]) -> None:
+    """The C++ kernel for a scheduler step whose operands the scheduler has vetted (x, m and
+    out plain contiguous CPU tensors of one shape and a supported dtype): ``addrs`` = (store,
+    n_hist, hist0..hist3) as addresses (0: absent), ``coefs`` the nine (p_x, p_m, c_x, c_conv,
+    c_aux, c_hist[0..3]) padded with zeros. The per-step path of small samples, where every
+    Python call counts."""
+    store, n_hist, h0, h1, h2, h3 = addrs
+    p_x, p_m, c_x, c_conv, c_aux, c0, c1, c2, c3 = coefs
+    _C.scheduler_step(x.data_ptr(), m.data_ptr(), 0, h0, h1, h2, h3, n_hist, out.data_ptr(),
+                      store, x.numel(), _DTYPE_NAMES[x.dtype], p_x, p_m, c_x, c_conv, c_aux,
+                      c0, c1, c2, c3, torch.get_num_threads(), _native.ISA)
+
+
 def _dense(t: torch.Tensor | None) -> torch.Tensor | None:
     return None if t is None else t.resolve_conj().resolve_neg().contiguous()
 

@@ -137,6 +137,29 @@ def fused_step(x: torch.Tensor, m: torch.Tensor | None, hist: Sequence[torch.Ten
                    c_aux=coefs[4], c_hist=coefs[5:], out=out, store=store)
 
 
+STEP_DTYPES = frozenset((torch.float32, torch.float64, torch.float16, torch.bfloat16))
+_DIRECT_BACKENDS = ("auto", "cpu")
+# Bound once: direct_cpu runs on every step, and each attribute hop costs tens of ns.
+_Tensor = torch.Tensor
+_grad_enabled = torch.is_grad_enabled
+_is_compiling = torch.compiler.is_compiling
+_dispatch_depth = torch._C._len_torch_dispatch_stack
+_functorch_active = torch._C._are_functorch_transforms_active
+
+
+def direct_cpu(m: torch.Tensor, x: torch.Tensor) -> bool:
+    """Whether a step on (model output m, sample x) may call the C++ kernel with no further
+    checks or conversions: plain contiguous CPU tensors of one shape and one supported dtype,
+    eager mode with nothing to record (no gradient, dispatch mode, functorch transform or
+    compile) and the auto / cpu backend. Anything else takes the step's checked path."""
+    return (type(x) is _Tensor and type(m) is _Tensor and m.dtype is x.dtype
+            and x.dtype in STEP_DTYPES and m.shape == x.shape and x.is_cpu and m.is_cpu
+            and x.is_contiguous() and m.is_contiguous()
+            and not (_grad_enabled() and (x.requires_grad or m.requires_grad))
+            and current_backend() in _DIRECT_BACKENDS and not _is_compiling()
+            and not _dispatch_depth() and not _functorch_active())
+
+
 def log0(v: float) -> float:
     """log(v), -inf at 0 (a zero sigma or alpha at the schedule's ends)."""
     return -math.inf if v == 0 else math.log(v)
@@ -203,6 +226,16 @@ class SchedulerBase:
         """The position of ``timestep`` in the schedule (the second one when it occurs twice,
         as diffusers). ValueError when it is not in the schedule."""
         schedule = self.timesteps if schedule_timesteps is None else schedule_timesteps
+        if (type(timestep) is torch.Tensor and timestep.dtype == schedule.dtype
+                and timestep.is_cpu and schedule.is_cpu and timestep.dim() == 0):
+            # One of the schedule's own entries (the usual loop over timesteps): compared on
+            # the host (an exact comparison in one dtype either way; no torch ops).
+            values = self._host_values(schedule)
+            v = timestep.item()
+            count = values.count(v)
+            if count:
+                first = values.index(v)
+                return values.index(v, first + 1) if count > 1 else first
         if isinstance(timestep, torch.Tensor):
             timestep = timestep.to(schedule.device)
         hits = (schedule == timestep).nonzero()
@@ -210,6 +243,21 @@ class SchedulerBase:
             raise ValueError(f"{self._name}: timestep {float(timestep)} is not in the schedule "
                              f"set by set_timesteps ({schedule.tolist()})")
         return int(hits[1 if len(hits) > 1 else 0].item())
+
+    def _host_values(self, schedule: torch.Tensor) -> list:
+        """schedule.tolist(), kept until the tensor is replaced or modified in place."""
+        return self._derived("_host_of", schedule, torch.Tensor.tolist)
+
+    def _derived(self, slot: str, t: torch.Tensor, make: Callable[[torch.Tensor], Any]) -> Any:
+        """make(t), kept in attribute ``slot`` until ``t`` is replaced or modified in place (its
+        version counter; an inference tensor has none, and is derived afresh every call)."""
+        if t.is_inference():
+            return make(t)
+        cached = getattr(self, slot, None)  # (the tensor, its version, what was made)
+        if cached is None or cached[0] is not t or cached[1] != t._version:
+            cached = (t, t._version, make(t))
+            setattr(self, slot, cached)
+        return cached[2]
 
     # ---- what the configs share ----------------------------------------------------------
 
@@ -258,12 +306,8 @@ class SchedulerBase:
         bit numpy's does not always share), computed again only when ``alphas_cumprod`` is
         replaced or modified: torch runs this sqrt of 1000 values as a parallel region, which
         costs a scheduler tick (ms) in every set_timesteps while another process holds a core."""
-        abar = self.alphas_cumprod
-        cached = getattr(self, "_train_sig_of", None)  # (the tensor, its version, the table)
-        if cached is None or cached[0] is not abar or cached[1] != abar._version:
-            cached = (abar, abar._version, (((1 - abar) / abar) ** 0.5).numpy())
-            self._train_sig_of = cached
-        return cached[2].copy()
+        return self._derived("_train_sig_of", self.alphas_cumprod,
+                             lambda abar: (((1 - abar) / abar) ** 0.5).numpy()).copy()
 
     def _final_sigma(self) -> float:
         """The sigma after the schedule's last, by ``final_sigmas_type``: the training
@@ -282,8 +326,10 @@ class SchedulerBase:
     def _init_step_index(self, timestep: float | torch.Tensor) -> None:
         if self._begin_index is None:
             self._step_index = self.index_for_timestep(timestep)
+            self._looked_up = self._step_index  # for _check_not_finished's message
         else:
             self._step_index = self._begin_index
+            self._looked_up = None
 
     def _begin_step(self, model_output: torch.Tensor, timestep: float | torch.Tensor,
                     sample: torch.Tensor) -> int:
@@ -317,8 +363,32 @@ class SchedulerBase:
 
     def _check_not_finished(self, n_steps: int) -> None:
         if self._step_index is not None and self._step_index >= n_steps:
-            raise ValueError(f"{self._name}: all {n_steps} steps of the schedule were taken; "
-                             "call set_timesteps again to start a new sampling loop")
+            raise ValueError(self._finished_message(n_steps))
+
+    def _finished_message(self, n_steps: int) -> str:
+        """Why a step past the schedule's end was refused. Where the first step was looked up
+        at a repeated timestep's second occurrence (a schedule whose sigmas share integer
+        timesteps, e.g. squaredcos_cap_v2 with use_karras_sigmas), a loop over ``timesteps``
+        ends here one call early: says so, and how to step them all."""
+        first = getattr(self, "_looked_up", None)
+        if first:
+            values = self._host_values(self.timesteps)
+            repeats = values.count(values[first])
+            if repeats > 1:
+                cfg = self.config
+                cause = ("squaredcos_cap_v2 with use_karras_sigmas puts several Karras sigmas on "
+                         "one integer timestep" if cfg.get("beta_schedule") == "squaredcos_cap_v2"
+                         and cfg.get("use_karras_sigmas") else
+                         "several sigmas fall on one integer timestep")
+                return (f"{self._name}: step called after the schedule's last step. Its "
+                        f"timesteps repeat ({values[first]} occurs {repeats} times: {cause}), "
+                        f"and the first step, found by its timestep, began at index {first}, "
+                        "that value's second occurrence (the rule diffusers follows too, so "
+                        "that an image-to-image start skips no sigma); so a loop over "
+                        f"timesteps makes one call more than the {n_steps - first} steps left. "
+                        "Call set_begin_index(0) after set_timesteps to step from the first")
+        return (f"{self._name}: all {n_steps} steps of the schedule were taken; call "
+                "set_timesteps again to start a new sampling loop")
 
     @staticmethod
     def _dense(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

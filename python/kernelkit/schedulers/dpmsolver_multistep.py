@@ -3,10 +3,13 @@ DPMSolverMultistepScheduler contract; each step one fused kernel over the sample
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 
-from ._base import SchedulerOutput, log0
+from ..ops.scheduler_step import run_cpu_direct
+from ._base import SchedulerOutput, direct_cpu
 from ._dpm import DPMSolverBase, exp_coefficients
 
 
@@ -65,32 +68,105 @@ class DPMSolverMultistepScheduler(DPMSolverBase):
     def _reset_state(self) -> None:
         super()._reset_state()
         self.lower_order_nums = 0
+        # The direct path of later steps (see _arm_direct), and each (step, order)'s nine
+        # kernel coefficients.
+        self._direct: tuple | None = None
+        self._coef_cache: dict[tuple[int, int], tuple[float, ...]] = {}
 
-    def _update_coefficients(self, order: int) -> tuple[float, list[float], float]:
-        """(c_x, [coefficient of m0, m1, m2 up to order], c_noise) of the order-`order`
-        multistep update from step index i to i + 1."""
+    def set_timesteps(self, num_inference_steps: int | None = None,
+                      device: str | torch.device | None = None, mu: float | None = None,
+                      timesteps: Sequence[int] | None = None) -> None:
+        """As DPMSolverBase.set_timesteps; then, for the configs whose steps can take the
+        direct path, each step's highest order (lower_order_final / final rules) and the
+        kernel coefficients of the order each step takes in a loop from the first timestep,
+        in float64 on the host (a step's Python work is then one dict lookup; other orders,
+        e.g. after set_begin_index, are computed when first needed)."""
+        super().set_timesteps(num_inference_steps, device, mu, timesteps)
         cfg = self.config
-        i = self._step_index
-        sig = self._sig
-        a_t, s_t = self._alpha_sigma(sig[i + 1])
-        lam = [log0(a) - log0(s) for a, s in (self._alpha_sigma(sig[i - k]) for k in range(order))]
-        a_0, s_0 = self._alpha_sigma(sig[i])
-        lam_t = log0(a_t) - log0(s_t)
-        h = lam_t - lam[0]
+        n = len(self.timesteps)
+        caps = [3] * n  # as step()'s final / second rules
+        short = cfg.lower_order_final and n < 15
+        if n >= 2 and short:
+            caps[n - 2] = 2
+        if cfg.euler_at_final or cfg.final_sigmas_type == "zero" or short:
+            caps[n - 1] = 1
+        self._caps = caps
+        if self._direct_config():
+            k = cfg.solver_order
+            try:
+                for i in range(n):
+                    self._kernel_coefs(i, min(caps[i], i + 1, k))
+            except ValueError:  # a prediction type the algorithm cannot take: step() says so
+                self._coef_cache.clear()
+
+    def _direct_config(self) -> bool:
+        """Whether the config's steps can take the direct path: no thresholding, no noise,
+        no learned-variance split."""
+        cfg = self.config
+        return not (cfg.thresholding or cfg.algorithm_type.startswith("sde")
+                    or cfg.variance_type in ("learned", "learned_range"))
+
+    def _kernel_coefs(self, i: int, order: int) -> tuple[float, ...]:
+        """The fused kernel's nine coefficients of step i at ``order`` (no thresholding, no
+        noise), computed once per set_timesteps."""
+        got = self._coef_cache.get((i, order))
+        if got is None:
+            c_x, c_m, _ = self._update_coefficients(order, i)
+            p_x, p_m = self._conversion(self._sig[i])
+            got = (p_x, p_m, c_x, c_m[0], 0.0, *c_m[1:], *(0.0,) * (5 - order))
+            self._coef_cache[(i, order)] = got
+        return got
+
+    def _arm_direct(self, x: torch.Tensor) -> None:
+        """After a checked step on CPU sample x (or before a first one): lets the steps on
+        samples of x's shape and dtype go straight to the kernel when the config needs none of
+        thresholding, noise or a learned-variance split. Keeps the schedule's length, each
+        step's highest order (lower_order_final's caps) and, per ring phase and order, the
+        store slot's and the history's addresses."""
+        d = self._direct
+        if d is not None and d[5] is self._ring and d[0] == x.shape and d[1] is x.dtype:
+            return  # armed for this sample and ring already
+        if not x.is_cpu or not self._direct_config():
+            self._direct = None
+            return
+        k = self.config.solver_order
+        ptrs = [t.data_ptr() for t in self._ring]
+        table = []  # [ring phase][order - 1]: (store, n_hist, hist0..hist3)
+        for f in range(k):  # the stored outputs of the last steps: ptrs[f - 1], ptrs[f - 2]
+            rows = [(ptrs[f], 0, 0, 0, 0, 0)]
+            if k > 1:
+                rows.append((ptrs[f], 1, ptrs[f - 1], 0, 0, 0))
+            if k > 2:
+                rows.append((ptrs[f], 2, ptrs[f - 1], ptrs[f - 2], 0, 0))
+            table.append(rows)
+        self._direct = (x.shape, x.dtype, len(self._caps), self._caps, table, self._ring)
+
+    def _update_coefficients(self, order: int, i: int | None = None,
+                             ) -> tuple[float, list[float], float]:
+        """(c_x, [coefficient of m0, m1, m2 up to order], c_noise) of the order-`order`
+        multistep update from step index i (default: the current one) to i + 1."""
+        cfg = self.config
+        if i is None:
+            i = self._step_index
+        asl = self._asl
+        a_t, s_t, lam_t = asl[i + 1]
+        a_0, s_0, lam_0 = asl[i]
+        h = lam_t - lam_0
         if h == 0:  # a repeated sigma (e.g. Karras sigmas ending at sigma_min): no move
             return 1.0, [0.0] * order, 0.0
-        heun = cfg.solver_type == "heun"
-        if cfg.algorithm_type == "sde-dpmsolver" and order == 3:
+        algo = cfg.algorithm_type
+        if algo == "sde-dpmsolver" and order == 3:
             raise NotImplementedError(f"{self._name}: sde-dpmsolver has no third-order "
                                       "update; use solver_order <= 2")
-        c_x, c0, c1, c2, noise = exp_coefficients(cfg.algorithm_type, h, a_t, s_t, a_0, s_0,
-                                                  not (heun or order == 3))
+        c_x, c0, c1, c2, noise = exp_coefficients(
+            algo, h, a_t, s_t, a_0, s_0, order < 3 and cfg.solver_type != "heun")
         if order == 1:
             return c_x, [c0], noise
-        r0 = (lam[0] - lam[1]) / h
+        lam_1 = asl[i - 1][2]
+        r0 = (lam_0 - lam_1) / h
         if order == 2:  # D1 = (m0 - m1) / r0
             return c_x, [c0 + c1 / r0, -c1 / r0], noise
-        r1 = (lam[1] - lam[2]) / h
+        r1 = (lam_1 - asl[i - 2][2]) / h
         # D1_0 = (m0 - m1)/r0, D1_1 = (m1 - m2)/r1, D1 = D1_0 + q (D1_0 - D1_1),
         # D2 = (D1_0 - D1_1) / (r0 + r1).
         q, u = r0 / (r0 + r1), 1.0 / (r0 + r1)
@@ -117,6 +193,31 @@ class DPMSolverMultistepScheduler(DPMSolverBase):
         Returns:
             SchedulerOutput with prev_sample, of model_output's dtype (as diffusers).
         """
+        i = self._step_index
+        direct = self._direct
+        if i is None and self.num_inference_steps is not None and direct_cpu(model_output,
+                                                                             sample):
+            # The first step on a plain CPU sample: look its timestep up, size the ring and
+            # arm the direct path (None where the config needs the checked one).
+            self._init_step_index(timestep)
+            i = self._step_index
+            self._buffers(sample)
+            self._arm_direct(sample)
+            direct = self._direct
+        if (direct is not None and i is not None and i < direct[2] and direct_cpu(
+                model_output, sample) and sample.shape == direct[0] and sample.dtype is direct[1]):
+            # A later step on the last one's kind of sample: the precomputed coefficients and
+            # ring addresses, one kernel call (the checked path below computes the same).
+            k = len(direct[4])
+            order = min(direct[3][i], self.lower_order_nums + 1, k)
+            out = torch.empty_like(sample)
+            run_cpu_direct(sample, model_output, out, direct[4][self._filled % k][order - 1],
+                           self._kernel_coefs(i, order))
+            self._filled += 1
+            self._step_index = i + 1
+            if self.lower_order_nums < k:
+                self.lower_order_nums += 1
+            return SchedulerOutput(out) if return_dict else (out,)
         cfg = self.config
         model_output = self._model_output(model_output, sample)
         i = self._begin_step(model_output, timestep, sample)
@@ -143,6 +244,7 @@ class DPMSolverMultistepScheduler(DPMSolverBase):
         out = self._combine(x, m, slot, hist, None, c_x, c_m, 0.0)
         if self.lower_order_nums < cfg.solver_order:
             self.lower_order_nums += 1
+        self._arm_direct(x)
         if model_output.dtype != out.dtype:
             out = out.to(model_output.dtype)
         return SchedulerOutput(out) if return_dict else (out,)

@@ -10,7 +10,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._base import SchedulerBase, SchedulerOutput, fused_step
+from ..ops.scheduler_step import run_cpu_direct
+from ._base import SchedulerBase, SchedulerOutput, direct_cpu, fused_step
+
+_NO_STORE = (0, 0, 0, 0, 0, 0)  # run_cpu_direct's addresses: no store, no history
 
 
 class FlowMatchEulerDiscreteScheduler(SchedulerBase):
@@ -56,6 +59,7 @@ class FlowMatchEulerDiscreteScheduler(SchedulerBase):
         self.sigma_min = self.sigmas[-1].item()
         self.sigma_max = self.sigmas[0].item()
         self._noise_buf: torch.Tensor | None = None
+        self._euler_coefs: list[tuple[float, ...]] = []
 
     @property
     def shift(self) -> float:
@@ -134,6 +138,9 @@ class FlowMatchEulerDiscreteScheduler(SchedulerBase):
         self.timesteps = ts_t
         self.sigmas = sig_t
         self._sig = [float(v) for v in sig_t.tolist()]
+        # The deterministic step's nine kernel coefficients per step (x + (next - sigma) v).
+        self._euler_coefs = [(0.0, 1.0, 1.0, b - a, 0.0, 0.0, 0.0, 0.0, 0.0)
+                             for a, b in zip(self._sig[:-1], self._sig[1:], strict=True)]
         self._step_index = None
         self._begin_index = None
 
@@ -163,6 +170,20 @@ class FlowMatchEulerDiscreteScheduler(SchedulerBase):
                              "integer index (e.g. from enumerate(timesteps))")
         if per_token_timesteps is not None:
             raise NotImplementedError(f"{self._name}: per_token_timesteps is not supported")
+        coefs = self._euler_coefs  # empty before set_timesteps
+        if coefs and direct_cpu(model_output, sample) and not self.config["stochastic_sampling"]:
+            if self._step_index is None:
+                self._init_step_index(timestep)
+            i = self._step_index
+        else:
+            i = len(coefs)
+        if i < len(coefs):
+            # A plain CPU sample: one kernel call with the precomputed coefficients (the
+            # checked path below computes the same).
+            out = torch.empty_like(sample)
+            run_cpu_direct(sample, model_output, out, _NO_STORE, coefs[i])
+            self._step_index = i + 1
+            return SchedulerOutput(out) if return_dict else (out,)
         i = self._begin_step(model_output, timestep, sample)
         sigma, nxt = self._sig[i], self._sig[i + 1]
         x = self._dense(sample, sample.dtype)

@@ -39,11 +39,52 @@ KK_INLINE uint32_t bf16_pair(const bf16_bits* p, int64_t step, bool second) {
   return bf16_raw(p) | (second ? bf16_raw(p + step) << 16 : 0u);
 }
 
+// 16 pairs of each of the 6 rows (r[i] word m: row i's pair m) as out[m * 6 + i], 96 words:
+// rows 2c and 2c + 1 interleaved into quadwords (pair m of both rows), then every output
+// vector takes its quadwords from the three interleaved streams, two by one vpermt2q and the
+// third by a masked vpermq.
+KK_INLINE void store_pairs_6x16(const __m512i* r, uint32_t* out) {
+  static_assert(MR == 6, "store_pairs_6x16 interleaves 6 rows");
+  alignas(64) static constexpr uint32_t kWordsLow[16] = {0, 16, 1, 17, 2, 18, 3, 19,
+                                                         4, 20, 5, 21, 6, 22, 7, 23};
+  alignas(64) static constexpr uint32_t kWordsHigh[16] = {8,  24, 9,  25, 10, 26, 11, 27,
+                                                          12, 28, 13, 29, 14, 30, 15, 31};
+  // output vector z of a half holds the quadwords 8z .. 8z + 7 of the sequence
+  // (stream 0, 1, 2 of pair 0, then of pair 1, ...): slot s is stream s % 3 of pair s / 3.
+  alignas(64) static constexpr uint64_t kFirstTwo[3][8] = {
+      {0, 8, 0, 1, 9, 0, 2, 10}, {0, 3, 11, 0, 4, 12, 0, 5}, {13, 0, 6, 14, 0, 7, 15, 0}};
+  alignas(64) static constexpr uint64_t kThird[3][8] = {
+      {0, 0, 0, 0, 0, 1, 0, 0}, {2, 0, 0, 3, 0, 0, 4, 0}, {0, 5, 0, 0, 6, 0, 0, 7}};
+  static constexpr __mmask8 kThirdSlots[3] = {0x24, 0x49, 0x92};
+  const __m512i low = _mm512_load_si512(kWordsLow), high = _mm512_load_si512(kWordsHigh);
+  for (int half = 0; half < 2; ++half) {
+    const __m512i words = half == 0 ? low : high;
+    __m512i stream[3];
+    for (int c = 0; c < 3; ++c) stream[c] = _mm512_permutex2var_epi32(r[2 * c], words, r[2 * c + 1]);
+    for (int z = 0; z < 3; ++z) {
+      const __m512i two = _mm512_permutex2var_epi64(
+          stream[0], _mm512_load_si512(kFirstTwo[z]), stream[1]);
+      const __m512i all = _mm512_mask_permutexvar_epi64(
+          two, kThirdSlots[z], _mm512_load_si512(kThird[z]), stream[2]);
+      _mm512_storeu_si512(out + 48 * half + 16 * z, all);
+    }
+  }
+}
+
 // A[0:rows, 0:kc] (rows <= MR) into out[kp * MR + i] = (A[i, 2 kp], A[i, 2 kp + 1]).
 inline void pack_a_pairs(const bf16_bits* a, int64_t rs, int64_t cs, int64_t kc, int64_t rows,
                          uint32_t* out) {
   const int64_t steps = (kc + 1) / 2;
-  for (int64_t kp = 0; kp < steps; ++kp) {
+  int64_t kp = 0;
+  if (rows == MR && cs == 1) {
+    // Rows contiguous along k: a pair is a word in memory, and 16 pairs of a row one vector.
+    for (; 2 * kp + 32 <= kc; kp += 16) {
+      __m512i r[MR];
+      for (int i = 0; i < MR; ++i) r[i] = _mm512_loadu_si512(a + i * rs + 2 * kp);
+      store_pairs_6x16(r, out + kp * MR);
+    }
+  }
+  for (; kp < steps; ++kp) {
     const bool second = 2 * kp + 1 < kc;
     for (int64_t i = 0; i < MR; ++i)
       out[kp * MR + i] = i < rows ? bf16_pair(a + i * rs + 2 * kp * cs, cs, second) : 0u;
@@ -222,6 +263,7 @@ struct Bf16PairTile {
   static constexpr int kMR = MR, kNR = NR;
   static constexpr int64_t kKC = kPairKC;
   static constexpr int64_t kNC = NC, kMC = MC;
+  static constexpr int64_t kStretchBytes = FloatTile::kStretchBytes;
   static int64_t steps(int64_t kc) { return (kc + 1) / 2; }
   static void begin() {}
   static void end() {}

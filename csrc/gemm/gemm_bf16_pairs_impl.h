@@ -30,6 +30,12 @@ constexpr int kPairVecs = NR / 16;  // zmm of B per pair step: 4
 // k of a panel: a KC x NR sliver of pairs (32 KiB) stays in L1. Even, so that every panel but
 // the last holds whole pairs.
 constexpr int64_t kPairKC = 256;
+// Linear layers (X W^T, rows of both along k) whose X fills most of one sliver of X^T (its
+// columns padded to NR) run as C^T = W X^T with W read in place (linear_pairs_weight_rows).
+// Measured on Zen 4, one thread's share of N = 4096, K = 4096: at M = 64 1.2x the packed
+// route; at M = 48 (a quarter of the tile padding) 0.8x; at M = 512 (8 slivers, W's rows read
+// from L2 once per sliver) 0.85x.
+constexpr int64_t kLinearRowsMinM = NR - 7, kLinearRowsMaxM = NR;
 
 KK_INLINE uint32_t bf16_raw(const bf16_bits* p) { return p->bits; }
 
@@ -217,10 +223,28 @@ template <class T> struct DensePairsB {
   }
 };
 
+// Where the tile's MR broadcast pairs of a step come from: a packed sliver (MR words per step)
+// or MR rows of a matrix whose rows run along k, read where they lie (a word per pair).
+struct PackedPairs {
+  const uint32_t* p;
+  KK_INLINE uint32_t at(int i) const { return p[i]; }
+  KK_INLINE void next() { p += MR; }
+};
+struct RowPairs {
+  const bf16_bits* p;
+  int64_t ld;  // elements between rows
+  KK_INLINE uint32_t at(int i) const {
+    uint32_t word;
+    std::memcpy(&word, p + i * ld, sizeof word);
+    return word;
+  }
+  KK_INLINE void next() { p += 2; }
+};
+
 // c[0:MR, 0:NR] = (accumulate ? c : 0) + the pair products over (kc + 1) / 2 pair steps.
-__attribute__((noinline, target("avx512bf16"))) inline void micro_kernel_bf16_pairs(
-    int64_t kc, const uint32_t* ap, const uint32_t* bp, float* c, int64_t ldc,
-    bool accumulate) {
+template <class APairs>
+__attribute__((noinline, target("avx512bf16"))) void micro_kernel_bf16_pairs(
+    int64_t kc, APairs ap, const uint32_t* bp, float* c, int64_t ldc, bool accumulate) {
   __m512 acc[MR][kPairVecs];
 #pragma GCC unroll 6
   for (int i = 0; i < MR; ++i)
@@ -239,11 +263,11 @@ __attribute__((noinline, target("avx512bf16"))) inline void micro_kernel_bf16_pa
     for (int v = 0; v < kPairVecs; ++v) b[v] = __m512bh(_mm512_loadu_si512(bp + 16 * v));
 #pragma GCC unroll 6
     for (int i = 0; i < MR; ++i) {
-      const __m512bh a = __m512bh(_mm512_set1_epi32(int(ap[i])));
+      const __m512bh a = __m512bh(_mm512_set1_epi32(int(ap.at(i))));
 #pragma GCC unroll 4
       for (int v = 0; v < kPairVecs; ++v) acc[i][v] = _mm512_dpbf16_ps(acc[i][v], a, b[v]);
     }
-    ap += MR;
+    ap.next();
     bp += NR;
   }
 #pragma GCC unroll 6
@@ -269,9 +293,115 @@ struct Bf16PairTile {
   static void end() {}
   static void micro(int64_t kc, const uint32_t* ap, const uint32_t* bp, float* c, int64_t ldc,
                     bool accumulate) {
-    micro_kernel_bf16_pairs(kc, ap, bp, c, ldc, accumulate);
+    micro_kernel_bf16_pairs(kc, PackedPairs{ap}, bp, c, ldc, accumulate);
   }
 };
+
+// C[i, j] = acc[j * ldc + i] + bias (i, j) for j < rows, i < cols. With C's rows contiguous,
+// 16 x 16 blocks turned by word transposes write 16 values of a row of C at a time (a row of
+// acc stored as a column of C touches a page per value).
+template <class TO>
+void store_transposed(const float* acc, int64_t ldc, int64_t rows, int64_t cols,
+                      const Bias& bias, TO* c, int64_t c_rs, int64_t c_cs) {
+  int64_t j0 = 0;
+  if (c_cs == 1 && (bias.p == nullptr || bias.cs <= 1)) {
+    for (; j0 + 16 <= rows; j0 += 16) {
+      int64_t i0 = 0;
+      for (; i0 + 16 <= cols; i0 += 16) {
+        __m512i r[16];
+        for (int q = 0; q < 16; ++q)
+          r[q] = _mm512_castps_si512(_mm512_loadu_ps(acc + (j0 + q) * ldc + i0));
+        transpose_words16(r);
+        for (int q = 0; q < 16; ++q) {
+          __m512 v = _mm512_castsi512_ps(r[q]);
+          const Bias b = bias.at(i0 + q, j0);
+          if (b.p != nullptr)
+            v = _mm512_add_ps(v, b.cs == 1 ? _mm512_loadu_ps(b.p) : _mm512_set1_ps(b.p[0]));
+          TO* row = c + (i0 + q) * c_rs + j0;
+          store_vec_checked(row, vf8(_mm512_castps512_ps256(v)));
+          store_vec_checked(row + 8, vf8(_mm512_extractf32x8_ps(v, 1)));
+        }
+      }
+      for (int64_t i = i0; i < cols; ++i)
+        for (int64_t j = j0; j < j0 + 16; ++j)
+          c[i * c_rs + j] = StoreAs<TO>::from(acc[j * ldc + i] + bias.at(i, j).in_row(0));
+    }
+  }
+  const Bias bias_t = bias.transposed();
+  for (int64_t j = j0; j < rows; ++j)
+    store_row(acc + j * ldc, bias_t.at(j, 0), cols, c + j * c_cs, c_rs, false);
+}
+
+// C = X W^T (+ bias) for X (M x K) and W (N x K) whose rows both run along k, K even (a linear
+// layer): as C^T = W X^T, W's rows are the tile's broadcasts, read where they lie (no packing of
+// the large operand: transposing W into pair slivers cost a third of the time at M = 64), and
+// X^T, the small one, is packed per panel and used by every row of W. Threads take disjoint
+// ranges of W's rows. Traffic: W read once from memory per block of columns of C (once when
+// M <= kAccumulatorFloats / NR), X once per thread.
+template <class TO>
+void linear_pairs_rows_serial(const bf16_bits* x, int64_t x_rs, const bf16_bits* w,
+                              int64_t w_rs, TO* c, int64_t c_rs, int64_t c_cs,
+                              const Bias& bias, int64_t M, int64_t K, int64_t n_begin,
+                              int64_t n_end) {
+  constexpr int64_t TK = kPairKC, TM = MC / MR * MR;
+  const int64_t ldc = round_up(M, NR), slivers = ldc / NR;
+  const int64_t rows_cap = std::max<int64_t>(TM, kAccumulatorFloats / ldc / TM * TM);
+  float* acc = thread_buffer<float, kSlotAccumulator>(rows_cap * ldc);
+  uint32_t* xpack = thread_buffer<uint32_t, kSlotPackedB>(TK / 2 * ldc);
+  uint32_t* edge = thread_buffer<uint32_t, kSlotPackedA>(TK / 2 * MR);
+  const DensePairsB<bf16_bits> xt{x, 1, x_rs};  // X^T: (K x M), columns along k
+  for (int64_t n0 = n_begin; n0 < n_end; n0 += rows_cap) {
+    const int64_t nb = std::min(rows_cap, n_end - n0);
+    for (int64_t p0 = 0; p0 < K; p0 += TK) {
+      const int64_t kc = std::min(TK, K - p0), steps = kc / 2;
+      pack_panel<NR>(xt, p0, kc, 0, M, steps * NR, xpack);
+      for (int64_t i0 = 0; i0 < nb; i0 += TM) {
+        const int64_t mc = std::min(TM, nb - i0);
+        const bf16_bits* block = w + (n0 + i0) * w_rs + p0;
+        // The part of W the next block uses (this panel's next rows, else the next panel's
+        // first), asked for a tile at a time while this block's first sliver runs: its rows
+        // are far apart, no stream for the hardware prefetchers.
+        const bool last = i0 + TM >= nb;
+        const bf16_bits* ahead = last ? w + n0 * w_rs + p0 + TK : block + TM * w_rs;
+        const int64_t ahead_rows = !last ? std::min(TM, nb - i0 - TM)
+                                   : p0 + TK < K ? std::min(TM, nb) : 0;
+        const int64_t ahead_k = std::min(TK, K - p0 - (last ? TK : 0));
+        for (int64_t s = 0; s < slivers; ++s) {
+          const uint32_t* bp = xpack + s * steps * NR;
+          int64_t r = 0;
+          for (; r + MR <= mc; r += MR) {
+            if (s == 0)
+              for (int64_t q = r; q < std::min(r + MR, ahead_rows); ++q)
+                prefetch_span(ahead + q * w_rs, ahead_k);
+            micro_kernel_bf16_pairs(kc, RowPairs{block + r * w_rs, w_rs}, bp,
+                                    acc + (i0 + r) * ldc + s * NR, ldc, p0 > 0);
+          }
+          if (r < mc) {
+            pack_a_pairs(block + r * w_rs, w_rs, 1, kc, mc - r, edge);
+            micro_kernel_bf16_pairs(kc, PackedPairs{edge}, bp, acc + (i0 + r) * ldc + s * NR,
+                                    ldc, p0 > 0);
+          }
+        }
+      }
+    }
+    store_transposed(acc, ldc, nb, M, bias.at(0, n0), c + n0 * c_cs, c_rs, c_cs);
+  }
+}
+
+template <class TO>
+void linear_pairs_weight_rows(const bf16_bits* x, int64_t x_rs, const bf16_bits* w,
+                              int64_t w_rs, TO* c, int64_t c_rs, int64_t c_cs,
+                              const Bias& bias, int64_t M, int64_t N, int64_t K, int threads) {
+  const int64_t tiles = (N + MR - 1) / MR;
+  threads = int(std::max<int64_t>(1, std::min<int64_t>(threads, tiles)));
+  if (threads == 1)
+    return linear_pairs_rows_serial(x, x_rs, w, w_rs, c, c_rs, c_cs, bias, M, K, 0, N);
+  parallel_region(threads, [&] {
+    const int64_t t = omp_thread_index();
+    const int64_t n0 = tiles * t / threads * MR, n1 = std::min(N, tiles * (t + 1) / threads * MR);
+    linear_pairs_rows_serial(x, x_rs, w, w_rs, c, c_rs, c_cs, bias, M, K, n0, n1);
+  });
+}
 
 // The compute floor of the pair tile: kAcc accumulators += vdpbf16ps(x_i, y), y reloaded from
 // memory every step. Returns the flops done (4 per lane: two products, two sums).

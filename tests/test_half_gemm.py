@@ -260,11 +260,12 @@ def test_linear_forward_backward(cpu_path, dtype, rows, with_bias):
 
 
 @pytest.mark.parametrize("m,n,k", [(2, 7, 70), (64, 300, 512), (57, 151, 514), (300, 97, 1030),
-                                   (60, 13, 64), (64, 20, 66), (57, 9, 71)])
+                                   (60, 13, 64), (64, 20, 66), (57, 9, 71), (250, 40, 258),
+                                   (1000, 31, 128)])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_linear_weight_rows_route(cpu_path, m, n, k, threads):
-    """A bfloat16 linear layer whose x fills most of one 64-column sliver runs as W X^T with W
-    read in place (AVX512_BF16 path), the others as X W^T: both routes, row-tile and panel
+    """A bfloat16 linear layer whose x fills most of its 64-column slivers runs as W X^T with
+    W read in place (AVX512_BF16 path), the others as X W^T: both routes, row-tile and panel
     edges, odd k, bias, a strided x, 1 and 2 threads, against float64."""
     gen = torch.Generator().manual_seed(m + n + k)
     x = random_half(m, k + 6, dtype=torch.bfloat16, gen=gen)[:, :k]  # row stride k + 6

@@ -127,7 +127,7 @@ template <class T, class TO> void run_typed(const HalfGemmArgs& g) {
         }
         if (cpu_features().avx512_bf16) {
           if (g.b.rs == 1 && g.a.cs == 1 && g.K % 2 == 0 &&
-              g.M >= kLinearRowsMinM && g.M <= kLinearRowsMaxM) {
+              linear_weight_rows_route(g.M)) {
             linear_pairs_weight_rows(ab, g.a.rs, bb, g.b.cs, cb, g.c_rs, g.c_cs, bias, g.M, g.N,
                                      g.K, g.threads);
             continue;

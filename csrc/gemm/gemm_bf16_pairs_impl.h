@@ -337,7 +337,7 @@ void store_transposed(const float* acc, int64_t ldc, int64_t rows, int64_t cols,
 
 // C = X W^T (+ bias) for X (M x K) and W (N x K) whose rows both run along k, K even (a linear
 // layer): as C^T = W X^T, W's rows are the tile's broadcasts, read where they lie (no packing of
-// the large operand: transposing W into pair slivers cost a third of the time at M = 64), and
+// the large operand: transposing W into pair slivers was a fifth of the time at M = 64), and
 // X^T, the small one, is packed per panel (in L2: 512 x 256 pairs is 256 KiB). Per tile of 6
 // rows of W (3 KiB of a panel, in L1 across the slivers) every sliver of X^T in turn, streamed
 // from L2. Threads take disjoint ranges of W's rows. Traffic: W read once from memory, X once

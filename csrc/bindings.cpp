@@ -436,7 +436,7 @@ void delta_rule_forward_binding(const SizeTuple& sizes, const std::string& dtype
   a.last_state = as_ptr<void>(last_state);
   a.scale = scale;
   a.threads = threads;
-  const Isa chosen = parse_isa(isa);
+  const Isa chosen = parse_isa_avx2_where_zmm_halved(isa);
   py::gil_scoped_release release;
   delta_rule_forward(a, chosen);
 }
@@ -466,7 +466,7 @@ void delta_rule_backward_binding(const SizeTuple& sizes, const std::string& dtyp
   a.dh0 = as_ptr<void>(dh0);
   a.scale = scale;
   a.threads = threads;
-  const Isa chosen = parse_isa(isa);
+  const Isa chosen = parse_isa_avx2_where_zmm_halved(isa);
   py::gil_scoped_release release;
   delta_rule_backward(a, chosen);
 }
@@ -508,14 +508,16 @@ void scheduler_step_binding(uintptr_t x, uintptr_t m, uintptr_t aux, uintptr_t h
 
 // The path each op runs when `requested` is asked for: the best one built for it, at most the
 // request (every op has an AVX-512 build; the binary family's also needs VPOPCNTDQ and
-// BITALG). Keep in step with each op's dispatch.
+// BITALG; delta_rule's "auto" is AVX2 where zmm is double-pumped). Keep in step with each op's
+// dispatch.
 py::dict isa_per_op(const std::string& requested) {
   const Isa isa = parse_isa(requested);
   const Isa binary = binary_isa(isa);
+  const Isa delta = parse_isa_avx2_where_zmm_halved(requested);
   const std::pair<const char*, Isa> ops[] = {
       {"fwht", isa},                    {"selective_scan", isa},
       {"selective_state_update", isa}, {"linear_scan", isa},
-      {"linear_scan_2d", isa}, {"delta_rule", isa},
+      {"linear_scan_2d", isa}, {"delta_rule", delta},
       {"half_matmul", isa},             {"half_linear", isa},
       {"half_conv2d", isa},             {"quantizers", binary},
       {"pack_signs", binary},           {"unpack_signs", binary},
@@ -557,7 +559,7 @@ py::dict build_info() {
       {"avx512_vpopcntdq", f.avx512_vpopcntdq}, {"avx512_bitalg", f.avx512_bitalg},
       {"avx512_vnni", f.avx512_vnni}, {"avx512_bf16", f.avx512_bf16},
       {"avx512_fp16", f.avx512_fp16}, {"amx_tile", f.amx_tile}, {"amx_bf16", f.amx_bf16},
-      {"amx_int8", f.amx_int8}};
+      {"amx_int8", f.amx_int8}, {"zmm_double_pumped", f.zmm_double_pumped}};
   for (const auto& [name, present] : flags) cpu[name] = present;
   info["cpu_features"] = cpu;
   py::list usable;

@@ -259,6 +259,33 @@ def test_linear_forward_backward(cpu_path, dtype, rows, with_bias):
             assert (ours.double() - ref).abs().max() <= tol * max(ref.abs().max().item(), 1)
 
 
+@pytest.mark.parametrize("m,n,k", [(2, 7, 70), (64, 300, 512), (57, 151, 514), (300, 97, 1030),
+                                   (60, 13, 64), (64, 20, 66), (57, 9, 71), (250, 40, 258),
+                                   (1000, 31, 128)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_linear_weight_rows_route(cpu_path, m, n, k, threads):
+    """A bfloat16 linear layer whose x fills most of its 64-column slivers runs as W X^T with
+    W read in place (AVX512_BF16 path), the others as X W^T: both routes, row-tile and panel
+    edges, odd k, bias, a strided x, 1 and 2 threads, against float64."""
+    gen = torch.Generator().manual_seed(m + n + k)
+    x = random_half(m, k + 6, dtype=torch.bfloat16, gen=gen)[:, :k]  # row stride k + 6
+    w = random_half(n, k, dtype=torch.bfloat16, gen=gen)
+    bias = random_half(n, dtype=torch.bfloat16, gen=gen)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        got = kernelkit.half_linear(x, w)
+        got_bias = kernelkit.half_linear(x, w, bias)
+    finally:
+        torch.set_num_threads(before)
+    assert_as_accurate_as_upcast(got, x, w.t())
+    exact = x.double() @ w.double().t() + bias.double()
+    upcast = F.linear(x.float(), w.float(), bias.float()).to(torch.bfloat16)
+    slack = 2 * k * 2.0**-24 * (x.double().abs() @ w.double().abs().t()).max().item()
+    err = (got_bias.double() - exact).abs().max().item()
+    assert err <= (upcast.double() - exact).abs().max().item() + slack
+
+
 def test_linear_bad_inputs():
     x = torch.ones(4, 8, dtype=torch.float16)
     with pytest.raises(ValueError, match="in_features"):

@@ -71,6 +71,28 @@ def test_cpuid_agrees_with_the_kernel():
         assert features[ours] == (kernel in flags), ours
 
 
+def cpu_field(name: str) -> str:
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.split(":", 1)[0].strip() == name:
+                return line.split(":", 1)[1].strip()
+    return ""
+
+
+@x86_linux
+def test_double_pumped_zmm_sends_delta_rule_auto_to_avx2():
+    """AMD family 25 (Zen 4) with AVX-512 runs zmm as two ymm halves: "auto" gives delta_rule
+    its AVX2 build there (faster), every other CPU the best path; a request is kept."""
+    info = kernelkit.build_info()
+    halved = (cpu_field("vendor_id") == "AuthenticAMD" and cpu_field("cpu family") == "25"
+              and "avx512f" in cpu_flags())
+    assert info["cpu_features"]["zmm_double_pumped"] == halved
+    expected = "avx2" if halved and info["isa_in_use"] == "avx512" else info["isa_in_use"]
+    assert info["isa_per_op"]["delta_rule"] == expected
+    if "avx512" in info["isa_usable"]:
+        assert kernelkit._native._C.isa_per_op("avx512")["delta_rule"] == "avx512"
+
+
 def _import_with(isa: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, KERNELKIT_ISA=isa)
     return subprocess.run([sys.executable, "-c", "import kernelkit; print("

@@ -78,15 +78,20 @@ def dpm_case_id(case):
 
 def assert_matches_diffusers(ours, theirs, ours64, peak):
     """max |ours - diffusers| <= 1e-6 x the loop's sample scale; where diffusers' own float32
-    rounding (amplified by the multistep combination) exceeds that, up to 3e-5 x scale and ours
-    at most as far from a float64 evaluation as diffusers is (x2 + 1e-6 x scale)."""
+    rounding (amplified by the multistep combination) exceeds that, up to 3e-5 x scale, or 1.5x
+    diffusers' own distance from a float64 evaluation where that is larger (ill-conditioned
+    schedules: squaredcos_cap_v2 at order 3 puts both float32 loops about 1e-4 x scale from
+    float64, by amounts that differ with the CPU's vector width), and ours at most as far from
+    the float64 evaluation as diffusers is (x2 + 1e-6 x scale)."""
     scale = max(peak, 1.0)
     err = (ours.double() - theirs.double()).abs().max().item()
     if err <= 1e-6 * scale:
         return
     ours_err = (ours.double() - ours64).abs().max().item()
     theirs_err = (theirs.double() - ours64).abs().max().item()
-    assert err <= 3e-5 * scale, f"differs from diffusers by {err:.3g} (scale {scale:.3g})"
+    assert err <= max(3e-5 * scale, 1.5 * theirs_err), (
+        f"differs from diffusers by {err:.3g} (scale {scale:.3g}; diffusers from float64: "
+        f"{theirs_err:.3g})")
     assert ours_err <= 2 * theirs_err + 1e-6 * scale, (ours_err, theirs_err, scale)
 
 

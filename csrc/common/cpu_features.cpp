@@ -63,6 +63,11 @@ CpuFeatures detect() {
   f.amx_bf16 = os_amx && bit(l7.d, 22);
   f.amx_tile = os_amx && bit(l7.d, 24);
   f.amx_int8 = os_amx && bit(l7.d, 25);
+  const CpuidRegs l0 = cpuid(0, 0);
+  const bool amd = l0.b == 0x68747541 && l0.d == 0x69746e65 && l0.c == 0x444d4163;  // AuthenticAMD
+  const unsigned base_family = (l1.a >> 8) & 0xf;
+  const unsigned family = base_family == 0xf ? base_family + ((l1.a >> 20) & 0xff) : base_family;
+  f.zmm_double_pumped = f.avx512f && amd && family == 0x19;
   return f;
 }
 
@@ -152,6 +157,12 @@ Isa parse_isa(const std::string& name) {
   }
   throw std::invalid_argument("unknown isa '" + name +
                               "'; expected auto, portable, avx2 or avx512");
+}
+
+Isa parse_isa_avx2_where_zmm_halved(const std::string& name) {
+  const Isa isa = parse_isa(name);
+  if (name == "auto" && isa == Isa::avx512 && cpu_features().zmm_double_pumped) return Isa::avx2;
+  return isa;
 }
 
 const char* isa_name(Isa isa) {

@@ -30,6 +30,10 @@ struct CpuFeatures {
   bool amx_tile = false;
   bool amx_bf16 = false;
   bool amx_int8 = false;
+  // 512-bit arithmetic issued as two 256-bit halves on the same pipes (AMD family 19h, Zen 4):
+  // a zmm FMA costs two ymm FMAs' issue slots, so kernels bound by FMA issue and stores gain
+  // nothing from zmm there, and some lose to their AVX2 build.
+  bool zmm_double_pumped = false;
 };
 
 const CpuFeatures& cpu_features();
@@ -48,6 +52,9 @@ Isa best_isa();
 // "auto" -> best_isa(); "portable"; "avx2"; "avx512" (refused with a clear message when not
 // compiled or not supported by this CPU and OS).
 Isa parse_isa(const std::string& name);
+// As parse_isa, for ops whose AVX2 build outruns their AVX-512 build where zmm is double-pumped
+// (delta_rule: 1.4x on Zen 4): "auto" then gives AVX2 there; an explicit request is kept.
+Isa parse_isa_avx2_where_zmm_halved(const std::string& name);
 const char* isa_name(Isa isa);
 
 }  // namespace kernelkit

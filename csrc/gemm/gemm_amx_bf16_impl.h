@@ -154,6 +154,7 @@ struct AmxBf16Tile {
   static constexpr int kMR = kAmxRows, kNR = kAmxCols;
   static constexpr int64_t kKC = kAmxKC;
   static constexpr int64_t kNC = kAmxNC, kMC = kAmxMC;
+  static constexpr int64_t kStretchBytes = 0;  // blocks of more than kMC rows: panel by panel
   // pairs of k, padded to whole tile rows
   static int64_t steps(int64_t kc) { return round_up((kc + 1) / 2, kAmxPairsPerBlock); }
   static void begin() { amx_tiles_begin(); }

@@ -51,7 +51,7 @@ constexpr int64_t NC = 2048; // a KC x NC panel of B (2 MiB) in L2/L3
 constexpr int64_t KS = 2048;
 // The float32 accumulator block of C: MB x NC floats (4 MiB per thread) at most; with the
 // packed panels a thread holds about 6 MiB (a 4096^3 product on 2 threads: 12 MiB in all).
-constexpr int64_t kAccumulatorFloats = int64_t(1) << 20;
+constexpr int64_t kAccumulatorFloats = (int64_t(1) << 20) + (int64_t(1) << 18);
 // thread_buffer slots (distinct from the ones other kernels keep).
 constexpr int kSlotAccumulator = 10, kSlotPackedB = 11, kSlotPackedA = 12, kSlotVector = 13;
 
@@ -183,6 +183,9 @@ struct FloatTile {
   static constexpr int kMR = MR, kNR = NR;
   static constexpr int64_t kKC = KC;
   static constexpr int64_t kNC = NC, kMC = MC;
+  // A row block whose packed panel of A is at most this large runs by stretches of K (see
+  // gemm_serial) even when it has more than kMC rows.
+  static constexpr int64_t kStretchBytes = int64_t(640) << 10;
   static int64_t steps(int64_t kc) { return kc; }  // packed k-steps of kc elements
   // around a thread's share of a product: state the tile needs set up (AMX's tile shapes)
   static void begin() {}
@@ -276,24 +279,28 @@ void gemm_serial(const ASource& a, const BSource& b, TO* c, int64_t c_rs, int64_
     for (int64_t j0 = j_begin; j0 < j_end; j0 += nc_max) {
       const int64_t nc = std::min(nc_max, j_end - j0);
       const int64_t ldc = round_up(nc, TC);
-      if (mb <= TM) {
-        // One row block (few rows, e.g. a linear layer's batch): every B sliver is used once.
-        // A is packed for KS of K at a time; then per sliver of columns all its panels in
-        // turn, each packed right before its micro-kernels into one L1-resident slot, the
-        // sliver's sums staying in L1 across panels: the stream of B (and the next panel's
-        // prefetch, in the packers) overlaps the arithmetic.
-        for (int64_t q0 = 0; q0 < K; q0 += KS) {
-          const int64_t kq = std::min(KS, K - q0);
+      const int64_t rows = round_up(mb, TR), panel_words = rows * Tile::steps(TK);
+      if (mb <= TM || panel_words * int64_t(sizeof(Packed)) <= Tile::kStretchBytes) {
+        // The row block's A packed for a stretch of K at a time (KS when it has at most TM
+        // rows, else as much of K as TM x KS holds, at least a panel); then per sliver of
+        // columns all its panels in turn, each packed right before its micro-kernels into one
+        // L1-resident slot, the sliver's sums staying in L1 across panels: the stream of B
+        // (and the next panel's prefetch, in the packers) overlaps the arithmetic, and every
+        // B sliver is used once. (A panel of B packed whole and run block by block is read
+        // back from beyond L2 once per block: a 1 MiB panel does not stay in a 1 MiB L2.)
+        const int64_t stretch = std::clamp<int64_t>(KS * TM / rows / TK * TK, TK, KS);
+        for (int64_t q0 = 0; q0 < K; q0 += stretch) {
+          const int64_t kq = std::min(stretch, K - q0);
           for (int64_t p0 = q0; p0 < q0 + kq; p0 += TK) {
             const int64_t kc = std::min(TK, K - p0), steps = Tile::steps(kc);
-            Packed* ap = apack + (p0 - q0) / TK * Tile::steps(TK) * TM;
+            Packed* ap = apack + (p0 - q0) / TK * panel_words;
             for (int64_t r = 0; r < mb; r += TR)
               a.pack(m0 + r, std::min<int64_t>(TR, mb - r), p0, kc, ap + r * steps);
           }
           for (int64_t s = 0; s * TC < nc; ++s) {
             for (int64_t p0 = q0; p0 < q0 + kq; p0 += TK) {
               const int64_t kc = std::min(TK, K - p0), steps = Tile::steps(kc);
-              const Packed* ap = apack + (p0 - q0) / TK * Tile::steps(TK) * TM;
+              const Packed* ap = apack + (p0 - q0) / TK * panel_words;
               b.pack(p0, kc, j0 + s * TC, std::min<int64_t>(TC, nc - s * TC), bpack);
               for (int64_t r = 0; r < mb; r += TR)
                 Tile::micro(kc, ap + r * steps, bpack, acc + r * ldc + s * TC, ldc, p0 > 0);

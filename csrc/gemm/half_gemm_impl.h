@@ -126,6 +126,12 @@ template <class T, class TO> void run_typed(const HalfGemmArgs& g) {
           continue;
         }
         if (cpu_features().avx512_bf16) {
+          if (g.b.rs == 1 && g.a.cs == 1 && g.K % 2 == 0 &&
+              linear_weight_rows_route(g.M)) {
+            linear_pairs_weight_rows(ab, g.a.rs, bb, g.b.cs, cb, g.c_rs, g.c_cs, bias, g.M, g.N,
+                                     g.K, g.threads);
+            continue;
+          }
           gemm_one<Bf16PairTile>(DensePairsA<T>{ab, g.a.rs, g.a.cs},
                                  DensePairsB<T>{bb, g.b.rs, g.b.cs}, cb, g.c_rs, g.c_cs, bias,
                                  plan);

@@ -148,8 +148,9 @@ class _Plan:
     both: tuple[int, ...] = ()
     both_b: tuple[float, ...] = ()
     both_e: tuple[float, ...] = ()
-    # per stage, rk_stage_input's sources (0 is y, j + 1 is k[j]) and unscaled weights
-    inputs: tuple[tuple[tuple[int, ...], tuple[float, ...]], ...] = ()
+    # per stage (c, idx, rk_stage_input's sources: 0 is y, j + 1 is k[j], unscaled weights)
+    cpu_stages: tuple[tuple[float, tuple[int, ...], tuple[int, ...], tuple[float, ...]],
+                      ...] = ()
 
     @staticmethod
     def of(tab: Tableau) -> _Plan:
@@ -161,10 +162,12 @@ class _Plan:
         sol, b = nonzero(tab.b)
         err, e = nonzero(tab.b_err) if tab.b_err is not None else ((), ())
         both = tuple(sorted(set(sol) | set(err)))
-        inputs = tuple(((0, *(j + 1 for j in idx)), (1.0, *a)) for _, idx, a in stages)
+        cpu_stages = tuple((c, idx, (0, *(j + 1 for j in idx)), (1.0, *a))
+                           for c, idx, a in stages)
         return _Plan(stages, sol, b, err, e, tab.mid, both,
                      tuple(float(tab.b[j]) for j in both),
-                     tuple(float(tab.b_err[j]) for j in both) if tab.b_err else (), inputs)
+                     tuple(float(tab.b_err[j]) for j in both) if tab.b_err else (),
+                     cpu_stages)
 
 
 _PLANS = {name: _Plan.of(tab) for name, tab in {**ADAPTIVE_METHODS, **FIXED_METHODS}.items()}
@@ -285,27 +288,61 @@ class _Solver:
         """The stages k (k[0] = f0) and their inputs g (g[0] = y) of one step."""
         k, g = [f0], [y]
         ptrs = [y.data_ptr(), f0.data_ptr()]  # y's, then k[j]'s at j + 1
+        done = 0
+        if self.cpu and not (self.grad and (y.requires_grad or f0.requires_grad)):
+            done = self.cpu_stages(plan, k, g, ptrs, t0, dt, t1)
         sdt = self.sign * dt
-        # untracked CPU stages: one kernel call per stage input, the plan's constants passed
-        # as they are (a small state's step is otherwise mostly Python list building)
-        direct = self.cpu and not (self.grad and (y.requires_grad or f0.requires_grad))
-        pool, n, dtn, threads = self.buffers.pool, self.n, self.dtype_name, self.threads
-        for (c, idx, a), (src, w) in zip(plan.stages, plan.inputs, strict=True):
-            if not idx:
-                yi = y
-            elif direct:
-                yi = self.buffers.take() if pool is not None else torch.empty_like(y)
-                _C.rk_stage_input(yi.data_ptr(), ptrs, src, w, sdt, n, dtn, threads,
-                                  _native.ISA)
-            else:
-                yi = self.combine(y, 1.0, [k[j] for j in idx], [x * sdt for x in a],
-                                  [ptrs[0], *[ptrs[j + 1] for j in idx]])
+        for c, idx, a in plan.stages[done:]:
+            yi = self.combine(y, 1.0, [k[j] for j in idx], [x * sdt for x in a],
+                              [ptrs[0], *[ptrs[j + 1] for j in idx]]) if idx else y
             ki = self.call(t1, yi, _PREV) if c == 1.0 else self.call(t0 + c * dt, yi)
-            direct = direct and not (self.grad and ki.requires_grad)
             k.append(ki)
             ptrs.append(ki.data_ptr())
             g.append(yi)
         return k, g
+
+    def cpu_stages(self, plan: _Plan, k: list[torch.Tensor], g: list[torch.Tensor],
+                   ptrs: list[int], t0: float, dt: float, t1: float) -> int:
+        """Untracked CPU stages, appended to k, g and ptrs: one rk_stage_input call per stage
+        input with the plan's constants as they are, func called here for a flat state (a
+        small state's step is otherwise mostly Python). Returns the stages done: it stops
+        after a stage whose value autograd tracks (the rest need tracked sums)."""
+        y = g[0]
+        sdt, sign, n, dtn, threads, isa = (self.sign * dt, self.sign, self.n, self.dtype_name,
+                                           self.threads, _native.ISA)
+        take = self.buffers.take if self.buffers.pool is not None else None
+        func, shape, dtype, device = self.func, self.shape, self.dtype, self.device
+        flat = self.shapes is None
+        t_last = None  # the stages at c = 1 run at t1 moved to the previous float
+        done = 0
+        for c, idx, src, w in plan.cpu_stages:
+            if idx:
+                yi = torch.empty_like(y) if take is None else take()
+                _C.rk_stage_input(yi.data_ptr(), ptrs, src, w, sdt, n, dtn, threads, isa)
+            else:
+                yi = y
+            if c == 1.0:
+                if t_last is None:
+                    t_last = _nextafter(self.rnd(t1), False, dtype)
+                ti = t_last
+            else:
+                ti = t0 + c * dt
+            if flat:
+                self.nfe += 1
+                ki = func(torch.scalar_tensor(sign * ti, dtype=dtype, device=device), yi)
+                if type(ki) is not torch.Tensor or ki.shape != shape or ki.dtype != dtype:
+                    self.p.rhs._check(ki, shape)
+                if not ki.is_contiguous():
+                    ki = ki.contiguous()
+            else:
+                ki = self.call(ti, yi)
+            k.append(ki)
+            ptrs.append(ki.data_ptr())
+            g.append(yi)
+            done += 1
+            if self.grad and ki.requires_grad:
+                break
+        return done
 
     def step_end(self, plan: _Plan, fsal: bool, y: torch.Tensor, k: list[torch.Tensor],
                  g: list[torch.Tensor], dt: float, rtol: float, atol: float):  # noqa: ANN201

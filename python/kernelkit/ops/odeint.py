@@ -182,11 +182,18 @@ class _Solver:
 
     The stages k are the user's func values as returned (for decreasing t, of the problem
     in the user's time): the sign of the time reversal is folded into the weights.
+
+    Parted stages (``parts``: a func on the flat state that returns its value as the tuple
+    of consecutive contiguous parts of the given lengths, the adjoint's augmented dynamics)
+    stay apart: the kernels read each part where it lies, one address per part, instead of
+    a join of the parts on every call. Taken for untracked CPU solves by an adaptive method
+    without stats; otherwise ``flat_func`` runs.
     """
 
     def __init__(self, p: Problem, want_stats: bool, y0: torch.Tensor | None = None,
                  segments: tuple[list[int], list[bool]] | None = None,
-                 flat_func: Callable | None = None):
+                 flat_func: Callable | None = None,
+                 parts: tuple[Callable, list[int]] | None = None):
         self.p = p
         self.shape = p.y0.shape
         # the kernels see contiguous tensors as flat arrays: no views on the hot path
@@ -204,6 +211,14 @@ class _Solver:
         self.func, self.shapes = p.rhs.func, p.shapes
         if flat_func is not None:  # func on the flat state (a tuple problem seen flat)
             self.func, self.shapes = flat_func, None
+        # the parts' ends (empty: whole stages) and their starts in bytes
+        self.part_end: list[int] = []
+        self.part_offsets = [0]
+        if (parts is not None and self.cpu and not self.grad and not want_stats
+                and p.method in ADAPTIVE_METHODS):
+            self.func, self.shapes = parts[0], None
+            self.part_end = list(itertools.accumulate(parts[1]))
+            self.part_offsets = [i * y0.element_size() for i in [0, *self.part_end[:-1]]]
         if segments is not None:  # (segment lengths, which of them the error norm takes)
             self.seg_end = list(itertools.accumulate(segments[0]))
             self.seg_include = list(segments[1])
@@ -229,6 +244,8 @@ class _Solver:
         if perturb != _NONE:
             t = _nextafter(self.rnd(t), perturb == _NEXT, self.dtype)
         tt = torch.scalar_tensor(self.sign * t, dtype=self.dtype, device=self.device)
+        if self.part_end:  # the solver's own augmented dynamics: parts of the right sizes
+            return self.func(tt, y)
         if self.shapes is None:
             k = self.func(tt, y)
             if type(k) is not torch.Tensor or k.shape != self.shape or k.dtype != self.dtype:
@@ -241,6 +258,19 @@ class _Solver:
             self.p.rhs._check(ki, shape)
         return torch.cat([ki.reshape(-1) for ki in k])
 
+    def addresses(self, x: torch.Tensor | tuple[torch.Tensor, ...]) -> list[int]:
+        """Where x's parts lie: a parted stage's parts, or a whole array's part starts."""
+        if type(x) is tuple:
+            return [part.data_ptr() for part in x]
+        base = x.data_ptr()
+        return [base + offset for offset in self.part_offsets]
+
+    def ptrs(self, xs: Sequence[torch.Tensor]) -> list[int]:
+        """The kernels' address list of xs: one address per source, or per part of each."""
+        if not self.part_end:
+            return [x.data_ptr() for x in xs]
+        return [a for x in xs for a in self.addresses(x)]
+
     def combine(self, base: torch.Tensor, w0: float, srcs: Sequence[torch.Tensor],
                 w: Sequence[float], ptrs: list[int] | None = None) -> torch.Tensor:
         """w0 * base + sum_j w[j] * srcs[j]; ptrs: the sources' data_ptr()s, base's first,
@@ -250,9 +280,9 @@ class _Solver:
         out = self.buffers.take() if self.buffers.pool is not None else torch.empty_like(base)
         if self.cpu:
             if ptrs is None:
-                ptrs = [base.data_ptr(), *[x.data_ptr() for x in srcs]]
+                ptrs = self.ptrs([base, *srcs])
             _C.rk_combine(out.data_ptr(), ptrs, [w0, *w], self.n, self.dtype_name,
-                          self.threads, _native.ISA)
+                          self.threads, _native.ISA, self.part_end)
         else:
             rk_step.combine([base, *srcs], [w0, *w], out=out)
         return out
@@ -287,7 +317,7 @@ class _Solver:
                t1: float) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """The stages k (k[0] = f0) and their inputs g (g[0] = y) of one step."""
         k, g = [f0], [y]
-        ptrs = [y.data_ptr(), f0.data_ptr()]  # y's, then k[j]'s at j + 1
+        ptrs = self.ptrs([y, f0])  # y's, then k[j]'s at j + 1
         done = 0
         if self.cpu and not (self.grad and (y.requires_grad or f0.requires_grad)):
             done = self.cpu_stages(plan, k, g, ptrs, t0, dt, t1)
@@ -312,13 +342,14 @@ class _Solver:
                                            self.threads, _native.ISA)
         take = self.buffers.take if self.buffers.pool is not None else None
         func, shape, dtype, device = self.func, self.shape, self.dtype, self.device
-        flat = self.shapes is None
+        flat, part_end = self.shapes is None and not self.part_end, self.part_end
         t_last = None  # the stages at c = 1 run at t1 moved to the previous float
         done = 0
         for c, idx, src, w in plan.cpu_stages:
             if idx:
                 yi = torch.empty_like(y) if take is None else take()
-                _C.rk_stage_input(yi.data_ptr(), ptrs, src, w, sdt, n, dtn, threads, isa)
+                _C.rk_stage_input(yi.data_ptr(), ptrs, src, w, sdt, n, dtn, threads, isa,
+                                  part_end)
             else:
                 yi = y
             if c == 1.0:
@@ -337,7 +368,10 @@ class _Solver:
             else:
                 ki = self.call(ti, yi)
             k.append(ki)
-            ptrs.append(ki.data_ptr())
+            if part_end:
+                ptrs.extend(self.addresses(ki))
+            else:
+                ptrs.append(ki.data_ptr())
             g.append(yi)
             done += 1
             if self.grad and ki.requires_grad:
@@ -368,10 +402,9 @@ class _Solver:
         """rk_step.step_end on the solver's backend (the C++ kernel called directly)."""
         if self.cpu:
             stats = self.stats_buf
-            _C.rk_step_end(y.data_ptr(), y1.data_ptr(), wb is not None,
-                           [x.data_ptr() for x in ks], wb or [], we, rtol, atol, self.seg_end,
-                           self.n, self.dtype_name, self.stats_addr, self.threads,
-                           _native.ISA)
+            _C.rk_step_end(y.data_ptr(), y1.data_ptr(), wb is not None, self.ptrs(ks),
+                           wb or [], we, rtol, atol, self.seg_end, self.n, self.dtype_name,
+                           self.stats_addr, self.threads, _native.ISA, self.part_end)
             return stats.tolist()  # Python floats: the controller's arithmetic is on them
         with torch.no_grad():
             return rk_step.step_end(y.detach(), y1.detach(), [x.detach() for x in ks], wb, we,
@@ -653,9 +686,12 @@ def _augmented_odeint(forward: Problem, params: tuple, with_params: bool) -> Cal
         if fused_unsupported(problem, False) is not None:
             return odeint_reference(func, y0, t, rtol=rtol, atol=atol, method=method,
                                     options=options)
-        # the augmented dynamics on the flat state: no split / re-join per call
-        flat = getattr(func, "flat", None)
-        solver = _Solver(problem, False, segments=(lengths, include), flat_func=flat)
+        # the augmented dynamics on the flat state: no split per call, and on the adaptive
+        # CPU path no join either (its value stays in parts)
+        flat, parted = getattr(func, "flat", None), getattr(func, "parts", None)
+        part_lengths = [1, forward.y0.numel(), forward.y0.numel(), *(q.numel() for q in params)]
+        solver = _Solver(problem, False, segments=(lengths, include), flat_func=flat,
+                         parts=None if parted is None else (parted, part_lengths))
         return problem.unflatten(_run(solver, problem.t))
 
     return augmented_odeint

@@ -72,6 +72,7 @@ class OdeStats(NamedTuple):
 
 
 _FUSED_DTYPES = (torch.float32, torch.float64)
+_NP_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 # States at least this large reuse their stage buffers (a fresh multi-MiB tensor costs its
 # page faults on every stage); below it, torch.empty is cheaper than the reuse checks.
 _POOL_BYTES = 1 << 20
@@ -232,7 +233,9 @@ class _Solver:
         self.stats_addr = self.stats_buf.ctypes.data
         self.want_stats = want_stats
         self.nfe = self.accepted = self.rejected = 0
-        self.error_dt = self.stiffness_dt = torch.zeros((), dtype=self.dtype, device=self.device)
+        if want_stats:  # the regularizer's sums (a small solve's setup is a few us without)
+            self.error_dt = self.stiffness_dt = torch.zeros((), dtype=self.dtype,
+                                                            device=self.device)
         self.rnd = _rounder(self.dtype)
 
     # ---- pieces -------------------------------------------------------------------------
@@ -243,7 +246,10 @@ class _Solver:
         self.nfe += 1
         if perturb != _NONE:
             t = _nextafter(self.rnd(t), perturb == _NEXT, self.dtype)
-        tt = torch.scalar_tensor(self.sign * t, dtype=self.dtype, device=self.device)
+        if self.cpu:  # see cpu_stages
+            tt = torch.from_numpy(np.array(self.sign * t, dtype=_NP_DTYPES[self.dtype]))
+        else:
+            tt = torch.scalar_tensor(self.sign * t, dtype=self.dtype, device=self.device)
         if self.part_end:  # the solver's own augmented dynamics: parts of the right sizes
             return self.func(tt, y)
         if self.shapes is None:
@@ -317,7 +323,8 @@ class _Solver:
                t1: float) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """The stages k (k[0] = f0) and their inputs g (g[0] = y) of one step."""
         k, g = [f0], [y]
-        ptrs = self.ptrs([y, f0])  # y's, then k[j]'s at j + 1
+        # y's, then k[j]'s at j + 1
+        ptrs = self.ptrs([y, f0]) if self.part_end else [y.data_ptr(), f0.data_ptr()]
         done = 0
         if self.cpu and not (self.grad and (y.requires_grad or f0.requires_grad)):
             done = self.cpu_stages(plan, k, g, ptrs, t0, dt, t1)
@@ -341,8 +348,9 @@ class _Solver:
         sdt, sign, n, dtn, threads, isa = (self.sign * dt, self.sign, self.n, self.dtype_name,
                                            self.threads, _native.ISA)
         take = self.buffers.take if self.buffers.pool is not None else None
-        func, shape, dtype, device = self.func, self.shape, self.dtype, self.device
+        func, shape, dtype = self.func, self.shape, self.dtype
         flat, part_end = self.shapes is None and not self.part_end, self.part_end
+        from_numpy, np_array, np_dtype = torch.from_numpy, np.array, _NP_DTYPES[dtype]
         t_last = None  # the stages at c = 1 run at t1 moved to the previous float
         done = 0
         for c, idx, src, w in plan.cpu_stages:
@@ -360,7 +368,8 @@ class _Solver:
                 ti = t0 + c * dt
             if flat:
                 self.nfe += 1
-                ki = func(torch.scalar_tensor(sign * ti, dtype=dtype, device=device), yi)
+                # t as a 0-dim tensor on numpy's 0-dim array: 0.8 us (scalar_tensor: 1.2 us)
+                ki = func(from_numpy(np_array(sign * ti, dtype=np_dtype)), yi)
                 if type(ki) is not torch.Tensor or ki.shape != shape or ki.dtype != dtype:
                     self.p.rhs._check(ki, shape)
                 if not ki.is_contiguous():

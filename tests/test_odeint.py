@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -783,6 +784,45 @@ def test_stage_input_kernel_indexes_and_scales():
         _C.rk_stage_input(out.data_ptr(), ptrs, (0, 1), (1.0,), 1.0, 37, "float64", 1,
                           kernelkit._native.ISA)
 
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_parted_sources_equal_whole_arrays(dtype):
+    """The kernels' parted calls (each source as one address per part, the adjoint's
+    augmented derivative held as separate tensors) give bit for bit the whole-array results,
+    per-segment sums included; a part end that is no segment end is a ValueError."""
+    from kernelkit._native import _C
+
+    isa, dtn = kernelkit._native.ISA, str(dtype).removeprefix("torch.")
+    lengths, seg_end = [1, 20000, 0, 7], [1, 9000, 20001, 20001, 20008]
+    part_end = [1, 20001, 20001, 20008]
+    n = part_end[-1]
+    g = torch.Generator().manual_seed(5)
+    whole = [torch.randn(n, generator=g, dtype=F64).to(dtype) for _ in range(4)]
+    parted = [[part.clone() for part in x.split(lengths)] for x in whole]
+    ptrs = [x.data_ptr() for x in whole]
+    part_ptrs = [p.data_ptr() for x in parted for p in x]
+    want, got = torch.empty_like(whole[0]), torch.empty_like(whole[0])
+    _C.rk_stage_input(want.data_ptr(), ptrs, (0, 3, 1), (1.0, 0.5, -2.0), 0.1, n, dtn, 2, isa)
+    _C.rk_stage_input(got.data_ptr(), part_ptrs, (0, 3, 1), (1.0, 0.5, -2.0), 0.1, n, dtn, 2,
+                      isa, part_end)
+    assert torch.equal(got, want)
+    _C.rk_combine(got.data_ptr(), part_ptrs[4:], [1.0, 0.25, -3.0], n, dtn, 2, isa, part_end)
+    _C.rk_combine(want.data_ptr(), ptrs[1:], [1.0, 0.25, -3.0], n, dtn, 2, isa)
+    assert torch.equal(got, want)
+    stats_want, stats_got = np.zeros(2 * len(seg_end)), np.zeros(2 * len(seg_end))
+    y1_want, y1_got = torch.empty_like(whole[0]), torch.empty_like(whole[0])
+    b, e = [0.5, 0.25, 0.125], [1e-3, -2e-3, 5e-4]
+    _C.rk_step_end(whole[0].data_ptr(), y1_want.data_ptr(), True, ptrs[1:], b, e, 1e-3, 1e-6,
+                   seg_end, n, dtn, stats_want.ctypes.data, 2, isa)
+    _C.rk_step_end(whole[0].data_ptr(), y1_got.data_ptr(), True, part_ptrs[4:], b, e, 1e-3,
+                   1e-6, seg_end, n, dtn, stats_got.ctypes.data, 2, isa, part_end)
+    assert torch.equal(y1_got, y1_want)
+    assert stats_got.tolist() == stats_want.tolist() and stats_want[2] > 0
+    with pytest.raises(ValueError, match="segment end"):
+        _C.rk_step_end(whole[0].data_ptr(), y1_got.data_ptr(), True, part_ptrs[4:], b, e,
+                       1e-3, 1e-6, [1, 20008], n, dtn, stats_got.ctypes.data, 2, isa,
+                       part_end)
 
 # ---- solver statistics ----------------------------------------------------------------------
 

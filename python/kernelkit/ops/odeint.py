@@ -72,6 +72,7 @@ class OdeStats(NamedTuple):
 
 
 _FUSED_DTYPES = (torch.float32, torch.float64)
+_NP_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 # States at least this large reuse their stage buffers (a fresh multi-MiB tensor costs its
 # page faults on every stage); below it, torch.empty is cheaper than the reuse checks.
 _POOL_BYTES = 1 << 20
@@ -148,8 +149,9 @@ class _Plan:
     both: tuple[int, ...] = ()
     both_b: tuple[float, ...] = ()
     both_e: tuple[float, ...] = ()
-    # per stage, rk_stage_input's sources (0 is y, j + 1 is k[j]) and unscaled weights
-    inputs: tuple[tuple[tuple[int, ...], tuple[float, ...]], ...] = ()
+    # per stage (c, idx, rk_stage_input's sources: 0 is y, j + 1 is k[j], unscaled weights)
+    cpu_stages: tuple[tuple[float, tuple[int, ...], tuple[int, ...], tuple[float, ...]],
+                      ...] = ()
 
     @staticmethod
     def of(tab: Tableau) -> _Plan:
@@ -161,10 +163,12 @@ class _Plan:
         sol, b = nonzero(tab.b)
         err, e = nonzero(tab.b_err) if tab.b_err is not None else ((), ())
         both = tuple(sorted(set(sol) | set(err)))
-        inputs = tuple(((0, *(j + 1 for j in idx)), (1.0, *a)) for _, idx, a in stages)
+        cpu_stages = tuple((c, idx, (0, *(j + 1 for j in idx)), (1.0, *a))
+                           for c, idx, a in stages)
         return _Plan(stages, sol, b, err, e, tab.mid, both,
                      tuple(float(tab.b[j]) for j in both),
-                     tuple(float(tab.b_err[j]) for j in both) if tab.b_err else (), inputs)
+                     tuple(float(tab.b_err[j]) for j in both) if tab.b_err else (),
+                     cpu_stages)
 
 
 _PLANS = {name: _Plan.of(tab) for name, tab in {**ADAPTIVE_METHODS, **FIXED_METHODS}.items()}
@@ -179,11 +183,18 @@ class _Solver:
 
     The stages k are the user's func values as returned (for decreasing t, of the problem
     in the user's time): the sign of the time reversal is folded into the weights.
+
+    Parted stages (``parts``: a func on the flat state that returns its value as the tuple
+    of consecutive contiguous parts of the given lengths, the adjoint's augmented dynamics)
+    stay apart: the kernels read each part where it lies, one address per part, instead of
+    a join of the parts on every call. Taken for untracked CPU solves by an adaptive method
+    without stats; otherwise ``flat_func`` runs.
     """
 
     def __init__(self, p: Problem, want_stats: bool, y0: torch.Tensor | None = None,
                  segments: tuple[list[int], list[bool]] | None = None,
-                 flat_func: Callable | None = None):
+                 flat_func: Callable | None = None,
+                 parts: tuple[Callable, list[int]] | None = None):
         self.p = p
         self.shape = p.y0.shape
         # the kernels see contiguous tensors as flat arrays: no views on the hot path
@@ -201,6 +212,14 @@ class _Solver:
         self.func, self.shapes = p.rhs.func, p.shapes
         if flat_func is not None:  # func on the flat state (a tuple problem seen flat)
             self.func, self.shapes = flat_func, None
+        # the parts' ends (empty: whole stages) and their starts in bytes
+        self.part_end: list[int] = []
+        self.part_offsets = [0]
+        if (parts is not None and self.cpu and not self.grad and not want_stats
+                and p.method in ADAPTIVE_METHODS):
+            self.func, self.shapes = parts[0], None
+            self.part_end = list(itertools.accumulate(parts[1]))
+            self.part_offsets = [i * y0.element_size() for i in [0, *self.part_end[:-1]]]
         if segments is not None:  # (segment lengths, which of them the error norm takes)
             self.seg_end = list(itertools.accumulate(segments[0]))
             self.seg_include = list(segments[1])
@@ -214,7 +233,9 @@ class _Solver:
         self.stats_addr = self.stats_buf.ctypes.data
         self.want_stats = want_stats
         self.nfe = self.accepted = self.rejected = 0
-        self.error_dt = self.stiffness_dt = torch.zeros((), dtype=self.dtype, device=self.device)
+        if want_stats:  # the regularizer's sums (a small solve's setup is a few us without)
+            self.error_dt = self.stiffness_dt = torch.zeros((), dtype=self.dtype,
+                                                            device=self.device)
         self.rnd = _rounder(self.dtype)
 
     # ---- pieces -------------------------------------------------------------------------
@@ -225,7 +246,12 @@ class _Solver:
         self.nfe += 1
         if perturb != _NONE:
             t = _nextafter(self.rnd(t), perturb == _NEXT, self.dtype)
-        tt = torch.scalar_tensor(self.sign * t, dtype=self.dtype, device=self.device)
+        if self.cpu:  # see cpu_stages
+            tt = torch.from_numpy(np.array(self.sign * t, dtype=_NP_DTYPES[self.dtype]))
+        else:
+            tt = torch.scalar_tensor(self.sign * t, dtype=self.dtype, device=self.device)
+        if self.part_end:  # the solver's own augmented dynamics: parts of the right sizes
+            return self.func(tt, y)
         if self.shapes is None:
             k = self.func(tt, y)
             if type(k) is not torch.Tensor or k.shape != self.shape or k.dtype != self.dtype:
@@ -238,6 +264,19 @@ class _Solver:
             self.p.rhs._check(ki, shape)
         return torch.cat([ki.reshape(-1) for ki in k])
 
+    def addresses(self, x: torch.Tensor | tuple[torch.Tensor, ...]) -> list[int]:
+        """Where x's parts lie: a parted stage's parts, or a whole array's part starts."""
+        if type(x) is tuple:
+            return [part.data_ptr() for part in x]
+        base = x.data_ptr()
+        return [base + offset for offset in self.part_offsets]
+
+    def ptrs(self, xs: Sequence[torch.Tensor]) -> list[int]:
+        """The kernels' address list of xs: one address per source, or per part of each."""
+        if not self.part_end:
+            return [x.data_ptr() for x in xs]
+        return [a for x in xs for a in self.addresses(x)]
+
     def combine(self, base: torch.Tensor, w0: float, srcs: Sequence[torch.Tensor],
                 w: Sequence[float], ptrs: list[int] | None = None) -> torch.Tensor:
         """w0 * base + sum_j w[j] * srcs[j]; ptrs: the sources' data_ptr()s, base's first,
@@ -247,9 +286,9 @@ class _Solver:
         out = self.buffers.take() if self.buffers.pool is not None else torch.empty_like(base)
         if self.cpu:
             if ptrs is None:
-                ptrs = [base.data_ptr(), *[x.data_ptr() for x in srcs]]
+                ptrs = self.ptrs([base, *srcs])
             _C.rk_combine(out.data_ptr(), ptrs, [w0, *w], self.n, self.dtype_name,
-                          self.threads, _native.ISA)
+                          self.threads, _native.ISA, self.part_end)
         else:
             rk_step.combine([base, *srcs], [w0, *w], out=out)
         return out
@@ -284,28 +323,69 @@ class _Solver:
                t1: float) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """The stages k (k[0] = f0) and their inputs g (g[0] = y) of one step."""
         k, g = [f0], [y]
-        ptrs = [y.data_ptr(), f0.data_ptr()]  # y's, then k[j]'s at j + 1
+        # y's, then k[j]'s at j + 1
+        ptrs = self.ptrs([y, f0]) if self.part_end else [y.data_ptr(), f0.data_ptr()]
+        done = 0
+        if self.cpu and not (self.grad and (y.requires_grad or f0.requires_grad)):
+            done = self.cpu_stages(plan, k, g, ptrs, t0, dt, t1)
         sdt = self.sign * dt
-        # untracked CPU stages: one kernel call per stage input, the plan's constants passed
-        # as they are (a small state's step is otherwise mostly Python list building)
-        direct = self.cpu and not (self.grad and (y.requires_grad or f0.requires_grad))
-        pool, n, dtn, threads = self.buffers.pool, self.n, self.dtype_name, self.threads
-        for (c, idx, a), (src, w) in zip(plan.stages, plan.inputs, strict=True):
-            if not idx:
-                yi = y
-            elif direct:
-                yi = self.buffers.take() if pool is not None else torch.empty_like(y)
-                _C.rk_stage_input(yi.data_ptr(), ptrs, src, w, sdt, n, dtn, threads,
-                                  _native.ISA)
-            else:
-                yi = self.combine(y, 1.0, [k[j] for j in idx], [x * sdt for x in a],
-                                  [ptrs[0], *[ptrs[j + 1] for j in idx]])
+        for c, idx, a in plan.stages[done:]:
+            yi = self.combine(y, 1.0, [k[j] for j in idx], [x * sdt for x in a],
+                              [ptrs[0], *[ptrs[j + 1] for j in idx]]) if idx else y
             ki = self.call(t1, yi, _PREV) if c == 1.0 else self.call(t0 + c * dt, yi)
-            direct = direct and not (self.grad and ki.requires_grad)
             k.append(ki)
             ptrs.append(ki.data_ptr())
             g.append(yi)
         return k, g
+
+    def cpu_stages(self, plan: _Plan, k: list[torch.Tensor], g: list[torch.Tensor],
+                   ptrs: list[int], t0: float, dt: float, t1: float) -> int:
+        """Untracked CPU stages, appended to k, g and ptrs: one rk_stage_input call per stage
+        input with the plan's constants as they are, func called here for a flat state (a
+        small state's step is otherwise mostly Python). Returns the stages done: it stops
+        after a stage whose value autograd tracks (the rest need tracked sums)."""
+        y = g[0]
+        sdt, sign, n, dtn, threads, isa = (self.sign * dt, self.sign, self.n, self.dtype_name,
+                                           self.threads, _native.ISA)
+        take = self.buffers.take if self.buffers.pool is not None else None
+        func, shape, dtype = self.func, self.shape, self.dtype
+        flat, part_end = self.shapes is None and not self.part_end, self.part_end
+        from_numpy, np_array, np_dtype = torch.from_numpy, np.array, _NP_DTYPES[dtype]
+        t_last = None  # the stages at c = 1 run at t1 moved to the previous float
+        done = 0
+        for c, idx, src, w in plan.cpu_stages:
+            if idx:
+                yi = torch.empty_like(y) if take is None else take()
+                _C.rk_stage_input(yi.data_ptr(), ptrs, src, w, sdt, n, dtn, threads, isa,
+                                  part_end)
+            else:
+                yi = y
+            if c == 1.0:
+                if t_last is None:
+                    t_last = _nextafter(self.rnd(t1), False, dtype)
+                ti = t_last
+            else:
+                ti = t0 + c * dt
+            if flat:
+                self.nfe += 1
+                # t as a 0-dim tensor on numpy's 0-dim array: 0.8 us (scalar_tensor: 1.2 us)
+                ki = func(from_numpy(np_array(sign * ti, dtype=np_dtype)), yi)
+                if type(ki) is not torch.Tensor or ki.shape != shape or ki.dtype != dtype:
+                    self.p.rhs._check(ki, shape)
+                if not ki.is_contiguous():
+                    ki = ki.contiguous()
+            else:
+                ki = self.call(ti, yi)
+            k.append(ki)
+            if part_end:
+                ptrs.extend(self.addresses(ki))
+            else:
+                ptrs.append(ki.data_ptr())
+            g.append(yi)
+            done += 1
+            if self.grad and ki.requires_grad:
+                break
+        return done
 
     def step_end(self, plan: _Plan, fsal: bool, y: torch.Tensor, k: list[torch.Tensor],
                  g: list[torch.Tensor], dt: float, rtol: float, atol: float):  # noqa: ANN201
@@ -331,10 +411,9 @@ class _Solver:
         """rk_step.step_end on the solver's backend (the C++ kernel called directly)."""
         if self.cpu:
             stats = self.stats_buf
-            _C.rk_step_end(y.data_ptr(), y1.data_ptr(), wb is not None,
-                           [x.data_ptr() for x in ks], wb or [], we, rtol, atol, self.seg_end,
-                           self.n, self.dtype_name, self.stats_addr, self.threads,
-                           _native.ISA)
+            _C.rk_step_end(y.data_ptr(), y1.data_ptr(), wb is not None, self.ptrs(ks),
+                           wb or [], we, rtol, atol, self.seg_end, self.n, self.dtype_name,
+                           self.stats_addr, self.threads, _native.ISA, self.part_end)
             return stats.tolist()  # Python floats: the controller's arithmetic is on them
         with torch.no_grad():
             return rk_step.step_end(y.detach(), y1.detach(), [x.detach() for x in ks], wb, we,
@@ -616,9 +695,12 @@ def _augmented_odeint(forward: Problem, params: tuple, with_params: bool) -> Cal
         if fused_unsupported(problem, False) is not None:
             return odeint_reference(func, y0, t, rtol=rtol, atol=atol, method=method,
                                     options=options)
-        # the augmented dynamics on the flat state: no split / re-join per call
-        flat = getattr(func, "flat", None)
-        solver = _Solver(problem, False, segments=(lengths, include), flat_func=flat)
+        # the augmented dynamics on the flat state: no split per call, and on the adaptive
+        # CPU path no join either (its value stays in parts)
+        flat, parted = getattr(func, "flat", None), getattr(func, "parts", None)
+        part_lengths = [1, forward.y0.numel(), forward.y0.numel(), *(q.numel() for q in params)]
+        solver = _Solver(problem, False, segments=(lengths, include), flat_func=flat,
+                         parts=None if parted is None else (parted, part_lengths))
         return problem.unflatten(_run(solver, problem.t))
 
     return augmented_odeint

@@ -28,18 +28,23 @@ class _Augmented:
 
     ``self(s, state)`` takes and returns the tuple ``(s, y, a, *g)``; ``self.flat(s, z)``
     the same system on one flat vector ``z = [s, y, a, *g]`` (each part flattened), which
-    the fused driver solves without splitting and re-joining a tuple on every call. Only
-    the inputs whose gradients are needed enter the vector-Jacobian product: t's when t
-    requires grad, then y's and the parameters'.
+    the fused driver solves without splitting a tuple on every call; ``self.parts(s, z)``
+    its value as the tuple of those parts, contiguous, for a driver that reads them where
+    they lie (no join either). Only the inputs whose gradients are needed enter the
+    vector-Jacobian product: t's when t requires grad, then y's and the parameters'.
     """
 
     def __init__(self, rhs, params: tuple, t_requires_grad: bool, y_like: torch.Tensor):
         self.rhs, self.params, self.t_grad = rhs, params, t_requires_grad
         self.y_shape = y_like.shape
+        self.y_strides = torch.empty(y_like.shape, device="meta").stride()
         self.n = y_like.numel()
+        # ds when t needs no gradient: read by the fused driver, never written
+        self.zero_ds = torch.zeros(1, dtype=y_like.dtype, device=y_like.device)
 
     def _vjp(self, s: torch.Tensor, y: torch.Tensor, a: torch.Tensor):
-        """(f, -a . df/dt, -a . df/dy, -a . df/dtheta per parameter), all detached."""
+        """(f, -a . df/dt or None when t needs no gradient, -a . df/dy, -a . df/dtheta per
+        parameter), all detached."""
         params = self.params
         with torch.enable_grad():
             y = y.detach().requires_grad_(True)
@@ -59,21 +64,28 @@ class _Augmented:
         if self.t_grad:
             ds, gy, *gp = grads
         else:
-            ds = torch.zeros((), dtype=y.dtype, device=y.device)
+            ds = None
             gy, *gp = grads
         return f.detach(), ds, gy, gp
 
     def __call__(self, s: torch.Tensor, state: tuple) -> tuple:
         f, ds, gy, gp = self._vjp(s, state[1], state[2])
+        if ds is None:
+            ds = torch.zeros((), dtype=f.dtype, device=f.device)
         return (ds, f, gy, *gp)
 
-    def flat(self, s: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        n, shape = self.n, self.y_shape
-        y = z[1:1 + n].view(shape)
-        a = z[1 + n:1 + 2 * n].view(shape)
+    def parts(self, s: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        # y and a as views of z (as_strided: a third of slicing's cost)
+        z = z.contiguous()
+        start = z.storage_offset() + 1
+        y = z.as_strided(self.y_shape, self.y_strides, start)
+        a = z.as_strided(self.y_shape, self.y_strides, start + self.n)
         f, ds, gy, gp = self._vjp(s, y, a)
-        return torch.cat([ds.reshape(1), f.reshape(-1), gy.reshape(-1),
-                          *[g.reshape(-1) for g in gp]])
+        ds = self.zero_ds if ds is None else ds.reshape(1)
+        return (ds, f.contiguous(), gy.contiguous(), *[g.contiguous() for g in gp])
+
+    def flat(self, s: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x.reshape(-1) for x in self.parts(s, z)])
 
 
 class _Adjoint(torch.autograd.Function):

@@ -253,7 +253,7 @@ __attribute__((noinline, target("avx512bf16"))) void micro_kernel_bf16_pairs(
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
     for (int v = 0; v < kPairVecs; ++v) acc[i][v] = _mm512_setzero_ps();
-  // The sums this tile adds to come from a block of C mostly out of L1 (4 MiB per thread):
+  // The sums this tile adds to come from a block of C mostly out of L1 (5 MiB per thread):
   // asked for now, they arrive while the pairs are multiplied.
   if (accumulate)
     for (int i = 0; i < MR; ++i)

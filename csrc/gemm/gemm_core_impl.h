@@ -49,8 +49,9 @@ constexpr int64_t NC = 2048; // a KC x NC panel of B (2 MiB) in L2/L3
 // The stretch of K whose A block (at most MC rows) is packed at once when one row block
 // covers the rows: MC x KS floats (1.2 MiB) in L2/L3.
 constexpr int64_t KS = 2048;
-// The float32 accumulator block of C: MB x NC floats (4 MiB per thread) at most; with the
-// packed panels a thread holds about 6 MiB (a 4096^3 product on 2 threads: 12 MiB in all).
+// The float32 accumulator block of C: MB x NC floats (5 MiB per thread, so that a 512-row block
+// of 2048 columns is one part) at most; with the packed panels a thread holds about 7 MiB (a
+// 4096^3 product on 2 threads: 14 MiB in all).
 constexpr int64_t kAccumulatorFloats = (int64_t(1) << 20) + (int64_t(1) << 18);
 // thread_buffer slots (distinct from the ones other kernels keep).
 constexpr int kSlotAccumulator = 10, kSlotPackedB = 11, kSlotPackedA = 12, kSlotVector = 13;

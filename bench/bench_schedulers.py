@@ -9,12 +9,14 @@ bytes the loop's steps must move (conftest's ``bench.copy_floor``): an order-k
 multistep step reads the sample, the model output and k - 1 stored outputs and writes
 prev_sample and the converted output into the history; a flow Euler step reads the sample and
 the velocity and writes prev_sample. A sampler row times a whole ``STEPS``-step sampler call
-whose model returns precomputed outputs. The Score-SDE PC case also times its noise alone
-(the 2N ``torch.randn`` draws of the sample both versions make, from one generator: torch's
-serial Mersenne-Twister normal_, about 2.2 ns an element on one core here): the floor of any
-version drawing that noise. At (4, 4, 128, 128) a step's parts, timed one by one, are two
-draws of 585 us, two norms of 15 us and two fused passes of 18 us: the draws are 95% of it, so
-fusing the rest cannot reach 2x the torch-ops version with them. The conv-loop row times a
+whose model returns precomputed outputs. The Score-SDE PC case also times the torch-ops
+version's noise alone (its 2N ``torch.randn`` draws of the sample from one generator: torch's
+serial Mersenne-Twister normal_, 2.2-3.6 ns an element on one core here), the floor of any
+version drawing torch's stream: at (4, 4, 128, 128) a step's parts in torch ops are two draws
+of 585 us, two norms of 15 us and two fused passes of 18 us. Ours draws its noise with
+kernelkit.randn_philox_ (the samplers' default noise_source="philox": counter-based, about
+0.45 ns an element on 2 threads here). The noise rows time one draw of the sample: ours, torch's
+preallocated ``normal_`` and one write of the bytes as the memory floor. The conv-loop row times a
 whole sampling loop (set_timesteps, then ``STEPS`` times a 3x3 conv as the denoiser and step())
 with diffusers' DPMSolverMultistepScheduler and with ours. Ratios compare the same loop.
 
@@ -31,6 +33,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 
+import kernelkit
 import kernelkit.schedulers as ours
 from kernelkit import samplers
 from kernelkit.schedulers._base import karras_sigmas
@@ -87,7 +90,7 @@ SAMPLER_CASES = tuple((f"{kind} {'x'.join(map(str, shape))}", kind, shape)
                       for shape in ((4, 4, 128, 128), (1, 4, 64, 64))
                       for kind in ("EDM Heun", "Score-SDE PC"))
 SAMPLER_IMPLS = {"ours": ("kernelkit.samplers", "ours"), "torch": ("torch ops", "peer"),
-                 "noise": ("its torch.randn draws alone", "floor")}  # Score-SDE PC only
+                 "noise": ("torch ops' torch.randn draws alone", "floor")}  # Score-SDE PC only
 TARGETS = [{"name": f"{case.name}: vs diffusers", "a": [case.name, IMPLS["ours"][0]],
             "b": [case.name, IMPLS["diffusers"][0]], "min": _MIN[case.name]}
            for case in CASES if case.name in _MIN] + [
@@ -256,9 +259,10 @@ def test_sampler_loop(bench, name: str, kind: str, shape: tuple[int, ...],  # no
         flops=8.0 * numel * STEPS, flop_kind="fma", compute_dtype="float32",
         case_note=f"a {STEPS}-step sampler call, {calls} model calls returning precomputed "
                   "outputs" + ("" if kind == "EDM Heun" else
-                               f"; noise drawn by both: {2 * STEPS} torch.randn of the "
-                               "sample (the prior, one per Langevin step, one per predictor "
-                               "step but the last; the floor row times those draws alone)"),
+                               f"; noise: {2 * STEPS} draws of the sample (the prior, one per "
+                               "Langevin step, one per predictor step but the last), ours by "
+                               "randn_philox_, torch ops' by torch.randn (the floor row times "
+                               "those alone)"),
         note=f"{2 * STEPS} torch.randn(shape, generator=) calls" if key == "noise" else "")
     state = {"i": 0}
 
@@ -288,3 +292,47 @@ def test_sampler_loop(bench, name: str, kind: str, shape: tuple[int, ...],  # no
     got = run()
     assert got.shape == shape and torch.isfinite(got).all()
     bench.run(run)
+
+
+NOISE_SHAPES = ((4, 4, 128, 128), (1, 4, 64, 64))
+NOISE_IMPLS = {"ours": ("kernelkit.randn_philox_", "ours"),
+               "torch": ("torch normal_ (preallocated)", "peer"),
+               "floor": ("copy_ (preallocated)", "floor")}
+TARGETS += [{"name": f"noise {'x'.join(map(str, NOISE_SHAPES[0]))}: vs torch normal_",
+             "a": [f"noise {'x'.join(map(str, NOISE_SHAPES[0]))}", NOISE_IMPLS["ours"][0]],
+             "b": [f"noise {'x'.join(map(str, NOISE_SHAPES[0]))}", NOISE_IMPLS["torch"][0]],
+             "min": 3}]
+
+
+@pytest.mark.parametrize(("shape", "key"), [
+    pytest.param(shape, k, id=f"{'x'.join(map(str, shape))}-{k}")
+    for shape in NOISE_SHAPES for k in NOISE_IMPLS])
+def test_noise_draw(bench, shape: tuple[int, ...], key: str) -> None:  # noqa: ANN001
+    """One standard normal draw of the sample into a preallocated tensor: the samplers' noise
+    (ours: Philox4x32-10 + Box-Muller, compute-bound; torch: its CPU generator's normal_). The
+    floor is one write of the bytes (a copy_ moving as many)."""
+    out = torch.empty(shape)
+    numel = out.numel()
+    bench.describe(
+        family=FAMILY, op="randn_philox_", case=f"noise {'x'.join(map(str, shape))}",
+        impl=NOISE_IMPLS[key][0], role=NOISE_IMPLS[key][1], variant="inplace", shape=shape,
+        dtype="float32", elements=numel, nbytes=4 * numel, flops=0.0, flop_kind="add",
+        compute_dtype="float32", case_note="one draw of the sample (write only)",
+        note="one copy_ moving the draw's bytes" if key == "floor" else "")
+    if key == "floor":
+        bench.run(bench.copy_floor(4 * numel))
+        return
+    gen = torch.Generator().manual_seed(0)
+    state = {"offset": 0}
+
+    def ours() -> torch.Tensor:  # a new offset per call: every call draws fresh values
+        state["offset"] += 1
+        return kernelkit.randn_philox_(out, 1234, state["offset"])
+
+    def peer() -> torch.Tensor:
+        return out.normal_(generator=gen)
+
+    fn = ours if key == "ours" else peer
+    fn()
+    assert torch.isfinite(out).all()
+    bench.run(fn)

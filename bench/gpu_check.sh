@@ -154,8 +154,8 @@ done <"$WORK/deps.txt"
 # as a warning until they have some).
 TEST_FILES="bi_attention_triton binary_conv2d_triton binary_gemm_triton bit_packing_triton
   delta_rule_triton hadamard_triton half_gemm_triton linear_scan_2d_triton linear_scan_triton
-  odeint odeint_triton quantizers_triton scheduler_step_triton selective_scan_triton
-  selective_state_update sparse_wht_triton"
+  odeint odeint_triton quantizers_triton randn_philox_triton scheduler_step_triton
+  selective_scan_triton selective_state_update sparse_wht_triton"
 BENCH_FILES="binary delta_rule hadamard half_gemm linear_scan linear_scan_2d selective_scan
   selective_state_update"
 

@@ -23,6 +23,7 @@
 #include "scan/linear_scan.h"
 #include "scan/selective_scan.h"
 #include "scan/selective_state_update.h"
+#include "schedulers/randn_philox.h"
 #include "schedulers/scheduler_step.h"
 
 namespace py = pybind11;
@@ -506,6 +507,22 @@ void scheduler_step_binding(uintptr_t x, uintptr_t m, uintptr_t aux, uintptr_t h
   scheduler_step(a, chosen);
 }
 
+// Philox normals into n contiguous values of out (schedulers/randn_philox.h).
+void randn_philox_binding(uintptr_t out, int64_t n, const std::string& dtype, uint64_t seed,
+                          uint64_t offset, int threads, const std::string& isa) {
+  RandnPhiloxArgs a;
+  a.out = as_ptr<void>(out);
+  a.n = n;
+  a.dtype = parse_float_dtype(dtype, "randn_philox");
+  a.seed = seed;
+  a.offset = offset;
+  a.threads = threads;
+  const Isa chosen = parse_isa(isa);
+  if (n < (int64_t(1) << 12)) return randn_philox(a, chosen);  // shorter than a GIL handoff
+  py::gil_scoped_release release;
+  randn_philox(a, chosen);
+}
+
 // The path each op runs when `requested` is asked for: the best one built for it, at most the
 // request (every op has an AVX-512 build; the binary family's also needs VPOPCNTDQ and
 // BITALG; delta_rule's "auto" is AVX2 where zmm is double-pumped). Keep in step with each op's
@@ -525,7 +542,8 @@ py::dict isa_per_op(const std::string& requested) {
       {"binary_conv2d", binary},        {"bi_attention", binary},
       {"sparse_wht", isa},  // its decoder (the front end's transforms are fwht's)
       {"odeint", isa},
-      {"scheduler_step", isa}};
+      {"scheduler_step", isa},
+      {"randn_philox", isa}};
   py::dict out;
   for (const auto& [op, path] : ops) out[op] = isa_name(path);
   return out;
@@ -652,6 +670,9 @@ PYBIND11_MODULE(_C, mod) {
           py::arg("n_hist"), py::arg("out"), py::arg("store"), py::arg("n"), py::arg("dtype"),
           py::arg("p_x"), py::arg("p_m"), py::arg("c_x"), py::arg("c_conv"), py::arg("c_aux"),
           py::arg("c0"), py::arg("c1"), py::arg("c2"), py::arg("c3"), py::arg("threads"),
+          py::arg("isa") = "auto");
+  def_kernel(mod, "randn_philox", &randn_philox_binding, py::arg("out"), py::arg("n"),
+          py::arg("dtype"), py::arg("seed"), py::arg("offset"), py::arg("threads"),
           py::arg("isa") = "auto");
   mod.def("build_info", &build_info);
   mod.def("half_gemm_peak", [](int threads, const std::string& isa, const std::string& dtype) {

@@ -27,6 +27,7 @@ from .ops.quantizers import (
     ste_tern,
     swish_sign,
 )
+from .ops.randn_philox import randn_philox, randn_philox_
 from .ops.scheduler_step import scheduler_step
 from .ops.selective_scan import selective_scan
 from .ops.selective_state_update import selective_state_update
@@ -52,6 +53,8 @@ __all__ = [
     "odeint",
     "odeint_adjoint",
     "pack_signs",
+    "randn_philox",
+    "randn_philox_",
     "reference",
     "samplers",
     "scheduler_step",

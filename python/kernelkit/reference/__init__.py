@@ -9,6 +9,7 @@ from .half_gemm import half_conv2d_reference, half_linear_reference, half_matmul
 from .linear_scan import linear_scan_reference
 from .odeint import odeint_reference
 from .odeint_adjoint import odeint_adjoint_reference
+from .randn_philox import randn_philox_reference
 from .selective_scan import selective_scan_reference
 from .sparse_wht import sparse_wht_reference
 
@@ -26,6 +27,7 @@ __all__ = [
     "odeint_adjoint_reference",
     "odeint_reference",
     "pack_signs_reference",
+    "randn_philox_reference",
     "selective_scan_reference",
     "sparse_wht_reference",
     "unpack_signs_reference",

@@ -69,8 +69,6 @@ KK_INLINE VF sqrt_vec(VF v) {
 #endif
 }
 
-template <class To, class From> KK_INLINE To bits(From v) { return bit_cast_vec<To>(v); }
-
 struct Words {
   VU w0, w1, w2, w3;
 };
@@ -96,9 +94,9 @@ KK_INLINE Words philox4x32_10(VU c0, uint32_t c1s, uint32_t c2s, uint32_t c3s, u
 // f = m - 1 exact, P of degree 8 fitted to log1p(f) / f there (relative error 1.7e-7 evaluated
 // in float), so values near 1 keep their relative accuracy (small radii stay accurate).
 KK_INLINE VF log_unit_interval(VF u) {
-  const VI ub = bits<VI>(u);
+  const VI ub = bit_cast_vec<VI>(u);
   VI e = (ub >> 23) - 127;
-  VF m = bits<VF>((ub & 0x7fffff) | 0x3f800000);
+  VF m = bit_cast_vec<VF>((ub & 0x7fffff) | 0x3f800000);
   const VI big = m > 1.41421356f;  // -1 where m is halved
   m = big ? m * 0.5f : m;
   e -= big;
@@ -141,8 +139,9 @@ KK_INLINE void turn_cos_sin(VU w, VF& cos_out, VF& sin_out) {
   c = fmadd(c, a2, VF{} + 1.0f);
   const VI odd = -(q & 1);  // quadrants 1 and 3 swap cosine and sine
   const VF cs = odd ? s : c, sn = odd ? c : s;
-  cos_out = bits<VF>(bits<VU>(cs) ^ (VU((q + 1) & 2) << 30));  // negated in quadrants 1, 2
-  sin_out = bits<VF>(bits<VU>(sn) ^ (VU(q & 2) << 30));        // negated in quadrants 2, 3
+  // Sign flips: the cosine in quadrants 1 and 2, the sine in quadrants 2 and 3.
+  cos_out = bit_cast_vec<VF>(bit_cast_vec<VU>(cs) ^ (VU((q + 1) & 2) << 30));
+  sin_out = bit_cast_vec<VF>(bit_cast_vec<VU>(sn) ^ (VU(q & 2) << 30));
 }
 
 // The 64 values of block b into dst[0..64) (floats).

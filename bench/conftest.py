@@ -191,6 +191,12 @@ def torch_isa_limit() -> str:
     return "avx2" if limited else "native"
 
 
+def heap_setting() -> str:
+    """The malloc settings of this run, as report.py --heap sets them (GLIBC_TUNABLES)."""
+    tunables = os.environ.get("GLIBC_TUNABLES", "")
+    return f"GLIBC_TUNABLES {tunables}" if tunables else "glibc's dynamic thresholds"
+
+
 def kernelkit_isa(impl: str, binary: bool) -> str | None:
     """The ISA path kernelkit's op ``impl`` (e.g. ``kernelkit.half_matmul``) runs now, as
     ``build_info()['isa_per_op']`` names it for ``kernelkit._native.ISA`` at this moment.
@@ -393,6 +399,7 @@ def pytest_benchmark_update_json(config: pytest.Config, benchmarks: Any,
         "torch_threads": torch.get_num_threads(),
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "torch_isa": torch_isa_limit(),
+        "heap": heap_setting(),
         "kernelkit_isa_setting": os.environ.get("KERNELKIT_ISA", "auto"),
         "case_time": config.getoption("--bench-case-time"),
         "device": config.getoption("--bench-device"),

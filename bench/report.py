@@ -8,6 +8,7 @@
     python bench/report.py --torch-isa avx2         # torch and its peers limited to AVX2
     python bench/report.py --isa avx2               # kernelkit's AVX2 path (KERNELKIT_ISA)
     python bench/report.py --device cuda            # the GPU cases alone (bench/gpu.py)
+    python bench/report.py --heap glibc             # glibc's dynamic malloc thresholds
 
 The benchmarks run in a pytest subprocess (its progress goes to stderr). Every figure comes
 from that one run: ratios are "other time / our time" (> 1: ours is faster), the memory floor is
@@ -26,6 +27,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +86,28 @@ def table(header: list[str], rows: list[list[str]]) -> list[str]:
 TORCH_AVX2_ONLY = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
                    "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 
+# --heap stable (the default): fixed glibc malloc thresholds for the whole run, every impl
+# alike. With glibc's dynamic thresholds a freed block at the heap's top is handed back to the
+# kernel once it passes twice the largest block freed so far, so a torch op that allocates and
+# frees a few MiB a call page-faults them in again on every call, or not, by the process's
+# heap history: torch's 3x3 conv of the conv-loop case took 0.55 ms a call in one process and
+# 1.75 ms (500 page faults a call) in another. PyTorch's CPU tuning guide gives the same advice
+# (a caching allocator such as jemalloc or tcmalloc); these two tunables are glibc's own.
+STABLE_HEAP = {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=67108864:"
+                                 "glibc.malloc.trim_threshold=268435456"}
+
+
+def bench_env(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, str]:
+    """The benchmark subprocess's environment: ``environ`` with the run's settings."""
+    env = dict(environ, PYTHONDONTWRITEBYTECODE="1")
+    if args.torch_isa == "avx2":
+        env.update(TORCH_AVX2_ONLY)
+    if args.heap == "stable":
+        env.update(STABLE_HEAP)
+    if args.isa is not None:
+        env["KERNELKIT_ISA"] = args.isa
+    return env
+
 
 def run_benchmarks(json_path: Path, args: argparse.Namespace) -> int:
     case_time = args.case_time if args.case_time is not None else (0.2 if args.quick else 1.0)
@@ -100,11 +124,7 @@ def run_benchmarks(json_path: Path, args: argparse.Namespace) -> int:
     if args.k:
         cmd += ["-k", args.k]
     cmd += args.pytest_args
-    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
-    if args.torch_isa == "avx2":
-        env.update(TORCH_AVX2_ONLY)
-    if args.isa is not None:
-        env["KERNELKIT_ISA"] = args.isa
+    env = bench_env(args, os.environ)
     print("running:", " ".join(cmd), file=sys.stderr, flush=True)
     proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=sys.stderr, stderr=sys.stderr,
                           check=False)
@@ -215,6 +235,7 @@ def header_lines(data: dict[str, Any], stat: str) -> list[str]:
                  f"{bi.get('isa_compiled', '?')}); {bi.get('compiler', '?')}; "
                  f"OpenMP {bi.get('openmp', '?')}; torch ISA {kk.get('torch_isa', '?')} "
                  "(avx2: limited by --torch-isa avx2)")
+    lines.append(f"- heap: {kk.get('heap', '?')} (bench/report.py --heap)")
     roof = kk.get("roofline", {})
     if kk.get("device") == "cuda":
         lines.append(f"- device: {kk.get('device_name') or '?'} (CUDA); ours run the Triton "
@@ -414,7 +435,7 @@ def render(data: dict[str, Any], stat: str = "median") -> tuple[str, list[Result
     return "\n".join(lines) + "\n", results
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="fewer rounds (about 0.2 s per case)")
     p.add_argument("--json", type=Path, help="keep pytest-benchmark's JSON at this path")
@@ -427,6 +448,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--isa", choices=("auto", "portable", "avx2", "avx512"),
                    help="kernelkit's ISA path for the run (sets KERNELKIT_ISA; default: the "
                         "environment's, else auto)")
+    p.add_argument("--heap", choices=("stable", "glibc"), default="stable",
+                   help="stable: glibc malloc's mmap / trim thresholds fixed at 64 / 256 MiB "
+                        "for every row (default); glibc: the environment's own settings")
     p.add_argument("--case-time", type=float, help="seconds of rounds per benchmark")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="cpu: the CPU cases (default); cuda: the GPU cases alone")
@@ -434,7 +458,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="statistic of the rounds used for times and ratios (median)")
     p.add_argument("--strict", action="store_true", help="exit 1 when a target fails")
     p.add_argument("pytest_args", nargs="*", help="more pytest arguments (after --)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
 
     status = 0
     if args.from_json:
